@@ -1,0 +1,110 @@
+//! The messages of the event stream, as clients receive them.
+//!
+//! Serialization happens once per block (the broadcaster shares the bytes with every
+//! subscriber); the same types deserialize what a client receives, so tests and the
+//! subscribe command read the wire format through the definitions that write it.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::{CommittedBlock, CommittedTransaction};
+
+/// One message of `valid_transactions`:
+/// `{"transaction_id", "asset_id", "asset_ids", "height"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionEvent<'a> {
+    /// The transaction.
+    #[serde(borrow)]
+    pub transaction_id: Cow<'a, str>,
+    /// The documented field: a CREATE's own id, else the id of the asset it spends.
+    #[serde(borrow)]
+    pub asset_id: Cow<'a, str>,
+    /// What Planetmint 2.x emits: each asset's id, or the transaction's own id.
+    #[serde(borrow)]
+    pub asset_ids: Vec<Cow<'a, str>>,
+    /// Height of the block holding the transaction.
+    pub height: u64,
+}
+
+/// The message of `valid_blocks`: `{"height", "hash", "transaction_ids"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockEvent<'a> {
+    /// Block height.
+    pub height: u64,
+    /// The block hash Planetmint reports (`app_hash`).
+    #[serde(borrow)]
+    pub hash: Cow<'a, str>,
+    /// The block's transactions in order.
+    #[serde(borrow)]
+    pub transaction_ids: Vec<Cow<'a, str>>,
+}
+
+/// The message of `batch=block` framing: `{"height", "transactions": [TransactionEvent, ...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockBatchEvent<'a> {
+    /// Block height.
+    pub height: u64,
+    /// The block's (matching) transaction events in block order.
+    #[serde(borrow)]
+    pub transactions: Vec<TransactionEvent<'a>>,
+}
+
+impl<'a> TransactionEvent<'a> {
+    /// The event of `tx` in the block at `height`, borrowing from it.
+    pub fn of(height: u64, tx: &'a CommittedTransaction) -> Self {
+        Self {
+            transaction_id: Cow::Borrowed(&tx.id),
+            asset_id: Cow::Borrowed(&tx.asset_id),
+            asset_ids: tx
+                .asset_ids
+                .iter()
+                .map(|id| Cow::Borrowed(id.as_str()))
+                .collect(),
+            height,
+        }
+    }
+}
+
+impl<'a> BlockEvent<'a> {
+    /// The event of `block`, borrowing from it.
+    pub fn of(block: &'a CommittedBlock) -> Self {
+        Self {
+            height: block.height,
+            hash: Cow::Borrowed(&block.hash),
+            transaction_ids: block.transaction_ids().map(Cow::Borrowed).collect(),
+        }
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs (strings, integers, arrays) into memory cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// JSON of one `valid_transactions` message.
+pub fn transaction_event_json(height: u64, tx: &CommittedTransaction) -> Vec<u8> {
+    to_json(&TransactionEvent::of(height, tx))
+}
+
+/// JSON of the `valid_blocks` message of a block.
+pub fn block_event_json(block: &CommittedBlock) -> Vec<u8> {
+    to_json(&BlockEvent::of(block))
+}
+
+/// JSON of a `batch=block` message from already serialized transaction events, so a block's
+/// events are serialized once whichever framing a subscriber asked for.
+pub fn block_batch_json<'e>(height: u64, events: impl IntoIterator<Item = &'e [u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"{\"height\":");
+    out.extend_from_slice(height.to_string().as_bytes());
+    out.extend_from_slice(b",\"transactions\":[");
+    for (i, event) in events.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(event);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}

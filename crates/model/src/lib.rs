@@ -1,0 +1,21 @@
+//! Planetmint's committed blocks as the event stream sees them.
+//!
+//! This crate is the shared vocabulary of planetmint-streams and has no I/O:
+//! - [`tuple`]: the rows Planetmint's storage code writes to Tarantool (`blocks`,
+//!   `transactions`/`governance`, `outputs`), decoded with serde from MessagePack.
+//! - [`block`]: a [`CommittedBlock`] assembled from those rows, with the asset rules of the
+//!   stream (`asset_id`, `asset_ids`) applied once.
+//! - [`event`]: the JSON messages clients receive, serialized once per block.
+//! - [`source`]: the seam between storage and fan-out: [`BlockSource`] (read committed blocks)
+//!   and [`BlockSink`] (receive them in order), so either side can be tested alone.
+//! - [`ids`]: validation of transaction ids and public keys given by clients.
+#![forbid(unsafe_code)]
+
+pub mod block;
+pub mod event;
+pub mod ids;
+pub mod source;
+pub mod tuple;
+
+pub use block::{AssemblyError, CommittedBlock, CommittedTransaction};
+pub use source::{BlockBatch, BlockSink, BlockSource, HeightBounds, SourceError};
