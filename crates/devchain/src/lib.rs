@@ -1,1 +1,22 @@
-//! placeholder
+//! A development chain for planetmint-streams, used by tests, the demo and benchmarks.
+//!
+//! - [`process`]: a real Tarantool process on a free loopback port in a temporary directory,
+//!   with Planetmint's schema (`deploy/tarantool/planetmint-schema.lua`), that can be killed and
+//!   restarted on the same data.
+//! - [`generate`]: Planetmint-shaped CREATE/TRANSFER transactions and blocks (ids are SHA3-256
+//!   of the transaction body, `app_hash` chained as Planetmint does), each with the stream
+//!   events it must produce, computed from how it was built.
+//! - [`writer`]: writes blocks the way Planetmint commits them: transactions and their
+//!   outputs first, the `blocks` row last.
+//! - [`fixtures`]: the rows Planetmint 2.5.3's own storage code wrote
+//!   (`tests/fixtures/planetmint-2.5.3`).
+#![forbid(unsafe_code)]
+
+pub mod fixtures;
+pub mod generate;
+pub mod process;
+pub mod writer;
+
+/// Planetmint's schema for a development Tarantool.
+pub const PLANETMINT_SCHEMA_LUA: &str =
+    include_str!("../../../deploy/tarantool/planetmint-schema.lua");

@@ -1,0 +1,484 @@
+//! Planetmint-shaped transactions and blocks for tests, the demo and benchmarks.
+//!
+//! Each generated transaction carries what the stream must say about it (its operation, its
+//! `asset_id`, `asset_ids` and output keys), known from how it was built, so tests compare the
+//! stream against the written data without running the stream's own rules.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rmpv::Value;
+use sha3::{Digest, Sha3_256};
+
+/// A transaction ready to be written, with the facts a test checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedTransaction {
+    /// Transaction id (64 hex).
+    pub id: String,
+    /// `CREATE` or `TRANSFER`.
+    pub operation: String,
+    /// The asset the stream's `asset_id` must name.
+    pub asset_id: String,
+    /// What the stream's `asset_ids` must carry.
+    pub asset_ids: Vec<String>,
+    /// Every public key of every output.
+    pub output_keys: Vec<String>,
+    /// Every `owners_before` key of every input.
+    pub input_owners: Vec<String>,
+    /// The `transactions` row.
+    pub row: Value,
+    /// The `outputs` rows.
+    pub outputs: Vec<Value>,
+}
+
+/// A block ready to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedBlock {
+    /// Height.
+    pub height: u64,
+    /// `app_hash` (the hash the stream reports).
+    pub app_hash: String,
+    /// Transactions in block order.
+    pub transactions: Vec<GeneratedTransaction>,
+    /// The `blocks` row.
+    pub row: Value,
+}
+
+impl GeneratedBlock {
+    /// The block's transaction ids in order.
+    pub fn transaction_ids(&self) -> Vec<String> {
+        self.transactions.iter().map(|tx| tx.id.clone()).collect()
+    }
+}
+
+/// An input: its owners and the output it spends (`None` for a CREATE).
+type InputSpec = (Vec<String>, Option<(String, u64)>);
+
+#[derive(Debug, Clone)]
+struct Unspent {
+    transaction_id: String,
+    output_index: u64,
+    asset_id: String,
+    owners: Vec<String>,
+    amount: u64,
+}
+
+/// Makes a chain of blocks: CREATEs of new assets and TRANSFERs of outputs created earlier
+/// (sometimes in the same block), some outputs owned by several keys.
+pub struct ChainGenerator {
+    rng: StdRng,
+    next_height: u64,
+    app_hash: String,
+    wallets: Vec<String>,
+    unspent: Vec<Unspent>,
+    /// Optional fixed transaction-id prefix source: lets a benchmark encode data in ids.
+    id_override: Option<Box<dyn FnMut() -> String + Send>>,
+}
+
+impl std::fmt::Debug for ChainGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainGenerator")
+            .field("next_height", &self.next_height)
+            .field("wallets", &self.wallets.len())
+            .field("unspent", &self.unspent.len())
+            .finish()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+fn sha3_hex(data: &[u8]) -> String {
+    hex(&Sha3_256::digest(data))
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
+}
+
+fn strings(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| Value::from(s.as_str())).collect())
+}
+
+impl ChainGenerator {
+    /// A generator whose first block is at `first_height`, seeded for repeatable data.
+    /// `wallets` keys are drawn from (at least 2).
+    pub fn new(seed: u64, first_height: u64, wallets: usize) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let wallets = (0..wallets.max(2))
+            .map(|_| {
+                let key: [u8; 32] = rng.gen();
+                bs58::encode(key).into_string()
+            })
+            .collect();
+        Self {
+            rng,
+            next_height: first_height,
+            app_hash: String::new(),
+            wallets,
+            unspent: Vec::new(),
+            id_override: None,
+        }
+    }
+
+    /// Uses `ids` for the next transactions' ids instead of hashing their bodies (benchmarks
+    /// encode the commit time in them).
+    pub fn with_ids(mut self, ids: impl FnMut() -> String + Send + 'static) -> Self {
+        self.id_override = Some(Box::new(ids));
+        self
+    }
+
+    /// The wallet keys in use.
+    pub fn wallets(&self) -> &[String] {
+        &self.wallets
+    }
+
+    /// The height the next block gets.
+    pub fn next_height(&self) -> u64 {
+        self.next_height
+    }
+
+    /// Skips heights (Planetmint's heights need not be contiguous for a reader).
+    pub fn skip_heights(&mut self, n: u64) {
+        self.next_height += n;
+    }
+
+    fn random_b58(&mut self) -> String {
+        let bytes: [u8; 32] = self.rng.gen();
+        bs58::encode(bytes).into_string()
+    }
+
+    fn uuid_hex(&mut self) -> String {
+        let bytes: [u8; 16] = self.rng.gen();
+        hex(&bytes)
+    }
+
+    fn fulfillment(&mut self) -> String {
+        // Shape of a crypto-condition fulfillment (base64url); the stream never reads it.
+        let bytes: [u8; 60] = {
+            let mut b = [0u8; 60];
+            self.rng.fill(&mut b[..]);
+            b
+        };
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        bytes
+            .iter()
+            .map(|b| alphabet[usize::from(b & 63)] as char)
+            .collect()
+    }
+
+    fn condition(&self, owners: &[String]) -> Value {
+        if owners.len() == 1 {
+            map(vec![
+                (
+                    "uri",
+                    Value::from("ni:///sha-256;placeholder?fpt=ed25519-sha-256&cost=131072"),
+                ),
+                (
+                    "details",
+                    map(vec![
+                        ("type", Value::from("ed25519-sha-256")),
+                        ("public_key", Value::from(owners[0].as_str())),
+                    ]),
+                ),
+            ])
+        } else {
+            let subs = owners
+                .iter()
+                .map(|k| {
+                    map(vec![
+                        ("type", Value::from("ed25519-sha-256")),
+                        ("public_key", Value::from(k.as_str())),
+                    ])
+                })
+                .collect();
+            map(vec![
+                ("uri", Value::from("ni:///sha-256;placeholder?fpt=threshold-sha-256&cost=264192&subtypes=ed25519-sha-256")),
+                (
+                    "details",
+                    map(vec![
+                        ("type", Value::from("threshold-sha-256")),
+                        ("threshold", Value::from(owners.len() as u64)),
+                        ("subconditions", Value::Array(subs)),
+                    ]),
+                ),
+            ])
+        }
+    }
+
+    fn pick_owners(&mut self) -> Vec<String> {
+        let first = self.wallets[self.rng.gen_range(0..self.wallets.len())].clone();
+        if self.rng.gen_bool(0.2) {
+            let mut second = self.wallets[self.rng.gen_range(0..self.wallets.len())].clone();
+            if second == first {
+                second = self.random_b58();
+            }
+            vec![first, second]
+        } else {
+            vec![first]
+        }
+    }
+
+    fn finish(
+        &mut self,
+        operation: &str,
+        assets: Value,
+        asset_id: Option<String>,
+        inputs: Vec<InputSpec>,
+        outputs: Vec<(Vec<String>, u64)>,
+    ) -> GeneratedTransaction {
+        let metadata = if self.rng.gen_bool(0.7) {
+            Value::from(format!("Qm{}", self.random_b58()))
+        } else {
+            Value::Nil
+        };
+        let input_values: Vec<Value> = inputs
+            .iter()
+            .map(|(owners, fulfills)| {
+                let fulfills = match fulfills {
+                    Some((tx, index)) => map(vec![
+                        ("transaction_id", Value::from(tx.as_str())),
+                        ("output_index", Value::from(*index)),
+                    ]),
+                    None => Value::Nil,
+                };
+                let fulfillment = self.fulfillment();
+                map(vec![
+                    ("owners_before", strings(owners)),
+                    ("fulfills", fulfills),
+                    ("fulfillment", Value::from(fulfillment)),
+                ])
+            })
+            .collect();
+        // The id is SHA3-256 of the transaction body, as Planetmint's is (over its own
+        // serialization; ours is the MessagePack of the row without an id).
+        let mut body = Vec::new();
+        let unsigned = Value::Array(vec![
+            Value::from(operation),
+            Value::from("3.0"),
+            metadata.clone(),
+            assets.clone(),
+            Value::Array(input_values.clone()),
+            Value::Array(
+                outputs
+                    .iter()
+                    .map(|(keys, amount)| Value::Array(vec![strings(keys), Value::from(*amount)]))
+                    .collect(),
+            ),
+            Value::from(self.rng.gen::<u64>()),
+        ]);
+        let _ = rmpv::encode::write_value(&mut body, &unsigned);
+        let id = match self.id_override.as_mut() {
+            Some(ids) => ids(),
+            None => sha3_hex(&body),
+        };
+        let asset_id = asset_id.unwrap_or_else(|| id.clone());
+        let asset_ids = vec![asset_id.clone()];
+        let mut output_keys: Vec<String> = Vec::new();
+        let mut output_rows = Vec::with_capacity(outputs.len());
+        for (index, (owners, amount)) in outputs.iter().enumerate() {
+            for key in owners {
+                if !output_keys.contains(key) {
+                    output_keys.push(key.clone());
+                }
+            }
+            let row_id = self.uuid_hex();
+            output_rows.push(Value::Array(vec![
+                Value::from(row_id),
+                Value::from(*amount),
+                strings(owners),
+                self.condition(owners),
+                Value::from(index as u64),
+                Value::from(id.as_str()),
+            ]));
+            self.unspent.push(Unspent {
+                transaction_id: id.clone(),
+                output_index: index as u64,
+                asset_id: asset_id.clone(),
+                owners: owners.clone(),
+                amount: *amount,
+            });
+        }
+        let mut input_owners: Vec<String> = Vec::new();
+        for (owners, _) in &inputs {
+            for key in owners {
+                if !input_owners.contains(key) {
+                    input_owners.push(key.clone());
+                }
+            }
+        }
+        let row = Value::Array(vec![
+            Value::from(id.as_str()),
+            Value::from(operation),
+            Value::from("3.0"),
+            metadata,
+            assets,
+            Value::Array(input_values),
+            Value::Nil,
+        ]);
+        GeneratedTransaction {
+            id,
+            operation: operation.to_owned(),
+            asset_id,
+            asset_ids,
+            output_keys,
+            input_owners,
+            row,
+            outputs: output_rows,
+        }
+    }
+
+    /// A CREATE of a new asset, signed by one wallet, with 1 to 3 outputs.
+    pub fn create(&mut self) -> GeneratedTransaction {
+        let issuer = self.wallets[self.rng.gen_range(0..self.wallets.len())].clone();
+        let data = format!("Qm{}", self.random_b58());
+        let assets = Value::Array(vec![map(vec![("data", Value::from(data))])]);
+        let n_outputs = self.rng.gen_range(1..=3);
+        let outputs = (0..n_outputs)
+            .map(|_| (self.pick_owners(), self.rng.gen_range(1..=100)))
+            .collect();
+        self.finish("CREATE", assets, None, vec![(vec![issuer], None)], outputs)
+    }
+
+    /// A TRANSFER of an unspent output (a CREATE when nothing is unspent).
+    pub fn transfer(&mut self) -> GeneratedTransaction {
+        if self.unspent.is_empty() {
+            return self.create();
+        }
+        let spent = self
+            .unspent
+            .swap_remove(self.rng.gen_range(0..self.unspent.len()));
+        let assets = Value::Array(vec![map(vec![(
+            "id",
+            Value::from(spent.asset_id.as_str()),
+        )])]);
+        let outputs = if spent.amount > 1 && self.rng.gen_bool(0.4) {
+            let first = self.rng.gen_range(1..spent.amount);
+            vec![
+                (self.pick_owners(), first),
+                (spent.owners.clone(), spent.amount - first),
+            ]
+        } else {
+            vec![(self.pick_owners(), spent.amount)]
+        };
+        self.finish(
+            "TRANSFER",
+            assets,
+            Some(spent.asset_id.clone()),
+            vec![(
+                spent.owners.clone(),
+                Some((spent.transaction_id.clone(), spent.output_index)),
+            )],
+            outputs,
+        )
+    }
+
+    /// The next block with `transactions` transactions (about half CREATE, half TRANSFER).
+    pub fn block(&mut self, transactions: usize) -> GeneratedBlock {
+        let txs: Vec<GeneratedTransaction> = (0..transactions)
+            .map(|_| {
+                if self.rng.gen_bool(0.5) {
+                    self.create()
+                } else {
+                    self.transfer()
+                }
+            })
+            .collect();
+        self.block_of(txs)
+    }
+
+    /// The next block holding exactly `transactions`.
+    pub fn block_of(&mut self, transactions: Vec<GeneratedTransaction>) -> GeneratedBlock {
+        let height = self.next_height;
+        self.next_height += 1;
+        if !transactions.is_empty() {
+            // Planetmint chains app_hash: sha3(previous app_hash + sha3(concatenated ids)).
+            let ids: String = transactions.iter().map(|tx| tx.id.as_str()).collect();
+            let inner = sha3_hex(ids.as_bytes());
+            self.app_hash = sha3_hex(format!("{}{}", self.app_hash, inner).as_bytes());
+        }
+        let block_id = self.uuid_hex();
+        let ids: Vec<String> = transactions.iter().map(|tx| tx.id.clone()).collect();
+        let row = Value::Array(vec![
+            Value::from(block_id),
+            Value::from(self.app_hash.as_str()),
+            Value::from(height),
+            strings(&ids),
+        ]);
+        GeneratedBlock {
+            height,
+            app_hash: self.app_hash.clone(),
+            transactions,
+            row,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_chained_and_transfers_spend_earlier_assets() {
+        let mut chain = ChainGenerator::new(7, 1, 5);
+        let blocks: Vec<GeneratedBlock> = (0..20).map(|_| chain.block(6)).collect();
+        assert_eq!(blocks.first().map(|b| b.height), Some(1));
+        assert_eq!(blocks.last().map(|b| b.height), Some(20));
+        let mut created = std::collections::HashSet::new();
+        let mut transfers = 0;
+        for block in &blocks {
+            for tx in &block.transactions {
+                assert_eq!(tx.id.len(), 64);
+                match tx.operation.as_str() {
+                    "CREATE" => {
+                        assert_eq!(tx.asset_id, tx.id);
+                        created.insert(tx.id.clone());
+                    }
+                    "TRANSFER" => {
+                        transfers += 1;
+                        assert!(created.contains(&tx.asset_id), "spends a known asset");
+                    }
+                    other => panic!("unexpected operation {other}"),
+                }
+                assert!(!tx.outputs.is_empty());
+            }
+        }
+        assert!(transfers > 10);
+        let hashes: std::collections::HashSet<_> =
+            blocks.iter().map(|b| b.app_hash.clone()).collect();
+        assert_eq!(
+            hashes.len(),
+            blocks.len(),
+            "every non-empty block changes app_hash"
+        );
+        let empty = chain.block(0);
+        assert_eq!(
+            empty.app_hash, blocks[19].app_hash,
+            "an empty block repeats app_hash"
+        );
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_chain() {
+        let a: Vec<_> = {
+            let mut c = ChainGenerator::new(3, 1, 4);
+            (0..3).map(|_| c.block(4)).collect()
+        };
+        let b: Vec<_> = {
+            let mut c = ChainGenerator::new(3, 1, 4);
+            (0..3).map(|_| c.block(4)).collect()
+        };
+        assert_eq!(a, b);
+    }
+}

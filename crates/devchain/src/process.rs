@@ -1,0 +1,194 @@
+//! A Tarantool process for tests and the demo: free loopback port, temporary directory,
+//! Planetmint's schema; killable and restartable on the same data.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use crate::PLANETMINT_SCHEMA_LUA;
+
+/// How to start the process.
+#[derive(Debug, Clone, Default)]
+pub struct TarantoolOptions {
+    /// Lua run after the schema is loaded (extra users, grants, replication settings...).
+    pub extra_lua: String,
+    /// Extra `box.cfg` entries, as Lua table fields (e.g. `replication = {...}, read_only = true`).
+    pub extra_cfg: String,
+    /// Skip loading Planetmint's schema (a replica receives it from its master).
+    pub without_schema: bool,
+}
+
+/// A running Tarantool; killed when dropped.
+#[derive(Debug)]
+pub struct TarantoolProcess {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// Failure to start Tarantool.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The `tarantool` binary could not be run.
+    #[error("cannot run `tarantool` (install it: apt-get install -y tarantool): {0}")]
+    Spawn(std::io::Error),
+    /// It did not accept connections in time; the log tail says why.
+    #[error("tarantool did not start listening on port {port}; log tail:\n{log}")]
+    NotListening {
+        /// The port it was given.
+        port: u16,
+        /// Last lines of its log.
+        log: String,
+    },
+    /// Other I/O.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+impl TarantoolProcess {
+    /// Starts Tarantool with Planetmint's schema and `guest` granted everything (as in
+    /// Planetmint's deployments).
+    pub async fn start() -> Result<Self, StartError> {
+        Self::start_with(TarantoolOptions::default()).await
+    }
+
+    /// Starts Tarantool with `options`.
+    pub async fn start_with(options: TarantoolOptions) -> Result<Self, StartError> {
+        let dir = tempfile::Builder::new()
+            .prefix("pms-tarantool-")
+            .tempdir()?;
+        let port = free_port()?;
+        std::fs::write(
+            dir.path().join("planetmint-schema.lua"),
+            PLANETMINT_SCHEMA_LUA,
+        )?;
+        let schema = if options.without_schema {
+            String::new()
+        } else {
+            "dofile('planetmint-schema.lua')".to_owned()
+        };
+        let init = format!(
+            "box.cfg{{ listen = '127.0.0.1:{port}', work_dir = '{dir}', log = 'tarantool.log', \
+             memtx_memory = 256 * 1024 * 1024, {extra_cfg} }}\n\
+             box.once('grant-guest', function() \
+               box.schema.user.grant('guest', 'read,write,execute,create,drop,alter', 'universe', nil, {{ if_not_exists = true }}) \
+             end)\n\
+             {schema}\n{extra}\n\
+             local ready = io.open('ready', 'w') ready:write('ok') ready:close()\n",
+            dir = dir.path().display(),
+            extra_cfg = options.extra_cfg,
+            extra = options.extra_lua,
+        );
+        std::fs::write(dir.path().join("init.lua"), init)?;
+        let mut process = Self {
+            dir,
+            port,
+            child: None,
+        };
+        process.spawn().await?;
+        Ok(process)
+    }
+
+    async fn spawn(&mut self) -> Result<(), StartError> {
+        // init.lua writes `ready` once the schema is loaded: the port opens before that.
+        let ready = self.dir.path().join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new("tarantool")
+            .arg("init.lua")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(StartError::Spawn)?;
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
+            if ready.exists() && greets(self.port).await {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(StartError::NotListening {
+            port: self.port,
+            log: self.log_tail(),
+        })
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Path of its log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("tarantool.log")
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// `kill -9`: no clean shutdown, as in a crash.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts it again on the same port and data (after [`kill`](Self::kill)).
+    pub async fn restart(&mut self) -> Result<(), StartError> {
+        self.kill().await;
+        self.spawn().await
+    }
+
+    /// Whether it is currently running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// Whether something on `port` sends a Tarantool greeting.
+async fn greets(port: u16) -> bool {
+    let attempt = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut greeting = [0u8; 128];
+        stream.read_exact(&mut greeting).await.ok()?;
+        greeting.starts_with(b"Tarantool").then_some(())
+    };
+    tokio::time::timeout(Duration::from_millis(500), attempt)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}

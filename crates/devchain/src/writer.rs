@@ -1,0 +1,163 @@
+//! Writes blocks into Tarantool the way Planetmint commits them.
+//!
+//! Planetmint's ABCI commit stores each transaction and its outputs (ordinary transactions in
+//! `transactions`, elections and votes in `governance`), then the block row, last: the row is
+//! the commit marker. Every write is its own request. `replace` is used instead of `insert` so
+//! that a block can be written again after a crash without failing on rows that survived.
+
+use std::time::Duration;
+
+use planetmint_streams_ingest::tarantool::{connect, TarantoolConnection};
+use rmpv::Value;
+use tarantool_rs::{ExecutorExt, Value as TValue};
+
+use crate::generate::GeneratedBlock;
+
+/// Failure to write.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Tarantool refused or could not be reached.
+    #[error("tarantool: {0}")]
+    Tarantool(#[from] tarantool_rs::Error),
+    /// The schema lacks a space.
+    #[error("space {0} does not exist: load Planetmint's schema first")]
+    MissingSpace(&'static str),
+    /// A row is not an array.
+    #[error("row is not a tuple: {0}")]
+    BadRow(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Spaces {
+    blocks: u32,
+    transactions: u32,
+    governance: u32,
+    outputs: u32,
+}
+
+/// A writer connected to one Tarantool.
+#[derive(Debug)]
+pub struct PlanetmintWriter {
+    connection: TarantoolConnection,
+    spaces: Spaces,
+}
+
+const GOVERNANCE_OPERATIONS: &[&str] = &["VALIDATOR_ELECTION", "CHAIN_MIGRATION_ELECTION", "VOTE"];
+
+fn tuple_fields(row: &Value) -> Result<Vec<TValue>, WriteError> {
+    match row {
+        Value::Array(fields) => Ok(fields.clone()),
+        other => Err(WriteError::BadRow(other.to_string())),
+    }
+}
+
+impl PlanetmintWriter {
+    /// Connects to the Tarantool at `address` (2.6 or 2.10+).
+    pub async fn connect(address: &str) -> Result<Self, WriteError> {
+        let connection = connect(
+            address,
+            None,
+            Duration::from_secs(2),
+            (Duration::from_millis(20), Duration::from_millis(500)),
+        )
+        .await?;
+        let spaces = Self::spaces(&connection).await?;
+        Ok(Self { connection, spaces })
+    }
+
+    async fn spaces(connection: &TarantoolConnection) -> Result<Spaces, WriteError> {
+        let conn = &connection.conn;
+        let id = |name: &'static str| async move {
+            conn.space(name)
+                .await?
+                .map(|s| s.metadata().id())
+                .ok_or(WriteError::MissingSpace(name))
+        };
+        Ok(Spaces {
+            blocks: id("blocks").await?,
+            transactions: id("transactions").await?,
+            governance: id("governance").await?,
+            outputs: id("outputs").await?,
+        })
+    }
+
+    /// The underlying tarantool-rs connection.
+    pub fn connection(&self) -> &tarantool_rs::Connection {
+        &self.connection.conn
+    }
+
+    /// Writes one row into a space by id.
+    pub async fn replace_row(&self, space: u32, row: &Value) -> Result<(), WriteError> {
+        self.connection
+            .conn
+            .replace(space, tuple_fields(row)?)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes a block: its transactions and outputs, then its row.
+    pub async fn write_block(&self, block: &GeneratedBlock) -> Result<(), WriteError> {
+        let (governance, ordinary): (Vec<_>, Vec<_>) = block
+            .transactions
+            .iter()
+            .partition(|tx| GOVERNANCE_OPERATIONS.contains(&tx.operation.as_str()));
+        for (space, txs) in [
+            (self.spaces.transactions, ordinary),
+            (self.spaces.governance, governance),
+        ] {
+            for tx in txs {
+                self.replace_row(space, &tx.row).await?;
+                for output in &tx.outputs {
+                    self.replace_row(self.spaces.outputs, output).await?;
+                }
+            }
+        }
+        self.replace_row(self.spaces.blocks, &block.row).await
+    }
+
+    /// Writes rows given as raw tuples (fixture data): transactions, outputs, then the block.
+    pub async fn write_rows(
+        &self,
+        transactions: &[Value],
+        outputs: &[Value],
+        block: &Value,
+    ) -> Result<(), WriteError> {
+        for tx in transactions {
+            self.replace_row(self.spaces.transactions, tx).await?;
+        }
+        for output in outputs {
+            self.replace_row(self.spaces.outputs, output).await?;
+        }
+        self.replace_row(self.spaces.blocks, block).await
+    }
+
+    /// Writes a block, retrying (with a new connection if need be) until it is stored or
+    /// `give_up` passes: for writers that must survive Tarantool restarts.
+    pub async fn write_block_retrying(
+        &mut self,
+        address: &str,
+        block: &GeneratedBlock,
+        give_up: Duration,
+    ) -> Result<(), WriteError> {
+        let deadline = tokio::time::Instant::now() + give_up;
+        loop {
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(2), self.write_block(block)).await;
+            match attempt {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(err)) if tokio::time::Instant::now() >= deadline => return Err(err),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(WriteError::Tarantool(tarantool_rs::Error::Timeout))
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Ok(Ok(fresh)) =
+                        tokio::time::timeout(Duration::from_secs(2), Self::connect(address)).await
+                    {
+                        *self = fresh;
+                    }
+                }
+            }
+        }
+    }
+}

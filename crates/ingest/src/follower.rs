@@ -1,0 +1,193 @@
+//! The ingest loop: one cursor, blocks after it, each handed on exactly once.
+//!
+//! The cursor is the last height handed to the sink. It starts at the source's committed head
+//! (without parameters a subscriber gets only blocks committed after it connected, as with
+//! Planetmint), and only moves forward. Every read asks for "height > cursor", so an outage
+//! of Tarantool or a restart of the follower resumes exactly where it stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use planetmint_streams_model::{BlockSink, BlockSource, SourceError};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, info_span, warn, Instrument};
+
+use crate::status::IngestStatus;
+use crate::tarantool::backoff::Backoff;
+
+/// How the follower reads.
+#[derive(Debug, Clone)]
+pub struct FollowerConfig {
+    /// Most blocks per read.
+    pub batch_blocks: usize,
+    /// How long one read may wait on the source for a new block.
+    pub long_poll: Duration,
+    /// First pause after a failed read.
+    pub retry_min: Duration,
+    /// Longest pause between failed reads.
+    pub retry_max: Duration,
+}
+
+impl Default for FollowerConfig {
+    fn default() -> Self {
+        Self {
+            batch_blocks: 10,
+            long_poll: Duration::from_secs(1),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Follows a [`BlockSource`] and feeds a [`BlockSink`].
+pub struct Follower {
+    source: Arc<dyn BlockSource>,
+    sink: Arc<dyn BlockSink>,
+    status: Arc<IngestStatus>,
+    config: FollowerConfig,
+}
+
+impl Follower {
+    /// A follower that has not started yet.
+    pub fn new(
+        source: Arc<dyn BlockSource>,
+        sink: Arc<dyn BlockSink>,
+        status: Arc<IngestStatus>,
+        config: FollowerConfig,
+    ) -> Self {
+        Self {
+            source,
+            sink,
+            status,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut cursor: Option<u64> = None;
+        let mut backoff = Backoff::new(self.config.retry_min, self.config.retry_max);
+        let mut warned_behind = false;
+        loop {
+            let step = async {
+                match cursor {
+                    None => self.start().await.map(|start| {
+                        cursor = Some(start);
+                    }),
+                    Some(after) => {
+                        let next = self.follow(after, &mut warned_behind).await?;
+                        cursor = Some(next);
+                        Ok(())
+                    }
+                }
+            };
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                result = step => result,
+            };
+            match result {
+                Ok(()) => backoff.reset(),
+                Err(err) => {
+                    self.on_error(&err, cursor);
+                    let delay = backoff.next_delay();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        info!(streamed_height = cursor, "ingest stopped");
+    }
+
+    /// Finds the starting cursor: the committed head (0 when the source is empty, so that
+    /// Planetmint's genesis row at height 0 is never streamed).
+    async fn start(&self) -> Result<u64, SourceError> {
+        let bounds = self.source.bounds().await?;
+        let start = bounds.map_or(0, |b| b.highest);
+        self.status.mark_reachable(start);
+        self.status.mark_started(start);
+        self.sink.start_after(start);
+        info!(
+            start_after = start,
+            "ingest started; streaming blocks committed from now on"
+        );
+        Ok(start)
+    }
+
+    /// One read after `after`; returns the new cursor.
+    async fn follow(&self, after: u64, warned_behind: &mut bool) -> Result<u64, SourceError> {
+        let batch = self
+            .source
+            .next_blocks(after, self.config.batch_blocks, self.config.long_poll)
+            .await?;
+        if self.status.mark_reachable(batch.head.max(after)) && self.status.is_started() {
+            self.status.source_reconnects.inc();
+            info!(
+                resume_after = after,
+                head = batch.head,
+                "Tarantool is back; streaming continues from the cursor"
+            );
+        }
+        if batch.head < after && batch.blocks.is_empty() && !*warned_behind {
+            *warned_behind = true;
+            warn!(
+                head = batch.head,
+                cursor = after,
+                "Tarantool's head is below the last streamed height; waiting for blocks above the cursor (was the database reset?)"
+            );
+        }
+        let mut cursor = after;
+        for block in batch.blocks {
+            if block.height <= cursor {
+                // The source must return heights above the cursor in order; anything else
+                // would be a duplicate or a reordering, so it is never published.
+                error!(
+                    height = block.height,
+                    cursor, "source returned a block at or below the cursor; skipped"
+                );
+                continue;
+            }
+            let span = info_span!(
+                "block",
+                height = block.height,
+                transactions = block.transactions.len()
+            );
+            async {
+                debug!("publishing");
+            }
+            .instrument(span)
+            .await;
+            cursor = block.height;
+            self.status.blocks_ingested.inc();
+            self.status
+                .transactions_ingested
+                .inc_by(block.transactions.len() as u64);
+            self.sink.publish(Arc::new(block));
+            self.status
+                .streamed_height
+                .set(i64::try_from(cursor).unwrap_or(i64::MAX));
+            *warned_behind = false;
+        }
+        Ok(cursor)
+    }
+
+    fn on_error(&self, err: &SourceError, cursor: Option<u64>) {
+        let unreachable = matches!(err, SourceError::Unavailable(_));
+        let first = self.status.mark_failed(err.kind(), unreachable);
+        match (first, cursor) {
+            (true, Some(cursor)) => warn!(
+                error = %err,
+                resume_after = cursor,
+                "lost Tarantool; subscribers stay connected, streaming resumes from the cursor when it is back"
+            ),
+            (true, None) => {
+                warn!(error = %err, "cannot reach Tarantool yet; retrying with backoff")
+            }
+            (false, _) if !unreachable => {
+                error!(error = %err, kind = err.kind(), "reading blocks failed; retrying with backoff")
+            }
+            (false, _) => debug!(error = %err, "Tarantool still unavailable"),
+        }
+    }
+}

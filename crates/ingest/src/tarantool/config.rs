@@ -1,0 +1,128 @@
+//! Settings for reading Planetmint's Tarantool (`[tarantool]` in the configuration file).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How new blocks are noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    /// Server-side long-poll when `eval` is allowed, else polling.
+    #[default]
+    Auto,
+    /// Server-side long-poll only; fail if it cannot be installed.
+    Push,
+    /// Plain selects every `poll_interval` (read-only users, no `eval`).
+    Poll,
+}
+
+/// Default IPROTO address of Planetmint's Tarantool.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:3303";
+
+/// `[tarantool]`: where Planetmint's Tarantool is and how to read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TarantoolConfig {
+    /// IPROTO address, `host:port`.
+    pub address: String,
+    /// User to authenticate as; none means `guest` (Planetmint's default).
+    pub user: Option<String>,
+    /// Password of `user`.
+    pub password: Option<String>,
+    /// How new blocks are noticed.
+    pub mode: ReadMode,
+    /// Limit for one connection attempt (TCP connect and greeting).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Limit for one request (on top of the long-poll wait).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long one long-poll request waits on the server for a new block.
+    #[serde(with = "humantime_serde")]
+    pub long_poll: Duration,
+    /// Pause between reads in `poll` mode.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Most blocks read per request.
+    pub batch_blocks: usize,
+    /// About how many transactions one request may carry (at least one block is always read).
+    pub batch_transactions: usize,
+    /// First pause after a failed connection attempt.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    /// Longest pause between connection attempts.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+impl Default for TarantoolConfig {
+    fn default() -> Self {
+        Self {
+            address: DEFAULT_ADDRESS.to_owned(),
+            user: None,
+            password: None,
+            mode: ReadMode::Auto,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+            long_poll: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(100),
+            batch_blocks: 10,
+            batch_transactions: 2000,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl TarantoolConfig {
+    /// Checks the values; the error names the offending key.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.address.trim().is_empty() || !self.address.contains(':') {
+            return Err((
+                "tarantool.address",
+                format!("expected host:port, got {:?}", self.address),
+            ));
+        }
+        let positive = [
+            ("tarantool.connect_timeout", self.connect_timeout),
+            ("tarantool.request_timeout", self.request_timeout),
+            ("tarantool.poll_interval", self.poll_interval),
+            ("tarantool.reconnect_min", self.reconnect_min),
+        ];
+        for (key, value) in positive {
+            if value.is_zero() {
+                return Err((key, "must be greater than zero".to_owned()));
+            }
+        }
+        if self.reconnect_max < self.reconnect_min {
+            return Err((
+                "tarantool.reconnect_max",
+                "must not be below reconnect_min".to_owned(),
+            ));
+        }
+        if self.batch_blocks == 0 {
+            return Err(("tarantool.batch_blocks", "must be at least 1".to_owned()));
+        }
+        if self.batch_transactions == 0 {
+            return Err((
+                "tarantool.batch_transactions",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.password.is_some() && self.user.is_none() {
+            return Err((
+                "tarantool.password",
+                "is set but tarantool.user is not".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// User and password for tarantool-rs, when a user is configured.
+    pub fn credentials(&self) -> Option<(&str, Option<&str>)> {
+        self.user
+            .as_deref()
+            .map(|user| (user, self.password.as_deref()))
+    }
+}

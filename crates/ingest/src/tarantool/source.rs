@@ -1,0 +1,538 @@
+//! [`TarantoolSource`]: committed blocks read from Planetmint's Tarantool.
+//!
+//! In push mode every read is one call of the installed Lua function, which waits on the server
+//! for a commit (long-poll) and returns whole blocks (row, transactions, outputs) as one
+//! MessagePack string, decoded here with rmp-serde straight into the model's tuple types. In
+//! poll mode (no `eval` permission, or `mode = "poll"`) blocks are read with plain selects,
+//! pipelined over the one connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::try_join_all;
+use planetmint_streams_model::tuple::{BlockTuple, OutputTuple, TransactionTuple};
+use planetmint_streams_model::{
+    BlockBatch, BlockSource, CommittedBlock, HeightBounds, SourceError,
+};
+use serde::Deserialize;
+use tarantool_rs::{Connection, ExecutorExt, IteratorType};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use super::config::{ReadMode, TarantoolConfig};
+use super::connect::connect_through;
+use super::relay::{Relay, RelayConfig, RelayState};
+
+/// The Lua helpers (see the file for what they do and why).
+pub const STREAMS_LUA: &str = include_str!("streams.lua");
+/// Version of the protocol between this code and `streams.lua`.
+const LUA_PROTOCOL: u64 = 1;
+
+/// Committed blocks from Planetmint's Tarantool.
+pub struct TarantoolSource {
+    config: TarantoolConfig,
+    relay: Relay,
+    client: Mutex<Option<Client>>,
+}
+
+#[derive(Clone)]
+struct Client {
+    conn: Connection,
+    /// Relay session in which the Lua helpers were installed (push mode), if any.
+    installed_in: Option<u64>,
+    active: ActiveMode,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ActiveMode {
+    Push,
+    Poll(SpaceIds),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct SpaceIds {
+    blocks: u32,
+    blocks_by_height: u32,
+    transactions: u32,
+    governance: Option<u32>,
+    outputs: Option<(u32, u32)>,
+}
+
+/// One block as `streams.lua` returns it: `[block_row, [tx_row | nil, ...], [output_row, ...]]`.
+#[derive(Deserialize)]
+struct BlockRecord(BlockTuple, Vec<Option<TransactionTuple>>, Vec<OutputTuple>);
+
+/// The reply of `planetmint_streams.blocks`: `[watermark, [BlockRecord, ...]]`.
+#[derive(Deserialize)]
+struct BlocksReply(u64, Vec<BlockRecord>);
+
+/// Decodes the MessagePack reply of `planetmint_streams.blocks` into committed blocks.
+pub fn decode_blocks_reply(bytes: &[u8]) -> Result<BlockBatch, SourceError> {
+    let BlocksReply(head, records) = rmp_serde::from_slice(bytes)
+        .map_err(|e| SourceError::Corrupt(format!("undecodable blocks reply: {e}")))?;
+    let blocks = records
+        .into_iter()
+        .map(|BlockRecord(row, txs, outputs)| {
+            CommittedBlock::assemble(row, txs, &outputs)
+                .map_err(|e| SourceError::Corrupt(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(BlockBatch { head, blocks })
+}
+
+fn classify(err: tarantool_rs::Error) -> SourceError {
+    use tarantool_rs::Error as E;
+    match err {
+        E::Response(resp) => {
+            SourceError::Refused(format!("{} (code {})", resp.description, resp.code))
+        }
+        E::Auth(resp) => SourceError::Refused(format!(
+            "authentication failed: {} (code {})",
+            resp.description, resp.code
+        )),
+        E::CallEval(value) => SourceError::Refused(format!("Lua error: {value}")),
+        E::Decode(e) => SourceError::Corrupt(e.to_string()),
+        E::Encode(e) => SourceError::Corrupt(e.to_string()),
+        other => SourceError::Unavailable(other.to_string()),
+    }
+}
+
+impl TarantoolSource {
+    /// A source for `config`; connects lazily and reconnects by itself.
+    pub async fn new(config: TarantoolConfig) -> std::io::Result<Self> {
+        let relay = Relay::start(RelayConfig {
+            upstream: config.address.clone(),
+            connect_timeout: config.connect_timeout,
+            backoff: (config.reconnect_min, config.reconnect_max),
+        })
+        .await?;
+        Ok(Self {
+            config,
+            relay,
+            client: Mutex::new(None),
+        })
+    }
+
+    /// Connection state (reachability, sessions, server version).
+    pub fn relay_state(&self) -> &Arc<RelayState> {
+        self.relay.state()
+    }
+
+    /// Whether blocks are currently read through the server-side long-poll (`true`) or by
+    /// polling with selects (`false`); `None` before the first successful connection.
+    pub async fn is_pushing(&self) -> Option<bool> {
+        self.client
+            .lock()
+            .await
+            .as_ref()
+            .map(|client| client.active == ActiveMode::Push && client.installed_in.is_some())
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &TarantoolConfig {
+        &self.config
+    }
+
+    async fn with_timeout<T>(
+        &self,
+        extra: Duration,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, SourceError>>,
+    ) -> Result<T, SourceError> {
+        tokio::time::timeout(self.config.request_timeout + extra, fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Unavailable(format!(
+                    "{what}: no answer from Tarantool at {} within {:?}",
+                    self.config.address,
+                    self.config.request_timeout + extra
+                )))
+            })
+    }
+
+    /// A connected client with the Lua helpers installed in the current server session
+    /// (or poll mode set up).
+    async fn client(&self) -> Result<Client, SourceError> {
+        let mut guard = self.client.lock().await;
+        if guard.is_none() {
+            let conn = connect_through(&self.relay, self.config.credentials())
+                .await
+                .map_err(classify)?;
+            *guard = Some(Client {
+                conn,
+                installed_in: None,
+                active: ActiveMode::Push,
+            });
+        }
+        let client = guard
+            .as_mut()
+            .ok_or_else(|| SourceError::Unavailable("not connected".into()))?;
+        let session = self.relay.state().sessions();
+        let needs_setup = match client.active {
+            ActiveMode::Push => client.installed_in != Some(session),
+            ActiveMode::Poll(_) => false,
+        };
+        if needs_setup {
+            self.set_up(client, session).await?;
+        }
+        Ok(client.clone())
+    }
+
+    async fn set_up(&self, client: &mut Client, session: u64) -> Result<(), SourceError> {
+        if self.config.mode != ReadMode::Poll {
+            match install_lua(&client.conn).await {
+                Ok(version) => {
+                    if client.installed_in.is_none() {
+                        info!(tarantool_version = %version, "long-poll installed in Tarantool; new blocks are pushed");
+                    }
+                    client.installed_in = Some(session);
+                    client.active = ActiveMode::Push;
+                    return Ok(());
+                }
+                Err(err) if self.config.mode == ReadMode::Push => return Err(err),
+                Err(err @ SourceError::Unavailable(_)) => return Err(err),
+                Err(err) => warn!(
+                    error = %err,
+                    poll_interval_ms = self.config.poll_interval.as_millis() as u64,
+                    "cannot install the long-poll in Tarantool (eval not allowed?); polling instead"
+                ),
+            }
+        }
+        let ids = space_ids(&client.conn).await?;
+        client.active = ActiveMode::Poll(ids);
+        Ok(())
+    }
+
+    /// Forgets the installation after an error that suggests the server lost it.
+    async fn invalidate_on(&self, err: &SourceError) {
+        if matches!(err, SourceError::Refused(msg) if msg.contains("planetmint_streams")) {
+            if let Some(client) = self.client.lock().await.as_mut() {
+                client.installed_in = None;
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        after: u64,
+        upto: Option<u64>,
+        max_blocks: usize,
+        wait: Duration,
+    ) -> Result<BlockBatch, SourceError> {
+        let client = self
+            .with_timeout(Duration::ZERO, "connect", self.client())
+            .await?;
+        let result = match client.active {
+            ActiveMode::Push => {
+                self.with_timeout(wait, "read blocks", async {
+                    call_blocks(
+                        &client.conn,
+                        after,
+                        upto,
+                        max_blocks,
+                        self.config.batch_transactions,
+                        wait,
+                    )
+                    .await
+                })
+                .await
+            }
+            ActiveMode::Poll(ids) => {
+                let batch = self
+                    .with_timeout(
+                        Duration::ZERO,
+                        "read blocks",
+                        select_blocks(&client.conn, ids, after, upto, max_blocks),
+                    )
+                    .await?;
+                if batch.blocks.is_empty() && !wait.is_zero() {
+                    tokio::time::sleep(self.config.poll_interval.min(wait)).await;
+                }
+                Ok(batch)
+            }
+        };
+        if let Err(err) = &result {
+            self.invalidate_on(err).await;
+        }
+        result
+    }
+}
+
+async fn install_lua(conn: &Connection) -> Result<String, SourceError> {
+    let reply = conn.eval(STREAMS_LUA, ()).await.map_err(classify)?;
+    let (protocol, version): (u64, String) = reply.decode_two().map_err(|e| {
+        SourceError::Corrupt(format!(
+            "unexpected reply from installing the Lua helpers: {e}"
+        ))
+    })?;
+    if protocol != LUA_PROTOCOL {
+        return Err(SourceError::Refused(format!(
+            "Lua helpers speak protocol {protocol}, expected {LUA_PROTOCOL}"
+        )));
+    }
+    Ok(version)
+}
+
+async fn call_blocks(
+    conn: &Connection,
+    after: u64,
+    upto: Option<u64>,
+    max_blocks: usize,
+    max_transactions: usize,
+    wait: Duration,
+) -> Result<BlockBatch, SourceError> {
+    let upto = upto.map_or(-1i64, |h| i64::try_from(h).unwrap_or(i64::MAX));
+    let reply = conn
+        .call(
+            "planetmint_streams.blocks",
+            (
+                after,
+                upto,
+                max_blocks as u64,
+                max_transactions as u64,
+                wait.as_secs_f64(),
+            ),
+        )
+        .await
+        .map_err(classify)?;
+    let value: rmpv::Value = reply
+        .decode_first()
+        .map_err(|e| SourceError::Corrupt(format!("unexpected blocks reply: {e}")))?;
+    let bytes = match value {
+        rmpv::Value::String(s) => s.into_bytes(),
+        rmpv::Value::Binary(b) => b,
+        other => {
+            return Err(SourceError::Corrupt(format!(
+                "blocks reply is not a MessagePack string: {other}"
+            )))
+        }
+    };
+    decode_blocks_reply(&bytes)
+}
+
+async fn space_ids(conn: &Connection) -> Result<SpaceIds, SourceError> {
+    let missing = |what: &str| SourceError::Refused(format!("Planetmint schema: {what} not found"));
+    let blocks = conn
+        .space("blocks")
+        .await
+        .map_err(classify)?
+        .ok_or_else(|| missing("space blocks"))?;
+    let blocks_by_height = blocks
+        .index("height")
+        .ok_or_else(|| missing("index blocks.height"))?
+        .metadata()
+        .id();
+    let transactions = conn
+        .space("transactions")
+        .await
+        .map_err(classify)?
+        .ok_or_else(|| missing("space transactions"))?
+        .metadata()
+        .id();
+    let governance = conn
+        .space("governance")
+        .await
+        .map_err(classify)?
+        .map(|s| s.metadata().id());
+    let outputs = match conn.space("outputs").await.map_err(classify)? {
+        Some(space) => space
+            .index("transaction_id")
+            .map(|index| (space.metadata().id(), index.metadata().id())),
+        None => None,
+    };
+    Ok(SpaceIds {
+        blocks: blocks.metadata().id(),
+        blocks_by_height,
+        transactions,
+        governance,
+        outputs,
+    })
+}
+
+async fn select_transaction(
+    conn: &Connection,
+    ids: SpaceIds,
+    id: &str,
+) -> Result<Option<TransactionTuple>, SourceError> {
+    let rows: Vec<TransactionTuple> = conn
+        .select(
+            ids.transactions,
+            0,
+            Some(1),
+            None,
+            Some(IteratorType::Eq),
+            (id,),
+        )
+        .await
+        .map_err(classify)?;
+    if let Some(row) = rows.into_iter().next() {
+        return Ok(Some(row));
+    }
+    let Some(governance) = ids.governance else {
+        return Ok(None);
+    };
+    let rows: Vec<TransactionTuple> = conn
+        .select(governance, 0, Some(1), None, Some(IteratorType::Eq), (id,))
+        .await
+        .map_err(classify)?;
+    Ok(rows.into_iter().next())
+}
+
+async fn select_outputs(
+    conn: &Connection,
+    ids: SpaceIds,
+    id: &str,
+) -> Result<Vec<OutputTuple>, SourceError> {
+    let Some((space, index)) = ids.outputs else {
+        return Ok(Vec::new());
+    };
+    conn.select(space, index, None, None, Some(IteratorType::Eq), (id,))
+        .await
+        .map_err(classify)
+}
+
+async fn select_blocks(
+    conn: &Connection,
+    ids: SpaceIds,
+    after: u64,
+    upto: Option<u64>,
+    max_blocks: usize,
+) -> Result<BlockBatch, SourceError> {
+    let limit = u32::try_from(max_blocks).unwrap_or(u32::MAX);
+    let mut rows: Vec<BlockTuple> = conn
+        .select(
+            ids.blocks,
+            ids.blocks_by_height,
+            Some(limit),
+            None,
+            Some(IteratorType::Gt),
+            (after,),
+        )
+        .await
+        .map_err(classify)?;
+    let head = highest_height(conn, ids).await?.unwrap_or(0);
+    if let Some(upto) = upto {
+        rows.retain(|row| row.height <= upto);
+    }
+    let mut blocks = Vec::with_capacity(rows.len());
+    for row in rows {
+        let txs = try_join_all(
+            row.transaction_ids
+                .iter()
+                .map(|id| select_transaction(conn, ids, id)),
+        )
+        .await?;
+        let outputs: Vec<OutputTuple> = try_join_all(
+            row.transaction_ids
+                .iter()
+                .map(|id| select_outputs(conn, ids, id)),
+        )
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+        blocks.push(
+            CommittedBlock::assemble(row, txs, &outputs)
+                .map_err(|e| SourceError::Corrupt(e.to_string()))?,
+        );
+    }
+    Ok(BlockBatch { head, blocks })
+}
+
+async fn highest_height(conn: &Connection, ids: SpaceIds) -> Result<Option<u64>, SourceError> {
+    let rows: Vec<BlockTuple> = conn
+        .select(
+            ids.blocks,
+            ids.blocks_by_height,
+            Some(1),
+            None,
+            Some(IteratorType::Le),
+            (),
+        )
+        .await
+        .map_err(classify)?;
+    Ok(rows.first().map(|row| row.height))
+}
+
+async fn lowest_height(conn: &Connection, ids: SpaceIds) -> Result<Option<u64>, SourceError> {
+    let rows: Vec<BlockTuple> = conn
+        .select(
+            ids.blocks,
+            ids.blocks_by_height,
+            Some(1),
+            None,
+            Some(IteratorType::Ge),
+            (),
+        )
+        .await
+        .map_err(classify)?;
+    Ok(rows.first().map(|row| row.height))
+}
+
+#[async_trait]
+impl BlockSource for TarantoolSource {
+    async fn next_blocks(
+        &self,
+        after: u64,
+        max_blocks: usize,
+        wait: Duration,
+    ) -> Result<BlockBatch, SourceError> {
+        self.read(after, None, max_blocks, wait).await
+    }
+
+    async fn blocks_between(
+        &self,
+        after: u64,
+        upto: u64,
+        max_blocks: usize,
+    ) -> Result<Vec<CommittedBlock>, SourceError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .read(after, Some(upto), max_blocks, Duration::ZERO)
+            .await?
+            .blocks)
+    }
+
+    async fn bounds(&self) -> Result<Option<HeightBounds>, SourceError> {
+        let client = self
+            .with_timeout(Duration::ZERO, "connect", self.client())
+            .await?;
+        let result = self
+            .with_timeout(Duration::ZERO, "read bounds", async {
+                match client.active {
+                    ActiveMode::Push => {
+                        let reply = client
+                            .conn
+                            .call("planetmint_streams.bounds", ())
+                            .await
+                            .map_err(classify)?;
+                        let bounds: Vec<u64> = reply.decode_first().map_err(|e| {
+                            SourceError::Corrupt(format!("unexpected bounds reply: {e}"))
+                        })?;
+                        Ok(match bounds.as_slice() {
+                            [lowest, highest] => Some(HeightBounds {
+                                lowest: *lowest,
+                                highest: *highest,
+                            }),
+                            _ => None,
+                        })
+                    }
+                    ActiveMode::Poll(ids) => {
+                        let lowest = lowest_height(&client.conn, ids).await?;
+                        let highest = highest_height(&client.conn, ids).await?;
+                        Ok(lowest
+                            .zip(highest)
+                            .map(|(lowest, highest)| HeightBounds { lowest, highest }))
+                    }
+                }
+            })
+            .await;
+        if let Err(err) = &result {
+            self.invalidate_on(err).await;
+        }
+        result
+    }
+}

@@ -1,0 +1,117 @@
+-- planetmint-streams: server-side helpers, installed by the stream service through `eval`
+-- on every new connection (a Tarantool restart forgets them). Running it again is safe: it
+-- replaces the trigger it installed before and keeps the commit watermark.
+--
+-- Why this exists: to notice a committed block within a millisecond without polling, and to
+-- read whole blocks (row, transactions, outputs) in one round trip. On Tarantool 2.6 other
+-- fibers can see a row before its WAL write has committed, so readers only go up to a
+-- watermark that `box.on_commit` advances.
+local PROTOCOL = 1
+
+local fiber = require('fiber')
+local msgpack = require('msgpack')
+
+local blocks = box.space.blocks
+if blocks == nil then
+    error('planetmint-streams: space "blocks" does not exist (is this Planetmint\'s Tarantool, and is its schema initialised?)')
+end
+local by_height = blocks.index.height
+if by_height == nil then
+    error('planetmint-streams: space "blocks" has no index "height"')
+end
+local transactions = box.space.transactions
+if transactions == nil then
+    error('planetmint-streams: space "transactions" does not exist')
+end
+local governance = box.space.governance
+local outputs = box.space.outputs
+local outputs_by_tx = outputs ~= nil and outputs.index.transaction_id or nil
+
+local M = rawget(_G, 'planetmint_streams')
+if M == nil then
+    M = {}
+    rawset(_G, 'planetmint_streams', M)
+end
+M.protocol = PROTOCOL
+M.cond = M.cond or fiber.cond()
+
+local function highest()
+    local t = by_height:max()
+    if t == nil then return 0 end
+    return t[3]
+end
+
+-- Rows visible at install time are taken as committed: the watermark starts there.
+if M.committed == nil then
+    M.committed = highest()
+end
+
+local function on_block(old, new)
+    if new == nil then return end
+    local height = new[3]
+    box.on_commit(function()
+        if height > M.committed then
+            M.committed = height
+        end
+        M.cond:broadcast()
+    end)
+end
+blocks:on_replace(on_block, M.trigger)
+M.trigger = on_block
+
+local function find_transaction(id)
+    local t = transactions:get(id)
+    if t == nil and governance ~= nil then
+        t = governance:get(id)
+    end
+    if t == nil then return box.NULL end
+    return t
+end
+
+-- Blocks with after < height <= min(upto, watermark) (upto < 0: no bound), at most
+-- max_blocks of them and about max_txs transactions (always at least one block). When none is
+-- committed yet, waits up to `wait` seconds for one. Returns a MessagePack string:
+-- [watermark, [[block_row, [tx_row | nil, ...], [output_row, ...]], ...]]
+function M.blocks(after, upto, max_blocks, max_txs, wait)
+    if wait > 0 and M.committed <= after then
+        local deadline = fiber.clock() + wait
+        while M.committed <= after do
+            local left = deadline - fiber.clock()
+            if left <= 0 then break end
+            M.cond:wait(left)
+        end
+    end
+    local limit = M.committed
+    if upto >= 0 and upto < limit then
+        limit = upto
+    end
+    local out = {}
+    local txs_total = 0
+    for _, row in by_height:pairs({after}, {iterator = 'GT'}) do
+        if row[3] > limit or #out >= max_blocks then break end
+        local ids = row[4]
+        if #out > 0 and txs_total + #ids > max_txs then break end
+        local txs = {}
+        local outs = {}
+        for i, id in ipairs(ids) do
+            txs[i] = find_transaction(id)
+            if outputs_by_tx ~= nil then
+                for _, o in outputs_by_tx:pairs({id}) do
+                    outs[#outs + 1] = o
+                end
+            end
+        end
+        out[#out + 1] = {row, txs, outs}
+        txs_total = txs_total + #ids
+    end
+    return msgpack.encode({M.committed, out})
+end
+
+-- [lowest stored height, watermark], or [] when there is no block row.
+function M.bounds()
+    local lowest = by_height:min()
+    if lowest == nil then return {} end
+    return {lowest[3], M.committed}
+end
+
+return PROTOCOL, box.info.version
