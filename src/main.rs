@@ -1,1 +1,138 @@
-fn main() {}
+//! `planetmint-streams`: the command line. Parses flags, loads the configuration, runs the
+//! node until SIGTERM or SIGINT (a second signal exits at once).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use figment::providers::Serialized;
+use figment::Figment;
+use planetmint_streams::config::{Config, LogFormat};
+use planetmint_streams::{logging, node};
+
+/// Event stream server for Planetmint: follows committed blocks in Tarantool and pushes them
+/// to WebSocket subscribers (Planetmint-compatible).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (default: config/default.toml when it exists).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Tarantool IPROTO address (tarantool.address).
+    #[arg(long, value_name = "HOST:PORT")]
+    tarantool: Option<String>,
+    /// Address of the WebSocket stream server (streams.bind).
+    #[arg(long, value_name = "ADDR")]
+    streams_bind: Option<String>,
+    /// Address of the HTTP API (api.bind).
+    #[arg(long, value_name = "ADDR")]
+    api_bind: Option<String>,
+    /// Host published in the root document's stream URLs (streams.advertised_host).
+    #[arg(long, value_name = "HOST")]
+    advertised_host: Option<String>,
+    /// Port published in the root document's stream URLs (streams.advertised_port).
+    #[arg(long, value_name = "PORT")]
+    advertised_port: Option<u16>,
+    /// Scheme published in the root document's stream URLs: ws or wss (streams.advertised_scheme).
+    #[arg(long, value_name = "SCHEME")]
+    advertised_scheme: Option<String>,
+    /// Log format: pretty or json (log.format).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Check the configuration, print it as TOML and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+impl Args {
+    fn overrides(&self) -> Figment {
+        let mut figment = Figment::new();
+        let mut set = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                figment = std::mem::take(&mut figment).merge(Serialized::default(key, value));
+            }
+        };
+        set("tarantool.address", self.tarantool.clone());
+        set("streams.bind", self.streams_bind.clone());
+        set("api.bind", self.api_bind.clone());
+        set("streams.advertised_host", self.advertised_host.clone());
+        set("streams.advertised_scheme", self.advertised_scheme.clone());
+        set("log.format", self.log_format.clone());
+        if let Some(port) = self.advertised_port {
+            figment = figment.merge(Serialized::default("streams.advertised_port", port));
+        }
+        figment
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(args.config.as_deref(), args.overrides()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("planetmint-streams: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        match toml_of(&config) {
+            Ok(text) => {
+                print!("{text}");
+                return std::process::ExitCode::SUCCESS;
+            }
+            Err(err) => {
+                eprintln!("planetmint-streams: {err}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    logging::init(&config.log);
+    if config.log.format == LogFormat::Pretty {
+        tracing::debug!("pretty logs; use --log-format json for machine-readable lines");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("planetmint-streams: cannot start the runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("planetmint-streams: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn toml_of(config: &Config) -> anyhow::Result<String> {
+    Ok(toml::to_string_pretty(config)?)
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let running = node::start(config).await?;
+    wait_for_signal().await?;
+    let shutdown = tokio::spawn(running.shutdown());
+    tokio::select! {
+        _ = shutdown => Ok(()),
+        _ = wait_for_signal() => {
+            tracing::warn!("second signal: exiting at once");
+            std::process::exit(130);
+        }
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}

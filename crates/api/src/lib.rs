@@ -1,1 +1,16 @@
-//! placeholder
+//! API: the HTTP port (9984 by default).
+//!
+//! - [`discovery`]: the root documents `/` and `/api/v1/` in Planetmint's exact shape, whose
+//!   `streams` and `streamedblocks` point at our stream server, so existing clients discover us
+//!   unchanged.
+//! - [`server`]: the routes, `/health`, `/ready` and `/metrics`.
+//! - [`config`]: the `[api]` settings.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod discovery;
+pub mod server;
+
+pub use config::ApiConfig;
+pub use discovery::Advertised;
+pub use server::{ApiContext, Readiness};

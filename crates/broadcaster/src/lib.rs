@@ -1,1 +1,45 @@
-//! placeholder
+//! Broadcaster: the WebSocket server on the stream port (9985 by default) and the fan-out of
+//! committed blocks to its subscribers.
+//!
+//! Data flows one way: the ingest hands each block to the [`Hub`] (a
+//! [`BlockSink`](planetmint_streams_model::BlockSink)), which frames its messages once
+//! ([`published`], [`frame`]) and pushes the shared bytes into every matching subscriber's
+//! bounded [`SubscriberQueue`] ([`queue`]). Each connection's response body ([`body`]) writes
+//! a whole block per write; a small task per connection ([`session`]) handles catch-up, pings,
+//! pongs, inbound frames and the close. [`subscription`] parses what a URL asks for,
+//! [`server`] holds the routes and JSON errors, [`config`] the settings, [`metrics`] the
+//! Prometheus metrics.
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod config;
+pub mod frame;
+pub mod hub;
+pub mod metrics;
+pub mod published;
+pub mod queue;
+pub mod server;
+pub mod session;
+pub mod subscription;
+
+use std::sync::Arc;
+
+use planetmint_streams_model::BlockSource;
+use tokio_util::sync::CancellationToken;
+
+pub use config::StreamsConfig;
+pub use hub::Hub;
+pub use metrics::BroadcastMetrics;
+pub use queue::SubscriberQueue;
+
+/// What every connection of the stream server shares.
+pub struct StreamContext {
+    /// The fan-out point.
+    pub hub: Arc<Hub>,
+    /// Where history comes from for resumes older than the in-memory ring.
+    pub source: Arc<dyn BlockSource>,
+    /// Settings.
+    pub config: StreamsConfig,
+    /// Cancelled when the server shuts down: every session closes with 1001.
+    pub shutdown: CancellationToken,
+}

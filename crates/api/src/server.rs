@@ -1,0 +1,120 @@
+//! Routes of the HTTP API.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use prometheus::{Encoder, Registry, TextEncoder};
+use serde::Serialize;
+
+use crate::config::ApiConfig;
+use crate::discovery::{api_v1_document, root_document, Advertised};
+
+/// The state `/ready` reports.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Readiness {
+    /// Whether the node should receive traffic.
+    pub ready: bool,
+    /// Whether Tarantool answers.
+    pub source_reachable: bool,
+    /// Highest committed height in Tarantool, as last read.
+    pub head_height: u64,
+    /// Last height streamed.
+    pub streamed_height: u64,
+    /// `head_height - streamed_height`.
+    pub lag_blocks: u64,
+    /// Why not ready, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What the API's routes share.
+pub struct ApiContext {
+    /// Where the stream server is published.
+    pub advertised: Advertised,
+    /// Our version, for the root document.
+    pub version: String,
+    /// Metrics exported at `/metrics`.
+    pub registry: Registry,
+    /// Computes the current readiness.
+    pub readiness: Arc<dyn Fn() -> Readiness + Send + Sync>,
+    /// Settings.
+    pub config: ApiConfig,
+}
+
+fn json_error(status: StatusCode, message: &str, path: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({
+        "error": message,
+        "status": status.as_u16(),
+        "path": path,
+    }))
+}
+
+async fn root(ctx: web::Data<ApiContext>) -> HttpResponse {
+    HttpResponse::Ok().json(root_document(&ctx.advertised, &ctx.version))
+}
+
+async fn api_v1(ctx: web::Data<ApiContext>) -> HttpResponse {
+    HttpResponse::Ok().json(api_v1_document(&ctx.advertised))
+}
+
+async fn health(ctx: web::Data<ApiContext>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok", "version": ctx.version}))
+}
+
+async fn ready(ctx: web::Data<ApiContext>) -> HttpResponse {
+    let readiness = (ctx.readiness)();
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(status).json(readiness)
+}
+
+async fn metrics(ctx: web::Data<ApiContext>) -> HttpResponse {
+    let encoder = TextEncoder::new();
+    let mut buffer = Vec::new();
+    match encoder.encode(&ctx.registry.gather(), &mut buffer) {
+        Ok(()) => HttpResponse::Ok()
+            .content_type(encoder.format_type())
+            .body(buffer),
+        Err(err) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &err.to_string(),
+            "/metrics",
+        ),
+    }
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    json_error(StatusCode::NOT_FOUND, "no such path", req.path())
+}
+
+/// Registers the API routes on an actix-web app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(root))
+        .route("/api/v1/", web::get().to(api_v1))
+        .route("/api/v1", web::get().to(api_v1))
+        .route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics))
+        .default_service(web::to(not_found));
+}
+
+/// Builds the API server on an already bound listener.
+pub fn build(
+    ctx: Arc<ApiContext>,
+    listener: std::net::TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    let workers = ctx.config.workers.max(1);
+    let data = web::Data::from(ctx);
+    Ok(
+        HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
+            .workers(workers)
+            .disable_signals()
+            .shutdown_timeout(2)
+            .listen(listener)?
+            .run(),
+    )
+}

@@ -1,0 +1,155 @@
+//! Settings of the stream server (`[streams]` in the configuration file).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::queue::QueueLimits;
+use crate::subscription::ParamLimits;
+
+/// Default bind address: Planetmint's event stream port.
+pub const DEFAULT_BIND: &str = "0.0.0.0:9985";
+/// Default ping interval: well under the 30 s idle timeouts of common proxies.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Default time a client has to answer a ping.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default most blocks waiting for one subscriber's socket.
+pub const DEFAULT_QUEUE_MAX_BLOCKS: usize = 256;
+/// Default most bytes waiting for one subscriber's socket.
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Default number of recent blocks kept in memory for resumes.
+pub const DEFAULT_RING_BLOCKS: usize = 1024;
+/// Default largest frame a client may send (clients send only pings, pongs and close).
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 * 1024;
+
+/// `[streams]`: the WebSocket server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// Scheme clients use to reach the streams (`ws`, or `wss` behind TLS), as published in
+    /// the API's root document (Planetmint's `wsserver.advertised_scheme`).
+    pub advertised_scheme: String,
+    /// Host clients use to reach the streams (Planetmint's `wsserver.advertised_host`).
+    pub advertised_host: String,
+    /// Port clients use to reach the streams; defaults to the port of `bind`.
+    pub advertised_port: Option<u16>,
+    /// Worker threads serving connections; 0 means one per CPU.
+    pub workers: usize,
+    /// How often the server pings each subscriber.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// How long after a ping the pong may come before the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub pong_timeout: Duration,
+    /// Most blocks waiting for one subscriber's socket before it counts as too slow.
+    pub queue_max_blocks: usize,
+    /// Most bytes waiting for one subscriber's socket before it counts as too slow.
+    pub queue_max_bytes: usize,
+    /// Recent blocks kept in memory to serve `from_height` without reading Tarantool.
+    pub ring_blocks: usize,
+    /// Blocks read from Tarantool per request when replaying older history.
+    pub replay_batch_blocks: usize,
+    /// Largest frame accepted from a client (bigger: close 1009).
+    pub max_frame_size: usize,
+    /// Longest accepted query string.
+    pub max_query_length: usize,
+    /// Most values of one repeatable filter parameter.
+    pub max_filter_values: usize,
+    /// On shutdown, how long connections get to drain after their close frame.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        Self {
+            bind: DEFAULT_BIND.to_owned(),
+            advertised_scheme: "ws".to_owned(),
+            advertised_host: "localhost".to_owned(),
+            advertised_port: None,
+            workers: 0,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            queue_max_blocks: DEFAULT_QUEUE_MAX_BLOCKS,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            ring_blocks: DEFAULT_RING_BLOCKS,
+            replay_batch_blocks: 50,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_query_length: ParamLimits::default().max_query_len,
+            max_filter_values: ParamLimits::default().max_values,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl StreamsConfig {
+    /// Checks the values; the error names the offending key.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !matches!(self.advertised_scheme.as_str(), "ws" | "wss") {
+            return Err((
+                "streams.advertised_scheme",
+                format!(
+                    "expected \"ws\" or \"wss\", got {:?}",
+                    self.advertised_scheme
+                ),
+            ));
+        }
+        if self.advertised_host.trim().is_empty() || self.advertised_host.contains('/') {
+            return Err((
+                "streams.advertised_host",
+                format!("expected a host name, got {:?}", self.advertised_host),
+            ));
+        }
+        if self.advertised_port == Some(0) {
+            return Err((
+                "streams.advertised_port",
+                "must be a port from 1 to 65535".into(),
+            ));
+        }
+        if self.ping_interval.is_zero() {
+            return Err(("streams.ping_interval", "must be greater than zero".into()));
+        }
+        if self.ping_interval > Duration::from_secs(300) {
+            return Err(("streams.ping_interval", "must be at most 300s".into()));
+        }
+        if self.pong_timeout.is_zero() {
+            return Err(("streams.pong_timeout", "must be greater than zero".into()));
+        }
+        for (key, value) in [
+            ("streams.queue_max_blocks", self.queue_max_blocks),
+            ("streams.queue_max_bytes", self.queue_max_bytes),
+            ("streams.replay_batch_blocks", self.replay_batch_blocks),
+            ("streams.max_query_length", self.max_query_length),
+            ("streams.max_filter_values", self.max_filter_values),
+        ] {
+            if value == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        if self.max_frame_size < 125 {
+            return Err((
+                "streams.max_frame_size",
+                "must be at least 125 (a control frame)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Limits of each subscriber's queue.
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            max_blocks: self.queue_max_blocks,
+            max_bytes: self.queue_max_bytes,
+        }
+    }
+
+    /// Limits on stream URLs.
+    pub fn param_limits(&self) -> ParamLimits {
+        ParamLimits {
+            max_query_len: self.max_query_length,
+            max_values: self.max_filter_values,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Prometheus metrics of the broadcaster, named after what they measure.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use crate::subscription::StreamKind;
+
+/// Every metric the broadcaster exports.
+#[derive(Debug, Clone)]
+pub struct BroadcastMetrics {
+    /// `planetmint_streams_subscribers{stream}`: open subscriptions.
+    pub subscribers: IntGaugeVec,
+    /// `planetmint_streams_connections_total{stream}`: subscriptions opened.
+    pub connections: IntCounterVec,
+    /// `planetmint_streams_events_sent_total{stream}`: messages handed to sockets.
+    pub events_sent: IntCounterVec,
+    /// `planetmint_streams_bytes_sent_total{stream}`: frame bytes handed to sockets.
+    pub bytes_sent: IntCounterVec,
+    /// `planetmint_streams_batches_sent_total{stream}`: block batches (one write each).
+    pub batches_sent: IntCounterVec,
+    /// `planetmint_streams_disconnects_total{reason}`: closed subscriptions by reason.
+    pub disconnects: IntCounterVec,
+    /// `planetmint_streams_rejected_connections_total{reason}`: refused before the upgrade.
+    pub rejected: IntCounterVec,
+    /// `planetmint_streams_replay_requests_total{stream}`: subscriptions with `from_height`.
+    pub replay_requests: IntCounterVec,
+    /// `planetmint_streams_replayed_blocks_total{from}`: history blocks queued, by where they
+    /// came from (`memory` ring or `source`).
+    pub replayed_blocks: IntCounterVec,
+    /// `planetmint_streams_blocks_published_total`: blocks fanned out.
+    pub blocks_published: IntCounter,
+    /// `planetmint_streams_published_height`: last height fanned out.
+    pub published_height: IntGauge,
+    /// `planetmint_streams_commit_to_send_seconds`: from the ingest reading a committed block
+    /// to its batch being handed to a subscriber's socket.
+    pub commit_to_send: Histogram,
+}
+
+impl BroadcastMetrics {
+    /// Metrics registered in `registry`.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Self::unregistered()?;
+        registry.register(Box::new(metrics.subscribers.clone()))?;
+        registry.register(Box::new(metrics.connections.clone()))?;
+        registry.register(Box::new(metrics.events_sent.clone()))?;
+        registry.register(Box::new(metrics.bytes_sent.clone()))?;
+        registry.register(Box::new(metrics.batches_sent.clone()))?;
+        registry.register(Box::new(metrics.disconnects.clone()))?;
+        registry.register(Box::new(metrics.rejected.clone()))?;
+        registry.register(Box::new(metrics.replay_requests.clone()))?;
+        registry.register(Box::new(metrics.replayed_blocks.clone()))?;
+        registry.register(Box::new(metrics.blocks_published.clone()))?;
+        registry.register(Box::new(metrics.published_height.clone()))?;
+        registry.register(Box::new(metrics.commit_to_send.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Metrics not exported anywhere (tests).
+    pub fn unregistered() -> prometheus::Result<Self> {
+        let by_stream =
+            |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["stream"]);
+        let metrics = Self {
+            subscribers: IntGaugeVec::new(
+                Opts::new("planetmint_streams_subscribers", "Open subscriptions per stream"),
+                &["stream"],
+            )?,
+            connections: by_stream("planetmint_streams_connections_total", "Subscriptions opened per stream")?,
+            events_sent: by_stream("planetmint_streams_events_sent_total", "Messages handed to subscriber sockets")?,
+            bytes_sent: by_stream("planetmint_streams_bytes_sent_total", "WebSocket frame bytes handed to subscriber sockets")?,
+            batches_sent: by_stream("planetmint_streams_batches_sent_total", "Block batches handed to subscriber sockets (one write each)")?,
+            disconnects: IntCounterVec::new(
+                Opts::new(
+                    "planetmint_streams_disconnects_total",
+                    "Closed subscriptions by reason (client, too_slow, pong_timeout, protocol_error, history_unavailable, shutdown, socket)",
+                ),
+                &["reason"],
+            )?,
+            rejected: IntCounterVec::new(
+                Opts::new(
+                    "planetmint_streams_rejected_connections_total",
+                    "Requests to stream paths refused before the upgrade, by reason",
+                ),
+                &["reason"],
+            )?,
+            replay_requests: by_stream("planetmint_streams_replay_requests_total", "Subscriptions that asked for from_height")?,
+            replayed_blocks: IntCounterVec::new(
+                Opts::new("planetmint_streams_replayed_blocks_total", "History blocks queued for resuming subscribers, by origin"),
+                &["from"],
+            )?,
+            blocks_published: IntCounter::new("planetmint_streams_blocks_published_total", "Committed blocks fanned out")?,
+            published_height: IntGauge::new("planetmint_streams_published_height", "Last block height fanned out")?,
+            commit_to_send: Histogram::with_opts(
+                HistogramOpts::new(
+                    "planetmint_streams_commit_to_send_seconds",
+                    "Time from the ingest reading a committed block to its batch reaching a subscriber's socket",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            )?,
+        };
+        // Make every stream's series visible from the start.
+        for stream in StreamKind::ALL {
+            metrics.subscribers.with_label_values(&[stream.name()]);
+            metrics.events_sent.with_label_values(&[stream.name()]);
+            metrics.bytes_sent.with_label_values(&[stream.name()]);
+        }
+        Ok(metrics)
+    }
+}

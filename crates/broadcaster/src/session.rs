@@ -1,0 +1,301 @@
+//! One subscriber's connection after the upgrade: catch-up, keep-alive, inbound frames, and
+//! the close.
+//!
+//! A single task per connection waits on whichever comes first: the catch-up finishing (a
+//! resume attaches to the live stream only once nothing is missing), the ping timer, a pong
+//! deadline, a frame from the client, its queue overflowing, or server shutdown. Blocks do not
+//! pass through this task: the hub puts them in the queue and the response body takes them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Session};
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info, warn};
+
+use crate::hub::{Catchup, Selection, SubscriberId};
+use crate::published::PublishedBlock;
+use crate::queue::SubscriberQueue;
+use crate::subscription::Subscription;
+use crate::StreamContext;
+
+/// Close code: the subscriber fell behind; the reason carries `last_height`.
+pub const CLOSE_TOO_SLOW: u16 = 4000;
+/// Close code: the history asked for with `from_height` is no longer stored.
+pub const CLOSE_HISTORY_UNAVAILABLE: u16 = 4001;
+/// How long a control frame may wait for room before the socket counts as stuck.
+const CONTROL_SEND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a session ended.
+#[derive(Debug)]
+enum Ending {
+    /// The client sent a close frame.
+    ClientClosed(Option<CloseReason>),
+    /// The queue overflowed.
+    TooSlow,
+    /// No pong in time.
+    NoPong,
+    /// The client sent a frame larger than allowed.
+    FrameTooBig,
+    /// The client broke the protocol.
+    ProtocolError(String),
+    /// `from_height` is below what the source still holds.
+    HistoryUnavailable { lowest: u64 },
+    /// The server is shutting down.
+    Shutdown,
+    /// The connection is gone (nothing can be sent).
+    SocketGone,
+}
+
+impl Ending {
+    fn label(&self) -> &'static str {
+        match self {
+            Ending::ClientClosed(_) => "client",
+            Ending::TooSlow => "too_slow",
+            Ending::NoPong => "pong_timeout",
+            Ending::FrameTooBig => "frame_too_big",
+            Ending::ProtocolError(_) => "protocol_error",
+            Ending::HistoryUnavailable { .. } => "history_unavailable",
+            Ending::Shutdown => "shutdown",
+            Ending::SocketGone => "socket",
+        }
+    }
+}
+
+fn reason(code: CloseCode, json: serde_json::Value) -> Option<CloseReason> {
+    Some(CloseReason {
+        code,
+        description: Some(json.to_string()),
+    })
+}
+
+/// Runs a subscriber's session to its end.
+pub(crate) async fn run(
+    ctx: Arc<StreamContext>,
+    subscription: Subscription,
+    mut session: Session,
+    mut inbound: MessageStream,
+    queue: Arc<SubscriberQueue>,
+) {
+    let metrics = ctx.hub.metrics().clone();
+    let stream = subscription.stream.name();
+    metrics.subscribers.with_label_values(&[stream]).inc();
+    metrics.connections.with_label_values(&[stream]).inc();
+    let selection = Arc::new(Selection::from(&subscription));
+
+    let mut attached: Option<SubscriberId> = None;
+    let attach = attach(&ctx, &queue, &selection, subscription.from_height);
+    tokio::pin!(attach);
+    let mut attaching = true;
+
+    let ping_interval = ctx.config.ping_interval;
+    let mut next_ping = Instant::now() + ping_interval;
+    let mut pong_deadline: Option<Instant> = None;
+    let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
+
+    let ending = loop {
+        tokio::select! {
+            result = &mut attach, if attaching => {
+                attaching = false;
+                match result {
+                    Ok(id) => attached = Some(id),
+                    Err(ending) => break ending,
+                }
+            }
+            _ = sleep_until(next_ping) => {
+                next_ping = Instant::now() + ping_interval;
+                if pong_deadline.is_none() {
+                    pong_deadline = Some(Instant::now() + ctx.config.pong_timeout);
+                }
+                match tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.ping(b"")).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break Ending::SocketGone,
+                    // The client does not read: its pong will not come either.
+                    Err(_) => break Ending::NoPong,
+                }
+            }
+            _ = sleep_until(pong_deadline.unwrap_or_else(far_future)), if pong_deadline.is_some() => {
+                break Ending::NoPong;
+            }
+            message = inbound.recv() => match message {
+                Some(Ok(Message::Ping(payload))) => {
+                    match tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.pong(&payload)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break Ending::SocketGone,
+                        Err(_) => break Ending::TooSlow,
+                    }
+                }
+                Some(Ok(Message::Pong(_))) => pong_deadline = None,
+                Some(Ok(Message::Close(reason))) => break Ending::ClientClosed(reason),
+                // The streams are one-way: data from clients is read and ignored.
+                Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Continuation(_) | Message::Nop)) => {}
+                Some(Err(ProtocolError::Overflow)) => break Ending::FrameTooBig,
+                Some(Err(err)) => break Ending::ProtocolError(err.to_string()),
+                None => break Ending::SocketGone,
+            },
+            _ = queue.overflowed() => break Ending::TooSlow,
+            _ = ctx.shutdown.cancelled() => break Ending::Shutdown,
+        }
+    };
+
+    if let Some(id) = attached {
+        ctx.hub.detach(id);
+    }
+    let last_height = queue.stop();
+    metrics.subscribers.with_label_values(&[stream]).dec();
+    metrics
+        .disconnects
+        .with_label_values(&[ending.label()])
+        .inc();
+
+    let close = match &ending {
+        Ending::ClientClosed(reason) => Some(CloseReason {
+            code: reason.as_ref().map_or(CloseCode::Normal, |r| r.code),
+            description: None,
+        }),
+        Ending::TooSlow => reason(
+            CloseCode::Other(CLOSE_TOO_SLOW),
+            serde_json::json!({"reason": "too slow", "last_height": last_height}),
+        ),
+        Ending::NoPong => reason(
+            CloseCode::Other(CLOSE_TOO_SLOW),
+            serde_json::json!({"reason": "no pong", "last_height": last_height}),
+        ),
+        Ending::FrameTooBig => reason(
+            CloseCode::Size,
+            serde_json::json!({"reason": "frame too big", "max_bytes": ctx.config.max_frame_size}),
+        ),
+        Ending::ProtocolError(_) => reason(
+            CloseCode::Protocol,
+            serde_json::json!({"reason": "protocol error"}),
+        ),
+        Ending::HistoryUnavailable { lowest } => reason(
+            CloseCode::Other(CLOSE_HISTORY_UNAVAILABLE),
+            serde_json::json!({
+                "reason": "history not available",
+                "from_height": subscription.from_height,
+                "lowest_height": lowest,
+            }),
+        ),
+        Ending::Shutdown => reason(
+            CloseCode::Away,
+            serde_json::json!({"reason": "server shutting down", "last_height": last_height}),
+        ),
+        Ending::SocketGone => None,
+    };
+    match &ending {
+        Ending::TooSlow | Ending::NoPong => {
+            info!(
+                stream,
+                reason = ending.label(),
+                last_height,
+                "closing a subscriber that fell behind"
+            )
+        }
+        Ending::ProtocolError(err) => debug!(stream, error = %err, "closing on a protocol error"),
+        _ => debug!(
+            stream,
+            reason = ending.label(),
+            last_height,
+            "subscriber session ended"
+        ),
+    }
+    if let Some(close) = close {
+        let _ = tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.close(Some(close))).await;
+    }
+}
+
+/// Attaches the subscriber to the live stream, first queueing the history it asked for.
+async fn attach(
+    ctx: &StreamContext,
+    queue: &Arc<SubscriberQueue>,
+    selection: &Arc<Selection>,
+    from_height: Option<u64>,
+) -> Result<SubscriberId, Ending> {
+    let Some(mut after) = from_height else {
+        return Ok(ctx.hub.attach_live(queue, selection));
+    };
+    ctx.hub
+        .metrics()
+        .replay_requests
+        .with_label_values(&[selection.stream.name()])
+        .inc();
+    let mut checked_history = false;
+    loop {
+        match ctx.hub.catch_up(queue, selection, after) {
+            Catchup::Attached(id) => return Ok(id),
+            Catchup::NotStarted => {
+                ctx.hub.started().await;
+            }
+            Catchup::FromMemory(blocks) => {
+                for block in blocks {
+                    if let Some(frames) = selection.frames(&block) {
+                        if !queue.push_waiting(frames).await {
+                            return Err(Ending::SocketGone);
+                        }
+                    }
+                    after = block.height();
+                    ctx.hub
+                        .metrics()
+                        .replayed_blocks
+                        .with_label_values(&["memory"])
+                        .inc();
+                }
+            }
+            Catchup::FromSource { after: from, upto } => {
+                if !checked_history {
+                    if let Some(bounds) = read_with_retry(|| ctx.source.bounds()).await {
+                        if from.saturating_add(1) < bounds.lowest {
+                            return Err(Ending::HistoryUnavailable {
+                                lowest: bounds.lowest,
+                            });
+                        }
+                    }
+                    checked_history = true;
+                }
+                let batch = ctx.config.replay_batch_blocks;
+                let blocks = read_with_retry(|| ctx.source.blocks_between(from, upto, batch)).await;
+                let reached = blocks.last().map(|b| b.height);
+                for block in blocks {
+                    let published = PublishedBlock::new(Arc::new(block));
+                    if let Some(frames) = selection.frames(&published) {
+                        if !queue.push_waiting(frames).await {
+                            return Err(Ending::SocketGone);
+                        }
+                    }
+                    ctx.hub
+                        .metrics()
+                        .replayed_blocks
+                        .with_label_values(&["source"])
+                        .inc();
+                }
+                // Nothing returned means nothing is stored in (from, upto].
+                after = reached.unwrap_or(upto);
+            }
+        }
+    }
+}
+
+/// Runs a source read until it succeeds, with backoff; the subscriber stays connected (and
+/// pinged) meanwhile.
+async fn read_with_retry<T, F, Fut>(read: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, planetmint_streams_model::SourceError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut logged = false;
+    loop {
+        match read().await {
+            Ok(value) => return value,
+            Err(err) => {
+                if !logged {
+                    warn!(error = %err, "replay waits for the source");
+                    logged = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

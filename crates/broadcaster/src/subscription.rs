@@ -1,0 +1,333 @@
+//! What a subscriber asked for: the stream and the query parameters of its URL.
+//!
+//! Parameters (absent ones mean Planetmint's behaviour):
+//! - `from_height=N`: replay every event with height > N, then continue live.
+//! - `public_key=K` (repeatable): transactions with an output to K.
+//! - `asset_id=A` (repeatable): transactions whose `asset_id` or `asset_ids` name A.
+//! - `operation=OP` (repeatable): `CREATE`, `TRANSFER`, ...
+//! - `batch=block`: one message per block instead of one per transaction.
+//! - `token=T`: reserved for signed stream URLs; ignored when they are off.
+//!
+//! Values of one parameter combine with OR, different parameters with AND. Anything unknown,
+//! repeated where it cannot be, or malformed is refused before the upgrade with a
+//! [`ParamError`] naming the parameter.
+
+use std::collections::HashSet;
+
+use planetmint_streams_model::ids::{is_public_key, is_transaction_id};
+use planetmint_streams_model::CommittedTransaction;
+
+/// The two streams, by URL path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    /// `/api/v1/streams/valid_transactions`: one message per transaction.
+    ValidTransactions,
+    /// `/api/v1/streams/valid_blocks`: one message per block.
+    ValidBlocks,
+}
+
+impl StreamKind {
+    /// The stream's name as in its URL and in metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::ValidTransactions => "valid_transactions",
+            StreamKind::ValidBlocks => "valid_blocks",
+        }
+    }
+
+    /// Every stream.
+    pub const ALL: [StreamKind; 2] = [StreamKind::ValidTransactions, StreamKind::ValidBlocks];
+}
+
+/// How a subscriber's messages are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// Planetmint's: one message per transaction (or per block on `valid_blocks`).
+    #[default]
+    PerEvent,
+    /// `batch=block`: one message per block with all its (matching) transactions.
+    PerBlock,
+}
+
+/// Operations Planetmint knows.
+pub const OPERATIONS: &[&str] = &[
+    "CREATE",
+    "TRANSFER",
+    "COMPOSE",
+    "DECOMPOSE",
+    "VALIDATOR_ELECTION",
+    "CHAIN_MIGRATION_ELECTION",
+    "VOTE",
+];
+
+/// Transaction filters; empty sets mean "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Output owners to match.
+    pub public_keys: HashSet<String>,
+    /// Assets to match.
+    pub asset_ids: HashSet<String>,
+    /// Operations to match.
+    pub operations: HashSet<String>,
+}
+
+impl Filter {
+    /// True when nothing is filtered.
+    pub fn is_empty(&self) -> bool {
+        self.public_keys.is_empty() && self.asset_ids.is_empty() && self.operations.is_empty()
+    }
+
+    /// Whether `tx` passes every given filter.
+    pub fn matches(&self, tx: &CommittedTransaction) -> bool {
+        (self.public_keys.is_empty()
+            || tx
+                .output_public_keys
+                .iter()
+                .any(|k| self.public_keys.contains(k)))
+            && (self.asset_ids.is_empty()
+                || self.asset_ids.contains(&tx.asset_id)
+                || tx.asset_ids.iter().any(|a| self.asset_ids.contains(a)))
+            && (self.operations.is_empty() || self.operations.contains(&tx.operation))
+    }
+}
+
+/// A subscription request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Which stream.
+    pub stream: StreamKind,
+    /// Replay heights above this one first.
+    pub from_height: Option<u64>,
+    /// Which transactions.
+    pub filter: Filter,
+    /// Message framing.
+    pub framing: Framing,
+}
+
+/// Limits on what a URL may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamLimits {
+    /// Longest accepted query string, in bytes.
+    pub max_query_len: usize,
+    /// Most values of one repeatable parameter.
+    pub max_values: usize,
+}
+
+impl Default for ParamLimits {
+    fn default() -> Self {
+        Self {
+            max_query_len: 8192,
+            max_values: 100,
+        }
+    }
+}
+
+/// A refused query parameter (sent as HTTP 400 `{"error", "parameter"}`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{parameter}: {message}")]
+pub struct ParamError {
+    /// The parameter at fault (or `query` for the query string as a whole).
+    pub parameter: String,
+    /// What is wrong, for the client.
+    pub message: String,
+}
+
+fn refuse(parameter: &str, message: impl Into<String>) -> ParamError {
+    ParamError {
+        parameter: parameter.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn add_value(
+    set: &mut HashSet<String>,
+    parameter: &str,
+    value: String,
+    limits: &ParamLimits,
+) -> Result<(), ParamError> {
+    set.insert(value);
+    if set.len() > limits.max_values {
+        return Err(refuse(
+            parameter,
+            format!("at most {} values are accepted", limits.max_values),
+        ));
+    }
+    Ok(())
+}
+
+impl Subscription {
+    /// Parses the query string of a stream URL.
+    pub fn parse(
+        stream: StreamKind,
+        query: &str,
+        limits: &ParamLimits,
+    ) -> Result<Self, ParamError> {
+        if query.len() > limits.max_query_len {
+            return Err(refuse(
+                "query",
+                format!("query string longer than {} bytes", limits.max_query_len),
+            ));
+        }
+        let mut subscription = Subscription {
+            stream,
+            from_height: None,
+            filter: Filter::default(),
+            framing: Framing::PerEvent,
+        };
+        let mut seen_batch = false;
+        let mut seen_token = false;
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let value = value.into_owned();
+            match key.as_ref() {
+                "from_height" => {
+                    if subscription.from_height.is_some() {
+                        return Err(refuse("from_height", "given more than once"));
+                    }
+                    let height = value.parse::<u64>().map_err(|_| {
+                        refuse("from_height", "expected a block height: a whole number from 0 to 18446744073709551615")
+                    })?;
+                    subscription.from_height = Some(height);
+                }
+                "public_key" => {
+                    if !is_public_key(&value) {
+                        return Err(refuse(
+                            "public_key",
+                            "expected a base58 Ed25519 public key (32 bytes)",
+                        ));
+                    }
+                    add_value(
+                        &mut subscription.filter.public_keys,
+                        "public_key",
+                        value,
+                        limits,
+                    )?;
+                }
+                "asset_id" => {
+                    if !is_transaction_id(&value) {
+                        return Err(refuse("asset_id", "expected 64 hexadecimal digits"));
+                    }
+                    add_value(
+                        &mut subscription.filter.asset_ids,
+                        "asset_id",
+                        value.to_ascii_lowercase(),
+                        limits,
+                    )?;
+                }
+                "operation" => {
+                    let upper = value.to_ascii_uppercase();
+                    if !OPERATIONS.contains(&upper.as_str()) {
+                        return Err(refuse(
+                            "operation",
+                            format!("expected one of {}", OPERATIONS.join(", ")),
+                        ));
+                    }
+                    add_value(
+                        &mut subscription.filter.operations,
+                        "operation",
+                        upper,
+                        limits,
+                    )?;
+                }
+                "batch" => {
+                    if seen_batch {
+                        return Err(refuse("batch", "given more than once"));
+                    }
+                    seen_batch = true;
+                    subscription.framing = match value.as_str() {
+                        "block" => Framing::PerBlock,
+                        "none" => Framing::PerEvent,
+                        _ => return Err(refuse("batch", "expected \"block\" (or \"none\")")),
+                    };
+                }
+                "token" => {
+                    if seen_token {
+                        return Err(refuse("token", "given more than once"));
+                    }
+                    seen_token = true;
+                }
+                other => {
+                    let mut name: String = other.chars().take(64).collect();
+                    if name.is_empty() {
+                        name = "query".to_owned();
+                    }
+                    return Err(refuse(&name, "unknown parameter; accepted: from_height, public_key, asset_id, operation, batch, token"));
+                }
+            }
+        }
+        Ok(subscription)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "4UsMARRttZAQYUYb8hjpbuwq5tnpJPK5ETFbDkiXrnCW";
+
+    fn parse(query: &str) -> Result<Subscription, ParamError> {
+        Subscription::parse(
+            StreamKind::ValidTransactions,
+            query,
+            &ParamLimits::default(),
+        )
+    }
+
+    #[test]
+    fn no_parameters_is_planetmints_stream() {
+        let s = parse("").expect("ok");
+        assert_eq!(s.from_height, None);
+        assert!(s.filter.is_empty());
+        assert_eq!(s.framing, Framing::PerEvent);
+    }
+
+    #[test]
+    fn every_parameter_is_read() {
+        let id = "A".repeat(64);
+        let s = parse(&format!(
+            "from_height=42&public_key={KEY}&asset_id={id}&operation=transfer&operation=CREATE&batch=block"
+        ))
+        .expect("ok");
+        assert_eq!(s.from_height, Some(42));
+        assert!(s.filter.public_keys.contains(KEY));
+        assert!(s.filter.asset_ids.contains(&"a".repeat(64)));
+        assert_eq!(s.filter.operations.len(), 2);
+        assert_eq!(s.framing, Framing::PerBlock);
+    }
+
+    #[test]
+    fn bad_values_name_their_parameter() {
+        for (query, parameter) in [
+            ("from_height=-1", "from_height"),
+            ("from_height=abc", "from_height"),
+            ("from_height=1&from_height=2", "from_height"),
+            ("from_height=99999999999999999999999", "from_height"),
+            ("public_key=0OIl", "public_key"),
+            ("asset_id=xyz", "asset_id"),
+            ("operation=MINT", "operation"),
+            ("batch=tx", "batch"),
+            ("colour=blue", "colour"),
+            ("=x", "query"),
+        ] {
+            let err = parse(query).expect_err(query);
+            assert_eq!(err.parameter, parameter, "{query}");
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let limits = ParamLimits {
+            max_query_len: 40,
+            max_values: 1,
+        };
+        let long = format!("from_height={}", "1".repeat(40));
+        let err = Subscription::parse(StreamKind::ValidBlocks, &long, &limits).expect_err("long");
+        assert_eq!(err.parameter, "query");
+        let err = Subscription::parse(
+            StreamKind::ValidBlocks,
+            "operation=CREATE&operation=VOTE",
+            &limits,
+        )
+        .expect_err("two values");
+        assert_eq!(err.parameter, "operation");
+    }
+}

@@ -1,0 +1,221 @@
+//! The node's configuration: one typed struct, loaded in layers and validated in one place.
+//!
+//! Layers, later ones winning: built-in defaults; `config/default.toml` (or the file given by
+//! `--config`); environment variables `PLANETMINT_STREAMS_<SECTION>__<KEY>` (for example
+//! `PLANETMINT_STREAMS_TARANTOOL__ADDRESS=10.0.0.5:3303`); command-line flags. Every problem is
+//! reported with the key it concerns.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use planetmint_streams_api::ApiConfig;
+use planetmint_streams_broadcaster::StreamsConfig;
+use planetmint_streams_ingest::TarantoolConfig;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables read.
+pub const ENV_PREFIX: &str = "PLANETMINT_STREAMS_";
+/// The configuration file read when `--config` is not given (if it exists).
+pub const DEFAULT_FILE: &str = "config/default.toml";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// Filter in `tracing` syntax, e.g. `info` or `info,planetmint_streams_ingest=debug`
+    /// (`RUST_LOG` overrides it).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Planetmint's Tarantool.
+    pub tarantool: TarantoolConfig,
+    /// The WebSocket stream server.
+    pub streams: StreamsConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// A configuration problem, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value is present but not acceptable.
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `streams.ping_interval`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The layers could not be read or merged (unknown key, wrong type, unreadable file).
+    #[error("invalid configuration: {0}")]
+    Load(String),
+    /// `--config` names a file that does not exist.
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl Config {
+    /// Loads the layers: defaults, file, environment, then `overrides` (from flags).
+    pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.to_owned())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_FILE))
+            }
+            None => {}
+        }
+        figment = figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(overrides);
+        let config: Config = figment.extract().map_err(|err| {
+            let messages: Vec<String> = err.into_iter().map(|e| describe(&e)).collect();
+            ConfigError::Load(messages.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.tarantool
+            .validate()
+            .and_then(|()| self.streams.validate())
+            .and_then(|()| self.api.validate())
+            .and_then(|()| validate_log(&self.log))
+            .map_err(|(key, message)| ConfigError::Invalid {
+                key: key.to_owned(),
+                message,
+            })
+    }
+}
+
+fn validate_log(log: &LogConfig) -> Result<(), (&'static str, String)> {
+    tracing_subscriber::EnvFilter::try_new(&log.level)
+        .map(|_| ())
+        .map_err(|e| ("log.level", format!("not a valid filter: {e}")))
+}
+
+/// One figment error as "key: what (from where)".
+fn describe(err: &figment::Error) -> String {
+    let key = if err.path.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", err.path.join("."))
+    };
+    let origin = err
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!(" (from {} {source})", m.name),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    format!("{key}{}{origin}", err.kind)
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return its (large) error type
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    fn no_overrides() -> Figment {
+        Figment::new()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_planetmints_ports() {
+        let config = Config::default();
+        config.validate().expect("defaults are valid");
+        assert_eq!(config.streams.bind, "0.0.0.0:9985");
+        assert_eq!(config.api.bind, "0.0.0.0:9984");
+        assert_eq!(config.tarantool.address, "127.0.0.1:3303");
+        assert!(config.streams.ping_interval <= std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "node.toml",
+                "[tarantool]\naddress = \"10.0.0.1:3303\"\n[streams]\nping_interval = \"5s\"\nadvertised_host = \"file.example\"\n",
+            )?;
+            jail.set_env("PLANETMINT_STREAMS_STREAMS__ADVERTISED_HOST", "env.example");
+            jail.set_env("PLANETMINT_STREAMS_API__READY_MAX_LAG_BLOCKS", "3");
+            let flags = Figment::from(Serialized::default("tarantool.address", "10.0.0.2:3303"));
+            let config =
+                Config::load(Some(Path::new("node.toml")), flags).map_err(|e| e.to_string())?;
+            assert_eq!(config.tarantool.address, "10.0.0.2:3303");
+            assert_eq!(
+                config.streams.ping_interval,
+                std::time::Duration::from_secs(5)
+            );
+            assert_eq!(config.streams.advertised_host, "env.example");
+            assert_eq!(config.api.ready_max_lag_blocks, 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[streams]\nping_interval = \"0s\"\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")), no_overrides())
+                .expect_err("zero interval");
+            assert!(err.to_string().contains("streams.ping_interval"), "{err}");
+
+            jail.create_file("typo.toml", "[streams]\nping_intervall = \"5s\"\n")?;
+            let err = Config::load(Some(Path::new("typo.toml")), no_overrides())
+                .expect_err("unknown key");
+            assert!(err.to_string().contains("ping_intervall"), "{err}");
+
+            jail.create_file("type.toml", "[streams]\nqueue_max_blocks = \"many\"\n")?;
+            let err =
+                Config::load(Some(Path::new("type.toml")), no_overrides()).expect_err("wrong type");
+            assert!(
+                err.to_string().contains("streams.queue_max_blocks"),
+                "{err}"
+            );
+
+            jail.set_env("PLANETMINT_STREAMS_TARANTOOL__ADDRESS", "nocolon");
+            let err = Config::load(None, no_overrides()).expect_err("bad address");
+            assert!(err.to_string().contains("tarantool.address"), "{err}");
+
+            let err =
+                Config::load(Some(Path::new("missing.toml")), no_overrides()).expect_err("missing");
+            assert!(matches!(err, ConfigError::MissingFile(_)));
+            Ok(())
+        });
+    }
+}

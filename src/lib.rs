@@ -1,0 +1,14 @@
+//! planetmint-streams: an event stream server for Planetmint.
+//!
+//! It follows the blocks a Planetmint node commits to its Tarantool and pushes them to
+//! WebSocket subscribers, compatible on the wire with Planetmint's own event stream. This crate
+//! is the binary's library half: [`config`] (the layered, validated configuration), [`node`]
+//! (wiring the ingest, broadcaster and API crates together) and [`logging`].
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod logging;
+pub mod node;
+
+pub use config::Config;
+pub use node::{start, start_with_source, RunningNode};

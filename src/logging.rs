@@ -1,0 +1,23 @@
+//! Log output: human-readable by default, JSON lines on request.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Noisy dependencies kept at `warn` unless asked for explicitly.
+const QUIET: &str = "tarantool_rs=warn,actix_server=warn,actix_http=warn";
+
+/// Installs the global subscriber. `RUST_LOG` overrides the configured level.
+pub fn init(config: &LogConfig) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| EnvFilter::try_new(spec).ok())
+        .unwrap_or_else(|| EnvFilter::new(format!("{},{QUIET}", config.level)));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

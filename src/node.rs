@@ -1,0 +1,202 @@
+//! Wiring: Tarantool source -> follower -> hub -> stream server, plus the API server.
+//!
+//! [`start`] binds both ports, starts every task and returns a [`RunningNode`]; shutting it
+//! down cancels one token (every session closes with 1001 and its last height), gives the
+//! connections the configured grace to drain, then stops the servers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use planetmint_streams_api::{Advertised, ApiContext, Readiness};
+use planetmint_streams_broadcaster::{BroadcastMetrics, Hub, StreamContext};
+use planetmint_streams_ingest::{Follower, FollowerConfig, IngestStatus, TarantoolSource};
+use planetmint_streams_model::BlockSource;
+use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Config;
+
+/// Our version, as published in the root document.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A started node.
+pub struct RunningNode {
+    /// Address the stream server listens on.
+    pub streams_addr: SocketAddr,
+    /// Address the API listens on.
+    pub api_addr: SocketAddr,
+    /// The fan-out point (tests look at its subscriber count).
+    pub hub: Arc<Hub>,
+    /// What the ingest knows.
+    pub status: Arc<IngestStatus>,
+    shutdown: CancellationToken,
+    grace: Duration,
+    streams_server: actix_web::dev::ServerHandle,
+    api_server: actix_web::dev::ServerHandle,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn bind(address: &str, what: &str) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("cannot listen on {address} ({what})"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Starts a node reading from Tarantool as configured.
+pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
+    config.validate()?;
+    let source = TarantoolSource::new(config.tarantool.clone())
+        .await
+        .context("starting the Tarantool client")?;
+    start_with_source(config, Arc::new(source)).await
+}
+
+/// Starts a node on any [`BlockSource`] (tests use an in-memory one).
+pub async fn start_with_source(
+    config: Config,
+    source: Arc<dyn BlockSource>,
+) -> anyhow::Result<RunningNode> {
+    config.validate()?;
+    let streams_listener = bind(&config.streams.bind, "streams.bind")?;
+    let api_listener = bind(&config.api.bind, "api.bind")?;
+    let streams_addr = streams_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+
+    let registry = Registry::new();
+    let status = Arc::new(IngestStatus::new(&registry)?);
+    let metrics = BroadcastMetrics::new(&registry)?;
+    let hub = Arc::new(Hub::new(config.streams.ring_blocks, metrics));
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    let follower = Follower::new(
+        source.clone(),
+        hub.clone(),
+        status.clone(),
+        FollowerConfig {
+            batch_blocks: config.tarantool.batch_blocks,
+            long_poll: config.tarantool.long_poll,
+            retry_min: config.tarantool.reconnect_min,
+            retry_max: config.tarantool.reconnect_max,
+        },
+    );
+    tasks.push(tokio::spawn(follower.run(shutdown.child_token())));
+
+    let stream_ctx = Arc::new(StreamContext {
+        hub: hub.clone(),
+        source,
+        config: config.streams.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let streams_server =
+        planetmint_streams_broadcaster::server::build(stream_ctx, streams_listener)?;
+    let streams_handle = streams_server.handle();
+    tasks.push(tokio::spawn(async move {
+        if let Err(err) = streams_server.await {
+            tracing::error!(error = %err, "stream server failed");
+        }
+    }));
+
+    let advertised = Advertised {
+        scheme: config.streams.advertised_scheme.clone(),
+        host: config.streams.advertised_host.clone(),
+        port: config
+            .streams
+            .advertised_port
+            .unwrap_or(streams_addr.port()),
+    };
+    let readiness = {
+        let status = status.clone();
+        let max_lag = config.api.ready_max_lag_blocks;
+        Arc::new(move || readiness(&status, max_lag))
+    };
+    let api_ctx = Arc::new(ApiContext {
+        advertised: advertised.clone(),
+        version: VERSION.to_owned(),
+        registry,
+        readiness,
+        config: config.api.clone(),
+    });
+    let api_server = planetmint_streams_api::server::build(api_ctx, api_listener)?;
+    let api_handle = api_server.handle();
+    tasks.push(tokio::spawn(async move {
+        if let Err(err) = api_server.await {
+            tracing::error!(error = %err, "API server failed");
+        }
+    }));
+
+    info!(
+        version = VERSION,
+        streams = %streams_addr,
+        api = %api_addr,
+        advertised = %advertised.valid_transactions(),
+        tarantool = %config.tarantool.address,
+        "planetmint-streams started"
+    );
+    Ok(RunningNode {
+        streams_addr,
+        api_addr,
+        hub,
+        status,
+        shutdown,
+        grace: config.streams.shutdown_grace,
+        streams_server: streams_handle,
+        api_server: api_handle,
+        tasks,
+    })
+}
+
+fn readiness(status: &IngestStatus, max_lag: u64) -> Readiness {
+    let head = u64::try_from(status.head_height.get()).unwrap_or(0);
+    let streamed = u64::try_from(status.streamed_height.get()).unwrap_or(0);
+    let lag = status.lag_blocks();
+    let reachable = status.is_reachable();
+    let reason = if !status.is_started() {
+        Some("not connected to Tarantool yet".to_owned())
+    } else if !reachable {
+        Some("Tarantool is unreachable".to_owned())
+    } else if lag > max_lag {
+        Some(format!("{lag} blocks behind Tarantool (limit {max_lag})"))
+    } else {
+        None
+    };
+    Readiness {
+        ready: reason.is_none(),
+        source_reachable: reachable,
+        head_height: head,
+        streamed_height: streamed,
+        lag_blocks: lag,
+        reason,
+    }
+}
+
+impl RunningNode {
+    /// Graceful shutdown: close every subscriber with 1001, let connections drain for the
+    /// configured grace, stop the servers and the ingest.
+    pub async fn shutdown(self) {
+        info!(
+            subscribers = self.hub.subscriber_count(),
+            "shutting down: closing every subscriber with 1001"
+        );
+        self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + self.grace;
+        while self.hub.subscriber_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.streams_server.stop(true).await;
+        self.api_server.stop(true).await;
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        info!("stopped");
+    }
+
+    /// The token whose cancellation starts the shutdown (for callers that own signals).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}

@@ -1,0 +1,291 @@
+//! End to end: a real Tarantool, the node, and real WebSocket clients that find the stream the
+//! way Planetmint clients do (from `GET /api/v1/`).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use planetmint_streams_devchain::fixtures::Planetmint253;
+use planetmint_streams_devchain::writer::PlanetmintWriter;
+use serde_json::Value;
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_discovers_the_stream_gets_every_fixture_transaction_in_order() {
+    let harness = Harness::start().await;
+    let api = harness.node().api_addr.to_string();
+    let fixtures = Planetmint253::load().expect("fixtures");
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+
+    // Discovery, as Planetmint clients do it.
+    let (status, v1) = get_json(&api, "/api/v1/").await;
+    assert_eq!(status, 200);
+    let streams = v1["streams"].as_str().expect("streams URL").to_owned();
+    let streamed_blocks = v1["streamedblocks"]
+        .as_str()
+        .expect("streamedblocks URL")
+        .to_owned();
+    assert_eq!(
+        streams,
+        format!(
+            "{}/api/v1/streams/valid_transactions",
+            harness.streams_base()
+        )
+    );
+    assert_eq!(v1["transactions"], "/transactions/");
+    let (status, root) = get_json(&api, "/").await;
+    assert_eq!(status, 200);
+    assert_eq!(root["api"]["v1"]["streams"], streams.as_str());
+    assert_eq!(root["api"]["v1"]["transactions"], "/api/v1/transactions/");
+    assert_eq!(root["software"], "planetmint-streams");
+
+    let mut transactions = connect(&streams).await;
+    let mut blocks = connect(&streamed_blocks).await;
+    // Planetmint's server sends only blocks committed after the client connected: the node is
+    // attached once its follower has started, which `wait_ready` saw.
+    for height in fixtures.heights() {
+        fixtures.write_block(&writer, height).await.expect("write");
+    }
+    let received = take_json(&mut transactions, 36, Duration::from_secs(10)).await;
+    let expected: Vec<Value> = (1..=8).flat_map(|h| fixtures.expected_events(h)).collect();
+    assert_eq!(
+        received, expected,
+        "every transaction, in block order, with Planetmint's fields"
+    );
+    let received_blocks = take_json(&mut blocks, 8, Duration::from_secs(10)).await;
+    assert_eq!(
+        received_blocks, fixtures.expected_blocks,
+        "every block including empty ones"
+    );
+    assert_silent(&mut transactions, Duration::from_millis(300)).await;
+    close(transactions).await;
+    close(blocks).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_block_arrives_as_one_write() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let harness = Harness::start().await;
+    let fixtures = Planetmint253::load().expect("fixtures");
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    let addr = harness.node().streams_addr;
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(
+            format!(
+                "GET /api/v1/streams/valid_transactions HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("handshake");
+    let mut buf = vec![0u8; 65536];
+    let n = socket.read(&mut buf).await.expect("101");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    for height in [1u64, 2, 3] {
+        fixtures.write_block(&writer, height).await.expect("write");
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
+            .await
+            .expect("data in time")
+            .expect("read");
+        // Parse the frames in this one read: all six transactions of the block, nothing else.
+        let mut pos = 0;
+        let mut heights = Vec::new();
+        while pos < n {
+            assert_eq!(buf[pos], 0x81, "a final text frame");
+            let (len, header) = match buf[pos + 1] {
+                126 => (
+                    usize::from(u16::from_be_bytes([buf[pos + 2], buf[pos + 3]])),
+                    4,
+                ),
+                l if l < 126 => (usize::from(l), 2),
+                _ => panic!("frame too large for this test"),
+            };
+            let event: Value =
+                serde_json::from_slice(&buf[pos + header..pos + header + len]).expect("JSON");
+            heights.push(event["height"].as_u64().expect("height"));
+            pos += header + len;
+        }
+        assert_eq!(
+            heights,
+            vec![height; 6],
+            "one read carries exactly block {height}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_pings_and_pongs() {
+    let harness = Harness::start_with(|c| {
+        c.streams.ping_interval = Duration::from_millis(300);
+        c.streams.pong_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let url = format!(
+        "{}/api/v1/streams/valid_transactions",
+        harness.streams_base()
+    );
+    let mut ws = connect(&url).await;
+    let connected = Instant::now();
+    // The server pings within the interval.
+    let ping = tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .expect("ping in time");
+    assert!(matches!(ping, Some(Ok(Message::Ping(_)))), "got {ping:?}");
+    assert!(connected.elapsed() < Duration::from_millis(900));
+    // A client ping gets a pong with the same payload.
+    send_ping(&mut ws, b"are you there").await;
+    let pong = loop {
+        match tokio::time::timeout(Duration::from_secs(2), ws.next())
+            .await
+            .expect("pong in time")
+        {
+            Some(Ok(Message::Pong(payload))) => break payload,
+            Some(Ok(Message::Ping(_))) => continue,
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    };
+    assert_eq!(&pong[..], b"are you there");
+    // tungstenite answers the server's pings as it reads: the connection stays open.
+    assert_silent(&mut ws, Duration::from_millis(1500)).await;
+    close(ws).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_answers_pings_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let harness = Harness::start_with(|c| {
+        c.streams.ping_interval = Duration::from_millis(200);
+        c.streams.pong_timeout = Duration::from_millis(400);
+    })
+    .await;
+    let addr = harness.node().streams_addr;
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(
+            format!(
+                "GET /api/v1/streams/valid_blocks HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("handshake");
+    // Read everything, answer nothing, until the server closes.
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let started = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
+            .await
+            .expect("closed in time")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+    let elapsed = started.elapsed();
+    // After the 101 response: pings (0x89), then a close frame (0x88) with code 4000.
+    let frames = &received[received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers")
+        + 4..];
+    let close_at = frames
+        .iter()
+        .position(|&b| b == 0x88)
+        .expect("a close frame");
+    assert_eq!(frames[0], 0x89, "pinged first");
+    let code = u16::from_be_bytes([frames[close_at + 2], frames[close_at + 3]]);
+    assert_eq!(code, 4000);
+    let reason: Value = serde_json::from_slice(
+        &frames[close_at + 4..close_at + 2 + usize::from(frames[close_at + 1])],
+    )
+    .expect("JSON reason");
+    assert_eq!(reason["reason"], "no pong");
+    assert!(
+        elapsed >= Duration::from_millis(550) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors() {
+    let harness = Harness::start().await;
+    let streams = harness.node().streams_addr.to_string();
+    let api = harness.node().api_addr.to_string();
+
+    let (status, body) = get_json(&streams, "/api/v1/streams/valid_transactions").await;
+    assert_eq!(status, 400, "plain GET on a stream path");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("WebSocket"),
+        "{body}"
+    );
+
+    let (status, body) = get_json(
+        &streams,
+        "/api/v1/streams/valid_transactions?from_height=-5",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["parameter"], "from_height");
+
+    let (status, body) = get_json(&streams, "/api/v1/streams/valid_blocks?colour=blue").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["parameter"], "colour");
+
+    let (status, body) = get_json(&streams, "/api/v1/streams/nope").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["path"], "/api/v1/streams/nope");
+
+    let (status, body) = get_json(&api, "/no/such/thing").await;
+    assert_eq!(status, 404);
+    assert!(body["error"].is_string());
+
+    let (status, _) = http_request(
+        &streams,
+        &format!("POST /api/v1/streams/valid_blocks HTTP/1.1\r\nHost: {streams}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 405);
+
+    // The node is unharmed.
+    let url = format!("{}/api/v1/streams/valid_blocks", harness.streams_base());
+    let ws = connect(&url).await;
+    close(ws).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_subscribers_with_1001_and_their_last_height() {
+    let mut harness = Harness::start().await;
+    let fixtures = Planetmint253::load().expect("fixtures");
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    let url = format!(
+        "{}/api/v1/streams/valid_transactions",
+        harness.streams_base()
+    );
+    let mut ws = connect(&url).await;
+    fixtures.write_block(&writer, 1).await.expect("write");
+    let first = take_json(&mut ws, 6, Duration::from_secs(5)).await;
+    assert_eq!(first.last().map(|e| e["height"].clone()), Some(1.into()));
+    let node = harness.node.take().expect("node");
+    let stopping = tokio::spawn(node.shutdown());
+    let (_, frame) = read_until_close(&mut ws, Duration::from_secs(5)).await;
+    let frame = frame.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1001);
+    let reason: Value = serde_json::from_str(frame.reason.as_str()).expect("JSON reason");
+    assert_eq!(reason["last_height"], 1);
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("stops in time")
+        .expect("join");
+}

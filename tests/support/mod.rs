@@ -1,0 +1,214 @@
+//! Shared pieces of the end-to-end tests: a real Tarantool, a node started in-process on free
+//! loopback ports, a raw HTTP client and WebSocket helpers.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use planetmint_streams::config::Config;
+use planetmint_streams::RunningNode;
+use planetmint_streams_devchain::process::TarantoolProcess;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A configuration for tests: loopback ports chosen by the OS, short timers.
+pub fn test_config(tarantool: &str) -> Config {
+    let mut config = Config::default();
+    config.tarantool.address = tarantool.to_owned();
+    config.tarantool.reconnect_min = Duration::from_millis(20);
+    config.tarantool.reconnect_max = Duration::from_millis(300);
+    config.tarantool.request_timeout = Duration::from_secs(3);
+    config.tarantool.long_poll = Duration::from_millis(500);
+    config.streams.bind = "127.0.0.1:0".into();
+    config.streams.advertised_host = "127.0.0.1".into();
+    config.streams.workers = 2;
+    config.streams.shutdown_grace = Duration::from_secs(3);
+    config.api.bind = "127.0.0.1:0".into();
+    config
+}
+
+/// A Tarantool with Planetmint's schema and a node reading it.
+pub struct Harness {
+    pub tarantool: TarantoolProcess,
+    pub node: Option<RunningNode>,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let tarantool = TarantoolProcess::start().await.expect("tarantool starts");
+        let mut config = test_config(&tarantool.address());
+        adjust(&mut config);
+        let node = planetmint_streams::start(config)
+            .await
+            .expect("node starts");
+        let harness = Self {
+            tarantool,
+            node: Some(node),
+        };
+        harness.wait_ready().await;
+        harness
+    }
+
+    pub fn node(&self) -> &RunningNode {
+        self.node.as_ref().expect("node running")
+    }
+
+    pub fn api(&self) -> String {
+        format!("http://{}", self.node().api_addr)
+    }
+
+    pub fn streams_base(&self) -> String {
+        format!("ws://{}", self.node().streams_addr)
+    }
+
+    /// Waits until `/ready` says 200.
+    pub async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = http_get(&self.node().api_addr.to_string(), "/ready").await;
+            if status == 200 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node never became ready: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `GET path` over a fresh connection; returns status and body.
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Sends a raw HTTP request; returns status and body.
+pub async fn http_request(addr: &str, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `GET path` and parse the JSON body.
+pub async fn get_json(addr: &str, path: &str) -> (u16, Value) {
+    let (status, body) = http_get(addr, path).await;
+    let json = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {body}"));
+    (status, json)
+}
+
+pub async fn connect(url: &str) -> Ws {
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("connect in time")
+    .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    ws
+}
+
+/// Next text message as JSON, skipping pings/pongs; panics on close or timeout.
+pub async fn next_json(ws: &mut Ws, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let message = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("stream open")
+            .expect("no protocol error");
+        match message {
+            Message::Text(text) => {
+                return serde_json::from_str(text.as_str()).expect("JSON message")
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+}
+
+/// Reads `n` JSON messages.
+pub async fn take_json(ws: &mut Ws, n: usize, within: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        out.push(next_json(ws, left).await);
+    }
+    out
+}
+
+/// Reads until the server's close frame; returns it (messages before it are collected).
+pub async fn read_until_close(ws: &mut Ws, within: Duration) -> (Vec<Value>, Option<CloseFrame>) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut messages = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Text(text))) => {
+                messages.push(serde_json::from_str(text.as_str()).expect("JSON"))
+            }
+            Some(Ok(Message::Close(frame))) => return (messages, frame),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return (messages, None),
+        }
+    }
+}
+
+/// Asserts that nothing but pings arrives for `quiet`.
+pub async fn assert_silent(ws: &mut Ws, quiet: Duration) {
+    let deadline = tokio::time::Instant::now() + quiet;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(other) => panic!("expected silence, got {other:?}"),
+        }
+    }
+}
+
+pub async fn close(mut ws: Ws) {
+    let _ = ws.close(None).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+pub async fn send_ping(ws: &mut Ws, payload: &[u8]) {
+    ws.send(Message::Ping(payload.to_vec().into()))
+        .await
+        .expect("send ping");
+}
