@@ -46,10 +46,12 @@ if M.committed == nil then
     M.committed = highest()
 end
 
+-- Runs inside Planetmint's own write: it must never raise, or the write would fail.
 local function on_block(old, new)
     if new == nil then return end
-    local height = new[3]
-    box.on_commit(function()
+    local height = tonumber(new[3])
+    if height == nil then return end
+    pcall(box.on_commit, function()
         if height > M.committed then
             M.committed = height
         end

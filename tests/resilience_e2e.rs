@@ -1,0 +1,93 @@
+//! End to end under failure: Tarantool killed (-9) and restarted while blocks are being
+//! committed and streamed. Nothing may be lost or repeated.
+
+mod support;
+
+use std::time::Duration;
+
+use planetmint_streams_devchain::generate::{ChainGenerator, GeneratedBlock};
+use planetmint_streams_devchain::writer::PlanetmintWriter;
+use serde_json::{json, Value};
+use support::*;
+
+fn expected_events(blocks: &[GeneratedBlock]) -> Vec<Value> {
+    blocks
+        .iter()
+        .flat_map(|b| {
+            b.transactions.iter().map(move |tx| {
+                json!({
+                    "transaction_id": tx.id,
+                    "asset_id": tx.asset_id,
+                    "asset_ids": tx.asset_ids,
+                    "height": b.height,
+                })
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tarantool_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
+    let mut harness = Harness::start().await;
+    let address = harness.tarantool.address();
+    let api = harness.node().api_addr.to_string();
+    let url = format!("{}/api/v1/streams/valid_transactions", harness.streams_base());
+    let mut blocks_ws = connect(&format!("{}/api/v1/streams/valid_blocks", harness.streams_base())).await;
+    let mut ws = connect(&url).await;
+
+    let mut chain = ChainGenerator::new(11, 1, 6);
+    let blocks: Vec<GeneratedBlock> = (0..45).map(|_| chain.block(3)).collect();
+    let expected = expected_events(&blocks);
+
+    let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(0u64);
+    let writer = {
+        let blocks = blocks.clone();
+        let address = address.clone();
+        tokio::spawn(async move {
+            let mut writer = PlanetmintWriter::connect(&address).await.expect("writer");
+            for block in &blocks {
+                writer
+                    .write_block_retrying(&address, block, Duration::from_secs(30))
+                    .await
+                    .expect("block written eventually");
+                let _ = progress_tx.send(block.height);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+
+    let mut saw_not_ready = false;
+    for kill_after in [12u64, 30] {
+        progress_rx.wait_for(|h| *h >= kill_after).await.expect("writer progresses");
+        harness.tarantool.kill().await;
+        // While Tarantool is down the node says it is not ready; subscribers stay connected.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            let (status, _) = http_get(&api, "/ready").await;
+            if status == 503 {
+                saw_not_ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        harness.tarantool.restart().await.expect("tarantool restarts");
+    }
+    assert!(saw_not_ready, "/ready reported the outage");
+
+    let received = take_json(&mut ws, expected.len(), Duration::from_secs(60)).await;
+    writer.await.expect("writer finished");
+    assert_eq!(received.len(), expected.len());
+    for (i, (got, want)) in received.iter().zip(&expected).enumerate() {
+        assert_eq!(got, want, "event {i}");
+    }
+    assert_silent(&mut ws, Duration::from_millis(500)).await;
+    let heights: Vec<u64> = take_json(&mut blocks_ws, blocks.len(), Duration::from_secs(10))
+        .await
+        .iter()
+        .map(|b| b["height"].as_u64().expect("height"))
+        .collect();
+    assert_eq!(heights, (1..=45).collect::<Vec<_>>());
+    harness.wait_ready().await;
+    close(ws).await;
+}
