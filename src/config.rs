@@ -219,3 +219,56 @@ mod tests {
         });
     }
 }
+
+#[cfg(test)]
+mod shipped_files {
+    //! The configuration files and docs shipped in the repository describe the struct exactly.
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn repo_file(path: &str) -> String {
+        let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+    }
+
+    /// Every key of the struct, as `section.key`, with optional keys set so they appear.
+    fn struct_keys() -> BTreeSet<String> {
+        let mut full = Config::default();
+        full.tarantool.user = Some("u".into());
+        full.tarantool.password = Some("p".into());
+        full.streams.advertised_port = Some(1);
+        let value = toml::Value::try_from(&full).expect("serializable");
+        let mut keys = BTreeSet::new();
+        for (section, table) in value.as_table().expect("table") {
+            for key in table.as_table().expect("section table").keys() {
+                keys.insert(format!("{section}.{key}"));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn config_default_toml_is_the_built_in_defaults() {
+        let text = repo_file("config/default.toml");
+        let parsed: Config = toml::from_str(&text).expect("config/default.toml parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn docs_configuration_lists_every_key_and_only_those() {
+        let doc = repo_file("docs/configuration.md");
+        let documented: BTreeSet<String> = doc
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split('`').next())
+            .filter(|key| key.contains('.'))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(documented, struct_keys(), "docs/configuration.md vs the Config struct");
+        for key in struct_keys() {
+            let (section, name) = key.split_once('.').expect("dotted");
+            let env = format!("{ENV_PREFIX}{}__{}", section.to_uppercase(), name.to_uppercase());
+            assert!(doc.contains(&env), "docs/configuration.md names {env}");
+        }
+    }
+}
