@@ -264,10 +264,18 @@ mod shipped_files {
             .filter(|key| key.contains('.'))
             .map(str::to_owned)
             .collect();
-        assert_eq!(documented, struct_keys(), "docs/configuration.md vs the Config struct");
+        assert_eq!(
+            documented,
+            struct_keys(),
+            "docs/configuration.md vs the Config struct"
+        );
         for key in struct_keys() {
             let (section, name) = key.split_once('.').expect("dotted");
-            let env = format!("{ENV_PREFIX}{}__{}", section.to_uppercase(), name.to_uppercase());
+            let env = format!(
+                "{ENV_PREFIX}{}__{}",
+                section.to_uppercase(),
+                name.to_uppercase()
+            );
             assert!(doc.contains(&env), "docs/configuration.md names {env}");
         }
     }

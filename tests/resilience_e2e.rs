@@ -31,8 +31,15 @@ async fn tarantool_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
     let mut harness = Harness::start().await;
     let address = harness.tarantool.address();
     let api = harness.node().api_addr.to_string();
-    let url = format!("{}/api/v1/streams/valid_transactions", harness.streams_base());
-    let mut blocks_ws = connect(&format!("{}/api/v1/streams/valid_blocks", harness.streams_base())).await;
+    let url = format!(
+        "{}/api/v1/streams/valid_transactions",
+        harness.streams_base()
+    );
+    let mut blocks_ws = connect(&format!(
+        "{}/api/v1/streams/valid_blocks",
+        harness.streams_base()
+    ))
+    .await;
     let mut ws = connect(&url).await;
 
     let mut chain = ChainGenerator::new(11, 1, 6);
@@ -58,7 +65,10 @@ async fn tarantool_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
 
     let mut saw_not_ready = false;
     for kill_after in [12u64, 30] {
-        progress_rx.wait_for(|h| *h >= kill_after).await.expect("writer progresses");
+        progress_rx
+            .wait_for(|h| *h >= kill_after)
+            .await
+            .expect("writer progresses");
         harness.tarantool.kill().await;
         // While Tarantool is down the node says it is not ready; subscribers stay connected.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -71,7 +81,11 @@ async fn tarantool_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        harness.tarantool.restart().await.expect("tarantool restarts");
+        harness
+            .tarantool
+            .restart()
+            .await
+            .expect("tarantool restarts");
     }
     assert!(saw_not_ready, "/ready reported the outage");
 

@@ -17,7 +17,8 @@ async fn scripted_server(version: &str) -> (String, Arc<Mutex<Vec<u64>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("addr").to_string();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut greeting = format!("Tarantool {version} (Binary) 00000000-0000-0000-0000-000000000000").into_bytes();
+    let mut greeting =
+        format!("Tarantool {version} (Binary) 00000000-0000-0000-0000-000000000000").into_bytes();
     greeting.resize(63, b' ');
     greeting.push(b'\n');
     let mut salt = b"c2FsdHNhbHRzYWx0c2FsdHNhbHRzYWx0c2FsdHNhbHQ=".to_vec();
@@ -44,7 +45,9 @@ async fn scripted_server(version: &str) -> (String, Arc<Mutex<Vec<u64>>>) {
                     // Frames: msgpack uint length, then header map {0: type, 1: sync, ...}.
                     loop {
                         let mut cursor = &buf[..];
-                        let Ok(len) = rmp::decode::read_int::<u64, _>(&mut cursor) else { break };
+                        let Ok(len) = rmp::decode::read_int::<u64, _>(&mut cursor) else {
+                            break;
+                        };
                         let prefix = buf.len() - cursor.len();
                         if cursor.len() < len as usize {
                             break;
@@ -53,7 +56,9 @@ async fn scripted_server(version: &str) -> (String, Arc<Mutex<Vec<u64>>>) {
                         let header = rmpv::decode::read_value(&mut body).expect("header");
                         let field = |k: u64| {
                             header.as_map().and_then(|m| {
-                                m.iter().find(|(key, _)| key.as_u64() == Some(k)).and_then(|(_, v)| v.as_u64())
+                                m.iter()
+                                    .find(|(key, _)| key.as_u64() == Some(k))
+                                    .and_then(|(_, v)| v.as_u64())
                             })
                         };
                         let (kind, sync) = (field(0).unwrap_or(999), field(1).unwrap_or(0));
@@ -83,7 +88,12 @@ async fn scripted_server(version: &str) -> (String, Arc<Mutex<Vec<u64>>>) {
 async fn connect_and_ping(address: &str) {
     let connection = tokio::time::timeout(
         Duration::from_secs(5),
-        connect(address, None, Duration::from_secs(2), (Duration::from_millis(10), Duration::from_millis(100))),
+        connect(
+            address,
+            None,
+            Duration::from_secs(2),
+            (Duration::from_millis(10), Duration::from_millis(100)),
+        ),
     )
     .await
     .expect("in time")
@@ -104,5 +114,9 @@ async fn for_2_6_the_id_request_is_answered_by_the_relay() {
     let (address, seen) = scripted_server("2.6.0-0-g47aa4e01e").await;
     connect_and_ping(&address).await;
     let seen = seen.lock().expect("lock").clone();
-    assert_eq!(seen, vec![IPROTO_PING], "IPROTO_ID never reaches a 2.6 server");
+    assert_eq!(
+        seen,
+        vec![IPROTO_PING],
+        "IPROTO_ID never reaches a 2.6 server"
+    );
 }
