@@ -1,0 +1,93 @@
+//! The `planetmint-streams` binary as an operator meets it: bad configuration is refused with
+//! the key named, and SIGTERM closes subscribers with 1001 and exits 0.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_planetmint-streams");
+
+#[tokio::test]
+async fn invalid_configuration_exits_2_naming_the_key() {
+    for (env, value, key) in [
+        ("PLANETMINT_STREAMS_STREAMS__PING_INTERVAL", "0s", "streams.ping_interval"),
+        ("PLANETMINT_STREAMS_STREAMS__QUEUE_MAX_BLOCKS", "lots", "streams.queue_max_blocks"),
+        ("PLANETMINT_STREAMS_TARANTOOL__ADDRESS", "no-port", "tarantool.address"),
+        ("PLANETMINT_STREAMS_LOG__FORMAT", "xml", "log.format"),
+    ] {
+        let output = Command::new(BIN)
+            .env(env, value)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .await
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{env}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{env}={value}: {stderr}");
+    }
+    let output = Command::new(BIN)
+        .args(["--config", "/nonexistent/planetmint-streams.toml"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/planetmint-streams.toml"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_subscribers_with_1001_and_exits_0() {
+    let streams_port = planetmint_streams_devchain::process::free_port().expect("port");
+    let api_port = planetmint_streams_devchain::process::free_port().expect("port");
+    // No Tarantool at all: the node still serves subscribers (and says it is not ready).
+    let tarantool_port = planetmint_streams_devchain::process::free_port().expect("port");
+    let mut child = Command::new(BIN)
+        .args([
+            "--tarantool",
+            &format!("127.0.0.1:{tarantool_port}"),
+            "--streams-bind",
+            &format!("127.0.0.1:{streams_port}"),
+            "--api-bind",
+            &format!("127.0.0.1:{api_port}"),
+            "--log-format",
+            "json",
+        ])
+        .current_dir(std::env::temp_dir())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let mut logs = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let started = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = logs.next_line().await {
+            if line.contains("planetmint-streams started") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("started in time");
+    let started: serde_json::Value = serde_json::from_str(&started).expect("JSON log line");
+    assert_eq!(started["level"], "INFO");
+    let (status, ready) = get_json(&format!("127.0.0.1:{api_port}"), "/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["source_reachable"], false);
+
+    let mut ws = connect(&format!("ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions")).await;
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
+    assert!(killed.success());
+    let (_, frame) = read_until_close(&mut ws, Duration::from_secs(5)).await;
+    let frame = frame.expect("close frame");
+    assert_eq!(u16::from(frame.code), 1001);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
