@@ -7,4 +7,4 @@ demo:
 test:
 	scripts/test.sh
 build:
-	cargo build --release --locked --bins
+	cargo build --release --locked --workspace --bins

@@ -8,7 +8,7 @@ scripts/ensure-deps.sh --no-python
 port="${DEMO_TARANTOOL_PORT:-3303}"
 rate="${DEMO_BLOCKS_PER_SECOND:-1}"
 echo "==> building (release)"
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins
 mkdir -p .demo
 pids=()
 cleanup() {
@@ -50,4 +50,5 @@ or resume from the start of the chain:
 
 A new block is committed every $(awk "BEGIN{print 1/$rate}")s (log: .demo/devchain.log). Ctrl-C stops it all.
 MSG
-wait -n "${pids[@]}"
+wait -n "${pids[@]}" || true
+echo "a component stopped (see above and .demo/devchain.log); stopping the demo" >&2

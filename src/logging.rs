@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogConfig, LogFormat};
 
 /// Noisy dependencies kept at `warn` unless asked for explicitly.
-const QUIET: &str = "tarantool_rs=warn,actix_server=warn,actix_http=warn";
+const QUIET: &str = "tarantool_rs=error,actix_server=warn,actix_http=warn";
 
 /// Installs the global subscriber. `RUST_LOG` overrides the configured level.
 pub fn init(config: &LogConfig) {

@@ -8,6 +8,7 @@ use clap::Parser;
 use planetmint_streams_devchain::fixtures::Planetmint253;
 use planetmint_streams_devchain::generate::ChainGenerator;
 use planetmint_streams_devchain::writer::PlanetmintWriter;
+use planetmint_streams_model::tuple::BlockTuple;
 use tarantool_rs::{ExecutorExt, IteratorType};
 
 /// Writes demo blocks into a Tarantool that has Planetmint's schema.
@@ -46,7 +47,7 @@ async fn highest_height(writer: &PlanetmintWriter) -> anyhow::Result<Option<u64>
         .context("index blocks.height is missing")?
         .metadata()
         .id();
-    let rows: Vec<(String, String, u64)> = conn
+    let rows: Vec<BlockTuple> = conn
         .select(
             blocks.metadata().id(),
             index,
@@ -56,7 +57,7 @@ async fn highest_height(writer: &PlanetmintWriter) -> anyhow::Result<Option<u64>
             (),
         )
         .await?;
-    Ok(rows.first().map(|row| row.2))
+    Ok(rows.first().map(|row| row.height))
 }
 
 #[tokio::main(flavor = "current_thread")]
