@@ -212,3 +212,113 @@ pub async fn send_ping(ws: &mut Ws, payload: &[u8]) {
         .await
         .expect("send ping");
 }
+
+/// The stream events a list of generated blocks must produce, in order.
+pub fn expected_events(blocks: &[planetmint_streams_devchain::generate::GeneratedBlock]) -> Vec<Value> {
+    blocks
+        .iter()
+        .flat_map(|b| {
+            b.transactions.iter().map(move |tx| {
+                serde_json::json!({
+                    "transaction_id": tx.id,
+                    "asset_id": tx.asset_id,
+                    "asset_ids": tx.asset_ids,
+                    "height": b.height,
+                })
+            })
+        })
+        .collect()
+}
+
+/// A client that follows the delivery contract: it remembers the last height whose events it
+/// has all seen, reconnects with `from_height` after any disconnect, and skips events of the
+/// block in progress that it already had. Its `events` must equal the chain's, exactly once.
+pub struct ExactlyOnceClient {
+    pub url: String,
+    pub complete: Option<u64>,
+    pub events: Vec<Value>,
+    current: Option<u64>,
+    current_ids: std::collections::HashSet<String>,
+    pub reconnects: usize,
+}
+
+impl ExactlyOnceClient {
+    pub fn new(url: &str, from_height: Option<u64>) -> Self {
+        Self {
+            url: url.to_owned(),
+            complete: from_height,
+            events: Vec::new(),
+            current: None,
+            current_ids: Default::default(),
+            reconnects: 0,
+        }
+    }
+
+    fn target(&self) -> String {
+        match self.complete {
+            Some(h) => format!("{}?from_height={h}", self.url),
+            None => self.url.clone(),
+        }
+    }
+
+    fn accept(&mut self, event: Value) {
+        let height = event["height"].as_u64().expect("height");
+        if Some(height) != self.current {
+            if let Some(done) = self.current {
+                self.complete = Some(done);
+            }
+            self.current = Some(height);
+            self.current_ids.clear();
+        }
+        let id = event["transaction_id"].as_str().expect("id").to_owned();
+        if self.current_ids.insert(id) {
+            self.events.push(event);
+        }
+    }
+
+    /// Reads until `want` events are held or `within` passes, reconnecting as needed
+    /// (`url` may change between connections through `url_now`).
+    pub async fn run_until(&mut self, want: usize, within: Duration, url_now: impl Fn() -> Option<String>) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.events.len() < want {
+            assert!(tokio::time::Instant::now() < deadline, "only {} of {want} events in time", self.events.len());
+            if let Some(url) = url_now() {
+                self.url = url;
+            }
+            let connected = tokio::time::timeout(Duration::from_secs(2), tokio_tungstenite::connect_async(self.target())).await;
+            let Ok(Ok((mut ws, _))) = connected else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            loop {
+                if self.events.len() >= want {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+                match tokio::time::timeout_at(deadline, ws.next()).await {
+                    Ok(Some(Ok(Message::Text(text)))) => self.accept(serde_json::from_str(text.as_str()).expect("JSON")),
+                    Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => break,
+                    Ok(Some(Ok(_))) => {}
+                    Err(_) => panic!("only {} of {want} events in time", self.events.len()),
+                }
+            }
+            self.reconnects += 1;
+            // The block in progress may have been cut: everything after `complete` comes
+            // again, and what was already seen of block `current` is skipped.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Value of a counter or gauge in Prometheus text, summed over series matching `labels`.
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(name)
+                && (line[name.len()..].starts_with(' ') || line[name.len()..].starts_with('{'))
+                && line.contains(labels)
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
