@@ -15,9 +15,21 @@ const BIN: &str = env!("CARGO_BIN_EXE_planetmint-streams");
 #[tokio::test]
 async fn invalid_configuration_exits_2_naming_the_key() {
     for (env, value, key) in [
-        ("PLANETMINT_STREAMS_STREAMS__PING_INTERVAL", "0s", "streams.ping_interval"),
-        ("PLANETMINT_STREAMS_STREAMS__QUEUE_MAX_BLOCKS", "lots", "streams.queue_max_blocks"),
-        ("PLANETMINT_STREAMS_TARANTOOL__ADDRESS", "no-port", "tarantool.address"),
+        (
+            "PLANETMINT_STREAMS_STREAMS__PING_INTERVAL",
+            "0s",
+            "streams.ping_interval",
+        ),
+        (
+            "PLANETMINT_STREAMS_STREAMS__QUEUE_MAX_BLOCKS",
+            "lots",
+            "streams.queue_max_blocks",
+        ),
+        (
+            "PLANETMINT_STREAMS_TARANTOOL__ADDRESS",
+            "no-port",
+            "tarantool.address",
+        ),
         ("PLANETMINT_STREAMS_LOG__FORMAT", "xml", "log.format"),
     ] {
         let output = Command::new(BIN)
@@ -36,7 +48,9 @@ async fn invalid_configuration_exits_2_naming_the_key() {
         .await
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/planetmint-streams.toml"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("/nonexistent/planetmint-streams.toml")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,9 +92,16 @@ async fn sigterm_closes_subscribers_with_1001_and_exits_0() {
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["source_reachable"], false);
 
-    let mut ws = connect(&format!("ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions")).await;
+    let mut ws = connect(&format!(
+        "ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions"
+    ))
+    .await;
     let pid = child.id().expect("pid").to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
     assert!(killed.success());
     let (_, frame) = read_until_close(&mut ws, Duration::from_secs(5)).await;
     let frame = frame.expect("close frame");

@@ -22,7 +22,14 @@ fn chain(seed: u64, first: u64, blocks: usize, txs: usize) -> Vec<GeneratedBlock
 }
 
 /// Writes `blocks` one after another, publishing the last written height.
-fn spawn_writer(address: String, blocks: Vec<GeneratedBlock>, pause: Duration) -> (tokio::task::JoinHandle<()>, tokio::sync::watch::Receiver<u64>) {
+fn spawn_writer(
+    address: String,
+    blocks: Vec<GeneratedBlock>,
+    pause: Duration,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Receiver<u64>,
+) {
     let (progress, watch) = tokio::sync::watch::channel(0u64);
     let task = tokio::spawn(async move {
         let mut writer = PlanetmintWriter::connect(&address).await.expect("writer");
@@ -39,7 +46,11 @@ fn spawn_writer(address: String, blocks: Vec<GeneratedBlock>, pause: Duration) -
 }
 
 fn events_after(expected: &[Value], from: u64) -> Vec<Value> {
-    expected.iter().filter(|e| e["height"].as_u64().unwrap_or(0) > from).cloned().collect()
+    expected
+        .iter()
+        .filter(|e| e["height"].as_u64().unwrap_or(0) > from)
+        .cloned()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,14 +63,33 @@ async fn resumes_see_every_event_once_at_the_seam_between_history_and_live() {
     let blocks = chain(21, 1, 260, 2);
     let expected = expected_events(&blocks);
     let last = blocks.last().map(|b| b.height).unwrap_or(0);
-    let (writer, mut progress) = spawn_writer(harness.tarantool.address(), blocks, Duration::from_millis(4));
-    let url = format!("{}/api/v1/streams/valid_transactions", harness.streams_base());
+    let (writer, mut progress) = spawn_writer(
+        harness.tarantool.address(),
+        blocks,
+        Duration::from_millis(4),
+    );
+    let url = format!(
+        "{}/api/v1/streams/valid_transactions",
+        harness.streams_base()
+    );
 
     let mut clients = Vec::new();
     // Connect while blocks are being committed, asking for history from Tarantool (far behind
     // the 16-block ring), from the ring, from now, and from the future.
-    for (at, back) in [(20u64, 20i64), (60, 55), (90, 10), (120, 3), (150, 0), (180, -15), (200, 150), (230, 1)] {
-        progress.wait_for(|h| *h >= at).await.expect("writer progresses");
+    for (at, back) in [
+        (20u64, 20i64),
+        (60, 55),
+        (90, 10),
+        (120, 3),
+        (150, 0),
+        (180, -15),
+        (200, 150),
+        (230, 1),
+    ] {
+        progress
+            .wait_for(|h| *h >= at)
+            .await
+            .expect("writer progresses");
         let from = u64::try_from(at as i64 - back).unwrap_or(0);
         let want = events_after(&expected, from);
         let url = format!("{url}?from_height={from}");
@@ -71,12 +101,18 @@ async fn resumes_see_every_event_once_at_the_seam_between_history_and_live() {
         }));
     }
     // And one blocks-stream client resuming from far back.
-    let blocks_url = format!("{}/api/v1/streams/valid_blocks?from_height=5", harness.streams_base());
+    let blocks_url = format!(
+        "{}/api/v1/streams/valid_blocks?from_height=5",
+        harness.streams_base()
+    );
     let mut blocks_ws = connect(&blocks_url).await;
     writer.await.expect("writer");
     for client in clients {
         let (from, exact, got, want) = client.await.expect("client");
-        assert!(exact, "from_height={from}: got {got} events, expected exactly {want} in order");
+        assert!(
+            exact,
+            "from_height={from}: got {got} events, expected exactly {want} in order"
+        );
     }
     let heights: Vec<u64> = take_json(&mut blocks_ws, (last - 5) as usize, Duration::from_secs(30))
         .await
@@ -86,8 +122,22 @@ async fn resumes_see_every_event_once_at_the_seam_between_history_and_live() {
     assert_eq!(heights, (6..=last).collect::<Vec<_>>());
 
     let (_, metrics) = http_get(&harness.node().api_addr.to_string(), "/metrics").await;
-    assert!(metric(&metrics, "planetmint_streams_replayed_blocks_total", "from=\"source\"") > 0.0, "history came from Tarantool");
-    assert!(metric(&metrics, "planetmint_streams_replayed_blocks_total", "from=\"memory\"") > 0.0, "recent history came from the ring");
+    assert!(
+        metric(
+            &metrics,
+            "planetmint_streams_replayed_blocks_total",
+            "from=\"source\""
+        ) > 0.0,
+        "history came from Tarantool"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "planetmint_streams_replayed_blocks_total",
+            "from=\"memory\""
+        ) > 0.0,
+        "recent history came from the ring"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +149,10 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4000_and_resumes_without
     })
     .await;
     let api = harness.node().api_addr.to_string();
-    let url = format!("{}/api/v1/streams/valid_transactions", harness.streams_base());
+    let url = format!(
+        "{}/api/v1/streams/valid_transactions",
+        harness.streams_base()
+    );
     let mut slow = connect(&url).await;
     let mut normal = connect(&url).await;
     let blocks = chain(31, 1, 1500, 40);
@@ -119,21 +172,34 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4000_and_resumes_without
     };
 
     // Commit blocks until the slow subscriber (which reads nothing) has been found too slow.
-    let mut writer = PlanetmintWriter::connect(&harness.tarantool.address()).await.expect("writer");
+    let mut writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
     let mut written = 0usize;
     let mut normal_had_at_overflow = 0usize;
     for block in &blocks {
-        writer.write_block_retrying(&harness.tarantool.address(), block, Duration::from_secs(10)).await.expect("write");
+        writer
+            .write_block_retrying(&harness.tarantool.address(), block, Duration::from_secs(10))
+            .await
+            .expect("write");
         written += 1;
-        if written % 10 == 0 {
+        if written.is_multiple_of(10) {
             let (_, text) = http_get(&api, "/metrics").await;
-            if metric(&text, "planetmint_streams_disconnects_total", "reason=\"too_slow\"") >= 1.0 {
+            if metric(
+                &text,
+                "planetmint_streams_disconnects_total",
+                "reason=\"too_slow\"",
+            ) >= 1.0
+            {
                 normal_had_at_overflow = normal_events.lock().expect("lock").len();
                 break;
             }
         }
     }
-    assert!(written < blocks.len(), "the slow subscriber overflowed its 8-block queue");
+    assert!(
+        written < blocks.len(),
+        "the slow subscriber overflowed its 8-block queue"
+    );
     let written_events: usize = blocks[..written].iter().map(|b| b.transactions.len()).sum();
     // Meanwhile the normal subscriber kept up: it had received nearly everything written.
     assert!(
@@ -148,21 +214,48 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4000_and_resumes_without
     let reason: Value = serde_json::from_str(frame.reason.as_str()).expect("JSON reason");
     assert_eq!(reason["reason"], "too slow");
     let last_height = reason["last_height"].as_u64().expect("last_height");
-    assert!(last_height >= 1 && (last_height as usize) < written, "last_height {last_height} of {written}");
-    assert_eq!(received, events_after(&expected, 0)[..received.len()].to_vec(), "a prefix, in order");
-    assert_eq!(received.last().and_then(|e| e["height"].as_u64()), Some(last_height), "ends with whole block last_height");
-    assert_eq!(received, expected.iter().filter(|e| e["height"].as_u64() <= Some(last_height)).cloned().collect::<Vec<_>>());
+    assert!(
+        last_height >= 1 && (last_height as usize) < written,
+        "last_height {last_height} of {written}"
+    );
+    assert_eq!(
+        received,
+        events_after(&expected, 0)[..received.len()].to_vec(),
+        "a prefix, in order"
+    );
+    assert_eq!(
+        received.last().and_then(|e| e["height"].as_u64()),
+        Some(last_height),
+        "ends with whole block last_height"
+    );
+    assert_eq!(
+        received,
+        expected
+            .iter()
+            .filter(|e| e["height"].as_u64() <= Some(last_height))
+            .cloned()
+            .collect::<Vec<_>>()
+    );
 
     // Resuming from last_height yields the rest without a gap.
     let mut resumed = connect(&format!("{url}?from_height={last_height}")).await;
-    let rest = take_json(&mut resumed, written_events - received.len(), Duration::from_secs(30)).await;
+    let rest = take_json(
+        &mut resumed,
+        written_events - received.len(),
+        Duration::from_secs(30),
+    )
+    .await;
     let mut all = received;
     all.extend(rest);
     assert_eq!(all, expected[..written_events].to_vec());
 
     reader.abort();
     let normal = normal_events.lock().expect("lock").clone();
-    assert_eq!(normal, expected[..normal.len()].to_vec(), "the normal subscriber got everything in order");
+    assert_eq!(
+        normal,
+        expected[..normal.len()].to_vec(),
+        "the normal subscriber got everything in order"
+    );
     assert!(normal.len() >= written_events - 40);
 }
 
@@ -170,12 +263,19 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4000_and_resumes_without
 async fn history_no_longer_stored_gets_4001() {
     let tarantool = TarantoolProcess::start().await.expect("tarantool");
     // The chain starts at 100: heights below are gone (pruned).
-    let writer = PlanetmintWriter::connect(&tarantool.address()).await.expect("writer");
+    let writer = PlanetmintWriter::connect(&tarantool.address())
+        .await
+        .expect("writer");
     for block in chain(41, 100, 5, 1) {
         writer.write_block(&block).await.expect("write");
     }
-    let node = planetmint_streams::start(test_config(&tarantool.address())).await.expect("node");
-    let url = format!("ws://{}/api/v1/streams/valid_transactions", node.streams_addr);
+    let node = planetmint_streams::start(test_config(&tarantool.address()))
+        .await
+        .expect("node");
+    let url = format!(
+        "ws://{}/api/v1/streams/valid_transactions",
+        node.streams_addr
+    );
     let mut ws = connect(&format!("{url}?from_height=5")).await;
     let (_, frame) = read_until_close(&mut ws, Duration::from_secs(10)).await;
     let frame = frame.expect("close frame");
@@ -186,7 +286,10 @@ async fn history_no_longer_stored_gets_4001() {
     // Right below the lowest stored block is fine: nothing in between is missing.
     let mut ws = connect(&format!("{url}?from_height=99")).await;
     let events = take_json(&mut ws, 5, Duration::from_secs(10)).await;
-    assert_eq!(events.first().map(|e| e["height"].clone()), Some(100.into()));
+    assert_eq!(
+        events.first().map(|e| e["height"].clone()),
+        Some(100.into())
+    );
     node.shutdown().await;
 }
 
@@ -216,7 +319,10 @@ async fn malformed_from_height_is_refused_with_400() {
         assert_eq!(body["parameter"], "from_height", "{query}");
     }
     // Huge but valid: waits for the future without error.
-    let mut ws = connect(&format!("ws://{streams}/api/v1/streams/valid_transactions?from_height=18446744073709551615")).await;
+    let mut ws = connect(&format!(
+        "ws://{streams}/api/v1/streams/valid_transactions?from_height=18446744073709551615"
+    ))
+    .await;
     assert_silent(&mut ws, Duration::from_millis(300)).await;
 }
 
@@ -246,9 +352,16 @@ async fn clients_resume_across_a_killed_and_restarted_node() {
     let api = format!("127.0.0.1:{api_port}");
     let wait_ready = |api: String| async move {
         for _ in 0..200 {
-            if let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(&api)).await {
+            if let Ok(Ok(mut s)) = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::net::TcpStream::connect(&api),
+            )
+            .await
+            {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let _ = s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+                let _ = s
+                    .write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .await;
                 let mut out = String::new();
                 let _ = s.read_to_string(&mut out).await;
                 if out.starts_with("HTTP/1.1 200") {
@@ -263,15 +376,26 @@ async fn clients_resume_across_a_killed_and_restarted_node() {
 
     let blocks = chain(51, 1, 120, 3);
     let expected = expected_events(&blocks);
-    let (writer, mut progress) = spawn_writer(tarantool.address(), blocks, Duration::from_millis(20));
+    let (writer, mut progress) =
+        spawn_writer(tarantool.address(), blocks, Duration::from_millis(20));
     let url = format!("ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions");
     let client = tokio::spawn(async move {
         let mut client = ExactlyOnceClient::new(&url, Some(0));
-        client.run_until(expected.len(), Duration::from_secs(90), || None).await;
-        (client.events == expected, client.events.len(), expected.len(), client.reconnects)
+        client
+            .run_until(expected.len(), Duration::from_secs(90), || None)
+            .await;
+        (
+            client.events == expected,
+            client.events.len(),
+            expected.len(),
+            client.reconnects,
+        )
     });
     for kill_at in [30u64, 80] {
-        progress.wait_for(|h| *h >= kill_at).await.expect("progress");
+        progress
+            .wait_for(|h| *h >= kill_at)
+            .await
+            .expect("progress");
         let _ = node.start_kill(); // SIGKILL: no close frames, no goodbye
         let _ = node.wait().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -280,14 +404,18 @@ async fn clients_resume_across_a_killed_and_restarted_node() {
     }
     writer.await.expect("writer");
     let (exact, got, want, reconnects) = client.await.expect("client");
-    assert!(reconnects >= 2, "the client saw the node go away ({reconnects} reconnects)");
+    assert!(
+        reconnects >= 2,
+        "the client saw the node go away ({reconnects} reconnects)"
+    );
     assert!(exact, "got {got} events, expected exactly {want} in order");
     let _ = node.start_kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_stay_connected_through_a_tarantool_outage_and_are_pinged() {
-    let mut harness = Harness::start_with(|c| c.streams.ping_interval = Duration::from_millis(200)).await;
+    let mut harness =
+        Harness::start_with(|c| c.streams.ping_interval = Duration::from_millis(200)).await;
     let url = format!("{}/api/v1/streams/valid_blocks", harness.streams_base());
     let mut ws = connect(&url).await;
     harness.tarantool.kill().await;
@@ -303,11 +431,19 @@ async fn subscribers_stay_connected_through_a_tarantool_outage_and_are_pinged() 
     assert!(pings >= 3, "{pings} pings during the outage");
     harness.tarantool.restart().await.expect("restart");
     let blocks = chain(61, 1, 3, 1);
-    let mut writer = PlanetmintWriter::connect(&harness.tarantool.address()).await.expect("writer");
+    let mut writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
     for block in &blocks {
-        writer.write_block_retrying(&harness.tarantool.address(), block, Duration::from_secs(20)).await.expect("write");
+        writer
+            .write_block_retrying(&harness.tarantool.address(), block, Duration::from_secs(20))
+            .await
+            .expect("write");
     }
     let got = take_json(&mut ws, 3, Duration::from_secs(20)).await;
-    let heights: Vec<u64> = got.iter().map(|b| b["height"].as_u64().expect("height")).collect();
+    let heights: Vec<u64> = got
+        .iter()
+        .map(|b| b["height"].as_u64().expect("height"))
+        .collect();
     assert_eq!(heights, vec![1, 2, 3]);
 }

@@ -25,8 +25,16 @@ fn python() -> String {
     })
 }
 
-async fn collect_with_python(api: &str, count: usize, which: &str, write: impl std::future::Future<Output = ()>) -> Vec<Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/discover_and_collect.py");
+async fn collect_with_python(
+    api: &str,
+    count: usize,
+    which: &str,
+    write: impl std::future::Future<Output = ()>,
+) -> Vec<Value> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/discover_and_collect.py"
+    );
     let mut child = Command::new(python())
         .args([script, api, &count.to_string(), which])
         .stdout(Stdio::piped())
@@ -62,7 +70,9 @@ async fn collect_with_python(api: &str, count: usize, which: &str, write: impl s
 async fn python_websockets_client_receives_planetmints_blocks() {
     let harness = Harness::start().await;
     let fixtures = Planetmint253::load().expect("fixtures");
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address()).await.expect("writer");
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
     let api = harness.api();
     let write_all = async {
         for height in fixtures.heights() {

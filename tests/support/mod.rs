@@ -214,7 +214,9 @@ pub async fn send_ping(ws: &mut Ws, payload: &[u8]) {
 }
 
 /// The stream events a list of generated blocks must produce, in order.
-pub fn expected_events(blocks: &[planetmint_streams_devchain::generate::GeneratedBlock]) -> Vec<Value> {
+pub fn expected_events(
+    blocks: &[planetmint_streams_devchain::generate::GeneratedBlock],
+) -> Vec<Value> {
     blocks
         .iter()
         .flat_map(|b| {
@@ -278,14 +280,27 @@ impl ExactlyOnceClient {
 
     /// Reads until `want` events are held or `within` passes, reconnecting as needed
     /// (`url` may change between connections through `url_now`).
-    pub async fn run_until(&mut self, want: usize, within: Duration, url_now: impl Fn() -> Option<String>) {
+    pub async fn run_until(
+        &mut self,
+        want: usize,
+        within: Duration,
+        url_now: impl Fn() -> Option<String>,
+    ) {
         let deadline = tokio::time::Instant::now() + within;
         while self.events.len() < want {
-            assert!(tokio::time::Instant::now() < deadline, "only {} of {want} events in time", self.events.len());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {want} events in time",
+                self.events.len()
+            );
             if let Some(url) = url_now() {
                 self.url = url;
             }
-            let connected = tokio::time::timeout(Duration::from_secs(2), tokio_tungstenite::connect_async(self.target())).await;
+            let connected = tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio_tungstenite::connect_async(self.target()),
+            )
+            .await;
             let Ok(Ok((mut ws, _))) = connected else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -296,7 +311,9 @@ impl ExactlyOnceClient {
                     return;
                 }
                 match tokio::time::timeout_at(deadline, ws.next()).await {
-                    Ok(Some(Ok(Message::Text(text)))) => self.accept(serde_json::from_str(text.as_str()).expect("JSON")),
+                    Ok(Some(Ok(Message::Text(text)))) => {
+                        self.accept(serde_json::from_str(text.as_str()).expect("JSON"))
+                    }
                     Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => break,
                     Ok(Some(Ok(_))) => {}
                     Err(_) => panic!("only {} of {want} events in time", self.events.len()),

@@ -11,87 +11,17 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use planetmint_streams_model::{BlockSink, CommittedBlock};
 use tokio::sync::Notify;
 use tracing::debug;
 
+use crate::index::FilterIndex;
 use crate::metrics::BroadcastMetrics;
 use crate::published::PublishedBlock;
 use crate::queue::{Pushed, QueuedBlock, SubscriberQueue};
-use crate::subscription::{Filter, Framing, StreamKind, Subscription};
-
-/// What a subscriber receives: stream, filter and framing.
-#[derive(Debug, Clone)]
-pub struct Selection {
-    /// Which stream.
-    pub stream: StreamKind,
-    /// Which transactions.
-    pub filter: Filter,
-    /// Message framing.
-    pub framing: Framing,
-}
-
-impl From<&Subscription> for Selection {
-    fn from(s: &Subscription) -> Self {
-        Self {
-            stream: s.stream,
-            filter: s.filter.clone(),
-            framing: s.framing,
-        }
-    }
-}
-
-impl Selection {
-    /// This subscriber's frames of `block`, or `None` when nothing in it is for them.
-    pub fn frames(&self, block: &PublishedBlock) -> Option<QueuedBlock> {
-        let height = block.height();
-        let all = self.filter.is_empty();
-        let matching: Vec<usize> = if all {
-            Vec::new()
-        } else {
-            block
-                .block
-                .transactions
-                .iter()
-                .enumerate()
-                .filter(|(_, tx)| self.filter.matches(tx))
-                .map(|(i, _)| i)
-                .collect()
-        };
-        let queued = |frames: Bytes, messages: usize| QueuedBlock {
-            height,
-            frames,
-            messages: u32::try_from(messages).unwrap_or(u32::MAX),
-            received_at: None,
-        };
-        match (self.stream, self.framing) {
-            (StreamKind::ValidBlocks, _) => {
-                (all || !matching.is_empty()).then(|| queued(block.block_frame().clone(), 1))
-            }
-            (StreamKind::ValidTransactions, Framing::PerEvent) => {
-                if all {
-                    (block.transaction_count() > 0).then(|| {
-                        queued(
-                            block.transaction_frames().clone(),
-                            block.transaction_count(),
-                        )
-                    })
-                } else {
-                    (!matching.is_empty())
-                        .then(|| queued(block.transaction_frames_of(&matching), matching.len()))
-                }
-            }
-            (StreamKind::ValidTransactions, Framing::PerBlock) => {
-                if all {
-                    (block.transaction_count() > 0).then(|| queued(block.batch_frame().clone(), 1))
-                } else {
-                    (!matching.is_empty()).then(|| queued(block.batch_frame_of(&matching), 1))
-                }
-            }
-        }
-    }
-}
+pub use crate::selection::Selection;
+use crate::selection::{filtered_frames, unfiltered_frames};
+use crate::subscription::{Framing, StreamKind};
 
 /// Identifies an attached subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,7 +54,11 @@ struct Attached {
 
 #[derive(Default)]
 struct HubState {
-    subscribers: HashMap<u64, Attached>,
+    /// Subscribers without filter: every block goes to each of them.
+    unfiltered: HashMap<u64, Attached>,
+    /// Subscribers with a filter, found through `index`.
+    filtered: HashMap<u64, Attached>,
+    index: FilterIndex,
     ring: VecDeque<Arc<PublishedBlock>>,
     /// The ring holds every published block above this height.
     ring_complete_after: u64,
@@ -195,14 +129,17 @@ impl Hub {
         after: u64,
     ) -> SubscriberId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        state.subscribers.insert(
-            id,
-            Attached {
-                queue: queue.clone(),
-                selection: selection.clone(),
-                after,
-            },
-        );
+        let attached = Attached {
+            queue: queue.clone(),
+            selection: selection.clone(),
+            after,
+        };
+        if selection.filter.is_empty() {
+            state.unfiltered.insert(id, attached);
+        } else {
+            state.index.insert(id, &selection.filter);
+            state.filtered.insert(id, attached);
+        }
         SubscriberId(id)
     }
 
@@ -250,12 +187,23 @@ impl Hub {
 
     /// Detaches a subscriber (its session ended).
     pub fn detach(&self, id: SubscriberId) {
-        self.lock().subscribers.remove(&id.0);
+        let mut state = self.lock();
+        if state.unfiltered.remove(&id.0).is_none() {
+            if let Some(attached) = state.filtered.remove(&id.0) {
+                state.index.remove(id.0, &attached.selection.filter);
+            }
+        }
     }
 
     /// Number of attached subscribers.
     pub fn subscriber_count(&self) -> usize {
-        self.lock().subscribers.len()
+        let state = self.lock();
+        state.unfiltered.len() + state.filtered.len()
+    }
+
+    /// Number of distinct filter values indexed (for tests).
+    pub fn indexed_values(&self) -> usize {
+        self.lock().index.len()
     }
 }
 
@@ -299,17 +247,7 @@ impl BlockSink for Hub {
                 }
             }
             state.last_published = Some(height);
-            for subscriber in state.subscribers.values() {
-                if height <= subscriber.after {
-                    continue;
-                }
-                if let Some(mut frames) = subscriber.selection.frames(&published) {
-                    frames.received_at = Some(published.received_at);
-                    if subscriber.queue.push(frames) == Pushed::Overflowed {
-                        overflowed += 1;
-                    }
-                }
-            }
+            overflowed += fan_out(&state, &published);
         }
         if overflowed > 0 {
             debug!(height, overflowed, "subscribers fell behind");
@@ -319,5 +257,293 @@ impl BlockSink for Hub {
             .published_height
             .set(i64::try_from(height).unwrap_or(i64::MAX));
         self.started.notify_waiters();
+    }
+}
+
+/// Pushes `block` to every subscriber that wants it; returns how many overflowed.
+///
+/// Unfiltered subscribers share one `Bytes` per (stream, framing). Filtered ones are found
+/// through the index; subscribers whose matches are the same share one set of frames.
+fn fan_out(state: &HubState, block: &PublishedBlock) -> usize {
+    let height = block.height();
+    let mut overflowed = 0;
+    let mut push = |attached: &Attached, frames: &QueuedBlock| {
+        if height <= attached.after {
+            return;
+        }
+        let queued = QueuedBlock {
+            height,
+            frames: frames.frames.clone(),
+            messages: frames.messages,
+            received_at: Some(block.received_at),
+        };
+        if attached.queue.push(queued) == Pushed::Overflowed {
+            overflowed += 1;
+        }
+    };
+    let mut shared: HashMap<(StreamKind, Framing), Option<QueuedBlock>> = HashMap::new();
+    for attached in state.unfiltered.values() {
+        let key = (attached.selection.stream, attached.selection.framing);
+        let frames = shared
+            .entry(key)
+            .or_insert_with(|| unfiltered_frames(key.0, key.1, block));
+        if let Some(frames) = frames {
+            push(attached, frames);
+        }
+    }
+    if state.filtered.is_empty() {
+        return overflowed;
+    }
+    let mut built: HashMap<(Vec<usize>, StreamKind, Framing), Option<QueuedBlock>> = HashMap::new();
+    let transactions = &block.block.transactions;
+    for (id, candidates) in state.index.candidates(&block.block) {
+        let Some(attached) = state.filtered.get(&id) else {
+            continue;
+        };
+        let selection = &attached.selection;
+        let matching: Vec<usize> = candidates
+            .into_iter()
+            .filter(|&i| selection.filter.matches(&transactions[i]))
+            .collect();
+        if matching.is_empty() {
+            continue;
+        }
+        let key = (matching, selection.stream, selection.framing);
+        let frames = match built.get(&key) {
+            Some(frames) => frames,
+            None => {
+                let frames = filtered_frames(key.1, key.2, block, &key.0);
+                built.entry(key).or_insert(frames)
+            }
+        };
+        if let Some(frames) = frames {
+            push(attached, frames);
+        }
+    }
+    overflowed
+}
+
+#[cfg(test)]
+mod tests {
+    //! The indexed fan-out must deliver exactly what checking every subscriber's filter
+    //! against every transaction would (the obvious, slow way), for any mix of filters.
+    use super::*;
+    use crate::queue::QueueLimits;
+    use crate::subscription::{Filter, KeyRole};
+    use planetmint_streams_model::CommittedTransaction;
+    use std::collections::HashSet;
+    use std::task::{Context, Poll, Waker};
+
+    /// A tiny deterministic generator (xorshift), so the test needs no extra crates.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn pick<'a>(&mut self, items: &'a [String]) -> &'a String {
+            &items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    fn tx(rng: &mut Rng, keys: &[String], assets: &[String], n: usize) -> CommittedTransaction {
+        let ops = ["CREATE", "TRANSFER", "VOTE"];
+        let operation = ops[rng.below(3) as usize].to_owned();
+        let asset = rng.pick(assets).clone();
+        CommittedTransaction {
+            id: format!("{n:064x}"),
+            asset_id: asset.clone(),
+            asset_ids: vec![asset],
+            operation,
+            output_public_keys: (0..1 + rng.below(3))
+                .map(|_| rng.pick(keys).clone())
+                .collect(),
+            input_owners: (0..rng.below(3)).map(|_| rng.pick(keys).clone()).collect(),
+        }
+    }
+
+    fn filter(rng: &mut Rng, keys: &[String], assets: &[String]) -> Filter {
+        let mut f = Filter::default();
+        if rng.below(2) == 0 {
+            f.public_keys = (0..1 + rng.below(2))
+                .map(|_| rng.pick(keys).clone())
+                .collect();
+            f.key_role = [KeyRole::Outputs, KeyRole::Inputs, KeyRole::Any][rng.below(3) as usize];
+        }
+        if rng.below(3) == 0 {
+            f.asset_ids = (0..1 + rng.below(2))
+                .map(|_| rng.pick(assets).clone())
+                .collect();
+        }
+        if rng.below(3) == 0 {
+            f.operations =
+                HashSet::from([["CREATE", "TRANSFER", "VOTE"][rng.below(3) as usize].to_owned()]);
+        }
+        f
+    }
+
+    fn drain(queue: &SubscriberQueue) -> Vec<(u64, Vec<u8>)> {
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut out = Vec::new();
+        while let Poll::Ready(block) = queue.poll_next_block(&mut cx) {
+            out.push((block.height, block.frames.to_vec()));
+        }
+        out
+    }
+
+    #[test]
+    fn indexed_fan_out_equals_checking_every_filter() {
+        let mut rng = Rng(0x9e3779b97f4a7c15);
+        let keys: Vec<String> = (0..12).map(|i| format!("key{i}")).collect();
+        let assets: Vec<String> = (0..6).map(|i| format!("{i:064x}")).collect();
+        let hub = Hub::new(8, BroadcastMetrics::unregistered().expect("metrics"));
+        hub.start_after(0);
+        let limits = QueueLimits {
+            max_blocks: 1000,
+            max_bytes: usize::MAX,
+        };
+        let mut subscribers = Vec::new();
+        for _ in 0..300 {
+            let selection = Arc::new(Selection {
+                stream: [StreamKind::ValidTransactions, StreamKind::ValidBlocks]
+                    [rng.below(2) as usize],
+                filter: if rng.below(5) == 0 {
+                    Filter::default()
+                } else {
+                    filter(&mut rng, &keys, &assets)
+                },
+                framing: [Framing::PerEvent, Framing::PerBlock][rng.below(2) as usize],
+            });
+            let queue = Arc::new(SubscriberQueue::new(limits, None));
+            let id = hub.attach_live(&queue, &selection);
+            subscribers.push((id, selection, queue));
+        }
+        let mut blocks = Vec::new();
+        let mut n = 0;
+        for height in 1..=40u64 {
+            let txs = (0..rng.below(6))
+                .map(|_| {
+                    n += 1;
+                    tx(&mut rng, &keys, &assets, n)
+                })
+                .collect();
+            let block = Arc::new(CommittedBlock {
+                height,
+                hash: format!("h{height}"),
+                transactions: txs,
+            });
+            hub.publish(block.clone());
+            blocks.push(block);
+        }
+        for (_, selection, queue) in &subscribers {
+            let expected: Vec<(u64, Vec<u8>)> = blocks
+                .iter()
+                .filter_map(|b| {
+                    let published = PublishedBlock::new(b.clone());
+                    selection
+                        .frames(&published)
+                        .map(|q| (q.height, q.frames.to_vec()))
+                })
+                .collect();
+            let got = drain(queue);
+            let heights = |v: &[(u64, Vec<u8>)]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+            assert_eq!(
+                heights(&got),
+                heights(&expected),
+                "blocks for {selection:?}"
+            );
+            assert!(got == expected, "frames for {selection:?}");
+        }
+        // Detaching removes every trace from the index.
+        for (id, _, _) in subscribers {
+            hub.detach(id);
+        }
+        assert_eq!(hub.subscriber_count(), 0);
+        assert_eq!(hub.indexed_values(), 0);
+    }
+
+    #[test]
+    fn catch_up_hands_out_memory_then_source_then_attaches() {
+        let hub = Hub::new(3, BroadcastMetrics::unregistered().expect("metrics"));
+        let queue = Arc::new(SubscriberQueue::new(
+            QueueLimits {
+                max_blocks: 10,
+                max_bytes: 1 << 20,
+            },
+            None,
+        ));
+        let selection = Arc::new(Selection {
+            stream: StreamKind::ValidBlocks,
+            filter: Filter::default(),
+            framing: Framing::PerEvent,
+        });
+        assert!(matches!(
+            hub.catch_up(&queue, &selection, 0),
+            Catchup::NotStarted
+        ));
+        hub.start_after(10);
+        for height in 11..=15 {
+            hub.publish(Arc::new(CommittedBlock {
+                height,
+                hash: String::new(),
+                transactions: vec![],
+            }));
+        }
+        // Ring holds 13..=15: 12 and below come from the source.
+        assert!(matches!(
+            hub.catch_up(&queue, &selection, 4),
+            Catchup::FromSource { after: 4, upto: 12 }
+        ));
+        match hub.catch_up(&queue, &selection, 12) {
+            Catchup::FromMemory(blocks) => {
+                assert_eq!(
+                    blocks.iter().map(|b| b.height()).collect::<Vec<_>>(),
+                    vec![13, 14, 15]
+                )
+            }
+            other => panic!("expected memory, got {other:?}"),
+        }
+        assert!(matches!(
+            hub.catch_up(&queue, &selection, 15),
+            Catchup::Attached(_)
+        ));
+        hub.publish(Arc::new(CommittedBlock {
+            height: 16,
+            hash: String::new(),
+            transactions: vec![],
+        }));
+        assert_eq!(
+            drain(&queue).iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec![16]
+        );
+        // A height in the future: attached at once, earlier blocks skipped.
+        let future = Arc::new(SubscriberQueue::new(
+            QueueLimits {
+                max_blocks: 10,
+                max_bytes: 1 << 20,
+            },
+            None,
+        ));
+        assert!(matches!(
+            hub.catch_up(&future, &selection, 18),
+            Catchup::Attached(_)
+        ));
+        for height in 17..=19 {
+            hub.publish(Arc::new(CommittedBlock {
+                height,
+                hash: String::new(),
+                transactions: vec![],
+            }));
+        }
+        assert_eq!(
+            drain(&future).iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec![19]
+        );
     }
 }

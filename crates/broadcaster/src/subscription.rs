@@ -3,6 +3,8 @@
 //! Parameters (absent ones mean Planetmint's behaviour):
 //! - `from_height=N`: replay every event with height > N, then continue live.
 //! - `public_key=K` (repeatable): transactions with an output to K.
+//! - `public_key_in=outputs|inputs|any`: where `public_key` must appear: in an output
+//!   (default, the documented filter), in an input's `owners_before` (what K spent), or either.
 //! - `asset_id=A` (repeatable): transactions whose `asset_id` or `asset_ids` name A.
 //! - `operation=OP` (repeatable): `CREATE`, `TRANSFER`, ...
 //! - `batch=block`: one message per block instead of one per transaction.
@@ -40,7 +42,7 @@ impl StreamKind {
 }
 
 /// How a subscriber's messages are framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Framing {
     /// Planetmint's: one message per transaction (or per block on `valid_blocks`).
     #[default]
@@ -60,11 +62,37 @@ pub const OPERATIONS: &[&str] = &[
     "VOTE",
 ];
 
+/// Where a `public_key` filter looks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum KeyRole {
+    /// The key owns one of the transaction's outputs.
+    #[default]
+    Outputs,
+    /// The key is among the `owners_before` of one of its inputs (it spent something).
+    Inputs,
+    /// Either.
+    Any,
+}
+
+impl KeyRole {
+    /// Whether outputs are searched.
+    pub fn outputs(self) -> bool {
+        matches!(self, KeyRole::Outputs | KeyRole::Any)
+    }
+
+    /// Whether inputs are searched.
+    pub fn inputs(self) -> bool {
+        matches!(self, KeyRole::Inputs | KeyRole::Any)
+    }
+}
+
 /// Transaction filters; empty sets mean "any".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
-    /// Output owners to match.
+    /// Keys to match (see `key_role`).
     pub public_keys: HashSet<String>,
+    /// Where the keys are looked for.
+    pub key_role: KeyRole,
     /// Assets to match.
     pub asset_ids: HashSet<String>,
     /// Operations to match.
@@ -80,10 +108,13 @@ impl Filter {
     /// Whether `tx` passes every given filter.
     pub fn matches(&self, tx: &CommittedTransaction) -> bool {
         (self.public_keys.is_empty()
-            || tx
-                .output_public_keys
-                .iter()
-                .any(|k| self.public_keys.contains(k)))
+            || (self.key_role.outputs()
+                && tx
+                    .output_public_keys
+                    .iter()
+                    .any(|k| self.public_keys.contains(k)))
+            || (self.key_role.inputs()
+                && tx.input_owners.iter().any(|k| self.public_keys.contains(k))))
             && (self.asset_ids.is_empty()
                 || self.asset_ids.contains(&tx.asset_id)
                 || tx.asset_ids.iter().any(|a| self.asset_ids.contains(a)))
@@ -176,6 +207,7 @@ impl Subscription {
         };
         let mut seen_batch = false;
         let mut seen_token = false;
+        let mut seen_role = false;
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             let value = value.into_owned();
             match key.as_ref() {
@@ -201,6 +233,20 @@ impl Subscription {
                         value,
                         limits,
                     )?;
+                }
+                "public_key_in" => {
+                    if seen_role {
+                        return Err(refuse("public_key_in", "given more than once"));
+                    }
+                    seen_role = true;
+                    subscription.filter.key_role = match value.as_str() {
+                        "outputs" => KeyRole::Outputs,
+                        "inputs" => KeyRole::Inputs,
+                        "any" => KeyRole::Any,
+                        _ => {
+                            return Err(refuse("public_key_in", "expected outputs, inputs or any"))
+                        }
+                    };
                 }
                 "asset_id" => {
                     if !is_transaction_id(&value) {
@@ -250,9 +296,12 @@ impl Subscription {
                     if name.is_empty() {
                         name = "query".to_owned();
                     }
-                    return Err(refuse(&name, "unknown parameter; accepted: from_height, public_key, asset_id, operation, batch, token"));
+                    return Err(refuse(&name, "unknown parameter; accepted: from_height, public_key, public_key_in, asset_id, operation, batch, token"));
                 }
             }
+        }
+        if seen_role && subscription.filter.public_keys.is_empty() {
+            return Err(refuse("public_key_in", "only meaningful with public_key"));
         }
         Ok(subscription)
     }
@@ -305,6 +354,11 @@ mod tests {
             ("asset_id=xyz", "asset_id"),
             ("operation=MINT", "operation"),
             ("batch=tx", "batch"),
+            ("public_key_in=inputs", "public_key_in"),
+            (
+                "public_key_in=sideways&public_key=4UsMARRttZAQYUYb8hjpbuwq5tnpJPK5ETFbDkiXrnCW",
+                "public_key_in",
+            ),
             ("colour=blue", "colour"),
             ("=x", "query"),
         ] {
