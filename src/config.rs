@@ -237,6 +237,7 @@ mod shipped_files {
         full.tarantool.user = Some("u".into());
         full.tarantool.password = Some("p".into());
         full.streams.advertised_port = Some(1);
+        full.api.upstream = Some("http://u:1".into());
         let value = toml::Value::try_from(&full).expect("serializable");
         let mut keys = BTreeSet::new();
         for (section, table) in value.as_table().expect("table") {

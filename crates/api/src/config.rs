@@ -1,5 +1,7 @@
 //! Settings of the HTTP API (`[api]` in the configuration file).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// Default bind address: Planetmint's HTTP API port.
@@ -16,6 +18,15 @@ pub struct ApiConfig {
     pub ready_max_lag_blocks: u64,
     /// Worker threads; 0 means one.
     pub workers: usize,
+    /// Drop-in mode: Planetmint's own API (e.g. `http://127.0.0.1:9986`). Every request the API
+    /// does not answer itself is forwarded there unchanged, and the root documents are
+    /// Planetmint's with our stream URLs.
+    pub upstream: Option<String>,
+    /// Limit for one forwarded request (until the response headers arrive).
+    #[serde(with = "humantime_serde")]
+    pub upstream_timeout: Duration,
+    /// Largest request body forwarded upstream, in bytes (bigger: HTTP 413).
+    pub upstream_max_body: usize,
 }
 
 impl Default for ApiConfig {
@@ -24,6 +35,9 @@ impl Default for ApiConfig {
             bind: DEFAULT_BIND.to_owned(),
             ready_max_lag_blocks: 10,
             workers: 1,
+            upstream: None,
+            upstream_timeout: Duration::from_secs(10),
+            upstream_max_body: 16 * 1024 * 1024,
         }
     }
 }
@@ -33,6 +47,30 @@ impl ApiConfig {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.bind.trim().is_empty() {
             return Err(("api.bind", "must be an address such as 0.0.0.0:9984".into()));
+        }
+        if let Some(upstream) = &self.upstream {
+            let rest = upstream
+                .strip_prefix("http://")
+                .or_else(|| upstream.strip_prefix("https://"));
+            if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
+                return Err((
+                    "api.upstream",
+                    format!("expected http://host:port, got {upstream:?}"),
+                ));
+            }
+            if upstream.starts_with("https://") {
+                return Err((
+                    "api.upstream",
+                    "https upstreams are not supported: point it at Planetmint's plain HTTP port"
+                        .into(),
+                ));
+            }
+        }
+        if self.upstream_timeout.is_zero() {
+            return Err(("api.upstream_timeout", "must be greater than zero".into()));
+        }
+        if self.upstream_max_body == 0 {
+            return Err(("api.upstream_max_body", "must be at least 1".into()));
         }
         Ok(())
     }

@@ -4,11 +4,13 @@
 //!   `streams` and `streamedblocks` point at our stream server, so existing clients discover us
 //!   unchanged.
 //! - [`server`]: the routes, `/health`, `/ready` and `/metrics`.
+//! - [`proxy`]: drop-in mode, forwarding everything else to Planetmint's own API.
 //! - [`config`]: the `[api]` settings.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod discovery;
+pub mod proxy;
 pub mod server;
 
 pub use config::ApiConfig;

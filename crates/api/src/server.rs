@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::ApiConfig;
 use crate::discovery::{api_v1_document, root_document, Advertised};
+use crate::proxy::{self, Upstream};
 
 /// The state `/ready` reports.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -42,6 +43,15 @@ pub struct ApiContext {
     pub config: ApiConfig,
 }
 
+impl ApiContext {
+    fn upstream(&self) -> Option<Upstream> {
+        self.config
+            .upstream
+            .as_deref()
+            .map(|base| Upstream::new(base, self.config.upstream_timeout))
+    }
+}
+
 fn json_error(status: StatusCode, message: &str, path: &str) -> HttpResponse {
     HttpResponse::build(status).json(serde_json::json!({
         "error": message,
@@ -50,11 +60,24 @@ fn json_error(status: StatusCode, message: &str, path: &str) -> HttpResponse {
     }))
 }
 
-async fn root(ctx: web::Data<ApiContext>) -> HttpResponse {
+async fn root(ctx: web::Data<ApiContext>, client: web::Data<awc::Client>) -> HttpResponse {
+    if let Some(upstream) = ctx.upstream() {
+        if let Some(document) = proxy::root_document("/", &upstream, &client, &ctx.advertised).await
+        {
+            return HttpResponse::Ok().json(document);
+        }
+    }
     HttpResponse::Ok().json(root_document(&ctx.advertised, &ctx.version))
 }
 
-async fn api_v1(ctx: web::Data<ApiContext>) -> HttpResponse {
+async fn api_v1(ctx: web::Data<ApiContext>, client: web::Data<awc::Client>) -> HttpResponse {
+    if let Some(upstream) = ctx.upstream() {
+        if let Some(document) =
+            proxy::root_document("/api/v1/", &upstream, &client, &ctx.advertised).await
+        {
+            return HttpResponse::Ok().json(document);
+        }
+    }
     HttpResponse::Ok().json(api_v1_document(&ctx.advertised))
 }
 
@@ -87,8 +110,17 @@ async fn metrics(ctx: web::Data<ApiContext>) -> HttpResponse {
     }
 }
 
-async fn not_found(req: HttpRequest) -> HttpResponse {
-    json_error(StatusCode::NOT_FOUND, "no such path", req.path())
+/// Everything else: forwarded to Planetmint in drop-in mode, else 404.
+async fn fallback(
+    req: HttpRequest,
+    body: web::Bytes,
+    ctx: web::Data<ApiContext>,
+    client: web::Data<awc::Client>,
+) -> HttpResponse {
+    match ctx.upstream() {
+        Some(upstream) => proxy::forward(req, body, &upstream, &client).await,
+        None => json_error(StatusCode::NOT_FOUND, "no such path", req.path()),
+    }
 }
 
 /// Registers the API routes on an actix-web app.
@@ -99,7 +131,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics))
-        .default_service(web::to(not_found));
+        .default_service(web::to(fallback));
 }
 
 /// Builds the API server on an already bound listener.
@@ -108,13 +140,18 @@ pub fn build(
     listener: std::net::TcpListener,
 ) -> std::io::Result<actix_web::dev::Server> {
     let workers = ctx.config.workers.max(1);
+    let max_body = ctx.config.upstream_max_body;
     let data = web::Data::from(ctx);
-    Ok(
-        HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
-            .workers(workers)
-            .disable_signals()
-            .shutdown_timeout(2)
-            .listen(listener)?
-            .run(),
-    )
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::Data::new(proxy::client()))
+            .app_data(web::PayloadConfig::new(max_body))
+            .configure(configure)
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(2)
+    .listen(listener)?
+    .run())
 }

@@ -1,0 +1,216 @@
+//! What an operator sees: `/metrics` (parsed with an independent Prometheus text parser) after
+//! a scripted stream, and `/ready` following Tarantool down and back up.
+
+mod support;
+
+use std::time::Duration;
+
+use planetmint_streams_devchain::fixtures::Planetmint253;
+use planetmint_streams_devchain::writer::PlanetmintWriter;
+use prometheus_parse::{Sample, Scrape, Value as Metric};
+use support::*;
+
+async fn scrape(api: &str) -> Scrape {
+    let (status, text) = http_get(api, "/metrics").await;
+    assert_eq!(status, 200);
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
+}
+
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let matching: Vec<&Sample> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect();
+    assert!(!matching.is_empty(), "metric {name}{labels:?} is exported");
+    matching
+        .iter()
+        .map(|s| match &s.value {
+            Metric::Counter(v) | Metric::Gauge(v) | Metric::Untyped(v) => *v,
+            Metric::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            Metric::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_a_scripted_stream() {
+    let harness = Harness::start().await;
+    let api = harness.node().api_addr.to_string();
+    let base = format!("{}/api/v1/streams", harness.streams_base());
+    let fixtures = Planetmint253::load().expect("fixtures");
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+
+    let mut tx_a = connect(&format!("{base}/valid_transactions")).await;
+    let mut tx_b = connect(&format!("{base}/valid_transactions")).await;
+    let mut blocks = connect(&format!("{base}/valid_blocks")).await;
+    let before = scrape(&api).await;
+    assert_eq!(
+        value(
+            &before,
+            "planetmint_streams_subscribers",
+            &[("stream", "valid_transactions")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &before,
+            "planetmint_streams_subscribers",
+            &[("stream", "valid_blocks")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&before, "planetmint_streams_source_up", &[]), 1.0);
+
+    for height in fixtures.heights() {
+        fixtures.write_block(&writer, height).await.expect("write");
+    }
+    take_json(&mut tx_a, 36, Duration::from_secs(10)).await;
+    take_json(&mut tx_b, 36, Duration::from_secs(10)).await;
+    take_json(&mut blocks, 8, Duration::from_secs(10)).await;
+
+    let after = scrape(&api).await;
+    let tx = [("stream", "valid_transactions")];
+    let bl = [("stream", "valid_blocks")];
+    assert_eq!(
+        value(&after, "planetmint_streams_events_sent_total", &tx),
+        72.0
+    );
+    assert_eq!(
+        value(&after, "planetmint_streams_events_sent_total", &bl),
+        8.0
+    );
+    // Six non-empty blocks, one batch (one write) each, to two subscribers.
+    assert_eq!(
+        value(&after, "planetmint_streams_batches_sent_total", &tx),
+        12.0
+    );
+    assert_eq!(
+        value(&after, "planetmint_streams_batches_sent_total", &bl),
+        8.0
+    );
+    assert!(value(&after, "planetmint_streams_bytes_sent_total", &tx) > 72.0 * 200.0);
+    assert_eq!(
+        value(&after, "planetmint_streams_blocks_ingested_total", &[]),
+        8.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "planetmint_streams_transactions_ingested_total",
+            &[]
+        ),
+        36.0
+    );
+    assert_eq!(
+        value(&after, "planetmint_streams_blocks_published_total", &[]),
+        8.0
+    );
+    assert_eq!(
+        value(&after, "planetmint_streams_source_head_height", &[]),
+        8.0
+    );
+    assert_eq!(
+        value(&after, "planetmint_streams_streamed_height", &[]),
+        8.0
+    );
+    assert_eq!(
+        value(&after, "planetmint_streams_published_height", &[]),
+        8.0
+    );
+    assert_eq!(
+        value(&after, "planetmint_streams_commit_to_send_seconds", &[]),
+        20.0,
+        "one observation per batch"
+    );
+
+    // A refused request, a replay, a client leaving.
+    let (status, _) = http_get(
+        &harness.node().streams_addr.to_string(),
+        "/api/v1/streams/valid_blocks?nope=1",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let mut replay = connect(&format!("{base}/valid_blocks?from_height=3")).await;
+    take_json(&mut replay, 5, Duration::from_secs(10)).await;
+    close(tx_b).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let later = scrape(&api).await;
+    assert_eq!(
+        value(
+            &later,
+            "planetmint_streams_rejected_connections_total",
+            &[("reason", "bad_parameter")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&later, "planetmint_streams_replay_requests_total", &bl),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &later,
+            "planetmint_streams_disconnects_total",
+            &[("reason", "client")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&later, "planetmint_streams_subscribers", &tx), 1.0);
+    assert_eq!(value(&later, "planetmint_streams_subscribers", &bl), 2.0);
+    assert_eq!(
+        value(&later, "planetmint_streams_connections_total", &tx),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_flips_with_tarantool_and_reconnects_are_counted() {
+    let mut harness = Harness::start().await;
+    let api = harness.node().api_addr.to_string();
+    let (status, ready) = get_json(&api, "/ready").await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["ready"], true);
+    let (status, health) = get_json(&api, "/health").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+
+    harness.tarantool.kill().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let down = loop {
+        let (status, ready) = get_json(&api, "/ready").await;
+        if status == 503 {
+            break ready;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/ready turns 503");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(down["ready"], false);
+    assert_eq!(down["source_reachable"], false);
+    assert!(
+        down["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unreachable"),
+        "{down}"
+    );
+    let (status, _) = get_json(&api, "/health").await;
+    assert_eq!(status, 200, "the process is still alive");
+    let scraped = scrape(&api).await;
+    assert_eq!(value(&scraped, "planetmint_streams_source_up", &[]), 0.0);
+    assert!(
+        value(
+            &scraped,
+            "planetmint_streams_source_errors_total",
+            &[("kind", "unavailable")]
+        ) >= 1.0
+    );
+
+    harness.tarantool.restart().await.expect("restart");
+    harness.wait_ready().await;
+    let scraped = scrape(&api).await;
+    assert_eq!(value(&scraped, "planetmint_streams_source_up", &[]), 1.0);
+    assert!(value(&scraped, "planetmint_streams_source_reconnects_total", &[]) >= 1.0);
+}
