@@ -86,12 +86,12 @@ pub async fn start_with_source(
     );
     tasks.push(tokio::spawn(follower.run(shutdown.child_token())));
 
-    let stream_ctx = Arc::new(StreamContext {
-        hub: hub.clone(),
+    let stream_ctx = Arc::new(StreamContext::new(
+        hub.clone(),
         source,
-        config: config.streams.clone(),
-        shutdown: shutdown.clone(),
-    });
+        config.streams.clone(),
+        shutdown.clone(),
+    ));
     let streams_server =
         planetmint_streams_broadcaster::server::build(stream_ctx, streams_listener)?;
     let streams_handle = streams_server.handle();

@@ -112,3 +112,77 @@ async fn sigterm_closes_subscribers_with_1001_and_exits_0() {
         .expect("wait");
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_thousand_subscribers_closes_every_one_and_exits_within_the_grace() {
+    let tarantool = planetmint_streams_devchain::process::TarantoolProcess::start()
+        .await
+        .expect("tarantool");
+    let streams_port = planetmint_streams_devchain::process::free_port().expect("port");
+    let api_port = planetmint_streams_devchain::process::free_port().expect("port");
+    let mut child = Command::new(BIN)
+        .args([
+            "--tarantool",
+            &tarantool.address(),
+            "--streams-bind",
+            &format!("127.0.0.1:{streams_port}"),
+            "--api-bind",
+            &format!("127.0.0.1:{api_port}"),
+        ])
+        .env("PLANETMINT_STREAMS_STREAMS__SHUTDOWN_GRACE", "3s")
+        .env("PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS_PER_IP", "2000")
+        .current_dir(std::env::temp_dir())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let url = format!("ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions");
+    let mut sockets = Vec::new();
+    for attempt in 0..200 {
+        if tokio_tungstenite::connect_async(&url).await.is_ok() {
+            break;
+        }
+        assert!(attempt < 199, "node never accepted a connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..1000 {
+        sockets.push(connect(&url).await);
+    }
+    let pid = child.id().expect("pid").to_string();
+    let signalled = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill")
+        .success());
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move { read_until_close(&mut ws, Duration::from_secs(10)).await.1 })
+        })
+        .collect();
+    let mut closed_1001 = 0;
+    for reader in readers {
+        let frame = reader
+            .await
+            .expect("join")
+            .expect("a close frame for every subscriber");
+        assert_eq!(u16::from(frame.code), 1001);
+        let reason: serde_json::Value =
+            serde_json::from_str(frame.reason.as_str()).expect("JSON reason");
+        assert!(reason.get("last_height").is_some(), "{reason}");
+        closed_1001 += 1;
+    }
+    assert_eq!(closed_1001, 1000);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3 + 3),
+        "exited within the drain time: {:?}",
+        signalled.elapsed()
+    );
+}

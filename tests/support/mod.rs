@@ -97,15 +97,33 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
     .await
 }
 
-/// Sends a raw HTTP request; returns status and body.
+/// Sends a raw HTTP request; returns status and body. Reads until the body announced by
+/// `Content-Length` is complete (or the connection ends), not until the server closes.
 pub async fn http_request(addr: &str, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .expect("response in time")
-        .expect("read");
+    let mut chunk = [0u8; 8192];
+    let complete = |response: &[u8]| {
+        let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return false;
+        };
+        let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+        head.lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|len| response.len() >= end + 4 + len)
+    };
+    while !complete(&response) {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&chunk[..n]);
+    }
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text
         .split_whitespace()
@@ -338,4 +356,187 @@ pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A well-behaved subscriber and a steady writer, running while a test does something hostile;
+/// `finish` checks the subscriber received every committed event, in order.
+pub struct Bystander {
+    writer: tokio::task::JoinHandle<Vec<planetmint_streams_devchain::generate::GeneratedBlock>>,
+    reader: tokio::task::JoinHandle<Vec<Value>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Bystander {
+    pub async fn start(harness: &Harness, seed: u64) -> Self {
+        let url = format!(
+            "{}/api/v1/streams/valid_transactions",
+            harness.streams_base()
+        );
+        let mut ws = connect(&url).await;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let address = harness.tarantool.address();
+        let writer = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut writer =
+                    planetmint_streams_devchain::writer::PlanetmintWriter::connect(&address)
+                        .await
+                        .expect("writer");
+                let mut chain =
+                    planetmint_streams_devchain::generate::ChainGenerator::new(seed, 1, 6);
+                let mut written = Vec::new();
+                while !stop.is_cancelled() {
+                    let block = chain.block(2);
+                    writer
+                        .write_block_retrying(&address, &block, Duration::from_secs(10))
+                        .await
+                        .expect("write");
+                    written.push(block);
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+                written
+            })
+        };
+        let reader_stop = stop.clone();
+        let reader = tokio::spawn(async move {
+            let mut events = Vec::new();
+            loop {
+                let message = tokio::select! {
+                    m = ws.next() => m,
+                    _ = reader_stop.cancelled() => break,
+                };
+                match message {
+                    Some(Ok(Message::Text(text))) => {
+                        events.push(serde_json::from_str(text.as_str()).expect("JSON"))
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("the bystander's stream broke: {other:?}"),
+                }
+            }
+            // Drain what is still on its way.
+            while let Ok(Some(Ok(message))) =
+                tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+            {
+                if let Message::Text(text) = message {
+                    events.push(serde_json::from_str(text.as_str()).expect("JSON"));
+                }
+            }
+            events
+        });
+        Self {
+            writer,
+            reader,
+            stop,
+        }
+    }
+
+    /// Stops writing and checks every written event reached the bystander, in order.
+    pub async fn finish(self) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.stop.cancel();
+        let written = self.writer.await.expect("writer");
+        let received = self.reader.await.expect("reader");
+        let expected = expected_events(&written);
+        assert!(!expected.is_empty());
+        assert_eq!(
+            received.len(),
+            expected.len(),
+            "the well-behaved subscriber got every event"
+        );
+        assert_eq!(received, expected);
+    }
+}
+
+/// Opens a raw TCP connection and sends a WebSocket upgrade for `path`; returns the socket
+/// after the 101 response.
+pub async fn raw_upgrade(addr: &str, path: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("handshake");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = socket.read(&mut byte).await.expect("read");
+        assert_eq!(n, 1, "connection closed during the handshake");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    socket
+}
+
+/// A masked client frame (RFC 6455 5.3).
+pub fn client_frame(opcode: u8, payload: &[u8], fin: bool) -> Vec<u8> {
+    let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads server frames until a close frame; returns its code and reason.
+pub async fn read_close_frame(socket: &mut TcpStream, within: Duration) -> Option<(u16, String)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        // Parse whole frames in what was read so far.
+        let mut pos = 0;
+        while buf.len() >= pos + 2 {
+            let opcode = buf[pos] & 0x0f;
+            let (len, header) = match buf[pos + 1] & 0x7f {
+                126 if buf.len() >= pos + 4 => (
+                    usize::from(u16::from_be_bytes([buf[pos + 2], buf[pos + 3]])),
+                    4,
+                ),
+                127 if buf.len() >= pos + 10 => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&buf[pos + 2..pos + 10]);
+                    (u64::from_be_bytes(b) as usize, 10)
+                }
+                126 | 127 => break,
+                n => (usize::from(n), 2),
+            };
+            if buf.len() < pos + header + len {
+                break;
+            }
+            if opcode == 0x8 {
+                let payload = &buf[pos + header..pos + header + len];
+                if payload.len() < 2 {
+                    return Some((1005, String::new()));
+                }
+                return Some((
+                    u16::from_be_bytes([payload[0], payload[1]]),
+                    String::from_utf8_lossy(&payload[2..]).into_owned(),
+                ));
+            }
+            pos += header + len;
+        }
+        match tokio::time::timeout_at(deadline, socket.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }

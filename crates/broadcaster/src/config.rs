@@ -21,6 +21,18 @@ pub const DEFAULT_QUEUE_MAX_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_RING_BLOCKS: usize = 1024;
 /// Default largest frame a client may send (clients send only pings, pongs and close).
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 * 1024;
+/// Default most open subscriptions.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default most open subscriptions from one IP address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Default time a client has to send its HTTP request (upgrade included).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default frames per second a client may send (it only needs pongs, pings, close).
+pub const DEFAULT_INBOUND_FRAMES_PER_SECOND: u32 = 10;
+/// Default burst of frames a client may send above the rate.
+pub const DEFAULT_INBOUND_FRAMES_BURST: u32 = 50;
+/// Default time unacknowledged data may wait before the kernel drops the connection.
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `[streams]`: the WebSocket server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +72,24 @@ pub struct StreamsConfig {
     /// On shutdown, how long connections get to drain after their close frame.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Most open subscriptions; beyond, HTTP 503 before the upgrade.
+    pub max_connections: usize,
+    /// Most open subscriptions from one IP address; beyond, HTTP 429 before the upgrade.
+    pub max_connections_per_ip: usize,
+    /// Time a client has to send its whole HTTP request (slow ones are dropped with 408).
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Frames per second a client may send on average; beyond the burst: close 1008.
+    pub inbound_frames_per_second: u32,
+    /// Frames a client may send in a burst above the average rate.
+    pub inbound_frames_burst: u32,
+    /// Browser Origins allowed to subscribe; empty allows every Origin (as Planetmint does).
+    /// Requests without an Origin header (non-browser clients) are always allowed.
+    pub allowed_origins: Vec<String>,
+    /// How long data the client does not acknowledge may wait before the kernel drops the
+    /// connection (TCP_USER_TIMEOUT); bounds sockets of clients that stopped reading.
+    #[serde(with = "humantime_serde")]
+    pub tcp_user_timeout: Duration,
 }
 
 impl Default for StreamsConfig {
@@ -80,6 +110,13 @@ impl Default for StreamsConfig {
             max_query_length: ParamLimits::default().max_query_len,
             max_filter_values: ParamLimits::default().max_values,
             shutdown_grace: Duration::from_secs(5),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            inbound_frames_per_second: DEFAULT_INBOUND_FRAMES_PER_SECOND,
+            inbound_frames_burst: DEFAULT_INBOUND_FRAMES_BURST,
+            allowed_origins: Vec::new(),
+            tcp_user_timeout: DEFAULT_TCP_USER_TIMEOUT,
         }
     }
 }
@@ -127,6 +164,47 @@ impl StreamsConfig {
             if value == 0 {
                 return Err((key, "must be at least 1".into()));
             }
+        }
+        for (key, value) in [
+            ("streams.max_connections", self.max_connections),
+            (
+                "streams.max_connections_per_ip",
+                self.max_connections_per_ip,
+            ),
+            (
+                "streams.inbound_frames_per_second",
+                self.inbound_frames_per_second as usize,
+            ),
+            (
+                "streams.inbound_frames_burst",
+                self.inbound_frames_burst as usize,
+            ),
+        ] {
+            if value == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err((
+                "streams.handshake_timeout",
+                "must be greater than zero".into(),
+            ));
+        }
+        if self.tcp_user_timeout.is_zero() {
+            return Err((
+                "streams.tcp_user_timeout",
+                "must be greater than zero".into(),
+            ));
+        }
+        if let Some(origin) = self
+            .allowed_origins
+            .iter()
+            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
+        {
+            return Err((
+                "streams.allowed_origins",
+                format!("{origin:?} is not an origin like https://wallet.example.com (scheme and host, no path)"),
+            ));
         }
         if self.max_frame_size < 125 {
             return Err((

@@ -16,6 +16,7 @@ pub mod config;
 pub mod frame;
 pub mod hub;
 pub mod index;
+pub mod limits;
 pub mod metrics;
 pub mod published;
 pub mod queue;
@@ -44,4 +45,28 @@ pub struct StreamContext {
     pub config: StreamsConfig,
     /// Cancelled when the server shuts down: every session closes with 1001.
     pub shutdown: CancellationToken,
+    /// Open-subscription counts (total and per IP).
+    pub limiter: Arc<limits::ConnectionLimiter>,
+}
+
+impl StreamContext {
+    /// Everything a stream server needs; the connection limiter comes from `config`.
+    pub fn new(
+        hub: Arc<Hub>,
+        source: Arc<dyn BlockSource>,
+        config: StreamsConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let limiter = Arc::new(limits::ConnectionLimiter::new(
+            config.max_connections,
+            config.max_connections_per_ip,
+        ));
+        Self {
+            hub,
+            source,
+            config,
+            shutdown,
+            limiter,
+        }
+    }
 }

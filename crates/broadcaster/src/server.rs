@@ -1,13 +1,19 @@
 //! The HTTP side of the stream port: routes, checks before the upgrade, JSON errors.
+//!
+//! A request to a stream path is checked in this order, each refusal a JSON body:
+//! query parameters (400), Origin (403), WebSocket handshake (400), connection limits
+//! (503 server full, 429 too many from this address). Only then is it upgraded.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use tracing::debug;
 
 use crate::body::StreamBody;
+use crate::limits::Refusal;
 use crate::queue::SubscriberQueue;
 use crate::session;
 use crate::subscription::{StreamKind, Subscription};
@@ -17,8 +23,10 @@ use crate::StreamContext;
 pub const VALID_TRANSACTIONS_PATH: &str = "/api/v1/streams/valid_transactions";
 /// Path of the blocks stream.
 pub const VALID_BLOCKS_PATH: &str = "/api/v1/streams/valid_blocks";
+/// Seconds a refused client is told to wait (`Retry-After`).
+const RETRY_AFTER_SECONDS: &str = "5";
 
-/// A JSON error response `{"error": message, ...extra}`.
+/// A JSON error response `{"error": message, "status": code, ...extra}`.
 pub fn json_error(status: StatusCode, message: &str, extra: Option<(&str, &str)>) -> HttpResponse {
     let mut body = serde_json::Map::new();
     body.insert("error".into(), message.into());
@@ -27,6 +35,15 @@ pub fn json_error(status: StatusCode, message: &str, extra: Option<(&str, &str)>
         body.insert(key.into(), value.into());
     }
     HttpResponse::build(status).json(serde_json::Value::Object(body))
+}
+
+fn retry_later(status: StatusCode, message: &str) -> HttpResponse {
+    let mut response = json_error(status, message, None);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    response
 }
 
 async fn valid_transactions(
@@ -57,31 +74,76 @@ fn subscribe(
     stream: StreamKind,
 ) -> HttpResponse {
     let metrics = ctx.hub.metrics();
+    let refuse = |reason: &str, response: HttpResponse| {
+        metrics.rejected.with_label_values(&[reason]).inc();
+        response
+    };
     let subscription =
         match Subscription::parse(stream, req.query_string(), &ctx.config.param_limits()) {
             Ok(subscription) => subscription,
             Err(err) => {
-                metrics.rejected.with_label_values(&["bad_parameter"]).inc();
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    &err.message,
-                    Some(("parameter", &err.parameter)),
-                );
+                return refuse(
+                    "bad_parameter",
+                    json_error(
+                        StatusCode::BAD_REQUEST,
+                        &err.message,
+                        Some(("parameter", &err.parameter)),
+                    ),
+                )
             }
         };
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let allowed = &ctx.config.allowed_origins;
+        let origin = origin.to_str().unwrap_or("");
+        if !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+            return refuse(
+                "origin",
+                json_error(
+                    StatusCode::FORBIDDEN,
+                    "this Origin may not subscribe",
+                    Some(("origin", origin)),
+                ),
+            );
+        }
+    }
     if let Err(err) = actix_http::ws::verify_handshake(req.head()) {
-        metrics.rejected.with_label_values(&["not_websocket"]).inc();
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            &format!("this is a WebSocket stream; connect with a WebSocket client ({err})"),
-            None,
+        return refuse(
+            "not_websocket",
+            json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("this is a WebSocket stream; connect with a WebSocket client ({err})"),
+                None,
+            ),
         );
     }
+    let slot = match ctx.limiter.acquire(req.peer_addr().map(|a| a.ip())) {
+        Ok(slot) => slot,
+        Err(Refusal::Full) => {
+            return refuse(
+                "server_full",
+                retry_later(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server has no room for more subscribers",
+                ),
+            )
+        }
+        Err(Refusal::TooManyFromIp) => {
+            return refuse(
+                "too_many_from_ip",
+                retry_later(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many subscriptions from this address",
+                ),
+            )
+        }
+    };
     let (response, session, inbound) = match actix_ws::handle(&req, payload) {
         Ok(parts) => parts,
         Err(err) => {
-            metrics.rejected.with_label_values(&["not_websocket"]).inc();
-            return json_error(StatusCode::BAD_REQUEST, &err.to_string(), None);
+            return refuse(
+                "not_websocket",
+                json_error(StatusCode::BAD_REQUEST, &err.to_string(), None),
+            )
         }
     };
     let inbound = inbound.max_frame_size(ctx.config.max_frame_size);
@@ -105,6 +167,7 @@ fn subscribe(
         session,
         inbound,
         queue,
+        slot,
     ));
     head.set_body(body.boxed())
 }
@@ -140,6 +203,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
+/// Sets TCP_USER_TIMEOUT on an accepted socket: data a client leaves unacknowledged (it
+/// stopped reading) for longer makes the kernel drop the connection, so a stuck client cannot
+/// hold a socket and its buffers forever.
+fn bound_unacknowledged_data(connection: &dyn std::any::Any, timeout: Duration) {
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let socket = socket2::SockRef::from(stream);
+        if let Err(err) = socket.set_tcp_user_timeout(Some(timeout)) {
+            debug!(error = %err, "cannot set TCP_USER_TIMEOUT");
+        }
+    }
+}
+
 /// Builds the stream server on an already bound listener; the caller runs (awaits) it and
 /// stops it through its handle.
 pub fn build(
@@ -151,9 +226,16 @@ pub fn build(
         n => n,
     };
     let grace = ctx.config.shutdown_grace.as_secs().max(1);
+    // Room for the requests refused with 503/429 on top of the subscriptions themselves.
+    let max_sockets_per_worker = ctx.config.max_connections.div_ceil(workers) + 1024;
+    let handshake_timeout = ctx.config.handshake_timeout;
+    let user_timeout = ctx.config.tcp_user_timeout;
     let data = web::Data::from(ctx);
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
         .workers(workers)
+        .max_connections(max_sockets_per_worker)
+        .client_request_timeout(handshake_timeout)
+        .on_connect(move |connection, _| bound_unacknowledged_data(connection, user_timeout))
         .disable_signals()
         .shutdown_timeout(grace)
         .listen(listener)?

@@ -14,6 +14,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
 use crate::hub::{Catchup, Selection, SubscriberId};
+use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::published::PublishedBlock;
 use crate::queue::SubscriberQueue;
 use crate::subscription::Subscription;
@@ -39,6 +40,10 @@ enum Ending {
     FrameTooBig,
     /// The client broke the protocol.
     ProtocolError(String),
+    /// The client sent text that is not UTF-8.
+    InvalidText,
+    /// The client sent more frames than allowed.
+    Flooding,
     /// `from_height` is below what the source still holds.
     HistoryUnavailable { lowest: u64 },
     /// The server is shutting down.
@@ -55,18 +60,156 @@ impl Ending {
             Ending::NoPong => "pong_timeout",
             Ending::FrameTooBig => "frame_too_big",
             Ending::ProtocolError(_) => "protocol_error",
+            Ending::InvalidText => "invalid_text",
+            Ending::Flooding => "flooding",
             Ending::HistoryUnavailable { .. } => "history_unavailable",
             Ending::Shutdown => "shutdown",
             Ending::SocketGone => "socket",
         }
     }
+
+    /// The close frame to send, given the last height completely handed to the socket.
+    fn close_frame(
+        &self,
+        ctx: &StreamContext,
+        subscription: &Subscription,
+        last_height: Option<u64>,
+    ) -> Option<CloseReason> {
+        let with = |code: CloseCode, json: serde_json::Value| {
+            Some(CloseReason {
+                code,
+                description: Some(json.to_string()),
+            })
+        };
+        match self {
+            Ending::ClientClosed(reason) => Some(CloseReason {
+                code: reason.as_ref().map_or(CloseCode::Normal, |r| r.code),
+                description: None,
+            }),
+            Ending::TooSlow => with(
+                CloseCode::Other(CLOSE_TOO_SLOW),
+                serde_json::json!({"reason": "too slow", "last_height": last_height}),
+            ),
+            Ending::NoPong => with(
+                CloseCode::Other(CLOSE_TOO_SLOW),
+                serde_json::json!({"reason": "no pong", "last_height": last_height}),
+            ),
+            Ending::FrameTooBig => with(
+                CloseCode::Size,
+                serde_json::json!({"reason": "frame too big", "max_bytes": ctx.config.max_frame_size}),
+            ),
+            Ending::ProtocolError(_) => with(
+                CloseCode::Protocol,
+                serde_json::json!({"reason": "protocol error"}),
+            ),
+            Ending::InvalidText => with(
+                CloseCode::Invalid,
+                serde_json::json!({"reason": "text frame is not UTF-8"}),
+            ),
+            Ending::Flooding => with(
+                CloseCode::Policy,
+                serde_json::json!({"reason": "too many frames", "max_per_second": ctx.config.inbound_frames_per_second}),
+            ),
+            Ending::HistoryUnavailable { lowest } => with(
+                CloseCode::Other(CLOSE_HISTORY_UNAVAILABLE),
+                serde_json::json!({
+                    "reason": "history not available",
+                    "from_height": subscription.from_height,
+                    "lowest_height": lowest,
+                }),
+            ),
+            Ending::Shutdown => with(
+                CloseCode::Away,
+                serde_json::json!({"reason": "server shutting down", "last_height": last_height}),
+            ),
+            Ending::SocketGone => None,
+        }
+    }
 }
 
-fn reason(code: CloseCode, json: serde_json::Value) -> Option<CloseReason> {
-    Some(CloseReason {
-        code,
-        description: Some(json.to_string()),
-    })
+/// Keep-alive state: the next ping and the pong being waited for.
+struct KeepAlive {
+    interval: Duration,
+    pong_timeout: Duration,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+}
+
+impl KeepAlive {
+    fn new(interval: Duration, pong_timeout: Duration) -> Self {
+        Self {
+            interval,
+            pong_timeout,
+            next_ping: Instant::now() + interval,
+            pong_deadline: None,
+        }
+    }
+
+    /// When the next thing is due: a ping, or the end of the wait for a pong.
+    fn next_deadline(&self) -> Instant {
+        self.pong_deadline
+            .map_or(self.next_ping, |d| d.min(self.next_ping))
+    }
+}
+
+/// Answers one frame from the client; `Err` ends the session.
+async fn on_inbound(
+    message: Option<Result<Message, ProtocolError>>,
+    session: &mut Session,
+    keep_alive: &mut KeepAlive,
+    budget: &mut TokenBucket,
+) -> Result<(), Ending> {
+    if matches!(message, Some(Ok(_))) && !budget.take() {
+        return Err(Ending::Flooding);
+    }
+    match message {
+        Some(Ok(Message::Ping(payload))) => {
+            match tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.pong(&payload)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Ending::SocketGone),
+                Err(_) => Err(Ending::TooSlow),
+            }
+        }
+        Some(Ok(Message::Pong(_))) => {
+            keep_alive.pong_deadline = None;
+            Ok(())
+        }
+        Some(Ok(Message::Close(reason))) => Err(Ending::ClientClosed(reason)),
+        // The streams are one-way: data from clients is read and ignored.
+        Some(Ok(
+            Message::Text(_) | Message::Binary(_) | Message::Continuation(_) | Message::Nop,
+        )) => Ok(()),
+        Some(Err(ProtocolError::Overflow)) => Err(Ending::FrameTooBig),
+        Some(Err(ProtocolError::Io(err))) if err.kind() == std::io::ErrorKind::InvalidData => {
+            Err(Ending::InvalidText)
+        }
+        Some(Err(err)) => Err(Ending::ProtocolError(err.to_string())),
+        None => Err(Ending::SocketGone),
+    }
+}
+
+/// Sends a ping when one is due; ends the session when a pong is overdue.
+async fn on_timer(session: &mut Session, keep_alive: &mut KeepAlive) -> Result<(), Ending> {
+    let now = Instant::now();
+    if keep_alive
+        .pong_deadline
+        .is_some_and(|deadline| now >= deadline)
+    {
+        return Err(Ending::NoPong);
+    }
+    if now >= keep_alive.next_ping {
+        keep_alive.next_ping = now + keep_alive.interval;
+        if keep_alive.pong_deadline.is_none() {
+            keep_alive.pong_deadline = Some(now + keep_alive.pong_timeout);
+        }
+        match tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.ping(b"")).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Ending::SocketGone),
+            // The client does not read: its pong will not come either.
+            Err(_) => return Err(Ending::NoPong),
+        }
+    }
+    Ok(())
 }
 
 /// Runs a subscriber's session to its end.
@@ -76,65 +219,38 @@ pub(crate) async fn run(
     mut session: Session,
     mut inbound: MessageStream,
     queue: Arc<SubscriberQueue>,
+    slot: ConnectionSlot,
 ) {
+    let _slot = slot; // counted as open until this session ends
     let metrics = ctx.hub.metrics().clone();
     let stream = subscription.stream.name();
     metrics.subscribers.with_label_values(&[stream]).inc();
     metrics.connections.with_label_values(&[stream]).inc();
     let selection = Arc::new(Selection::from(&subscription));
+    let mut budget = TokenBucket::new(
+        f64::from(ctx.config.inbound_frames_per_second),
+        f64::from(ctx.config.inbound_frames_burst),
+    );
+    let mut keep_alive = KeepAlive::new(ctx.config.ping_interval, ctx.config.pong_timeout);
 
     let mut attached: Option<SubscriberId> = None;
     let attach = attach(&ctx, &queue, &selection, subscription.from_height);
     tokio::pin!(attach);
     let mut attaching = true;
 
-    let ping_interval = ctx.config.ping_interval;
-    let mut next_ping = Instant::now() + ping_interval;
-    let mut pong_deadline: Option<Instant> = None;
-    let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
-
     let ending = loop {
-        tokio::select! {
+        let step = tokio::select! {
             result = &mut attach, if attaching => {
                 attaching = false;
-                match result {
-                    Ok(id) => attached = Some(id),
-                    Err(ending) => break ending,
-                }
+                result.map(|id| attached = Some(id))
             }
-            _ = sleep_until(next_ping) => {
-                next_ping = Instant::now() + ping_interval;
-                if pong_deadline.is_none() {
-                    pong_deadline = Some(Instant::now() + ctx.config.pong_timeout);
-                }
-                match tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.ping(b"")).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break Ending::SocketGone,
-                    // The client does not read: its pong will not come either.
-                    Err(_) => break Ending::NoPong,
-                }
-            }
-            _ = sleep_until(pong_deadline.unwrap_or_else(far_future)), if pong_deadline.is_some() => {
-                break Ending::NoPong;
-            }
-            message = inbound.recv() => match message {
-                Some(Ok(Message::Ping(payload))) => {
-                    match tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.pong(&payload)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break Ending::SocketGone,
-                        Err(_) => break Ending::TooSlow,
-                    }
-                }
-                Some(Ok(Message::Pong(_))) => pong_deadline = None,
-                Some(Ok(Message::Close(reason))) => break Ending::ClientClosed(reason),
-                // The streams are one-way: data from clients is read and ignored.
-                Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Continuation(_) | Message::Nop)) => {}
-                Some(Err(ProtocolError::Overflow)) => break Ending::FrameTooBig,
-                Some(Err(err)) => break Ending::ProtocolError(err.to_string()),
-                None => break Ending::SocketGone,
-            },
-            _ = queue.overflowed() => break Ending::TooSlow,
-            _ = ctx.shutdown.cancelled() => break Ending::Shutdown,
+            _ = sleep_until(keep_alive.next_deadline()) => on_timer(&mut session, &mut keep_alive).await,
+            message = inbound.recv() => on_inbound(message, &mut session, &mut keep_alive, &mut budget).await,
+            _ = queue.overflowed() => Err(Ending::TooSlow),
+            _ = ctx.shutdown.cancelled() => Err(Ending::Shutdown),
+        };
+        if let Err(ending) = step {
+            break ending;
         }
     };
 
@@ -147,42 +263,6 @@ pub(crate) async fn run(
         .disconnects
         .with_label_values(&[ending.label()])
         .inc();
-
-    let close = match &ending {
-        Ending::ClientClosed(reason) => Some(CloseReason {
-            code: reason.as_ref().map_or(CloseCode::Normal, |r| r.code),
-            description: None,
-        }),
-        Ending::TooSlow => reason(
-            CloseCode::Other(CLOSE_TOO_SLOW),
-            serde_json::json!({"reason": "too slow", "last_height": last_height}),
-        ),
-        Ending::NoPong => reason(
-            CloseCode::Other(CLOSE_TOO_SLOW),
-            serde_json::json!({"reason": "no pong", "last_height": last_height}),
-        ),
-        Ending::FrameTooBig => reason(
-            CloseCode::Size,
-            serde_json::json!({"reason": "frame too big", "max_bytes": ctx.config.max_frame_size}),
-        ),
-        Ending::ProtocolError(_) => reason(
-            CloseCode::Protocol,
-            serde_json::json!({"reason": "protocol error"}),
-        ),
-        Ending::HistoryUnavailable { lowest } => reason(
-            CloseCode::Other(CLOSE_HISTORY_UNAVAILABLE),
-            serde_json::json!({
-                "reason": "history not available",
-                "from_height": subscription.from_height,
-                "lowest_height": lowest,
-            }),
-        ),
-        Ending::Shutdown => reason(
-            CloseCode::Away,
-            serde_json::json!({"reason": "server shutting down", "last_height": last_height}),
-        ),
-        Ending::SocketGone => None,
-    };
     match &ending {
         Ending::TooSlow | Ending::NoPong => {
             info!(
@@ -200,7 +280,7 @@ pub(crate) async fn run(
             "subscriber session ended"
         ),
     }
-    if let Some(close) = close {
+    if let Some(close) = ending.close_frame(&ctx, &subscription, last_height) {
         let _ = tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.close(Some(close))).await;
     }
 }
