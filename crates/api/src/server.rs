@@ -81,6 +81,17 @@ async fn api_v1(ctx: web::Data<ApiContext>, client: web::Data<awc::Client>) -> H
     HttpResponse::Ok().json(api_v1_document(&ctx.advertised))
 }
 
+/// The live page: self-contained HTML and JavaScript (no CDN), connects to the advertised
+/// stream URL found in `/api/v1/`.
+const EXPLORER_HTML: &str = include_str!("../assets/explorer.html");
+
+async fn explorer() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("cache-control", "no-cache"))
+        .body(EXPLORER_HTML)
+}
+
 async fn health(ctx: web::Data<ApiContext>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok", "version": ctx.version}))
 }
@@ -131,6 +142,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics))
+        .route("/explorer", web::get().to(explorer))
         .default_service(web::to(fallback));
 }
 
