@@ -3,9 +3,11 @@
 //! It follows the blocks a Planetmint node commits to its Tarantool and pushes them to
 //! WebSocket subscribers, compatible on the wire with Planetmint's own event stream. This crate
 //! is the binary's library half: [`config`] (the layered, validated configuration), [`node`]
-//! (wiring the ingest, broadcaster and API crates together) and [`logging`].
+//! (wiring the ingest, broadcaster and API crates together), [`catalogue`] (the described
+//! streams and AsyncAPI document) and [`logging`].
 #![forbid(unsafe_code)]
 
+pub mod catalogue;
 pub mod config;
 pub mod logging;
 pub mod node;

@@ -120,6 +120,8 @@ pub async fn start_with_source(
         registry,
         readiness,
         config: config.api.clone(),
+        catalogue: crate::catalogue::catalogue(&advertised),
+        asyncapi: crate::catalogue::asyncapi(&advertised, VERSION),
     });
     let api_server = planetmint_streams_api::server::build(api_ctx, api_listener)?;
     let api_handle = api_server.handle();

@@ -156,7 +156,35 @@ pub async fn connect(url: &str) -> Ws {
     ws
 }
 
-/// Next text message as JSON, skipping pings/pongs; panics on close or timeout.
+/// Validators for every message shape the streams publish, from the same Rust types the
+/// catalogue's JSON Schemas are generated from.
+fn message_validators() -> &'static [jsonschema::Validator] {
+    use planetmint_streams_model::event::{BlockBatchEvent, BlockEvent, TransactionEvent};
+    static VALIDATORS: std::sync::OnceLock<Vec<jsonschema::Validator>> = std::sync::OnceLock::new();
+    VALIDATORS.get_or_init(|| {
+        [
+            serde_json::to_value(schemars::schema_for!(TransactionEvent<'static>)),
+            serde_json::to_value(schemars::schema_for!(BlockEvent<'static>)),
+            serde_json::to_value(schemars::schema_for!(BlockBatchEvent<'static>)),
+        ]
+        .into_iter()
+        .map(|schema| {
+            jsonschema::validator_for(&schema.expect("schema JSON")).expect("valid schema")
+        })
+        .collect()
+    })
+}
+
+/// Panics unless `message` validates against one of the published message schemas.
+pub fn assert_published_shape(message: &Value) {
+    assert!(
+        message_validators().iter().any(|v| v.is_valid(message)),
+        "message does not match any published JSON Schema: {message}"
+    );
+}
+
+/// Next text message as JSON, skipping pings/pongs; panics on close or timeout. Every
+/// message is checked against the published JSON Schemas.
 pub async fn next_json(ws: &mut Ws, within: Duration) -> Value {
     let deadline = tokio::time::Instant::now() + within;
     loop {
@@ -167,7 +195,9 @@ pub async fn next_json(ws: &mut Ws, within: Duration) -> Value {
             .expect("no protocol error");
         match message {
             Message::Text(text) => {
-                return serde_json::from_str(text.as_str()).expect("JSON message")
+                let message: Value = serde_json::from_str(text.as_str()).expect("JSON message");
+                assert_published_shape(&message);
+                return message;
             }
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("unexpected message {other:?}"),

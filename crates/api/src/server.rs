@@ -41,6 +41,10 @@ pub struct ApiContext {
     pub readiness: Arc<dyn Fn() -> Readiness + Send + Sync>,
     /// Settings.
     pub config: ApiConfig,
+    /// `GET /api/v1/streams`: the stream catalogue.
+    pub catalogue: serde_json::Value,
+    /// `GET /api/v1/streams/asyncapi.json`.
+    pub asyncapi: serde_json::Value,
 }
 
 impl ApiContext {
@@ -90,6 +94,14 @@ async fn explorer() -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header(("cache-control", "no-cache"))
         .body(EXPLORER_HTML)
+}
+
+async fn stream_catalogue(ctx: web::Data<ApiContext>) -> HttpResponse {
+    HttpResponse::Ok().json(&ctx.catalogue)
+}
+
+async fn asyncapi(ctx: web::Data<ApiContext>) -> HttpResponse {
+    HttpResponse::Ok().json(&ctx.asyncapi)
 }
 
 async fn health(ctx: web::Data<ApiContext>) -> HttpResponse {
@@ -143,6 +155,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics))
         .route("/explorer", web::get().to(explorer))
+        .route("/api/v1/streams", web::get().to(stream_catalogue))
+        .route("/api/v1/streams/", web::get().to(stream_catalogue))
+        .route("/api/v1/streams/asyncapi.json", web::get().to(asyncapi))
         .default_service(web::to(fallback));
 }
 

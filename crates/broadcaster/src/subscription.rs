@@ -135,6 +135,74 @@ pub struct Subscription {
     pub framing: Framing,
 }
 
+/// One query parameter a stream URL accepts, as the stream catalogue publishes it.
+#[derive(Debug, Clone, Copy)]
+pub struct ParameterSpec {
+    /// Name in the query string.
+    pub name: &'static str,
+    /// What it does.
+    pub description: &'static str,
+    /// Whether it may be given several times (values are ORed).
+    pub repeatable: bool,
+    /// JSON Schema of one value.
+    pub schema: &'static str,
+    /// A valid example value.
+    pub example: &'static str,
+}
+
+/// Every parameter the parser accepts (a test keeps this table and the parser in step).
+pub const PARAMETERS: &[ParameterSpec] = &[
+    ParameterSpec {
+        name: "from_height",
+        description: "Replay every event of every block with height > N, then continue live; nothing is missed or repeated at the seam. A height above the head waits for it.",
+        repeatable: false,
+        schema: r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
+        example: "41",
+    },
+    ParameterSpec {
+        name: "public_key",
+        description: "Only transactions with an output to this key (see public_key_in); on valid_blocks, only blocks holding such a transaction.",
+        repeatable: true,
+        schema: r#"{"type": "string", "pattern": "^[1-9A-HJ-NP-Za-km-z]{32,44}$", "description": "base58 Ed25519 public key (32 bytes)"}"#,
+        example: "4UsMARRttZAQYUYb8hjpbuwq5tnpJPK5ETFbDkiXrnCW",
+    },
+    ParameterSpec {
+        name: "public_key_in",
+        description: "Where public_key is looked for: outputs (default), inputs (owners_before: what the key spends) or any.",
+        repeatable: false,
+        schema: r#"{"type": "string", "enum": ["outputs", "inputs", "any"]}"#,
+        example: "any",
+    },
+    ParameterSpec {
+        name: "asset_id",
+        description: "Only transactions whose asset_id or asset_ids name this asset.",
+        repeatable: true,
+        schema: r#"{"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}"#,
+        example: "8eb69874cf7d7f5d667c3b6beb77c389f5da52ebe463da89ea371d91dab6c0c7",
+    },
+    ParameterSpec {
+        name: "operation",
+        description: "Only transactions of this operation (case-insensitive).",
+        repeatable: true,
+        schema: r#"{"type": "string", "enum": ["CREATE", "TRANSFER", "COMPOSE", "DECOMPOSE", "VALIDATOR_ELECTION", "CHAIN_MIGRATION_ELECTION", "VOTE"]}"#,
+        example: "TRANSFER",
+    },
+    ParameterSpec {
+        name: "batch",
+        description: "block: one message per block, {\"height\", \"transactions\": [...]}, with the block's matching events; blocks left empty by filters are not sent.",
+        repeatable: false,
+        schema: r#"{"type": "string", "enum": ["block", "none"]}"#,
+        example: "block",
+    },
+    ParameterSpec {
+        name: "token",
+        description: "Signed stream token; required only when the server runs with signed stream URLs.",
+        repeatable: false,
+        schema: r#"{"type": "string"}"#,
+        example: "v1.example",
+    },
+];
+
 /// Limits on what a URL may ask for.
 #[derive(Debug, Clone, Copy)]
 pub struct ParamLimits {
@@ -296,7 +364,17 @@ impl Subscription {
                     if name.is_empty() {
                         name = "query".to_owned();
                     }
-                    return Err(refuse(&name, "unknown parameter; accepted: from_height, public_key, public_key_in, asset_id, operation, batch, token"));
+                    return Err(refuse(
+                        &name,
+                        format!(
+                            "unknown parameter; accepted: {}",
+                            PARAMETERS
+                                .iter()
+                                .map(|p| p.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
                 }
             }
         }
@@ -364,6 +442,20 @@ mod tests {
         ] {
             let err = parse(query).expect_err(query);
             assert_eq!(err.parameter, parameter, "{query}");
+        }
+    }
+
+    #[test]
+    fn every_published_parameter_is_accepted_with_its_example() {
+        for p in PARAMETERS {
+            let query = if p.name == "public_key_in" {
+                format!("public_key={KEY}&public_key_in={}", p.example)
+            } else {
+                format!("{}={}", p.name, p.example)
+            };
+            parse(&query).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+            let schema: serde_json::Value = serde_json::from_str(p.schema).expect("schema is JSON");
+            assert!(schema.is_object(), "{}", p.name);
         }
     }
 

@@ -13,7 +13,12 @@ fn corpus(name: &str) -> Vec<(String, Vec<u8>)> {
         .map(|entry| {
             let path = entry.expect("entry").path();
             let bytes = std::fs::read(&path).expect("read");
-            (path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), bytes)
+            (
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                bytes,
+            )
         })
         .collect()
 }
@@ -26,8 +31,18 @@ fn blocks_reply_corpus_decodes_or_fails_cleanly() {
             decoded += 1;
             if name == "fixture-heights-1-8" {
                 assert_eq!(batch.head, 8);
-                assert_eq!(batch.blocks.iter().map(|b| b.height).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
-                assert_eq!(batch.blocks.iter().map(|b| b.transactions.len()).sum::<usize>(), 36);
+                assert_eq!(
+                    batch.blocks.iter().map(|b| b.height).collect::<Vec<_>>(),
+                    (1..=8).collect::<Vec<_>>()
+                );
+                assert_eq!(
+                    batch
+                        .blocks
+                        .iter()
+                        .map(|b| b.transactions.len())
+                        .sum::<usize>(),
+                    36
+                );
             }
         }
     }
@@ -37,9 +52,15 @@ fn blocks_reply_corpus_decodes_or_fails_cleanly() {
 #[test]
 fn tuple_and_frame_corpora_decode_without_panics() {
     let tuples = corpus("tuples");
-    assert!(tuples.iter().any(|(n, b)| n == "block" && rmp_serde::from_slice::<BlockTuple>(b).is_ok()));
-    assert!(tuples.iter().any(|(n, b)| n == "transaction" && rmp_serde::from_slice::<TransactionTuple>(b).is_ok()));
-    assert!(tuples.iter().any(|(n, b)| n == "output" && rmp_serde::from_slice::<OutputTuple>(b).is_ok()));
+    assert!(tuples
+        .iter()
+        .any(|(n, b)| n == "block" && rmp_serde::from_slice::<BlockTuple>(b).is_ok()));
+    assert!(tuples
+        .iter()
+        .any(|(n, b)| n == "transaction" && rmp_serde::from_slice::<TransactionTuple>(b).is_ok()));
+    assert!(tuples
+        .iter()
+        .any(|(n, b)| n == "output" && rmp_serde::from_slice::<OutputTuple>(b).is_ok()));
     for (_, bytes) in corpus("iproto_frames") {
         if let Ok(Some((_, prefix))) = read_frame_length(&bytes) {
             assert!(prefix <= bytes.len());

@@ -6,42 +6,47 @@
 
 use std::borrow::Cow;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::block::{CommittedBlock, CommittedTransaction};
 
-/// One message of `valid_transactions`:
-/// `{"transaction_id", "asset_id", "asset_ids", "height"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One message of `valid_transactions`: a committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct TransactionEvent<'a> {
-    /// The transaction.
+    /// The transaction's id (SHA3-256, 64 hex digits).
     #[serde(borrow)]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub transaction_id: Cow<'a, str>,
-    /// The documented field: a CREATE's own id, else the id of the asset it spends.
+    /// The asset: a CREATE's own id, otherwise the id of the (first) asset it spends.
     #[serde(borrow)]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub asset_id: Cow<'a, str>,
-    /// What Planetmint 2.x emits: each asset's id, or the transaction's own id.
+    /// Planetmint 2.x's field: for each asset entry its id, or the transaction's own id.
     #[serde(borrow)]
     pub asset_ids: Vec<Cow<'a, str>>,
     /// Height of the block holding the transaction.
     pub height: u64,
 }
 
-/// The message of `valid_blocks`: `{"height", "hash", "transaction_ids"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The message of `valid_blocks`: a committed block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct BlockEvent<'a> {
     /// Block height.
     pub height: u64,
-    /// The block hash Planetmint reports (`app_hash`).
+    /// The block hash Planetmint reports (its `app_hash`; empty before the first transaction).
     #[serde(borrow)]
     pub hash: Cow<'a, str>,
-    /// The block's transactions in order.
+    /// The block's transaction ids in block order (empty for an empty block).
     #[serde(borrow)]
     pub transaction_ids: Vec<Cow<'a, str>>,
 }
 
-/// The message of `batch=block` framing: `{"height", "transactions": [TransactionEvent, ...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The message of `valid_transactions?batch=block`: a block's (matching) transactions at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct BlockBatchEvent<'a> {
     /// Block height.
     pub height: u64,
