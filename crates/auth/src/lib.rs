@@ -1,6 +1,6 @@
 //! Access control for the stream server: signed, expiring stream URLs.
 //!
-//! In `signed` mode every stream URL carries a `token` query parameter. The
+//! In `signed` mode ([`AuthConfig`]) every stream URL carries a `token` query parameter. The
 //! token says until when it may open a connection, which streams it opens, and optionally
 //! which filter values the subscription must stay within; it is signed with HMAC-SHA3-256
 //! under a key id, so keys can be rotated.
@@ -40,22 +40,28 @@
 //!
 //! # Pieces
 //!
+//! - [`config`]: `[auth]` settings ([`AuthConfig`]) and their validation;
 //! - [`secret`]: secrets from configuration text or files, hidden from `Debug` and
 //!   serialization;
 //! - [`keyring`]: keys by id, one issuing;
 //! - [`claims`]: what a token allows and the authorization rule;
 //! - [`token`]: issuing and verifying ([`TokenAuthority`]);
 //! - [`stream_url`]: the signed URL handed to a client;
+//! - [`bearer`]: the admin endpoint's `Authorization: Bearer` check.
 #![forbid(unsafe_code)]
 
+pub mod bearer;
 pub mod claims;
+pub mod config;
 pub mod error;
 pub mod keyring;
 pub mod secret;
 pub mod stream_url;
 pub mod token;
 
+pub use bearer::{BearerError, BearerSecret};
 pub use claims::{Claims, Grant, Pins, Requested, Stream, UnknownStream};
+pub use config::{AdminConfig, AuthConfig, AuthMode, ConfigProblem, KeyConfig};
 pub use error::{AuthError, IssueError, KeyError, SecretError, AUTH_REASONS};
 pub use keyring::{is_key_id, KeyRing};
 pub use secret::{decode_key, SecretString, MIN_BEARER_CHARS, MIN_SECRET_BYTES};
