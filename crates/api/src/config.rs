@@ -16,7 +16,7 @@ pub struct ApiConfig {
     /// `/ready` answers 503 when the last streamed height is more than this many blocks
     /// behind Tarantool's head.
     pub ready_max_lag_blocks: u64,
-    /// Worker threads; 0 means one.
+    /// Worker threads (the API also forwards Planetmint's requests in drop-in mode).
     pub workers: usize,
     /// Drop-in mode: Planetmint's own API (e.g. `http://127.0.0.1:9986`). Every request the API
     /// does not answer itself is forwarded there unchanged, and the root documents are
@@ -34,7 +34,7 @@ impl Default for ApiConfig {
         Self {
             bind: DEFAULT_BIND.to_owned(),
             ready_max_lag_blocks: 10,
-            workers: 1,
+            workers: 2,
             upstream: None,
             upstream_timeout: Duration::from_secs(10),
             upstream_max_body: 16 * 1024 * 1024,

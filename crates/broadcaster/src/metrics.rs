@@ -72,14 +72,14 @@ impl BroadcastMetrics {
             disconnects: IntCounterVec::new(
                 Opts::new(
                     "planetmint_streams_disconnects_total",
-                    "Closed subscriptions by reason (client, too_slow, pong_timeout, protocol_error, history_unavailable, shutdown, socket)",
+                    "Closed subscriptions by reason (client, too_slow, pong_timeout, frame_too_big, protocol_error, invalid_text, flooding, history_unavailable, shutdown, socket)",
                 ),
                 &["reason"],
             )?,
             rejected: IntCounterVec::new(
                 Opts::new(
                     "planetmint_streams_rejected_connections_total",
-                    "Requests to stream paths refused before the upgrade, by reason",
+                    "Requests to stream paths refused before the upgrade, by reason (bad_parameter, origin, not_websocket, server_full, too_many_from_ip)",
                 ),
                 &["reason"],
             )?,
