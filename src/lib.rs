@@ -4,13 +4,15 @@
 //! WebSocket subscribers, compatible on the wire with Planetmint's own event stream. This crate
 //! is the binary's library half: [`config`] (the layered, validated configuration), [`node`]
 //! (wiring the ingest, broadcaster and API crates together), [`catalogue`] (the described
-//! streams and AsyncAPI document) and [`logging`].
+//! streams and AsyncAPI document), [`subscribe`] (the durable subscriber command) and
+//! [`logging`].
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
 pub mod config;
 pub mod logging;
 pub mod node;
+pub mod subscribe;
 
 pub use config::Config;
 pub use node::{start, start_with_source, RunningNode};

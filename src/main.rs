@@ -7,7 +7,8 @@ use clap::Parser;
 use figment::providers::Serialized;
 use figment::Figment;
 use planetmint_streams::config::{Config, LogFormat};
-use planetmint_streams::{logging, node};
+use planetmint_streams::subscribe::SubscribeArgs;
+use planetmint_streams::{logging, node, subscribe};
 
 /// Event stream server for Planetmint: follows committed blocks in Tarantool and pushes them
 /// to WebSocket subscribers (Planetmint-compatible).
@@ -41,6 +42,16 @@ struct Args {
     /// Check the configuration, print it as TOML and exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Subcommands (without one, the node runs).
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Follow a node's stream: one JSON line per event on stdout, reconnecting and resuming
+    /// by height (durably with --cursor-file).
+    Subscribe(SubscribeArgs),
 }
 
 impl Args {
@@ -66,6 +77,15 @@ impl Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::Subscribe(subscribe_args)) = args.command {
+        return match subscribe::run(subscribe_args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("planetmint-streams subscribe: {err:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load(args.config.as_deref(), args.overrides()) {
         Ok(config) => config,
         Err(err) => {
