@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use planetmint_streams_api::ApiConfig;
+use planetmint_streams_auth::AuthConfig;
 use planetmint_streams_broadcaster::StreamsConfig;
 use planetmint_streams_ingest::TarantoolConfig;
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,10 @@ pub struct Config {
     pub api: ApiConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Access control: open (Planetmint's behaviour) or signed stream URLs.
+    pub auth: AuthConfig,
+    /// TLS on the API and stream ports.
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// A configuration problem, naming the key at fault.
@@ -106,6 +111,14 @@ impl Config {
         Ok(config)
     }
 
+    /// The scheme published for the streams: configured, else `wss` with TLS, else `ws`.
+    pub fn advertised_scheme(&self) -> String {
+        self.streams
+            .advertised_scheme
+            .clone()
+            .unwrap_or_else(|| if self.tls.enabled() { "wss" } else { "ws" }.to_owned())
+    }
+
     /// Checks every section.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.tarantool
@@ -113,6 +126,8 @@ impl Config {
             .and_then(|()| self.streams.validate())
             .and_then(|()| self.api.validate())
             .and_then(|()| validate_log(&self.log))
+            .and_then(|()| self.auth.validate())
+            .and_then(|()| self.tls.validate())
             .map_err(|(key, message)| ConfigError::Invalid {
                 key: key.to_owned(),
                 message,
@@ -238,13 +253,32 @@ mod shipped_files {
         full.tarantool.password = Some("p".into());
         full.streams.advertised_port = Some(1);
         full.api.upstream = Some("http://u:1".into());
+        full.auth.issuing_key = Some("k".into());
+        full.auth.admin.secret = Some(planetmint_streams_auth::SecretString::new("s"));
+        full.auth.admin.secret_file = Some("f".into());
+        full.streams.advertised_scheme = Some("wss".into());
+        full.tls.cert_file = Some("c".into());
+        full.tls.key_file = Some("k".into());
+        full.tls.client_ca_file = Some("ca".into());
         let value = toml::Value::try_from(&full).expect("serializable");
         let mut keys = BTreeSet::new();
-        for (section, table) in value.as_table().expect("table") {
-            for key in table.as_table().expect("section table").keys() {
-                keys.insert(format!("{section}.{key}"));
+        fn walk(prefix: &str, table: &toml::Table, keys: &mut BTreeSet<String>) {
+            for (key, value) in table {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match value.as_table() {
+                    Some(inner) => walk(&name, inner, keys),
+                    None if !prefix.is_empty() => {
+                        keys.insert(name);
+                    }
+                    None => {}
+                }
             }
         }
+        walk("", value.as_table().expect("table"), &mut keys);
         keys
     }
 
@@ -271,11 +305,12 @@ mod shipped_files {
             "docs/configuration.md vs the Config struct"
         );
         for key in struct_keys() {
-            let (section, name) = key.split_once('.').expect("dotted");
             let env = format!(
-                "{ENV_PREFIX}{}__{}",
-                section.to_uppercase(),
-                name.to_uppercase()
+                "{ENV_PREFIX}{}",
+                key.split('.')
+                    .map(str::to_uppercase)
+                    .collect::<Vec<_>>()
+                    .join("__")
             );
             assert!(doc.contains(&env), "docs/configuration.md names {env}");
         }

@@ -13,6 +13,8 @@ pub mod config;
 pub mod logging;
 pub mod node;
 pub mod subscribe;
+pub mod tls;
+pub mod token;
 
 pub use config::Config;
 pub use node::{start, start_with_source, RunningNode};

@@ -52,6 +52,16 @@ enum Command {
     /// Follow a node's stream: one JSON line per event on stdout, reconnecting and resuming
     /// by height (durably with --cursor-file).
     Subscribe(SubscribeArgs),
+    /// Signed stream URLs.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `token` subcommands.
+#[derive(Debug, clap::Subcommand)]
+enum TokenCommand {
+    /// Print a signed, expiring stream URL (keys from the configuration's [auth] section).
+    Issue(planetmint_streams::token::IssueArgs),
 }
 
 impl Args {
@@ -77,6 +87,25 @@ impl Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::Token(TokenCommand::Issue(issue))) = &args.command {
+        let config = match Config::load(args.config.as_deref(), args.overrides()) {
+            Ok(config) => config,
+            Err(err) => {
+                eprintln!("planetmint-streams: {err}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        return match planetmint_streams::token::issue(&config, issue) {
+            Ok(output) => {
+                println!("{output}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("planetmint-streams token issue: {err:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Subscribe(subscribe_args)) = args.command {
         return match subscribe::run(subscribe_args) {
             Ok(()) => std::process::ExitCode::SUCCESS,

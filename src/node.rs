@@ -28,6 +28,8 @@ pub struct RunningNode {
     pub streams_addr: SocketAddr,
     /// Address the API listens on.
     pub api_addr: SocketAddr,
+    /// Address of the token-issuing admin endpoint, when enabled.
+    pub admin_addr: Option<SocketAddr>,
     /// The fan-out point (tests look at its subscriber count).
     pub hub: Arc<Hub>,
     /// What the ingest knows.
@@ -36,6 +38,7 @@ pub struct RunningNode {
     grace: Duration,
     streams_server: actix_web::dev::ServerHandle,
     api_server: actix_web::dev::ServerHandle,
+    admin_server: Option<actix_web::dev::ServerHandle>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -86,14 +89,28 @@ pub async fn start_with_source(
     );
     tasks.push(tokio::spawn(follower.run(shutdown.child_token())));
 
-    let stream_ctx = Arc::new(StreamContext::new(
+    let authority = if config.auth.is_signed() || config.auth.admin.enabled {
+        let authority = config
+            .auth
+            .authority()
+            .map_err(|(key, message)| anyhow::anyhow!("invalid configuration: {key}: {message}"))?;
+        Some(Arc::new(authority))
+    } else {
+        None
+    };
+    let mut stream_ctx = StreamContext::new(
         hub.clone(),
         source,
         config.streams.clone(),
         shutdown.clone(),
-    ));
+    );
+    if let (true, Some(authority)) = (config.auth.is_signed(), &authority) {
+        stream_ctx = stream_ctx.with_auth(authority.clone(), config.auth.close_on_expiry);
+    }
+    let stream_ctx = Arc::new(stream_ctx);
+    let tls = crate::tls::server_config(&config.tls)?;
     let streams_server =
-        planetmint_streams_broadcaster::server::build(stream_ctx, streams_listener)?;
+        planetmint_streams_broadcaster::server::build(stream_ctx, streams_listener, tls.clone())?;
     let streams_handle = streams_server.handle();
     tasks.push(tokio::spawn(async move {
         if let Err(err) = streams_server.await {
@@ -102,7 +119,7 @@ pub async fn start_with_source(
     }));
 
     let advertised = Advertised {
-        scheme: config.streams.advertised_scheme.clone(),
+        scheme: config.advertised_scheme(),
         host: config.streams.advertised_host.clone(),
         port: config
             .streams
@@ -123,13 +140,37 @@ pub async fn start_with_source(
         catalogue: crate::catalogue::catalogue(&advertised),
         asyncapi: crate::catalogue::asyncapi(&advertised, VERSION),
     });
-    let api_server = planetmint_streams_api::server::build(api_ctx, api_listener)?;
+    let api_server = planetmint_streams_api::server::build(api_ctx, api_listener, tls)?;
     let api_handle = api_server.handle();
     tasks.push(tokio::spawn(async move {
         if let Err(err) = api_server.await {
             tracing::error!(error = %err, "API server failed");
         }
     }));
+
+    let mut admin_addr = None;
+    let mut admin_handle = None;
+    if let (true, Some(authority)) = (config.auth.admin.enabled, authority) {
+        let secret = config
+            .auth
+            .admin_secret()
+            .map_err(|(key, message)| anyhow::anyhow!("invalid configuration: {key}: {message}"))?
+            .context("auth.admin.enabled needs auth.admin.secret or auth.admin.secret_file")?;
+        let listener = bind(&config.auth.admin.bind, "auth.admin.bind")?;
+        admin_addr = Some(listener.local_addr()?);
+        let admin_ctx = Arc::new(planetmint_streams_api::admin::AdminContext {
+            authority,
+            secret,
+            advertised: advertised.clone(),
+        });
+        let admin_server = planetmint_streams_api::admin::build(admin_ctx, listener)?;
+        admin_handle = Some(admin_server.handle());
+        tasks.push(tokio::spawn(async move {
+            if let Err(err) = admin_server.await {
+                tracing::error!(error = %err, "admin server failed");
+            }
+        }));
+    }
 
     info!(
         version = VERSION,
@@ -142,12 +183,14 @@ pub async fn start_with_source(
     Ok(RunningNode {
         streams_addr,
         api_addr,
+        admin_addr,
         hub,
         status,
         shutdown,
         grace: config.streams.shutdown_grace,
         streams_server: streams_handle,
         api_server: api_handle,
+        admin_server: admin_handle,
         tasks,
     })
 }
@@ -191,6 +234,9 @@ impl RunningNode {
         }
         self.streams_server.stop(true).await;
         self.api_server.stop(true).await;
+        if let Some(admin) = self.admin_server {
+            admin.stop(true).await;
+        }
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }

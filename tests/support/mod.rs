@@ -55,8 +55,21 @@ impl Harness {
             tarantool,
             node: Some(node),
         };
-        harness.wait_ready().await;
+        harness.wait_started().await;
         harness
+    }
+
+    /// Waits until the node's ingest has reached Tarantool (works whatever the API speaks).
+    pub async fn wait_started(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let status = &self.node().status;
+        while !(status.is_started() && status.is_reachable()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node never reached Tarantool"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn node(&self) -> &RunningNode {

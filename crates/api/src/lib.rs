@@ -5,9 +5,11 @@
 //!   unchanged.
 //! - [`server`]: the routes, `/health`, `/ready` and `/metrics`.
 //! - [`proxy`]: drop-in mode, forwarding everything else to Planetmint's own API.
+//! - [`admin`]: `POST /admin/tokens`, issuing signed stream URLs on a separate address.
 //! - [`config`]: the `[api]` settings.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod discovery;
 pub mod proxy;

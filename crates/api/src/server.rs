@@ -165,11 +165,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn build(
     ctx: Arc<ApiContext>,
     listener: std::net::TcpListener,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let workers = ctx.config.workers.max(1);
     let max_body = ctx.config.upstream_max_body;
     let data = web::Data::from(ctx);
-    Ok(HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(web::Data::new(proxy::client()))
@@ -178,7 +179,10 @@ pub fn build(
     })
     .workers(workers)
     .disable_signals()
-    .shutdown_timeout(2)
-    .listen(listener)?
-    .run())
+    .shutdown_timeout(2);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }

@@ -40,9 +40,10 @@ pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct StreamsConfig {
     /// Address to listen on.
     pub bind: String,
-    /// Scheme clients use to reach the streams (`ws`, or `wss` behind TLS), as published in
-    /// the API's root document (Planetmint's `wsserver.advertised_scheme`).
-    pub advertised_scheme: String,
+    /// Scheme clients use to reach the streams (`ws` or `wss`), as published in the API's
+    /// root document (Planetmint's `wsserver.advertised_scheme`); default: `wss` when the
+    /// node serves TLS itself, else `ws`.
+    pub advertised_scheme: Option<String>,
     /// Host clients use to reach the streams (Planetmint's `wsserver.advertised_host`).
     pub advertised_host: String,
     /// Port clients use to reach the streams; defaults to the port of `bind`.
@@ -96,7 +97,7 @@ impl Default for StreamsConfig {
     fn default() -> Self {
         Self {
             bind: DEFAULT_BIND.to_owned(),
-            advertised_scheme: "ws".to_owned(),
+            advertised_scheme: None,
             advertised_host: "localhost".to_owned(),
             advertised_port: None,
             workers: 0,
@@ -124,13 +125,14 @@ impl Default for StreamsConfig {
 impl StreamsConfig {
     /// Checks the values; the error names the offending key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !matches!(self.advertised_scheme.as_str(), "ws" | "wss") {
+        if let Some(scheme) = self
+            .advertised_scheme
+            .as_deref()
+            .filter(|s| !matches!(*s, "ws" | "wss"))
+        {
             return Err((
                 "streams.advertised_scheme",
-                format!(
-                    "expected \"ws\" or \"wss\", got {:?}",
-                    self.advertised_scheme
-                ),
+                format!("expected \"ws\" or \"wss\", got {scheme:?}"),
             ));
         }
         if self.advertised_host.trim().is_empty() || self.advertised_host.contains('/') {

@@ -47,6 +47,10 @@ pub struct StreamContext {
     pub shutdown: CancellationToken,
     /// Open-subscription counts (total and per IP).
     pub limiter: Arc<limits::ConnectionLimiter>,
+    /// Signed stream URLs: who may subscribe to what (`None`: open, Planetmint's behaviour).
+    pub auth: Option<Arc<planetmint_streams_auth::TokenAuthority>>,
+    /// Close connections (1008) when their token expires.
+    pub close_on_expiry: bool,
 }
 
 impl StreamContext {
@@ -67,6 +71,19 @@ impl StreamContext {
             config,
             shutdown,
             limiter,
+            auth: None,
+            close_on_expiry: false,
         }
+    }
+
+    /// Requires signed stream URLs checked by `authority`.
+    pub fn with_auth(
+        mut self,
+        authority: Arc<planetmint_streams_auth::TokenAuthority>,
+        close_on_expiry: bool,
+    ) -> Self {
+        self.auth = Some(authority);
+        self.close_on_expiry = close_on_expiry;
+        self
     }
 }

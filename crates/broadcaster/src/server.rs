@@ -1,8 +1,9 @@
 //! The HTTP side of the stream port: routes, checks before the upgrade, JSON errors.
 //!
 //! A request to a stream path is checked in this order, each refusal a JSON body:
-//! query parameters (400), Origin (403), WebSocket handshake (400), connection limits
-//! (503 server full, 429 too many from this address). Only then is it upgraded.
+//! query parameters (400), the signed token when required (401 missing or malformed, 403
+//! refused), Origin (403), WebSocket handshake (400), connection limits (503 server full,
+//! 429 too many from this address). Only then is it upgraded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,10 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use tracing::debug;
+use planetmint_streams_auth::{
+    token_from_query, unix_now, AuthError, Requested, Stream as AuthStream,
+};
+use tracing::{debug, info};
 
 use crate::body::StreamBody;
 use crate::limits::Refusal;
@@ -92,6 +96,10 @@ fn subscribe(
                 )
             }
         };
+    let token_expires = match authorize(&ctx, &req, stream, &subscription) {
+        Ok(expires) => expires,
+        Err(err) => return token_refused(&ctx, &req, stream, &err),
+    };
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let allowed = &ctx.config.allowed_origins;
         let origin = origin.to_str().unwrap_or("");
@@ -161,15 +169,67 @@ fn subscribe(
     );
     let (head, control) = response.into_parts();
     let body = StreamBody::new(control, queue.clone(), stream, metrics);
-    actix_web::rt::spawn(session::run(
-        ctx.clone(),
-        subscription,
+    let session_parts = session::SessionParts {
         session,
         inbound,
         queue,
         slot,
-    ));
+        token_expires,
+    };
+    actix_web::rt::spawn(session::run(ctx.clone(), subscription, session_parts));
     head.set_body(body.boxed())
+}
+
+/// In signed mode, checks the URL's token against the subscription; returns when the token
+/// expires (for `close_on_expiry`).
+fn authorize(
+    ctx: &StreamContext,
+    req: &HttpRequest,
+    stream: StreamKind,
+    subscription: &Subscription,
+) -> Result<Option<std::time::Instant>, AuthError> {
+    let Some(authority) = &ctx.auth else {
+        return Ok(None);
+    };
+    let requested = Requested {
+        stream: match stream {
+            StreamKind::ValidTransactions => AuthStream::ValidTransactions,
+            StreamKind::ValidBlocks => AuthStream::ValidBlocks,
+        },
+        public_keys: &subscription.filter.public_keys,
+        asset_ids: &subscription.filter.asset_ids,
+        operations: &subscription.filter.operations,
+    };
+    let claims = token_from_query(req.query_string())
+        .and_then(|token| authority.authorize(token.as_deref(), &requested))?;
+    Ok(ctx
+        .close_on_expiry
+        .then(|| std::time::Instant::now() + claims.expires_in(unix_now())))
+}
+
+/// The refusal of a stream URL whose token does not allow it.
+fn token_refused(
+    ctx: &StreamContext,
+    req: &HttpRequest,
+    stream: StreamKind,
+    err: &AuthError,
+) -> HttpResponse {
+    // The reason is logged; the token never is (it is a credential).
+    info!(stream = stream.name(), peer = ?req.peer_addr(), reason = err.reason(), "stream URL refused");
+    ctx.hub
+        .metrics()
+        .rejected
+        .with_label_values(&[err.reason()])
+        .inc();
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::FORBIDDEN);
+    let mut response = json_error(status, &err.to_string(), Some(("reason", err.reason())));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Token param=\"token\""),
+        );
+    }
+    response
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
@@ -207,7 +267,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// stopped reading) for longer makes the kernel drop the connection, so a stuck client cannot
 /// hold a socket and its buffers forever.
 fn bound_unacknowledged_data(connection: &dyn std::any::Any, timeout: Duration) {
-    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    let tcp = connection
+        .downcast_ref::<actix_web::rt::net::TcpStream>()
+        .or_else(|| connection.downcast_ref::<Tls>().map(|tls| tls.get_ref().0));
+    if let Some(stream) = tcp {
         let socket = socket2::SockRef::from(stream);
         if let Err(err) = socket.set_tcp_user_timeout(Some(timeout)) {
             debug!(error = %err, "cannot set TCP_USER_TIMEOUT");
@@ -220,6 +284,7 @@ fn bound_unacknowledged_data(connection: &dyn std::any::Any, timeout: Duration) 
 pub fn build(
     ctx: Arc<StreamContext>,
     listener: std::net::TcpListener,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let workers = match ctx.config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -237,8 +302,10 @@ pub fn build(
         .client_request_timeout(handshake_timeout)
         .on_connect(move |connection, _| bound_unacknowledged_data(connection, user_timeout))
         .disable_signals()
-        .shutdown_timeout(grace)
-        .listen(listener)?
-        .run();
-    Ok(server)
+        .shutdown_timeout(grace);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }

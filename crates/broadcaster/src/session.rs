@@ -48,6 +48,8 @@ enum Ending {
     HistoryUnavailable { lowest: u64 },
     /// The server is shutting down.
     Shutdown,
+    /// The subscriber's token expired (with `auth.close_on_expiry`).
+    TokenExpired,
     /// The connection is gone (nothing can be sent).
     SocketGone,
 }
@@ -64,6 +66,7 @@ impl Ending {
             Ending::Flooding => "flooding",
             Ending::HistoryUnavailable { .. } => "history_unavailable",
             Ending::Shutdown => "shutdown",
+            Ending::TokenExpired => "token_expired",
             Ending::SocketGone => "socket",
         }
     }
@@ -121,6 +124,10 @@ impl Ending {
             Ending::Shutdown => with(
                 CloseCode::Away,
                 serde_json::json!({"reason": "server shutting down", "last_height": last_height}),
+            ),
+            Ending::TokenExpired => with(
+                CloseCode::Policy,
+                serde_json::json!({"reason": "token expired", "last_height": last_height}),
             ),
             Ending::SocketGone => None,
         }
@@ -212,15 +219,29 @@ async fn on_timer(session: &mut Session, keep_alive: &mut KeepAlive) -> Result<(
     Ok(())
 }
 
+/// What a session owns: the connection's halves, its queue, its slot, its token's expiry.
+pub(crate) struct SessionParts {
+    /// actix-ws's sender of control frames.
+    pub session: Session,
+    /// Frames from the client.
+    pub inbound: MessageStream,
+    /// The subscriber's queue.
+    pub queue: Arc<SubscriberQueue>,
+    /// Its place under the connection limits.
+    pub slot: ConnectionSlot,
+    /// When its token expires, if connections close then.
+    pub token_expires: Option<std::time::Instant>,
+}
+
 /// Runs a subscriber's session to its end.
-pub(crate) async fn run(
-    ctx: Arc<StreamContext>,
-    subscription: Subscription,
-    mut session: Session,
-    mut inbound: MessageStream,
-    queue: Arc<SubscriberQueue>,
-    slot: ConnectionSlot,
-) {
+pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, parts: SessionParts) {
+    let SessionParts {
+        mut session,
+        mut inbound,
+        queue,
+        slot,
+        token_expires,
+    } = parts;
     let _slot = slot; // counted as open until this session ends
     let metrics = ctx.hub.metrics().clone();
     let stream = subscription.stream.name();
@@ -233,6 +254,8 @@ pub(crate) async fn run(
     );
     let mut keep_alive = KeepAlive::new(ctx.config.ping_interval, ctx.config.pong_timeout);
 
+    let token_expiry = token_expires.map(Instant::from_std);
+    let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
     let mut attached: Option<SubscriberId> = None;
     let attach = attach(&ctx, &queue, &selection, subscription.from_height);
     tokio::pin!(attach);
@@ -248,6 +271,7 @@ pub(crate) async fn run(
             message = inbound.recv() => on_inbound(message, &mut session, &mut keep_alive, &mut budget).await,
             _ = queue.overflowed() => Err(Ending::TooSlow),
             _ = ctx.shutdown.cancelled() => Err(Ending::Shutdown),
+            _ = sleep_until(token_expiry.unwrap_or_else(far_future)), if token_expiry.is_some() => Err(Ending::TokenExpired),
         };
         if let Err(ending) = step {
             break ending;
