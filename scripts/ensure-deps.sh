@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need when it is missing: Tarantool (Debian's
-# package) and, for the tests' independent WebSocket client, Python's `websockets` in a venv
-# under target/py. Safe to run again.
+# package) and, for the tests, Chromium (Debian's package; tests/explorer_e2e.rs drives the
+# live page in it headless) and Python's `websockets` in a venv under target/py (the tests'
+# independent WebSocket client). `--no-python` (what `make demo` uses): Tarantool only.
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,22 +11,37 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+apt_updated=
+apt_install() {
+    if [ -z "$apt_updated" ]; then
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! command -v tarantool >/dev/null 2>&1; then
     echo "==> installing tarantool (Debian package)"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq tarantool >/dev/null
+    apt_install tarantool
 fi
 tarantool --version | head -1
 
-if [ "${1:-}" != "--no-python" ]; then
-    if ! target/py/bin/python3 -c 'import websockets' >/dev/null 2>&1; then
-        echo "==> installing Python websockets into target/py"
-        if ! python3 -m venv target/py >/dev/null 2>&1; then
-            as_root apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
-            python3 -m venv target/py
-        fi
-        target/py/bin/pip install --quiet --disable-pip-version-check 'websockets>=12'
-    fi
-    target/py/bin/python3 -c 'import websockets; print("python websockets", websockets.__version__)'
+if [ "${1:-}" = "--no-python" ]; then
+    exit 0
 fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "==> installing chromium (Debian package, for the live page's browser test)"
+    apt_install chromium
+fi
+chromium --version 2>/dev/null | head -1
+
+if ! target/py/bin/python3 -c 'import websockets' >/dev/null 2>&1; then
+    echo "==> installing Python websockets into target/py"
+    if ! python3 -m venv target/py >/dev/null 2>&1; then
+        apt_install python3-venv
+        python3 -m venv target/py
+    fi
+    target/py/bin/pip install --quiet --disable-pip-version-check 'websockets>=12'
+fi
+target/py/bin/python3 -c 'import websockets; print("python websockets", websockets.__version__)'
