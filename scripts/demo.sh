@@ -37,6 +37,7 @@ pids+=($!)
 cat <<MSG
 
 planetmint-streams is running:
+  live page   http://localhost:9984/explorer
   discovery   curl -s http://localhost:9984/api/v1/
   health      curl -s http://localhost:9984/ready
   stream      ws://localhost:9985/api/v1/streams/valid_transactions

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Installs what building, testing and the demo need when it is missing: Tarantool (Debian's
-# package) and, in a venv under target/py, what the tests use to check our WebSocket server
-# with implementations that are not ours: Python's `websockets` (an independent client) and
-# `kosoku` (runs the Autobahn test suite's RFC 6455 cases). Safe to run again; quick when
+# Installs what building, testing and the demo need when it is missing:
+# - Tarantool (Debian's package);
+# - for the tests: Chromium (Debian's package; tests/explorer_e2e.rs drives the live page in it
+#   headless) and, in a venv under target/py, implementations that are not ours to check our
+#   WebSocket server with: Python's `websockets` (an independent client) and `kosoku` (runs the
+#   Autobahn test suite's RFC 6455 cases).
+# `--no-python` (what `make demo` uses): Tarantool only. Safe to run again; quick when
 # everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,26 +14,41 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+apt_updated=
+apt_install() {
+    if [ -z "$apt_updated" ]; then
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! command -v tarantool >/dev/null 2>&1; then
     echo "==> installing tarantool (Debian package)"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq tarantool >/dev/null
+    apt_install tarantool
 fi
 tarantool --version | head -1
 
-if [ "${1:-}" != "--no-python" ]; then
-    if ! target/py/bin/python3 -c 'import websockets, kosoku' >/dev/null 2>&1 \
-        || [ ! -x target/py/bin/kosoku ]; then
-        echo "==> installing Python websockets and kosoku into target/py"
-        if ! python3 -m venv target/py >/dev/null 2>&1; then
-            as_root apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
-            python3 -m venv target/py
-        fi
-        # kosoku needs Python >= 3.10 (Debian 12 has 3.11). Pinned: the conformance test
-        # expects the exact case list of this version.
-        target/py/bin/pip install --quiet --disable-pip-version-check 'websockets>=12' 'kosoku==0.1.0'
-    fi
-    target/py/bin/python3 -c 'import websockets; print("python websockets", websockets.__version__)'
-    target/py/bin/pip show kosoku 2>/dev/null | sed -n 's/^Version: /kosoku /p'
+if [ "${1:-}" = "--no-python" ]; then
+    exit 0
 fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "==> installing chromium (Debian package, for the live page's browser test)"
+    apt_install chromium
+fi
+chromium --version 2>/dev/null | head -1
+
+if ! target/py/bin/python3 -c 'import websockets, kosoku' >/dev/null 2>&1 \
+    || [ ! -x target/py/bin/kosoku ]; then
+    echo "==> installing Python websockets and kosoku into target/py"
+    if ! python3 -m venv target/py >/dev/null 2>&1; then
+        apt_install python3-venv
+        python3 -m venv target/py
+    fi
+    # kosoku needs Python >= 3.10 (Debian 12 has 3.11). Pinned: the conformance test expects
+    # the exact case list of this version.
+    target/py/bin/pip install --quiet --disable-pip-version-check 'websockets>=12' 'kosoku==0.1.0'
+fi
+target/py/bin/python3 -c 'import websockets; print("python websockets", websockets.__version__)'
+target/py/bin/pip show kosoku 2>/dev/null | sed -n 's/^Version: /kosoku /p'
