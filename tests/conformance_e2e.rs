@@ -30,15 +30,6 @@ const EXCLUDED: &[(&str, &str)] = &[(
      are one-way, so nothing else in it is observable",
 )];
 
-/// Finding 1 (issue 7): frames with RSV bits set are answered with 1007 instead of 1002.
-const RSV_FINDING: &str = "RSV bits set without an extension: the server closes with 1007 \
-    (its mapping of actix-http's `Io(InvalidData)` error) instead of 1002 protocol error \
-    (RFC 6455 5.2, 7.4.1)";
-/// Finding 2 (issue 7): invalid UTF-8 in a fragmented text message goes unnoticed.
-const FRAGMENTED_UTF8_FINDING: &str = "invalid UTF-8 in a fragmented text message is not \
-    detected: the server ignores continuation frames unvalidated and never closes with 1007 \
-    (RFC 6455 5.6, 8.1), while an unfragmented one gets 1007";
-
 /// The outcome a case must have.
 #[derive(Debug, Clone, Copy)]
 enum Expect {
@@ -51,14 +42,6 @@ enum Expect {
     /// events received are exactly the expected ones without the echoed message (the pongs,
     /// in order and with their payloads), and the close handshake is clean with 1000.
     NoEcho,
-    /// A known non-conformance, reported to be fixed: the verdict it has now. When the server
-    /// is fixed this fails; then replace it with the verdict the fixed server gets.
-    Known(
-        &'static str,
-        &'static str,
-        Option<u16>,
-        /* finding */ &'static str,
-    ),
 }
 
 fn expectation(case: &str) -> Expect {
@@ -68,9 +51,9 @@ fn expectation(case: &str) -> Expect {
         // A control frame with 126 bytes of payload is a protocol error.
         "2.5" => Verdict("OK", "OK", Some(1002)),
         _ if under("2.") => Verdict("OK", "OK", Some(1000)),
-        // Fixed, these get OK / OK / 1002 and NON-STRICT / OK / 1002 (as 4.1.3).
-        "3.1" | "3.5" | "3.6" | "3.7" => Known("OK", "WRONG CODE", Some(1007), RSV_FINDING),
-        "3.2" | "3.3" | "3.4" => Known("NON-STRICT", "WRONG CODE", Some(1007), RSV_FINDING),
+        // Reserved bits set without an extension: protocol error (RFC 6455 5.2).
+        "3.1" | "3.5" | "3.6" | "3.7" => Verdict("OK", "OK", Some(1002)),
+        "3.2" | "3.3" | "3.4" => Verdict("NON-STRICT", "OK", Some(1002)),
         "4.1.1" | "4.1.2" | "4.2.1" | "4.2.2" => Verdict("OK", "OK", Some(1002)),
         // A text message, then a reserved opcode: the text is not echoed (NON-STRICT by
         // Autobahn's rules, exactly what a one-way stream does), the connection fails with 1002.
@@ -80,15 +63,11 @@ fn expectation(case: &str) -> Expect {
         _ if under("5.") => Verdict("OK", "OK", Some(1002)),
         _ if under("6.1.") || under("6.2.") => NoEcho,
         "6.3.1" => Verdict("OK", "OK", Some(1007)),
-        // Fixed, these get OK (or NON-STRICT for 6.4.x) / OK / 1007; the valid fragmented
-        // text of 6.1.x and 6.2.x (split inside code points in 6.2.3, 6.2.4) must stay NoEcho.
-        "6.3.2" => Known("OK", "FAILED BY CLIENT", None, FRAGMENTED_UTF8_FINDING),
-        "6.4.1" | "6.4.2" => Known(
-            "NON-STRICT",
-            "FAILED BY CLIENT",
-            None,
-            FRAGMENTED_UTF8_FINDING,
-        ),
+        // Invalid UTF-8 split across fragments fails the connection with 1007 (RFC 6455 5.6,
+        // 8.1); the valid fragmented text of 6.1.x and 6.2.x (split
+        // inside code points in 6.2.3, 6.2.4) stays NoEcho.
+        "6.3.2" => Verdict("OK", "OK", Some(1007)),
+        "6.4.1" | "6.4.2" => Verdict("OK", "OK", Some(1007)),
         // One frame sent in chops: invalid once the frame is complete, not at the bad byte.
         "6.4.3" | "6.4.4" => Verdict("NON-STRICT", "OK", Some(1007)),
         // A 256 KiB text message then a close: the frame is above max_frame_size (64 KiB).
@@ -262,17 +241,6 @@ fn check(expect: Expect, result: &CaseResult) -> Result<(), String> {
                 Ok(())
             }
         }
-        Expect::Known(b, c, code, finding) => {
-            if verdict(b, c, code) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the known non-conformance ({finding}) shows no more as {}: if the server \
-                     was fixed, make this case expect the verdict it gets now",
-                    verdict_text(b, c, code)
-                ))
-            }
-        }
     }
 }
 
@@ -308,7 +276,6 @@ async fn autobahn_cases_for_a_one_way_stream() {
             Expect::Verdict(b, c, code) => verdict_text(b, c, code),
             Expect::EchoesCloseCode => "OK / OK / the code sent".into(),
             Expect::NoEcho => "no echo; clean close 1000".into(),
-            Expect::Known(b, c, code, _) => format!("known: {}", verdict_text(b, c, code)),
         };
         println!(
             "{id:<8} {expected:<40} {:<34} {:>5}  {}",

@@ -27,6 +27,10 @@ use crate::StreamContext;
 pub const VALID_TRANSACTIONS_PATH: &str = "/api/v1/streams/valid_transactions";
 /// Path of the blocks stream.
 pub const VALID_BLOCKS_PATH: &str = "/api/v1/streams/valid_blocks";
+/// How long a connection may linger after the response (the close frame) was written:
+/// none. RFC 6455 5.5.1 has the server close TCP right after the close handshake; actix-http
+/// would otherwise wait up to a second for the client to close first.
+const CLOSE_LINGER: Duration = Duration::ZERO;
 /// Seconds a refused client is told to wait (`Retry-After`).
 const RETRY_AFTER_SECONDS: &str = "5";
 
@@ -300,6 +304,9 @@ pub fn build(
         .workers(workers)
         .max_connections(max_sockets_per_worker)
         .client_request_timeout(handshake_timeout)
+        // RFC 6455 5.5.1: after the close handshake the server closes TCP at once (actix
+        // otherwise lingers up to a second for the client to close first).
+        .client_disconnect_timeout(CLOSE_LINGER)
         .on_connect(move |connection, _| bound_unacknowledged_data(connection, user_timeout))
         .disable_signals()
         .shutdown_timeout(grace);

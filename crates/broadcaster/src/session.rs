@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Session};
+use actix_ws::{CloseCode, CloseReason, Item, Message, MessageStream, ProtocolError, Session};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
@@ -159,12 +159,76 @@ impl KeepAlive {
     }
 }
 
+/// UTF-8 check of fragmented text messages from clients (RFC 6455 5.6: the whole message must
+/// be UTF-8) without reassembling them: only the up to three bytes of a code point split
+/// across fragments are carried over.
+#[derive(Debug, Default)]
+struct FragmentedText {
+    in_text: bool,
+    carry: Vec<u8>,
+}
+
+impl FragmentedText {
+    /// False when the message is not UTF-8.
+    fn check(&mut self, item: &Item) -> bool {
+        match item {
+            Item::FirstText(bytes) => {
+                self.in_text = true;
+                self.carry.clear();
+                self.feed(bytes, false)
+            }
+            Item::FirstBinary(_) => {
+                self.in_text = false;
+                true
+            }
+            Item::Continue(bytes) => !self.in_text || self.feed(bytes, false),
+            Item::Last(bytes) => {
+                let valid = !self.in_text || self.feed(bytes, true);
+                self.in_text = false;
+                valid
+            }
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8], last: bool) -> bool {
+        let joined;
+        let data: &[u8] = if self.carry.is_empty() {
+            bytes
+        } else {
+            joined = [self.carry.as_slice(), bytes].concat();
+            &joined
+        };
+        match std::str::from_utf8(data) {
+            Ok(_) => {
+                self.carry.clear();
+                true
+            }
+            // A code point cut at the end of this fragment: the next one completes it.
+            Err(err) if err.error_len().is_none() && !last => {
+                let tail = data[err.valid_up_to()..].to_vec();
+                self.carry = tail;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Whether a protocol error is text that is not UTF-8 (1007) rather than a broken frame (1002).
+fn is_invalid_utf8(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::InvalidData
+        && err
+            .get_ref()
+            .is_some_and(|inner| inner.is::<std::str::Utf8Error>())
+}
+
 /// Answers one frame from the client; `Err` ends the session.
 async fn on_inbound(
     message: Option<Result<Message, ProtocolError>>,
     session: &mut Session,
     keep_alive: &mut KeepAlive,
     budget: &mut TokenBucket,
+    fragments: &mut FragmentedText,
 ) -> Result<(), Ending> {
     if matches!(message, Some(Ok(_))) && !budget.take() {
         return Err(Ending::Flooding);
@@ -182,14 +246,16 @@ async fn on_inbound(
             Ok(())
         }
         Some(Ok(Message::Close(reason))) => Err(Ending::ClientClosed(reason)),
-        // The streams are one-way: data from clients is read and ignored.
+        // The streams are one-way: data from clients is read and ignored (fragmented text is
+        // still checked to be UTF-8, as the protocol requires).
+        Some(Ok(Message::Continuation(item))) if !fragments.check(&item) => {
+            Err(Ending::InvalidText)
+        }
         Some(Ok(
             Message::Text(_) | Message::Binary(_) | Message::Continuation(_) | Message::Nop,
         )) => Ok(()),
         Some(Err(ProtocolError::Overflow)) => Err(Ending::FrameTooBig),
-        Some(Err(ProtocolError::Io(err))) if err.kind() == std::io::ErrorKind::InvalidData => {
-            Err(Ending::InvalidText)
-        }
+        Some(Err(ProtocolError::Io(err))) if is_invalid_utf8(&err) => Err(Ending::InvalidText),
         Some(Err(err)) => Err(Ending::ProtocolError(err.to_string())),
         None => Err(Ending::SocketGone),
     }
@@ -253,6 +319,7 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, par
         f64::from(ctx.config.inbound_frames_burst),
     );
     let mut keep_alive = KeepAlive::new(ctx.config.ping_interval, ctx.config.pong_timeout);
+    let mut fragments = FragmentedText::default();
 
     let token_expiry = token_expires.map(Instant::from_std);
     let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
@@ -268,7 +335,7 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, par
                 result.map(|id| attached = Some(id))
             }
             _ = sleep_until(keep_alive.next_deadline()) => on_timer(&mut session, &mut keep_alive).await,
-            message = inbound.recv() => on_inbound(message, &mut session, &mut keep_alive, &mut budget).await,
+            message = inbound.recv() => on_inbound(message, &mut session, &mut keep_alive, &mut budget, &mut fragments).await,
             _ = queue.overflowed() => Err(Ending::TooSlow),
             _ = ctx.shutdown.cancelled() => Err(Ending::Shutdown),
             _ = sleep_until(token_expiry.unwrap_or_else(far_future)), if token_expiry.is_some() => Err(Ending::TokenExpired),
@@ -401,5 +468,47 @@ where
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn run(items: Vec<Item>) -> bool {
+        let mut text = FragmentedText::default();
+        items.iter().all(|item| text.check(item))
+    }
+
+    #[test]
+    fn code_points_split_across_fragments_are_valid_and_broken_ones_are_not() {
+        let euro = "\u{20ac}".as_bytes(); // three bytes
+        let whole = |b: &[u8]| Bytes::copy_from_slice(b);
+        assert!(run(vec![
+            Item::FirstText(whole(&euro[..1])),
+            Item::Continue(whole(&euro[1..2])),
+            Item::Last(whole(&euro[2..]))
+        ]));
+        assert!(run(vec![
+            Item::FirstText(whole(b"hello ")),
+            Item::Last(whole(b"world"))
+        ]));
+        // A code point cut short at the end of the message.
+        assert!(!run(vec![
+            Item::FirstText(whole(b"ok")),
+            Item::Last(whole(&euro[..2]))
+        ]));
+        // An invalid byte in a middle fragment.
+        assert!(!run(vec![
+            Item::FirstText(whole(b"ok")),
+            Item::Continue(whole(&[0xff])),
+            Item::Last(whole(b"x"))
+        ]));
+        // Binary messages are not text.
+        assert!(run(vec![
+            Item::FirstBinary(whole(&[0xff])),
+            Item::Last(whole(&[0xfe]))
+        ]));
     }
 }
