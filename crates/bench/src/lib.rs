@@ -19,3 +19,4 @@ pub mod loopback;
 pub mod stats;
 pub mod system;
 pub mod writer;
+pub mod wsframe;

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commit_time::{self, CommitClock, ID_LEN, TIME_DIGITS};
 use crate::loopback::is_loopback;
+use crate::wsframe::{parse_head, OPCODE_CLOSE};
 
 /// Longest a request head may be.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
@@ -268,13 +269,13 @@ async fn read_client(mut read: OwnedReadHalf, closed: CancellationToken) {
         };
         pending.extend_from_slice(&chunk[..n]);
         loop {
-            match client_frame(&pending) {
-                Some((opcode, len)) if pending.len() >= len => {
-                    if opcode == 0x8 {
+            match parse_head(&pending) {
+                Some(head) if pending.len() >= head.total_len() => {
+                    if head.opcode == OPCODE_CLOSE {
                         closed.cancel();
                         return;
                     }
-                    pending.drain(..len);
+                    pending.drain(..head.total_len());
                 }
                 _ => break,
             }
@@ -287,26 +288,6 @@ async fn read_client(mut read: OwnedReadHalf, closed: CancellationToken) {
         }
     }
     closed.cancel();
-}
-
-/// Opcode and total length of the client frame at the start of `buf`, once its header is in.
-pub fn client_frame(buf: &[u8]) -> Option<(u8, usize)> {
-    let first = *buf.first()?;
-    let second = *buf.get(1)?;
-    let masked = second & 0x80 != 0;
-    let (len, header) = match second & 0x7f {
-        126 => (
-            usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
-            4,
-        ),
-        127 => {
-            let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
-            (usize::try_from(u64::from_be_bytes(bytes)).ok()?, 10)
-        }
-        short => (usize::from(short), 2),
-    };
-    let mask = if masked { 4 } else { 0 };
-    Some((first & 0x0f, header + mask + len))
 }
 
 async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
@@ -416,6 +397,10 @@ fn validate(config: &LimitConfig) -> anyhow::Result<()> {
 /// written and every client has gone, or at `max_run`, or when `stop` is cancelled.
 pub async fn serve(config: LimitConfig, stop: CancellationToken) -> anyhow::Result<LimitReport> {
     validate(&config)?;
+    // Pre-encode every block before listening: once the address is out, the server is ready.
+    let templates: Vec<BlockTemplate> = (0..config.blocks)
+        .map(|i| BlockTemplate::new(config.first_height + i, config.txs))
+        .collect();
     let socket = if config.bind.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -435,10 +420,6 @@ pub async fn serve(config: LimitConfig, stop: CancellationToken) -> anyhow::Resu
         if config.rate > 0.0 { format!("{} blocks/s", config.rate) } else { "full speed".into() },
         config.subscribers
     );
-    // Pre-encode every block before anyone connects.
-    let templates: Vec<BlockTemplate> = (0..config.blocks)
-        .map(|i| BlockTemplate::new(config.first_height + i, config.txs))
-        .collect();
     let mut report = LimitReport {
         tool: "limitserver",
         addr: addr.to_string(),
@@ -560,6 +541,7 @@ async fn publish(
 mod tests {
     use super::*;
     use crate::stats::Received;
+    use crate::wsframe::OPCODE_TEXT;
 
     #[test]
     fn frames_use_the_shortest_length_form() {
@@ -590,10 +572,13 @@ mod tests {
         let mut ids = Vec::new();
         let mut events = Vec::new();
         while !rest.is_empty() {
-            let (opcode, len) = client_frame(rest).expect("a whole frame");
-            assert_eq!(opcode, 1, "text");
-            let header = if rest[1] & 0x7f == 126 { 4 } else { 2 };
-            let json = std::str::from_utf8(&rest[header..len]).expect("utf8");
+            let head = parse_head(rest).expect("a whole frame");
+            let len = head.total_len();
+            assert_eq!(
+                (head.opcode, head.fin, head.mask),
+                (OPCODE_TEXT, true, None)
+            );
+            let json = std::str::from_utf8(&rest[head.header_len..len]).expect("utf8");
             let event: TransactionEvent<'_> = serde_json::from_str(json).expect("event");
             assert_eq!(event.height, 42);
             assert_eq!(event.asset_ids, vec![event.asset_id.clone()]);
@@ -630,12 +615,5 @@ mod tests {
             handshake_response("GET / HTTP/1.1\r\nSec-WebSocket-Key: a"),
             Err(HandshakeError::NotUpgrade)
         );
-    }
-
-    #[test]
-    fn client_frames_are_measured() {
-        assert_eq!(client_frame(&[0x88]), None);
-        assert_eq!(client_frame(&[0x88, 0x82]), Some((8, 8)));
-        assert_eq!(client_frame(&[0x8a, 0x80 | 126, 0, 200]), Some((10, 208)));
     }
 }

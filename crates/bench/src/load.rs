@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Serialize;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
@@ -30,6 +31,7 @@ use crate::commit_time::now_nanos;
 use crate::loopback::WsTarget;
 use crate::stats::{Latency, Received};
 use crate::system::vm_rss_kib;
+use crate::wsframe::{close_code, parse_head, OPCODE_CLOSE, OPCODE_TEXT};
 
 /// Most connections one run may open.
 pub const MAX_CONNECTIONS: usize = 60_000;
@@ -202,7 +204,7 @@ pub struct Report {
     pub per_subscriber_events: Spread,
     /// Reading subscribers the server disconnected before the end.
     pub closed_by_server: usize,
-    /// Their close codes (`"none"`: the socket ended without a close frame).
+    /// Their close codes, or how the socket ended without one (`eof`, `io_connectionreset`, ...).
     pub close_codes: BTreeMap<String, usize>,
     /// Reading subscribers still open when the run ended.
     pub open_at_end: usize,
@@ -225,6 +227,14 @@ pub enum LoadError {
     /// A parameter is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// The server's memory cannot be read.
+    #[error("cannot read the RSS of server process {pid}: {source}")]
+    ServerPid {
+        /// The PID given.
+        pid: u32,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Writing the ready file failed.
     #[error("cannot write the ready file {path}: {source}")]
     ReadyFile {
@@ -254,7 +264,7 @@ struct SubscriberEnd {
     connect_error: Option<String>,
     /// When the handshake completed (ns since epoch).
     connected_ns: u64,
-    /// The server closed it (close code, or "none" without a close frame).
+    /// The server closed it (close code, or how the socket ended without one).
     closed_by_server: Option<String>,
     received: Received,
 }
@@ -312,6 +322,9 @@ async fn open(
         .map_err(|e| format!("socket: {e}"))?;
         if let Some(ip) = source {
             socket
+                .set_reuseaddr(true)
+                .map_err(|e| format!("reuseaddr: {e}"))?;
+            socket
                 .bind(SocketAddr::new(ip, 0))
                 .map_err(|e| format!("bind {ip}: {e}"))?;
         }
@@ -336,7 +349,18 @@ async fn open(
         .unwrap_or_else(|_| Err("timed out".to_owned()))
 }
 
-fn close_code(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
+/// A short name for how a socket ended without a close frame (a key of `close_codes`).
+fn socket_ending(err: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match err {
+        Error::ConnectionClosed | Error::AlreadyClosed => "closed".to_owned(),
+        Error::Io(io) => format!("io_{:?}", io.kind()).to_lowercase(),
+        Error::Protocol(p) => format!("protocol: {p}"),
+        other => format!("error: {other}"),
+    }
+}
+
+fn frame_code(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
     frame.map_or_else(|| "no_code".to_owned(), |f| u16::from(f.code).to_string())
 }
 
@@ -403,11 +427,15 @@ async fn subscriber(
             Some(Ok(Message::Binary(_))) => end.received.binary += 1,
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             Some(Ok(Message::Close(frame))) => {
-                end.closed_by_server = Some(close_code(frame.as_ref()));
+                end.closed_by_server = Some(frame_code(frame.as_ref()));
                 break;
             }
-            Some(Err(_)) | None => {
-                end.closed_by_server = Some("no_close_frame".to_owned());
+            Some(Err(err)) => {
+                end.closed_by_server = Some(socket_ending(&err));
+                break;
+            }
+            None => {
+                end.closed_by_server = Some("eof".to_owned());
                 break;
             }
         }
@@ -454,29 +482,45 @@ async fn stalled(
 }
 
 /// Reads a never-reading subscriber's backlog for at most `limit`: its events and how it ended
-/// (`Some(code)` when the server closed it).
-async fn drain(mut ws: Ws, limit: Duration, close_timeout: Duration) -> (Received, Option<String>) {
+/// (`Some(code)` when the server closed it). Reads the raw socket (see [`crate::wsframe`]).
+async fn drain(ws: Ws, limit: Duration) -> (Received, Option<String>) {
+    let mut stream = ws.into_inner();
     let mut received = Received::new(None, 0);
     let deadline = Instant::now() + limit;
-    let mut closed = None;
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => break,
-            Ok(Some(Ok(Message::Text(text)))) => received.on_text(text.as_str(), now_nanos()),
-            Ok(Some(Ok(Message::Close(frame)))) => {
-                closed = Some(close_code(frame.as_ref()));
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let closed = loop {
+        // Take every whole frame in the buffer.
+        let mut used = 0;
+        while let Some(head) = parse_head(&buf[used..]) {
+            let end = used + head.total_len();
+            if buf.len() < end {
                 break;
             }
-            Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(_)) | None) => {
-                closed = Some("no_close_frame".to_owned());
-                break;
+            let payload = &buf[used + head.header_len..end];
+            match head.opcode {
+                OPCODE_TEXT => match std::str::from_utf8(payload) {
+                    Ok(text) => received.on_text(text, now_nanos()),
+                    Err(_) => received.parse_errors += 1,
+                },
+                OPCODE_CLOSE => {
+                    return (
+                        received,
+                        Some(close_code(payload).map_or("no_code".to_owned(), |c| c.to_string())),
+                    );
+                }
+                _ => {}
             }
+            used = end;
         }
-    }
-    if closed.is_none() {
-        let _ = tokio::time::timeout(close_timeout, ws.close(None)).await;
-    }
+        buf.drain(..used);
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => break None,
+            Ok(Ok(0)) => break Some("eof".to_owned()),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(err)) => break Some(format!("io_{:?}", err.kind()).to_lowercase()),
+        }
+    };
     (received, closed)
 }
 
@@ -512,10 +556,13 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         .write_buffer_size(0);
     let permits = Arc::new(Semaphore::new(config.connect_concurrency.max(1)));
     let total = config.subscribers + config.stalled;
-    let mut server_rss = config.server_pid.map(|pid| ServerRss {
-        before_kib: rss(Some(pid)),
-        ..ServerRss::default()
-    });
+    let mut server_rss = match config.server_pid {
+        Some(pid) => Some(ServerRss {
+            before_kib: vm_rss_kib(pid).map_err(|source| LoadError::ServerPid { pid, source })?,
+            ..ServerRss::default()
+        }),
+        None => None,
+    };
 
     // Connect phase: one task per connection, started on a fixed schedule. The never-reading
     // ones are spread evenly among the others.
@@ -623,7 +670,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     let drains = futures_util::future::join_all(
         stalled_streams
             .into_iter()
-            .map(|ws| drain(ws, config.stalled_drain, config.close_timeout)),
+            .map(|ws| drain(ws, config.stalled_drain)),
     )
     .await;
     let stalled_connected = drains.len();

@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     first_height: u64,
     /// Seconds between the last subscriber connecting and the first block.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.0)]
     start_delay: f64,
     /// Exit after this many seconds whatever happens.
     #[arg(long, default_value_t = 300.0)]
