@@ -431,7 +431,8 @@ def metric(sc, name, role, fn):
 metric("S1", "p50 latency ms", "load", lambda r: r["latency"]["p50_ms"])
 metric("S1", "p99 latency ms", "load", lambda r: r["latency"]["p99_ms"])
 metric("S1", "lost events", "load", lambda r: r["lost"])
-metric("S2", "delivered events/s", "load", lambda r: r["events_per_s"])
+metric("S2", "delivered events/s (first to last arrival)", "load", lambda r: r["events_per_s"])
+metric("S2", "delivered events/s (first commit to last arrival)", "load", lambda r: r["events_per_s_since_first_commit"])
 metric("S2", "complete subscribers", "load", lambda r: r["complete"])
 metric("S3", "open at end", "idle", lambda r: r["open_at_end"])
 metric("S3", "RSS bytes per idle connection", "idle", lambda r: r["server_rss"]["per_connection_bytes"])
@@ -470,7 +471,7 @@ for sc, name, role, fn in rows:
                 vals.append(None)
     def ratio(a, b):
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
-            return f"{a / b:.2f}x"
+            return f"{a / b:.3g}x"
         return "-"
     if all(v is None for v in vals):
         continue

@@ -178,6 +178,11 @@ pub struct Report {
     pub since_connect_s: f64,
     /// `events / since_connect_s`.
     pub events_per_s_since_connect: f64,
+    /// From the earliest commit time (id) of any event to the last event: the window for
+    /// fan-out, covering the server's whole path from the first commit.
+    pub since_first_commit_s: f64,
+    /// `events / since_first_commit_s`.
+    pub events_per_s_since_first_commit: f64,
     /// Commit-to-arrival latency over every event with a commit-time id.
     pub latency: Latency,
     /// Reading subscribers with every expected event (none lost).
@@ -712,6 +717,8 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         events_per_s: 0.0,
         since_connect_s: 0.0,
         events_per_s_since_connect: 0.0,
+        since_first_commit_s: 0.0,
+        events_per_s_since_first_commit: 0.0,
         latency: Latency::default(),
         complete: 0,
         lost: 0,
@@ -736,12 +743,14 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     let mut latencies = Vec::new();
     let mut uniques = Vec::with_capacity(ends.len());
     let (mut first, mut last, mut connected_at) = (u64::MAX, 0u64, u64::MAX);
+    let mut first_commit = u64::MAX;
     for mut end in ends {
         if let Some(err) = end.connect_error.take() {
             *connect_errors.entry(err).or_default() += 1;
             continue;
         }
         connected_at = connected_at.min(end.connected_ns);
+        first_commit = first_commit.min(end.received.min_commit_ns);
         if let Some(code) = end.closed_by_server.take() {
             report.closed_by_server += 1;
             *report.close_codes.entry(code).or_default() += 1;
@@ -779,6 +788,10 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         report.window_s = (last - first) as f64 / 1e9;
         report.events_per_s = report.events as f64 / report.window_s;
     }
+    if last > first_commit {
+        report.since_first_commit_s = (last - first_commit) as f64 / 1e9;
+        report.events_per_s_since_first_commit = report.events as f64 / report.since_first_commit_s;
+    }
     if last > connected_at {
         report.since_connect_s = (last - connected_at) as f64 / 1e9;
         report.events_per_s_since_connect = report.events as f64 / report.since_connect_s;
@@ -815,8 +828,8 @@ pub fn summary(r: &Report) -> String {
     ));
     if r.mode == Mode::Measure {
         out.push_str(&format!(
-            "delivered: {} events in {} messages over {:.3}s = {:.0} events/s (since connect: {:.3}s = {:.0} events/s)\n",
-            r.events, r.messages, r.window_s, r.events_per_s, r.since_connect_s, r.events_per_s_since_connect
+            "delivered: {} events in {} messages over {:.3}s = {:.0} events/s (since first commit: {:.3}s = {:.0}/s; since connect: {:.3}s = {:.0}/s)\n",
+            r.events, r.messages, r.window_s, r.events_per_s, r.since_first_commit_s, r.events_per_s_since_first_commit, r.since_connect_s, r.events_per_s_since_connect
         ));
         let l = &r.latency;
         out.push_str(&format!(

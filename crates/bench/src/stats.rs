@@ -121,6 +121,8 @@ pub struct Received {
     pub first_ns: Option<u64>,
     /// See `first_ns`.
     pub last_ns: u64,
+    /// Earliest commit time among the events (ns since epoch; `u64::MAX`: none).
+    pub min_commit_ns: u64,
 }
 
 /// Per-subscriber verdict after the run.
@@ -144,6 +146,7 @@ impl Received {
             ids: Vec::with_capacity(reserve),
             latencies: Vec::with_capacity(reserve),
             cap,
+            min_commit_ns: u64::MAX,
             ..Self::default()
         }
     }
@@ -199,6 +202,7 @@ impl Received {
                     self.order_breaks += 1;
                 }
                 self.max_id = self.max_id.max(committed);
+                self.min_commit_ns = self.min_commit_ns.min(committed);
                 if now_ns < committed {
                     self.negative_latency += 1;
                 }
@@ -280,6 +284,7 @@ mod tests {
         r.on_text(&tx(103, 2), 190); // duplicate
         assert_eq!(r.events, 5);
         assert_eq!(r.height_regressions, 1);
+        assert_eq!(r.min_commit_ns, 100);
         let v = r.verdict(Some(6));
         assert_eq!(
             v,
