@@ -1,0 +1,22 @@
+//! Benchmark tools for planetmint-streams (issue "Performance"): everything runs on one
+//! machine and talks to loopback only.
+//!
+//! - `wsload` ([`load`]): N WebSocket subscribers, ramped connects; measure mode (every
+//!   message parsed, commit-to-arrival latency, throughput, loss, duplicates, order), idle mode
+//!   (hold N connections), and K subscribers that never read.
+//! - `benchwriter` ([`writer`]): commits Planetmint-shaped blocks into Tarantool through
+//!   devchain, with transaction ids that encode their commit time; `--prefill` for history.
+//! - `limitserver` ([`limit`]): the limit baseline, a minimal server writing pre-encoded
+//!   frames from memory as fast as the sockets take them.
+//!
+//! The commit-time encoding of ids that ties them together is defined in [`commit_time`].
+#![forbid(unsafe_code)]
+
+pub mod commit_time;
+pub mod limit;
+pub mod load;
+pub mod loopback;
+pub mod stats;
+pub mod system;
+pub mod writer;
+pub mod wsframe;

@@ -1,0 +1,483 @@
+#!/usr/bin/env bash
+# Benchmark scenarios S1-S5 of the "Performance" issue, side by side, in one run (DRAFT: the
+# parameters and the table are for the lead to finalize).
+#
+#   scripts/bench.sh                      every scenario against every server
+#   BENCH_SERVERS="streams limit" BENCH_SCENARIOS="S1 S2" scripts/bench.sh
+#   BENCH_QUICK=1 scripts/bench.sh        tiny sizes: checks the script end to end (not results)
+#
+# Servers:
+#   streams     planetmint-streams (target/release/planetmint-streams, its RSS measured), fed
+#               through a real Tarantool (Planetmint's schema) by target/release/benchwriter
+#   limit       target/release/limitserver: pre-encoded frames from memory (the limit baseline)
+#   planetmint  Planetmint 2.5.3's own server: bench/planetmint/run_server.sh (see run_planetmint)
+#
+# Everything listens on 127.0.0.1 only; every process is bounded in time and is stopped by PID.
+# Output: target/bench/results.json (machine, parameters, every tool's JSON line), a markdown
+# table on stdout (also target/bench/results.md), logs in target/bench/logs/.
+# Needs: cargo, tarantool (installed by scripts/ensure-deps.sh), python3; S3 needs about 20,500
+# file descriptors (`ulimit -Hn` >= 20500 for the client and the server side together is not
+# needed: they are separate processes, each needs ~10,300).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+
+quick="${BENCH_QUICK:-0}"
+servers="${BENCH_SERVERS:-streams limit planetmint}"
+scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5}"
+out="$root/target/bench"
+logs="$out/logs"
+runs="$out/runs.jsonl"
+bin="$root/target/release"
+
+# Scenario parameters (the issue's); BENCH_QUICK shrinks them to check the script.
+if [ "$quick" = 1 ]; then
+    : "${S1_SUBS:=5}" "${S1_BLOCKS:=20}" "${S1_TXS:=10}" "${S1_RATE:=20}"
+    : "${S2_SUBS:=50}" "${S2_BLOCKS:=4}" "${S2_TXS:=50}"
+    : "${S3_SUBS:=500}" "${S3_HOLD:=3}"
+    : "${S4_SUBS:=20}" "${S4_STALLED:=2}" "${S4_BLOCKS:=300}" "${S4_TXS:=20}" "${S4_RATE:=100}"
+    : "${S5_BLOCKS:=50}" "${S5_TXS:=100}"
+else
+    # S1 latency: 10 subscribers, 200 blocks x 10 txs at 20 blocks/s.
+    : "${S1_SUBS:=10}" "${S1_BLOCKS:=200}" "${S1_TXS:=10}" "${S1_RATE:=20}"
+    # S2 fan-out: 1000 subscribers, 12 blocks x 100 txs as fast as accepted.
+    : "${S2_SUBS:=1000}" "${S2_BLOCKS:=12}" "${S2_TXS:=100}"
+    # S3 memory: 10,000 idle subscribers held S3_HOLD s (> one 15 s ping round of ours).
+    : "${S3_SUBS:=10000}" "${S3_HOLD:=20}"
+    # S4 isolation: 100 subscribers + 5 never reading. Each never-reading client must be sent
+    # more than the kernel buffers (~3 MB on loopback here) plus the server's queue limit
+    # (256 blocks) for the limit to matter: 1500 x 20 txs is ~7.8 MB each, over 20 s.
+    : "${S4_SUBS:=100}" "${S4_STALLED:=5}" "${S4_BLOCKS:=1500}" "${S4_TXS:=20}" "${S4_RATE:=75}"
+    # S5 replay: from_height=0 over 100k transactions already in Tarantool.
+    : "${S5_BLOCKS:=1000}" "${S5_TXS:=100}"
+fi
+# Connect ramp (connections/s) and handshakes in flight; Planetmint listens with backlog 128.
+: "${CONNECT_RATE:=2000}" "${CONNECT_CONCURRENCY:=256}"
+: "${PM_CONNECT_RATE:=500}" "${PM_CONNECT_CONCURRENCY:=64}"
+# Planetmint's S4 rate: its bench README finds 100-tx blocks sustainable only at ~2 blocks/s;
+# by default it gets the same load as the others (set PM_S4_* to give it its own).
+: "${PM_S4_BLOCKS:=$S4_BLOCKS}" "${PM_S4_TXS:=$S4_TXS}" "${PM_S4_RATE:=$S4_RATE}"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# --- processes we start: stopped by PID on exit -----------------------------------------------
+pids=()
+cleanup() {
+    trap - EXIT INT TERM
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+forget() { # forget PID: once reaped, a PID may be reused by another process
+    local keep=() p
+    for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    pids=("${keep[@]}")
+}
+
+exited() { # exited PID: gone or a zombie waiting to be reaped
+    local state
+    state="$(ps -o stat= -p "$1" 2>/dev/null || true)"
+    [ -z "$state" ] || [ "${state#Z}" != "$state" ]
+}
+
+stop_pid() { # stop_pid PID: SIGTERM (unless it already ended), SIGKILL after 10 s, reap
+    local pid="$1" i
+    if ! exited "$pid"; then
+        kill "$pid" 2>/dev/null || true
+        for i in $(seq 100); do
+            exited "$pid" && break
+            sleep 0.1
+        done
+        exited "$pid" || kill -9 "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    forget "$pid"
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # wait_port PORT SECONDS
+    local i
+    for i in $(seq $(($2 * 10))); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1 after $2 s" >&2
+    return 1
+}
+
+wait_file() { # wait_file PATH SECONDS
+    local i
+    for i in $(seq $(($2 * 10))); do
+        [ -s "$1" ] && return 0
+        sleep 0.1
+    done
+    echo "$1 did not appear within $2 s" >&2
+    return 1
+}
+
+# record SERVER SCENARIO ROLE FILE: appends the tool's JSON line, tagged, to runs.jsonl.
+record() {
+    python3 - "$1" "$2" "$3" "$4" >>"$runs" <<'PY'
+import json, sys
+server, scenario, role, path = sys.argv[1:5]
+try:
+    lines = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+except (OSError, ValueError) as err:
+    lines = [{"error": f"unreadable output: {err}"}]
+record = {"server": server, "scenario": scenario, "role": role,
+          "result": lines[-1] if lines else {"error": "no JSON output (see logs)"}}
+if len(lines) > 1:
+    record["lines"] = lines
+print(json.dumps(record))
+PY
+}
+
+skip() { # skip SERVER SCENARIO REASON
+    python3 -c 'import json,sys; print(json.dumps({"server":sys.argv[1],"scenario":sys.argv[2],"role":"skipped","result":{"reason":sys.argv[3]}}))' \
+        "$1" "$2" "$3" >>"$runs"
+    log "$1 $2 skipped: $3"
+}
+
+# wsload SERVER SCENARIO ROLE ARGS...: runs the load client (bounded by its own flags and by
+# `timeout`), records its JSON line.
+wsload() {
+    local server="$1" scenario="$2" role="$3"
+    shift 3
+    local file="$logs/$server-$scenario-$role.json"
+    timeout 900 "$bin/wsload" --label "$server/$scenario/$role" "$@" \
+        >"$file" 2>"$logs/$server-$scenario-$role.log" || true
+    sed -n '/^wsload\[/,$p' "$logs/$server-$scenario-$role.log" | grep -v '^wsload\[.*connected in' >&2 || true
+    record "$server" "$scenario" "$role" "$file"
+}
+
+# --- planetmint-streams, fed through Tarantool ------------------------------------------------
+tt_pid="" tt_port="" node_pid="" node_port=""
+
+start_tarantool() { # start_tarantool NAME
+    local dir="$out/tarantool-$1"
+    rm -rf "$dir" && mkdir -p "$dir"
+    tt_port="$(free_port)"
+    cp deploy/tarantool/planetmint-schema.lua "$dir/"
+    cat >"$dir/init.lua" <<LUA
+box.cfg{ listen = '127.0.0.1:${tt_port}', work_dir = '${dir}', log = 'tarantool.log',
+         memtx_memory = 1024 * 1024 * 1024 }
+box.once('grant-guest', function()
+    box.schema.user.grant('guest', 'read,write,execute,create,drop,alter', 'universe', nil, { if_not_exists = true })
+end)
+dofile('planetmint-schema.lua')
+LUA
+    (cd "$dir" && exec tarantool init.lua) >"$logs/tarantool-$1.out" 2>&1 &
+    tt_pid=$!
+    pids+=("$tt_pid")
+    wait_port "$tt_port" 30
+}
+
+start_node() { # start_node NAME (after start_tarantool)
+    node_port="$(free_port)"
+    local api_port
+    api_port="$(free_port)"
+    PLANETMINT_STREAMS_LOG__LEVEL="${NODE_LOG_LEVEL:-warn}" \
+        "$bin/planetmint-streams" --tarantool "127.0.0.1:$tt_port" \
+        --streams-bind "127.0.0.1:$node_port" --api-bind "127.0.0.1:$api_port" \
+        --advertised-host 127.0.0.1 >"$logs/node-$1.log" 2>&1 &
+    node_pid=$!
+    pids+=("$node_pid")
+    if python3 - "$api_port" <<'PY'; then return 0; fi
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/ready", timeout=1) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.1)
+sys.exit(1)
+PY
+    echo "planetmint-streams did not become ready (see $logs/node-$1.log)" >&2
+    return 1
+}
+
+stop_streams() {
+    [ -n "$node_pid" ] && stop_pid "$node_pid"
+    [ -n "$tt_pid" ] && stop_pid "$tt_pid"
+    node_pid="" tt_pid=""
+}
+
+# streams_measure SCENARIO ROLE SUBS STALLED BLOCKS TXS RATE [WSLOAD ARGS...]: fresh Tarantool
+# and node; wsload connects, then benchwriter commits the blocks.
+streams_measure() {
+    local scenario="$1" role="$2" subs="$3" stalled="$4" blocks="$5" txs="$6" rate="$7"
+    shift 7
+    start_tarantool "$scenario-$role"
+    start_node "$scenario-$role"
+    local ready="$out/ready-$scenario-$role"
+    rm -f "$ready"
+    timeout 900 "$bin/benchwriter" --tarantool "127.0.0.1:$tt_port" --blocks "$blocks" \
+        --txs "$txs" --rate "$rate" --wait-file "$ready" --wait-timeout 300 \
+        --label "streams/$scenario/$role" >"$logs/streams-$scenario-$role-writer.json" \
+        2>"$logs/streams-$scenario-$role-writer.log" &
+    local writer=$!
+    pids+=("$writer")
+    wsload streams "$scenario" "$role" --url "ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions" \
+        -n "$subs" --stalled "$stalled" --expect $((blocks * txs)) --ready-file "$ready" \
+        --server-pid "$node_pid" --connect-rate "$CONNECT_RATE" \
+        --connect-concurrency "$CONNECT_CONCURRENCY" "$@"
+    wait "$writer" || true
+    forget "$writer"
+    cat "$logs/streams-$scenario-$role-writer.log" >&2
+    record streams "$scenario" "$role-writer" "$logs/streams-$scenario-$role-writer.json"
+    stop_streams
+}
+
+run_streams() { # run_streams SCENARIO
+    case "$1" in
+    S1) streams_measure S1 load "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --duration 120 ;;
+    S2) streams_measure S2 load "$S2_SUBS" 0 "$S2_BLOCKS" "$S2_TXS" 0 --duration 120 ;;
+    S3)
+        start_tarantool S3
+        start_node S3
+        wsload streams S3 idle --url "ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions" \
+            -n "$S3_SUBS" --mode idle --duration "$S3_HOLD" --server-pid "$node_pid" --settle 3 \
+            --connect-rate "$CONNECT_RATE" --connect-concurrency "$CONNECT_CONCURRENCY"
+        stop_streams
+        ;;
+    S4)
+        streams_measure S4 load "$S4_SUBS" "$S4_STALLED" "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --duration 300
+        streams_measure S4 baseline "$S4_SUBS" 0 "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --duration 300
+        ;;
+    S5)
+        start_tarantool S5
+        timeout 900 "$bin/benchwriter" --tarantool "127.0.0.1:$tt_port" --prefill \
+            --blocks "$S5_BLOCKS" --txs "$S5_TXS" --label streams/S5/prefill \
+            >"$logs/streams-S5-prefill.json" 2>"$logs/streams-S5-prefill.log"
+        record streams S5 prefill "$logs/streams-S5-prefill.json"
+        # Started after the prefill: nothing is in its memory ring, the replay reads Tarantool.
+        start_node S5
+        wsload streams S5 load \
+            --url "ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions?from_height=0" \
+            -n 1 --expect $((S5_BLOCKS * S5_TXS)) --duration 300 --server-pid "$node_pid"
+        stop_streams
+        ;;
+    esac
+}
+
+# --- the limit baseline -----------------------------------------------------------------------
+# limit_measure SCENARIO ROLE SUBS STALLED BLOCKS TXS RATE [WSLOAD ARGS...]
+limit_measure() {
+    local scenario="$1" role="$2" subs="$3" stalled="$4" blocks="$5" txs="$6" rate="$7"
+    shift 7
+    local addr="$out/limit-$scenario-$role.addr"
+    rm -f "$addr"
+    # Not wrapped in `timeout`: its PID must be the server's (RSS); --max-run bounds it.
+    "$bin/limitserver" --bind 127.0.0.1:0 --addr-file "$addr" \
+        --subscribers $((subs + stalled)) --blocks "$blocks" --txs "$txs" --rate "$rate" \
+        --max-run 900 >"$logs/limit-$scenario-$role-server.json" 2>"$logs/limit-$scenario-$role-server.log" &
+    local server=$!
+    pids+=("$server")
+    wait_file "$addr" 30
+    wsload limit "$scenario" "$role" --url "ws://$(cat "$addr")/api/v1/streams/valid_transactions" \
+        -n "$subs" --stalled "$stalled" --server-pid "$server" --connect-rate "$CONNECT_RATE" \
+        --connect-concurrency "$CONNECT_CONCURRENCY" "$@"
+    stop_pid "$server"
+    record limit "$scenario" "$role-server" "$logs/limit-$scenario-$role-server.json"
+}
+
+run_limit() { # run_limit SCENARIO
+    case "$1" in
+    S1) limit_measure S1 load "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --expect $((S1_BLOCKS * S1_TXS)) --duration 120 ;;
+    S2) limit_measure S2 load "$S2_SUBS" 0 "$S2_BLOCKS" "$S2_TXS" 0 --expect $((S2_BLOCKS * S2_TXS)) --duration 120 ;;
+    S3) limit_measure S3 idle "$S3_SUBS" 0 0 1 0 --mode idle --duration "$S3_HOLD" --settle 3 ;;
+    S4)
+        limit_measure S4 load "$S4_SUBS" "$S4_STALLED" "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
+        limit_measure S4 baseline "$S4_SUBS" 0 "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
+        ;;
+    S5) limit_measure S5 load 1 0 "$S5_BLOCKS" "$S5_TXS" 0 --expect $((S5_BLOCKS * S5_TXS)) --duration 300 ;;
+    esac
+}
+
+# --- Planetmint 2.5.3's own server -------------------------------------------------------------
+# HOOK (to finalize with the harness on the pmbaseline branch, bench/planetmint/README.md):
+# run_server.sh --host H --port P --subscribers N --blocks B --txs T --rate R [--exit-after S]
+# [--max-seconds S] [--start-timeout S] prints JSON lines on stdout; {"event":"ready","pid":...}
+# names the planetmint_ws process whose RSS is measured. It starts feeding once N clients are
+# subscribed to the transactions stream, like limitserver. Transaction ids are the same
+# commit-time encoding (time_ns + index in block, 64 hex), so wsload measures it the same way.
+pm_setup_done=0
+planetmint_measure() { # planetmint_measure SCENARIO ROLE SUBS STALLED BLOCKS TXS RATE [WSLOAD ARGS...]
+    local scenario="$1" role="$2" subs="$3" stalled="$4" blocks="$5" txs="$6" rate="$7"
+    shift 7
+    local script="$root/bench/planetmint/run_server.sh"
+    if [ ! -x "$script" ]; then
+        skip planetmint "$scenario" "bench/planetmint/run_server.sh not found (Planetmint harness not merged)"
+        return 0
+    fi
+    if [ "$pm_setup_done" = 0 ]; then
+        "$root/bench/planetmint/setup.sh" >&2
+        pm_setup_done=1
+    fi
+    local port lines="$logs/planetmint-$scenario-$role-server.jsonl"
+    port="$(free_port)"
+    local extra=(--exit-after 600 --max-seconds 1200 --start-timeout 600)
+    "$script" --host 127.0.0.1 --port "$port" --subscribers $((subs + stalled)) \
+        --blocks "$blocks" --txs "$txs" --rate "$rate" "${extra[@]}" \
+        >"$lines" 2>"$logs/planetmint-$scenario-$role-server.log" &
+    local server=$!
+    pids+=("$server")
+    local i pm_pid=""
+    for i in $(seq 600); do
+        pm_pid="$(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    try: e=json.loads(l)
+    except ValueError: continue
+    if e.get("event")=="ready": print(e["pid"]); break' "$lines" 2>/dev/null || true)"
+        [ -n "$pm_pid" ] && break
+        sleep 0.1
+    done
+    if [ -z "$pm_pid" ]; then
+        stop_pid "$server"
+        skip planetmint "$scenario" "run_server.sh did not print its ready line (see logs)"
+        return 0
+    fi
+    wsload planetmint "$scenario" "$role" --url "ws://127.0.0.1:$port/api/v1/streams/valid_transactions" \
+        -n "$subs" --stalled "$stalled" --server-pid "$pm_pid" --connect-rate "$PM_CONNECT_RATE" \
+        --connect-concurrency "$PM_CONNECT_CONCURRENCY" "$@"
+    stop_pid "$server"
+    record planetmint "$scenario" "$role-server" "$lines"
+}
+
+run_planetmint() { # run_planetmint SCENARIO: the same parameters as the other servers
+    case "$1" in
+    S1) planetmint_measure S1 load "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --expect $((S1_BLOCKS * S1_TXS)) --duration 120 ;;
+    S2) planetmint_measure S2 load "$S2_SUBS" 0 "$S2_BLOCKS" "$S2_TXS" 0 --expect $((S2_BLOCKS * S2_TXS)) --duration 300 --quiet 10 ;;
+    S3) planetmint_measure S3 idle "$S3_SUBS" 0 0 1 0 --mode idle --duration "$S3_HOLD" --settle 3 ;;
+    S4)
+        planetmint_measure S4 load "$S4_SUBS" "$S4_STALLED" "$PM_S4_BLOCKS" "$PM_S4_TXS" "$PM_S4_RATE" \
+            --expect $((PM_S4_BLOCKS * PM_S4_TXS)) --duration 300 --quiet 10
+        planetmint_measure S4 baseline "$S4_SUBS" 0 "$PM_S4_BLOCKS" "$PM_S4_TXS" "$PM_S4_RATE" \
+            --expect $((PM_S4_BLOCKS * PM_S4_TXS)) --duration 300 --quiet 10
+        ;;
+    S5) skip planetmint S5 "Planetmint's server has no replay (from_height)" ;;
+    esac
+}
+
+# --- the run ----------------------------------------------------------------------------------
+mkdir -p "$logs"
+: >"$runs"
+scripts/ensure-deps.sh --no-python >&2
+command -v python3 >/dev/null || { echo "python3 is needed (apt-get install -y python3)" >&2; exit 1; }
+log "building the tools (release)"
+cargo build --release --locked -p planetmint-streams -p planetmint-streams-bench --bins >&2
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((S3_SUBS + 300)) ]; then
+    log "warning: open-file limit $(ulimit -n) is below S3's $S3_SUBS connections; raise ulimit -Hn"
+fi
+
+for scenario in $scenarios; do
+    for server in $servers; do
+        log "$scenario against $server"
+        "run_$server" "$scenario"
+    done
+done
+
+log "results: $out/results.json"
+python3 - "$runs" "$out" "$quick" <<'PY'
+import json, os, platform, subprocess, sys
+
+runs_path, out, quick = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+runs = [json.loads(l) for l in open(runs_path) if l.strip()]
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+machine = {
+    "cpu": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
+    "cpus": os.cpu_count(),
+    "memory": sh("grep MemTotal /proc/meminfo | awk '{print $2\" kB\"}'"),
+    "kernel": platform.release(),
+    "tarantool": sh("tarantool --version | head -1"),
+    "rustc": sh("rustc --version"),
+    "commit": sh("git rev-parse --short HEAD"),
+    "quick": quick,
+}
+params = {k: v for k, v in os.environ.items() if k[:3] in ("S1_", "S2_", "S3_", "S4_", "S5_") or k.startswith("PM_S4_")}
+json.dump({"machine": machine, "params": params, "runs": runs}, open(f"{out}/results.json", "w"), indent=1)
+
+def get(server, scenario, role):
+    for r in runs:
+        if (r["server"], r["scenario"], r["role"]) == (server, scenario, role):
+            return r["result"]
+    for r in runs:
+        if (r["server"], r["scenario"], r["role"]) == (server, scenario, "skipped"):
+            return {"skipped": r["result"]["reason"]}
+    return None
+
+servers = ["streams", "limit", "planetmint"]
+rows = []  # (scenario, metric, fn(result_by_role) -> number or None, higher_is_better)
+
+def load(s, sc, role="load"):
+    return get(s, sc, role)
+
+def metric(sc, name, role, fn):
+    rows.append((sc, name, role, fn))
+
+metric("S1", "p50 latency ms", "load", lambda r: r["latency"]["p50_ms"])
+metric("S1", "p99 latency ms", "load", lambda r: r["latency"]["p99_ms"])
+metric("S1", "lost events", "load", lambda r: r["lost"])
+metric("S2", "delivered events/s (first to last arrival)", "load", lambda r: r["events_per_s"])
+metric("S2", "delivered events/s (first commit to last arrival)", "load", lambda r: r["events_per_s_since_first_commit"])
+metric("S2", "complete subscribers", "load", lambda r: r["complete"])
+metric("S3", "open at end", "idle", lambda r: r["open_at_end"])
+metric("S3", "RSS bytes per idle connection", "idle", lambda r: r["server_rss"]["per_connection_bytes"])
+metric("S4", "complete subscribers (with slow)", "load", lambda r: r["complete"])
+metric("S4", "lost events (with slow)", "load", lambda r: r["lost"])
+metric("S4", "p99 ms with slow", "load", lambda r: r["latency"]["p99_ms"])
+metric("S4", "p99 ms without slow", "baseline", lambda r: r["latency"]["p99_ms"])
+metric("S4", "slow clients closed by server", "load", lambda r: r["stalled_closed_by_server"])
+metric("S4", "peak server RSS MiB (with slow)", "load", lambda r: r["server_rss"]["peak_kib"] / 1024)
+metric("S5", "replayed tx/s (since connect)", "load", lambda r: r["events_per_s_since_connect"])
+metric("S5", "lost events", "load", lambda r: r["lost"])
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+lines = ["| scenario | metric | planetmint-streams | limit baseline | Planetmint 2.5.3 | streams / limit | streams / Planetmint |",
+         "|---|---|---|---|---|---|---|"]
+for sc, name, role, fn in rows:
+    vals = []
+    for s in servers:
+        r = get(s, sc, role)
+        if r is None:
+            vals.append(None)
+        elif "skipped" in r:
+            vals.append("skipped")
+        else:
+            try:
+                vals.append(fn(r))
+            except (KeyError, TypeError):
+                vals.append(None)
+    def ratio(a, b):
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+            return f"{a / b:.3g}x"
+        return "-"
+    if all(v is None for v in vals):
+        continue
+    lines.append(f"| {sc} | {name} | " + " | ".join(fmt(v) for v in vals) + f" | {ratio(vals[0], vals[1])} | {ratio(vals[0], vals[2])} |")
+table = "\n".join(lines) + "\n"
+header = f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory']}, kernel {machine['kernel']}, {machine['tarantool']}, commit {machine['commit']}" + (" — QUICK MODE, NOT RESULTS" if quick else "") + "\n\n"
+open(f"{out}/results.md", "w").write(header + table)
+print(header + table)
+PY
