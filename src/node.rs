@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use planetmint_streams_api::{Advertised, ApiContext, Readiness};
 use planetmint_streams_broadcaster::{BroadcastMetrics, Hub, StreamContext};
-use planetmint_streams_ingest::{Follower, FollowerConfig, IngestStatus, TarantoolSource};
+use planetmint_streams_ingest::tarantool::FailoverSource;
+use planetmint_streams_ingest::{Follower, FollowerConfig, IngestStatus};
 use planetmint_streams_model::BlockSource;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
@@ -52,10 +53,12 @@ fn bind(address: &str, what: &str) -> anyhow::Result<std::net::TcpListener> {
 /// Starts a node reading from Tarantool as configured.
 pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     config.validate()?;
-    let source = TarantoolSource::new(config.tarantool.clone())
+    let registry = Registry::new();
+    let status = Arc::new(IngestStatus::new(&registry)?);
+    let source = FailoverSource::new(&config.tarantool, status.source_failovers.clone())
         .await
         .context("starting the Tarantool client")?;
-    start_with_source(config, Arc::new(source)).await
+    start_with(config, Arc::new(source), registry, status).await
 }
 
 /// Starts a node on any [`BlockSource`] (tests use an in-memory one).
@@ -64,13 +67,22 @@ pub async fn start_with_source(
     source: Arc<dyn BlockSource>,
 ) -> anyhow::Result<RunningNode> {
     config.validate()?;
+    let registry = Registry::new();
+    let status = Arc::new(IngestStatus::new(&registry)?);
+    start_with(config, source, registry, status).await
+}
+
+async fn start_with(
+    config: Config,
+    source: Arc<dyn BlockSource>,
+    registry: Registry,
+    status: Arc<IngestStatus>,
+) -> anyhow::Result<RunningNode> {
     let streams_listener = bind(&config.streams.bind, "streams.bind")?;
     let api_listener = bind(&config.api.bind, "api.bind")?;
     let streams_addr = streams_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
 
-    let registry = Registry::new();
-    let status = Arc::new(IngestStatus::new(&registry)?);
     let metrics = BroadcastMetrics::new(&registry)?;
     let hub = Arc::new(Hub::new(config.streams.ring_blocks, metrics));
     let shutdown = CancellationToken::new();

@@ -80,9 +80,9 @@ impl TarantoolProcess {
         let init = format!(
             "box.cfg{{ listen = '127.0.0.1:{port}', work_dir = '{dir}', log = 'tarantool.log', \
              memtx_memory = 256 * 1024 * 1024, {extra_cfg} }}\n\
-             box.once('grant-guest', function() \
+             if not box.info.ro then box.once('grant-guest', function() \
                box.schema.user.grant('guest', 'read,write,execute,create,drop,alter', 'universe', nil, {{ if_not_exists = true }}) \
-             end)\n\
+             end) end\n\
              {schema}\n{extra}\n\
              local ready = io.open('ready', 'w') ready:write('ok') ready:close()\n",
             dir = dir.path().display(),
@@ -129,6 +129,20 @@ impl TarantoolProcess {
             port: self.port,
             log: self.log_tail(),
         })
+    }
+
+    /// Starts a read-only replica of `master` (Tarantool's own replication): it receives
+    /// Planetmint's schema and every row from the master.
+    pub async fn start_replica_of(master: &TarantoolProcess) -> Result<Self, StartError> {
+        Self::start_with(TarantoolOptions {
+            extra_cfg: format!(
+                "replication = {{ '{}' }}, read_only = true, replication_connect_timeout = 5",
+                master.address()
+            ),
+            without_schema: true,
+            ..TarantoolOptions::default()
+        })
+        .await
     }
 
     /// `127.0.0.1:PORT`.

@@ -26,6 +26,8 @@ pub struct IngestStatus {
     pub source_errors: IntCounterVec,
     /// `planetmint_streams_source_reconnects_total`: connections re-established after a loss.
     pub source_reconnects: IntCounter,
+    /// `planetmint_streams_source_failovers_total`: switches between Tarantool endpoints.
+    pub source_failovers: IntCounter,
 }
 
 impl IngestStatus {
@@ -39,6 +41,7 @@ impl IngestStatus {
         registry.register(Box::new(status.transactions_ingested.clone()))?;
         registry.register(Box::new(status.source_errors.clone()))?;
         registry.register(Box::new(status.source_reconnects.clone()))?;
+        registry.register(Box::new(status.source_failovers.clone()))?;
         Ok(status)
     }
 
@@ -77,6 +80,10 @@ impl IngestStatus {
             source_reconnects: IntCounter::new(
                 "planetmint_streams_source_reconnects_total",
                 "Times the ingest got Tarantool back after losing it",
+            )?,
+            source_failovers: IntCounter::new(
+                "planetmint_streams_source_failovers_total",
+                "Switches between configured Tarantool endpoints (tarantool.address, tarantool.fallbacks)",
             )?,
         })
     }

@@ -243,3 +243,57 @@ async fn survives_tarantool_being_killed_and_restarted() {
     assert!(source.relay_state().reachable());
     assert!(source.relay_state().sessions() >= 2);
 }
+
+#[tokio::test]
+async fn a_read_only_replica_pushes_rows_applied_by_replication() {
+    let master = TarantoolProcess::start().await.expect("master");
+    let replica = TarantoolProcess::start_replica_of(&master)
+        .await
+        .expect("replica");
+    let writer = PlanetmintWriter::connect(&master.address())
+        .await
+        .expect("writer");
+    let mut chain = ChainGenerator::new(9, 1, 4);
+    writer.write_block(&chain.block(2)).await.expect("write");
+    let source = Arc::new(
+        TarantoolSource::new(config(replica.address()))
+            .await
+            .expect("source"),
+    );
+    // The first block arrives through replication.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let batch = source
+            .next_blocks(0, 10, Duration::from_millis(200))
+            .await
+            .expect("read replica");
+        if !batch.blocks.is_empty() {
+            break batch;
+        }
+        assert!(Instant::now() < deadline, "replication delivers the block");
+    };
+    assert_eq!(first.blocks[0].height, 1);
+    assert_eq!(
+        source.is_pushing().await,
+        Some(true),
+        "eval and triggers work on a read-only replica"
+    );
+    // A commit on the master wakes a long-poll on the replica.
+    let waiting = {
+        let source = source.clone();
+        tokio::spawn(async move { source.next_blocks(1, 10, Duration::from_secs(10)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let block = chain.block(3);
+    let written_at = Instant::now();
+    writer.write_block(&block).await.expect("write");
+    let batch = waiting.await.expect("join").expect("read");
+    assert_eq!(
+        batch.blocks.iter().map(|b| b.height).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert!(
+        written_at.elapsed() < Duration::from_secs(2),
+        "woken by the replicated commit"
+    );
+}

@@ -24,8 +24,13 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:3303";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TarantoolConfig {
-    /// IPROTO address, `host:port`.
+    /// IPROTO address, `host:port` (the preferred endpoint, e.g. a local read replica).
     pub address: String,
+    /// Further endpoints tried in order when `address` is unavailable (e.g. the master).
+    pub fallbacks: Vec<String>,
+    /// How often a more preferred endpoint is probed to take it back after a failover.
+    #[serde(with = "humantime_serde")]
+    pub failback_interval: Duration,
     /// User to authenticate as; none means `guest` (Planetmint's default).
     pub user: Option<String>,
     /// Password of `user`.
@@ -60,6 +65,8 @@ impl Default for TarantoolConfig {
     fn default() -> Self {
         Self {
             address: DEFAULT_ADDRESS.to_owned(),
+            fallbacks: Vec::new(),
+            failback_interval: Duration::from_secs(30),
             user: None,
             password: None,
             mode: ReadMode::Auto,
@@ -82,6 +89,22 @@ impl TarantoolConfig {
             return Err((
                 "tarantool.address",
                 format!("expected host:port, got {:?}", self.address),
+            ));
+        }
+        if let Some(bad) = self
+            .fallbacks
+            .iter()
+            .find(|a| a.trim().is_empty() || !a.contains(':'))
+        {
+            return Err((
+                "tarantool.fallbacks",
+                format!("expected host:port entries, got {bad:?}"),
+            ));
+        }
+        if self.failback_interval.is_zero() {
+            return Err((
+                "tarantool.failback_interval",
+                "must be greater than zero".to_owned(),
             ));
         }
         let positive = [

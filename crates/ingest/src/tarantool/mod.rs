@@ -10,9 +10,11 @@
 pub mod backoff;
 pub mod config;
 mod connect;
+pub mod failover;
 pub mod relay;
 pub mod source;
 
 pub use config::{ReadMode, TarantoolConfig};
 pub use connect::{connect, TarantoolConnection};
+pub use failover::FailoverSource;
 pub use source::TarantoolSource;

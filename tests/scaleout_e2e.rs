@@ -1,0 +1,244 @@
+//! Scale-out on loopback: a node reading a Tarantool read replica with the master as
+//! fallback (failover and failback with nothing lost or repeated), and two nodes behind a real
+//! load balancer (nginx from Debian) with a client resuming by height after one node dies.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use planetmint_streams_devchain::generate::{ChainGenerator, GeneratedBlock};
+use planetmint_streams_devchain::process::{free_port, TarantoolProcess};
+use planetmint_streams_devchain::writer::PlanetmintWriter;
+use support::*;
+use tokio::process::{Child, Command};
+
+fn chain(seed: u64, blocks: usize, txs: usize) -> Vec<GeneratedBlock> {
+    let mut generator = ChainGenerator::new(seed, 1, 6);
+    (0..blocks).map(|_| generator.block(txs)).collect()
+}
+
+fn spawn_writer(
+    master: String,
+    blocks: Vec<GeneratedBlock>,
+    pause: Duration,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Receiver<u64>,
+) {
+    let (progress, watch) = tokio::sync::watch::channel(0u64);
+    let task = tokio::spawn(async move {
+        let mut writer = PlanetmintWriter::connect(&master).await.expect("writer");
+        for block in &blocks {
+            writer
+                .write_block_retrying(&master, block, Duration::from_secs(20))
+                .await
+                .expect("write");
+            let _ = progress.send(block.height);
+            tokio::time::sleep(pause).await;
+        }
+    });
+    (task, watch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_replica_fails_over_to_the_master_and_back_without_loss() {
+    let master = TarantoolProcess::start().await.expect("master");
+    let mut replica = TarantoolProcess::start_replica_of(&master)
+        .await
+        .expect("replica");
+    let mut config = test_config(&replica.address());
+    config.tarantool.fallbacks = vec![master.address()];
+    config.tarantool.failback_interval = Duration::from_millis(500);
+    config.tarantool.connect_timeout = Duration::from_secs(1);
+    let node = planetmint_streams::start(config).await.expect("node");
+    let api = node.api_addr.to_string();
+    let url = format!(
+        "ws://{}/api/v1/streams/valid_transactions",
+        node.streams_addr
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !(node.status.is_started() && node.status.is_reachable()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node reaches the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ws = connect(&url).await;
+
+    let blocks = chain(91, 90, 2);
+    let expected = expected_events(&blocks);
+    let (writer, mut progress) = spawn_writer(master.address(), blocks, Duration::from_millis(20));
+    progress.wait_for(|h| *h >= 30).await.expect("progress");
+    replica.kill().await;
+    progress.wait_for(|h| *h >= 55).await.expect("progress");
+    let (_, metrics) = http_get(&api, "/metrics").await;
+    assert!(
+        metric(&metrics, "planetmint_streams_source_failovers_total", "") >= 1.0,
+        "failed over to the master"
+    );
+    replica.restart().await.expect("replica back");
+    writer.await.expect("writer");
+
+    let received = take_json(&mut ws, expected.len(), Duration::from_secs(30)).await;
+    assert_eq!(
+        received, expected,
+        "every event once, in order, across failover and failback"
+    );
+    assert_silent(&mut ws, Duration::from_millis(300)).await;
+    // The replica is taken back once it answers again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = http_get(&api, "/metrics").await;
+        if metric(&metrics, "planetmint_streams_source_failovers_total", "") >= 2.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fails back to the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.shutdown().await;
+}
+
+struct Nginx {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn start_nginx(listen: u16, upstreams: &[u16]) -> Nginx {
+    let dir = tempfile::tempdir().expect("tmp");
+    let servers: String = upstreams
+        .iter()
+        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=10s;\n"))
+        .collect();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n    access_log off;\n    client_body_temp_path {dir}/body;\n    proxy_temp_path {dir}/proxy;\n\
+             fastcgi_temp_path {dir}/fastcgi;\n    uwsgi_temp_path {dir}/uwsgi;\n    scgi_temp_path {dir}/scgi;\n\
+             upstream streams {{\n{servers}    }}\n\
+             server {{\n        listen 127.0.0.1:{listen};\n        location / {{\n\
+                         proxy_pass http://streams;\n            proxy_http_version 1.1;\n\
+                         proxy_set_header Upgrade $http_upgrade;\n            proxy_set_header Connection \"upgrade\";\n\
+                         proxy_read_timeout 3600s;\n            proxy_connect_timeout 2s;\n\
+                         proxy_next_upstream error timeout;\n        }}\n    }}\n}}\n",
+        dir = dir.path().display()
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).expect("conf");
+    let child = Command::new("nginx")
+        .args([
+            "-p",
+            &dir.path().display().to_string(),
+            "-c",
+            &path.display().to_string(),
+        ])
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect(
+            "this test needs nginx (Debian package): run `make test` or scripts/ensure-deps.sh",
+        );
+    Nginx { child, _dir: dir }
+}
+
+fn spawn_node(tarantool: &str, streams_port: u16, api_port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_planetmint-streams"))
+        .args([
+            "--tarantool",
+            tarantool,
+            "--streams-bind",
+            &format!("127.0.0.1:{streams_port}"),
+            "--api-bind",
+            &format!("127.0.0.1:{api_port}"),
+        ])
+        .env("PLANETMINT_STREAMS_TARANTOOL__LONG_POLL", "200ms")
+        .current_dir(std::env::temp_dir())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts")
+}
+
+async fn ready(api_port: u16) {
+    let api = format!("127.0.0.1:{api_port}");
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(&api).await.is_ok()
+            && http_get(&api, "/ready").await.0 == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("node on {api} never ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_behind_a_load_balancer_resumes_on_the_other_node_exactly_once() {
+    let tarantool = TarantoolProcess::start().await.expect("tarantool");
+    let ports: Vec<(u16, u16)> = (0..2)
+        .map(|_| (free_port().expect("port"), free_port().expect("port")))
+        .collect();
+    let mut nodes: Vec<Child> = ports
+        .iter()
+        .map(|(s, a)| spawn_node(&tarantool.address(), *s, *a))
+        .collect();
+    for (_, api) in &ports {
+        ready(*api).await;
+    }
+    let lb_port = free_port().expect("port");
+    let mut nginx = start_nginx(lb_port, &ports.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+    let url = format!("ws://127.0.0.1:{lb_port}/api/v1/streams/valid_transactions");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio_tungstenite::connect_async(&url).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nginx proxies WebSocket upgrades"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let blocks = chain(92, 100, 2);
+    let expected = expected_events(&blocks);
+    let (writer, mut progress) =
+        spawn_writer(tarantool.address(), blocks, Duration::from_millis(20));
+    let client = tokio::spawn({
+        let url = url.clone();
+        let want = expected.len();
+        async move {
+            let mut client = ExactlyOnceClient::new(&url, Some(0));
+            client
+                .run_until(want, Duration::from_secs(60), || None)
+                .await;
+            client
+        }
+    });
+    progress.wait_for(|h| *h >= 40).await.expect("progress");
+    // Kill the node the client is on (the one with a subscriber).
+    let mut victim = None;
+    for (index, (_, api)) in ports.iter().enumerate() {
+        let (_, metrics) = http_get(&format!("127.0.0.1:{api}"), "/metrics").await;
+        if metric(
+            &metrics,
+            "planetmint_streams_subscribers",
+            "stream=\"valid_transactions\"",
+        ) >= 1.0
+        {
+            victim = Some(index);
+        }
+    }
+    let victim = victim.expect("the client is on one of the nodes");
+    let _ = nodes[victim].start_kill();
+    let _ = nodes[victim].wait().await;
+    writer.await.expect("writer");
+    let client = client.await.expect("client");
+    assert!(client.reconnects >= 1, "the client lost its node");
+    assert_eq!(
+        client.events, expected,
+        "every event exactly once, in order, through the balancer"
+    );
+    let _ = nginx.child.start_kill();
+}
