@@ -169,18 +169,33 @@ box.once('grant-guest', function()
     box.schema.user.grant('guest', 'read,write,execute,create,drop,alter', 'universe', nil, { if_not_exists = true })
 end)
 dofile('planetmint-schema.lua')
+local ready = io.open('ready', 'w') ready:write('ok') ready:close()
 LUA
     (cd "$dir" && exec tarantool init.lua) >"$logs/tarantool-$1.out" 2>&1 &
     tt_pid=$!
     pids+=("$tt_pid")
     wait_port "$tt_port" 30
+    # The port opens before the schema is loaded: wait for init.lua's marker.
+    local tries=0
+    until [ -f "$dir/ready" ]; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 300 ]; then
+            echo "Tarantool did not load the schema (see $dir/tarantool.log)" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
 }
 
 start_node() { # start_node NAME (after start_tarantool)
     node_port="$(free_port)"
     local api_port
     api_port="$(free_port)"
+    # Every load client connects from loopback: lift the per-address limit (default 256) and
+    # leave room for S3's 10,000 subscribers.
     PLANETMINT_STREAMS_LOG__LEVEL="${NODE_LOG_LEVEL:-warn}" \
+        PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS_PER_IP=100000 \
+        PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS=20000 \
         "$bin/planetmint-streams" --tarantool "127.0.0.1:$tt_port" \
         --streams-bind "127.0.0.1:$node_port" --api-bind "127.0.0.1:$api_port" \
         --advertised-host 127.0.0.1 >"$logs/node-$1.log" 2>&1 &

@@ -24,8 +24,8 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 fi
 deploy/dev/tarantool.sh "$port" .demo/tarantool >/dev/null 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+for _ in $(seq 300); do
+    [ -f .demo/tarantool/ready ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
 done
 target/release/planetmint-streams --tarantool "127.0.0.1:$port" &

@@ -425,26 +425,53 @@ async fn attach(
                     checked_history = true;
                 }
                 let batch = ctx.config.replay_batch_blocks;
-                let blocks = read_with_retry(|| ctx.source.blocks_between(from, upto, batch)).await;
-                let reached = blocks.last().map(|b| b.height);
-                for block in blocks {
-                    let published = PublishedBlock::new(Arc::new(block));
-                    if let Some(frames) = selection.frames(&published) {
-                        if !queue.push_waiting(frames).await {
-                            return Err(Ending::SocketGone);
+                let read = |after: u64| read_with_retry(move || ctx.source.blocks_between(after, upto, batch));
+                let mut blocks = read(from).await;
+                loop {
+                    // Nothing returned means nothing is stored in (from, upto].
+                    let reached = blocks.last().map_or(upto, |b| b.height);
+                    let more = !blocks.is_empty() && reached < upto;
+                    // The next batch is read from Tarantool while this one is framed and queued.
+                    let next = async {
+                        match more {
+                            true => Some(read(reached).await),
+                            false => None,
                         }
+                    };
+                    let (queued, next) = futures_util::future::join(queue_history(ctx, queue, selection, blocks), next).await;
+                    if !queued {
+                        return Err(Ending::SocketGone);
                     }
-                    ctx.hub
-                        .metrics()
-                        .replayed_blocks
-                        .with_label_values(&["source"])
-                        .inc();
+                    after = reached;
+                    match next {
+                        Some(next_blocks) => blocks = next_blocks,
+                        None => break,
+                    }
                 }
-                // Nothing returned means nothing is stored in (from, upto].
-                after = reached.unwrap_or(upto);
             }
         }
     }
+}
+
+/// Frames history blocks for this subscriber and queues them at the pace its socket takes
+/// them; false when the connection is gone.
+async fn queue_history(
+    ctx: &StreamContext,
+    queue: &SubscriberQueue,
+    selection: &Selection,
+    blocks: Vec<planetmint_streams_model::CommittedBlock>,
+) -> bool {
+    let replayed = ctx.hub.metrics().replayed_blocks.with_label_values(&["source"]);
+    for block in blocks {
+        let published = PublishedBlock::new(Arc::new(block));
+        if let Some(frames) = selection.frames(&published) {
+            if !queue.push_waiting(frames).await {
+                return false;
+            }
+        }
+        replayed.inc();
+    }
+    true
 }
 
 /// Runs a source read until it succeeds, with backoff; the subscriber stays connected (and
