@@ -121,3 +121,42 @@ async fn the_asyncapi_document_names_both_channels() {
         jsonschema::validator_for(payload).unwrap_or_else(|e| panic!("{message}: {e}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_documents_are_readable_from_other_origins_and_the_page_is_locked_down() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let harness = Harness::start().await;
+    let api = harness.node().api_addr.to_string();
+    let head = |path: &'static str| {
+        let api = api.clone();
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(&api).await.expect("connect");
+            socket
+                .write_all(format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nOrigin: https://wallet.example\r\nConnection: close\r\n\r\n").as_bytes())
+                .await
+                .expect("write");
+            let mut response = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut response))
+                .await;
+            let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+            text.split("\r\n\r\n").next().unwrap_or("").to_owned()
+        }
+    };
+    for path in ["/", "/api/v1/", "/api/v1/streams", "/ready"] {
+        assert!(
+            head(path).await.contains("access-control-allow-origin: *"),
+            "{path}"
+        );
+    }
+    assert!(
+        !head("/metrics")
+            .await
+            .contains("access-control-allow-origin"),
+        "metrics stay same-origin"
+    );
+    let page = head("/explorer").await;
+    assert!(
+        page.contains("content-security-policy: default-src 'none'"),
+        "{page}"
+    );
+}

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde::Serialize;
@@ -89,10 +90,17 @@ async fn api_v1(ctx: web::Data<ApiContext>, client: web::Data<awc::Client>) -> H
 /// stream URL found in `/api/v1/`.
 const EXPLORER_HTML: &str = include_str!("../assets/explorer.html");
 
+/// The page runs only its own inline script and style and talks only to this node's API and
+/// its streams.
+const EXPLORER_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                            img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'";
+
 async fn explorer() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("cache-control", "no-cache"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, EXPLORER_CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .body(EXPLORER_HTML)
 }
 
@@ -148,16 +156,20 @@ async fn fallback(
 
 /// Registers the API routes on an actix-web app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(root))
-        .route("/api/v1/", web::get().to(api_v1))
-        .route("/api/v1", web::get().to(api_v1))
+    // Discovery documents are public and read by pages on other origins (wallet web apps), as
+    // with Planetmint's API.
+    let public = || DefaultHeaders::new().add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+    let get = |path: &'static str| web::resource(path).wrap(public());
+    cfg.service(get("/").route(web::get().to(root)))
+        .service(get("/api/v1/").route(web::get().to(api_v1)))
+        .service(get("/api/v1").route(web::get().to(api_v1)))
+        .service(get("/api/v1/streams").route(web::get().to(stream_catalogue)))
+        .service(get("/api/v1/streams/").route(web::get().to(stream_catalogue)))
+        .service(get("/api/v1/streams/asyncapi.json").route(web::get().to(asyncapi)))
+        .service(get("/ready").route(web::get().to(ready)))
         .route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics))
         .route("/explorer", web::get().to(explorer))
-        .route("/api/v1/streams", web::get().to(stream_catalogue))
-        .route("/api/v1/streams/", web::get().to(stream_catalogue))
-        .route("/api/v1/streams/asyncapi.json", web::get().to(asyncapi))
         .default_service(web::to(fallback));
 }
 

@@ -425,7 +425,9 @@ async fn attach(
                     checked_history = true;
                 }
                 let batch = ctx.config.replay_batch_blocks;
-                let read = |after: u64| read_with_retry(move || ctx.source.blocks_between(after, upto, batch));
+                let read = |after: u64| {
+                    read_with_retry(move || ctx.source.blocks_between(after, upto, batch))
+                };
                 let mut blocks = read(from).await;
                 loop {
                     // Nothing returned means nothing is stored in (from, upto].
@@ -438,7 +440,11 @@ async fn attach(
                             false => None,
                         }
                     };
-                    let (queued, next) = futures_util::future::join(queue_history(ctx, queue, selection, blocks), next).await;
+                    let (queued, next) = futures_util::future::join(
+                        queue_history(ctx, queue, selection, blocks),
+                        next,
+                    )
+                    .await;
                     if !queued {
                         return Err(Ending::SocketGone);
                     }
@@ -461,7 +467,11 @@ async fn queue_history(
     selection: &Selection,
     blocks: Vec<planetmint_streams_model::CommittedBlock>,
 ) -> bool {
-    let replayed = ctx.hub.metrics().replayed_blocks.with_label_values(&["source"]);
+    let replayed = ctx
+        .hub
+        .metrics()
+        .replayed_blocks
+        .with_label_values(&["source"]);
     for block in blocks {
         let published = PublishedBlock::new(Arc::new(block));
         if let Some(frames) = selection.frames(&published) {
