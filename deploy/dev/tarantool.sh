@@ -19,6 +19,9 @@ box.once('grant-guest', function()
 end)
 dofile('planetmint-schema.lua')
 require('log').info('planetmint-streams dev Tarantool ready on port ${port}')
+-- Marker for scripts: the port opens before the schema is loaded.
+local ready = io.open('ready', 'w') ready:write('ok') ready:close()
 LUA
 cd "$dir"
+rm -f ready
 exec tarantool init.lua
