@@ -3,47 +3,15 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use planetmint_streams_devchain::generate::{ChainGenerator, GeneratedBlock};
-use planetmint_streams_devchain::process::{free_port, TarantoolProcess};
+use planetmint_streams_devchain::process::TarantoolProcess;
 use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::Value;
 use support::*;
-use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
-
-fn chain(seed: u64, first: u64, blocks: usize, txs: usize) -> Vec<GeneratedBlock> {
-    let mut generator = ChainGenerator::new(seed, first, 8);
-    (0..blocks).map(|_| generator.block(txs)).collect()
-}
-
-/// Writes `blocks` one after another, publishing the last written height.
-fn spawn_writer(
-    address: String,
-    blocks: Vec<GeneratedBlock>,
-    pause: Duration,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::watch::Receiver<u64>,
-) {
-    let (progress, watch) = tokio::sync::watch::channel(0u64);
-    let task = tokio::spawn(async move {
-        let mut writer = PlanetmintWriter::connect(&address).await.expect("writer");
-        for block in &blocks {
-            writer
-                .write_block_retrying(&address, block, Duration::from_secs(30))
-                .await
-                .expect("written");
-            let _ = progress.send(block.height);
-            tokio::time::sleep(pause).await;
-        }
-    });
-    (task, watch)
-}
 
 fn events_after(expected: &[Value], from: u64) -> Vec<Value> {
     expected
@@ -329,56 +297,15 @@ async fn malformed_from_height_is_refused_with_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_resume_across_a_killed_and_restarted_node() {
     let tarantool = TarantoolProcess::start().await.expect("tarantool");
-    let streams_port = free_port().expect("port");
-    let api_port = free_port().expect("port");
-    let spawn_node = || {
-        Command::new(env!("CARGO_BIN_EXE_planetmint-streams"))
-            .args([
-                "--tarantool",
-                &tarantool.address(),
-                "--streams-bind",
-                &format!("127.0.0.1:{streams_port}"),
-                "--api-bind",
-                &format!("127.0.0.1:{api_port}"),
-            ])
-            .env("PLANETMINT_STREAMS_TARANTOOL__LONG_POLL", "200ms")
-            .current_dir(std::env::temp_dir())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node starts")
-    };
-    let mut node = spawn_node();
-    let api = format!("127.0.0.1:{api_port}");
-    let wait_ready = |api: String| async move {
-        for _ in 0..200 {
-            if let Ok(Ok(mut s)) = tokio::time::timeout(
-                Duration::from_millis(200),
-                tokio::net::TcpStream::connect(&api),
-            )
-            .await
-            {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let _ = s
-                    .write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .await;
-                let mut out = String::new();
-                let _ = s.read_to_string(&mut out).await;
-                if out.starts_with("HTTP/1.1 200") {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("node not ready");
-    };
-    wait_ready(api.clone()).await;
+    let node_process = NodeProcess::new(&tarantool.address());
+    let mut node = node_process.spawn();
+    node_process.wait_ready().await;
 
     let blocks = chain(51, 1, 120, 3);
     let expected = expected_events(&blocks);
     let (writer, mut progress) =
         spawn_writer(tarantool.address(), blocks, Duration::from_millis(20));
-    let url = format!("ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions");
+    let url = node_process.transactions_url();
     let client = tokio::spawn(async move {
         let mut client = ExactlyOnceClient::new(&url, Some(0));
         client
@@ -399,8 +326,8 @@ async fn clients_resume_across_a_killed_and_restarted_node() {
         let _ = node.start_kill(); // SIGKILL: no close frames, no goodbye
         let _ = node.wait().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        node = spawn_node();
-        wait_ready(api.clone()).await;
+        node = node_process.spawn();
+        node_process.wait_ready().await;
     }
     writer.await.expect("writer");
     let (exact, got, want, reconnects) = client.await.expect("client");

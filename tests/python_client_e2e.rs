@@ -14,17 +14,6 @@ use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-fn python() -> String {
-    std::env::var("PMS_PYTHON").unwrap_or_else(|_| {
-        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python3");
-        assert!(
-            std::path::Path::new(venv).exists(),
-            "this test needs Python with `websockets`: run `make test` (or scripts/ensure-deps.sh), or set PMS_PYTHON"
-        );
-        venv.to_owned()
-    })
-}
-
 async fn collect_with_python(
     api: &str,
     count: usize,

@@ -7,39 +7,9 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use planetmint_streams_devchain::generate::{ChainGenerator, GeneratedBlock};
 use planetmint_streams_devchain::process::{free_port, TarantoolProcess};
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use support::*;
 use tokio::process::{Child, Command};
-
-fn chain(seed: u64, blocks: usize, txs: usize) -> Vec<GeneratedBlock> {
-    let mut generator = ChainGenerator::new(seed, 1, 6);
-    (0..blocks).map(|_| generator.block(txs)).collect()
-}
-
-fn spawn_writer(
-    master: String,
-    blocks: Vec<GeneratedBlock>,
-    pause: Duration,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::watch::Receiver<u64>,
-) {
-    let (progress, watch) = tokio::sync::watch::channel(0u64);
-    let task = tokio::spawn(async move {
-        let mut writer = PlanetmintWriter::connect(&master).await.expect("writer");
-        for block in &blocks {
-            writer
-                .write_block_retrying(&master, block, Duration::from_secs(20))
-                .await
-                .expect("write");
-            let _ = progress.send(block.height);
-            tokio::time::sleep(pause).await;
-        }
-    });
-    (task, watch)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_a_replica_fails_over_to_the_master_and_back_without_loss() {
@@ -67,7 +37,7 @@ async fn a_node_on_a_replica_fails_over_to_the_master_and_back_without_loss() {
     }
     let mut ws = connect(&url).await;
 
-    let blocks = chain(91, 90, 2);
+    let blocks = chain(91, 1, 90, 2);
     let expected = expected_events(&blocks);
     let (writer, mut progress) = spawn_writer(master.address(), blocks, Duration::from_millis(20));
     progress.wait_for(|h| *h >= 30).await.expect("progress");
@@ -145,52 +115,24 @@ fn start_nginx(listen: u16, upstreams: &[u16]) -> Nginx {
     Nginx { child, _dir: dir }
 }
 
-fn spawn_node(tarantool: &str, streams_port: u16, api_port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_planetmint-streams"))
-        .args([
-            "--tarantool",
-            tarantool,
-            "--streams-bind",
-            &format!("127.0.0.1:{streams_port}"),
-            "--api-bind",
-            &format!("127.0.0.1:{api_port}"),
-        ])
-        .env("PLANETMINT_STREAMS_TARANTOOL__LONG_POLL", "200ms")
-        .current_dir(std::env::temp_dir())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts")
-}
-
-async fn ready(api_port: u16) {
-    let api = format!("127.0.0.1:{api_port}");
-    for _ in 0..400 {
-        if tokio::net::TcpStream::connect(&api).await.is_ok()
-            && http_get(&api, "/ready").await.0 == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("node on {api} never ready");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_behind_a_load_balancer_resumes_on_the_other_node_exactly_once() {
     let tarantool = TarantoolProcess::start().await.expect("tarantool");
-    let ports: Vec<(u16, u16)> = (0..2)
-        .map(|_| (free_port().expect("port"), free_port().expect("port")))
+    let node_processes: Vec<NodeProcess> = (0..2)
+        .map(|_| NodeProcess::new(&tarantool.address()))
         .collect();
-    let mut nodes: Vec<Child> = ports
-        .iter()
-        .map(|(s, a)| spawn_node(&tarantool.address(), *s, *a))
-        .collect();
-    for (_, api) in &ports {
-        ready(*api).await;
+    let mut nodes: Vec<Child> = node_processes.iter().map(NodeProcess::spawn).collect();
+    for node in &node_processes {
+        node.wait_ready().await;
     }
     let lb_port = free_port().expect("port");
-    let mut nginx = start_nginx(lb_port, &ports.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+    let mut nginx = start_nginx(
+        lb_port,
+        &node_processes
+            .iter()
+            .map(|n| n.streams_port)
+            .collect::<Vec<_>>(),
+    );
     let url = format!("ws://127.0.0.1:{lb_port}/api/v1/streams/valid_transactions");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio_tungstenite::connect_async(&url).await.is_err() {
@@ -201,7 +143,7 @@ async fn a_client_behind_a_load_balancer_resumes_on_the_other_node_exactly_once(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let blocks = chain(92, 100, 2);
+    let blocks = chain(92, 1, 100, 2);
     let expected = expected_events(&blocks);
     let (writer, mut progress) =
         spawn_writer(tarantool.address(), blocks, Duration::from_millis(20));
@@ -219,8 +161,8 @@ async fn a_client_behind_a_load_balancer_resumes_on_the_other_node_exactly_once(
     progress.wait_for(|h| *h >= 40).await.expect("progress");
     // Kill the node the client is on (the one with a subscriber).
     let mut victim = None;
-    for (index, (_, api)) in ports.iter().enumerate() {
-        let (_, metrics) = http_get(&format!("127.0.0.1:{api}"), "/metrics").await;
+    for (index, node) in node_processes.iter().enumerate() {
+        let (_, metrics) = http_get(&node.api(), "/metrics").await;
         if metric(
             &metrics,
             "planetmint_streams_subscribers",

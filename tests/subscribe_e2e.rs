@@ -8,54 +8,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use planetmint_streams_devchain::generate::ChainGenerator;
-use planetmint_streams_devchain::process::{free_port, TarantoolProcess};
+use planetmint_streams_devchain::process::TarantoolProcess;
 use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::Value;
 use support::*;
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_planetmint-streams");
-
-struct Node {
-    tarantool: String,
-    streams_port: u16,
-    api_port: u16,
-}
-
-impl Node {
-    fn spawn(&self) -> Child {
-        Command::new(BIN)
-            .args([
-                "--tarantool",
-                &self.tarantool,
-                "--streams-bind",
-                &format!("127.0.0.1:{}", self.streams_port),
-                "--api-bind",
-                &format!("127.0.0.1:{}", self.api_port),
-                "--advertised-host",
-                "127.0.0.1",
-            ])
-            .env("PLANETMINT_STREAMS_TARANTOOL__LONG_POLL", "200ms")
-            .current_dir(std::env::temp_dir())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node starts")
-    }
-
-    async fn wait_ready(&self) {
-        let api = format!("127.0.0.1:{}", self.api_port);
-        for _ in 0..400 {
-            if tokio::net::TcpStream::connect(&api).await.is_ok()
-                && http_get(&api, "/ready").await.0 == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("node not ready");
-    }
-}
 
 fn subscriber(api_port: u16, cursor: &std::path::Path, out: &std::path::Path) -> Child {
     let stdout = std::fs::OpenOptions::new()
@@ -104,11 +63,7 @@ fn lines(path: &std::path::Path) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_exactly_once_across_node_and_subscriber_restarts() {
     let tarantool = TarantoolProcess::start().await.expect("tarantool");
-    let node = Node {
-        tarantool: tarantool.address(),
-        streams_port: free_port().expect("port"),
-        api_port: free_port().expect("port"),
-    };
+    let node = NodeProcess::new(&tarantool.address());
     let mut node_process = node.spawn();
     node.wait_ready().await;
     let dir = tempfile::tempdir().expect("tmp");

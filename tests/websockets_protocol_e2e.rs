@@ -19,17 +19,6 @@ use tokio::process::{Child, ChildStdout, Command};
 const TX_PATH: &str = "/api/v1/streams/valid_transactions";
 const BLOCKS_PATH: &str = "/api/v1/streams/valid_blocks";
 
-fn python() -> String {
-    std::env::var("PMS_PYTHON").unwrap_or_else(|_| {
-        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python3");
-        assert!(
-            std::path::Path::new(venv).exists(),
-            "this test needs Python with `websockets`: run `make test` (or scripts/ensure-deps.sh), or set PMS_PYTHON"
-        );
-        venv.to_owned()
-    })
-}
-
 /// One run of protocol_checks.py: started once its WebSocket is open.
 struct Check {
     name: String,

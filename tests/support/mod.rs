@@ -583,3 +583,118 @@ pub async fn read_close_frame(socket: &mut TcpStream, within: Duration) -> Optio
         }
     }
 }
+
+/// `blocks` Planetmint-shaped blocks of `txs` transactions from height `first`.
+pub fn chain(
+    seed: u64,
+    first: u64,
+    blocks: usize,
+    txs: usize,
+) -> Vec<planetmint_streams_devchain::generate::GeneratedBlock> {
+    let mut generator = planetmint_streams_devchain::generate::ChainGenerator::new(seed, first, 8);
+    (0..blocks).map(|_| generator.block(txs)).collect()
+}
+
+/// Writes `blocks` one after another into the Tarantool at `address` (surviving its
+/// restarts), publishing the last written height.
+pub fn spawn_writer(
+    address: String,
+    blocks: Vec<planetmint_streams_devchain::generate::GeneratedBlock>,
+    pause: Duration,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Receiver<u64>,
+) {
+    let (progress, watch) = tokio::sync::watch::channel(0u64);
+    let task = tokio::spawn(async move {
+        let mut writer = planetmint_streams_devchain::writer::PlanetmintWriter::connect(&address)
+            .await
+            .expect("writer");
+        for block in &blocks {
+            writer
+                .write_block_retrying(&address, block, Duration::from_secs(30))
+                .await
+                .expect("written");
+            let _ = progress.send(block.height);
+            tokio::time::sleep(pause).await;
+        }
+    });
+    (task, watch)
+}
+
+/// The `planetmint-streams` binary run as a process on fixed loopback ports, to be killed and
+/// started again on the same ports.
+pub struct NodeProcess {
+    pub tarantool: String,
+    pub streams_port: u16,
+    pub api_port: u16,
+}
+
+impl NodeProcess {
+    /// Ports chosen now, for a node reading `tarantool`.
+    pub fn new(tarantool: &str) -> Self {
+        Self {
+            tarantool: tarantool.to_owned(),
+            streams_port: planetmint_streams_devchain::process::free_port().expect("port"),
+            api_port: planetmint_streams_devchain::process::free_port().expect("port"),
+        }
+    }
+
+    /// Starts the binary (stderr discarded; killed when the handle is dropped).
+    pub fn spawn(&self) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_planetmint-streams"))
+            .args([
+                "--tarantool",
+                &self.tarantool,
+                "--streams-bind",
+                &format!("127.0.0.1:{}", self.streams_port),
+                "--api-bind",
+                &format!("127.0.0.1:{}", self.api_port),
+                "--advertised-host",
+                "127.0.0.1",
+            ])
+            .env("PLANETMINT_STREAMS_TARANTOOL__LONG_POLL", "200ms")
+            .current_dir(std::env::temp_dir())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node starts")
+    }
+
+    /// The API address.
+    pub fn api(&self) -> String {
+        format!("127.0.0.1:{}", self.api_port)
+    }
+
+    /// The transactions stream URL.
+    pub fn transactions_url(&self) -> String {
+        format!(
+            "ws://127.0.0.1:{}/api/v1/streams/valid_transactions",
+            self.streams_port
+        )
+    }
+
+    /// Waits until `/ready` answers 200.
+    pub async fn wait_ready(&self) {
+        let api = self.api();
+        for _ in 0..400 {
+            if TcpStream::connect(&api).await.is_ok() && http_get(&api, "/ready").await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("node on {api} never became ready");
+    }
+}
+
+/// The Python of `make test` (a venv with `websockets` and `kosoku`), or `PMS_PYTHON`.
+pub fn python() -> String {
+    std::env::var("PMS_PYTHON").unwrap_or_else(|_| {
+        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python3");
+        assert!(
+            std::path::Path::new(venv).exists(),
+            "this test needs Python with `websockets`: run `make test` (or scripts/ensure-deps.sh), or set PMS_PYTHON"
+        );
+        venv.to_owned()
+    })
+}
