@@ -267,16 +267,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
-/// Sets TCP_USER_TIMEOUT on an accepted socket: data a client leaves unacknowledged (it
-/// stopped reading) for longer makes the kernel drop the connection, so a stuck client cannot
-/// hold a socket and its buffers forever.
-fn bound_unacknowledged_data(connection: &dyn std::any::Any, timeout: Duration) {
+/// Tunes an accepted socket for streaming:
+/// - TCP_NODELAY: a block's frames go out in one write; with Nagle's algorithm that write
+///   waits while the previous block is unacknowledged, and a client's delayed ACK made that up
+///   to 40 ms (p99 36 ms at 75 blocks/s in benchmark S4, against 4 ms without it).
+/// - TCP_USER_TIMEOUT: data a client leaves unacknowledged (it stopped reading) for longer
+///   makes the kernel drop the connection, so a stuck client cannot hold a socket and its
+///   buffers forever.
+fn tune_stream_socket(connection: &dyn std::any::Any, timeout: Duration) {
     type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
     let tcp = connection
         .downcast_ref::<actix_web::rt::net::TcpStream>()
         .or_else(|| connection.downcast_ref::<Tls>().map(|tls| tls.get_ref().0));
     if let Some(stream) = tcp {
         let socket = socket2::SockRef::from(stream);
+        if let Err(err) = socket.set_tcp_nodelay(true) {
+            debug!(error = %err, "cannot set TCP_NODELAY");
+        }
         if let Err(err) = socket.set_tcp_user_timeout(Some(timeout)) {
             debug!(error = %err, "cannot set TCP_USER_TIMEOUT");
         }
@@ -307,7 +314,7 @@ pub fn build(
         // RFC 6455 5.5.1: after the close handshake the server closes TCP at once (actix
         // otherwise lingers up to a second for the client to close first).
         .client_disconnect_timeout(CLOSE_LINGER)
-        .on_connect(move |connection, _| bound_unacknowledged_data(connection, user_timeout))
+        .on_connect(move |connection, _| tune_stream_socket(connection, user_timeout))
         .disable_signals()
         .shutdown_timeout(grace);
     let server = match tls {
