@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark scenarios S1-S5 of the "Performance" issue, side by side, in one run (DRAFT: the
-# parameters and the table are for the lead to finalize).
+# Benchmark scenarios S1-S5 of the "Performance" issue, side by side, in one run; results and
+# their reading in docs/benchmarks.md.
 #
 #   scripts/bench.sh                      every scenario against every server
 #   BENCH_SERVERS="streams limit" BENCH_SCENARIOS="S1 S2" scripts/bench.sh
@@ -316,7 +316,7 @@ run_limit() { # run_limit SCENARIO
 }
 
 # --- Planetmint 2.5.3's own server -------------------------------------------------------------
-# HOOK (to finalize with the harness on the pmbaseline branch, bench/planetmint/README.md):
+# The harness (bench/planetmint/README.md):
 # run_server.sh --host H --port P --subscribers N --blocks B --txs T --rate R [--exit-after S]
 # [--max-seconds S] [--start-timeout S] prints JSON lines on stdout; {"event":"ready","pid":...}
 # names the planetmint_ws process whose RSS is measured. It starts feeding once N clients are
