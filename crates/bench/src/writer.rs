@@ -25,9 +25,8 @@ use anyhow::Context;
 use futures_util::future::try_join_all;
 use planetmint_streams_devchain::generate::{ChainGenerator, GeneratedBlock};
 use planetmint_streams_devchain::writer::PlanetmintWriter;
-use planetmint_streams_model::tuple::BlockTuple;
 use serde::Serialize;
-use tarantool_rs::{ExecutorExt, IteratorType, Value};
+use tarantool_rs::{ExecutorExt, Value};
 use tokio::time::Instant;
 
 use crate::commit_time::{self, now_nanos, CommitClock};
@@ -161,31 +160,6 @@ async fn spaces(writer: &PlanetmintWriter) -> anyhow::Result<Spaces> {
     })
 }
 
-/// Height of the highest block in Tarantool, if any.
-pub async fn head_height(writer: &PlanetmintWriter) -> anyhow::Result<Option<u64>> {
-    let conn = writer.connection();
-    let blocks = conn
-        .space("blocks")
-        .await?
-        .context("space blocks is missing")?;
-    let index = blocks
-        .index("height")
-        .context("index blocks.height is missing")?
-        .metadata()
-        .id();
-    let rows: Vec<BlockTuple> = conn
-        .select(
-            blocks.metadata().id(),
-            index,
-            Some(1),
-            None,
-            Some(IteratorType::Le),
-            (),
-        )
-        .await?;
-    Ok(rows.first().map(|row| row.height))
-}
-
 async fn wait_for_file(path: &Path, limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     while !path.exists() {
@@ -308,7 +282,7 @@ pub async fn run(config: WriterConfig) -> anyhow::Result<WriterReport> {
     .with_context(|| format!("connecting to Tarantool at {} timed out", config.tarantool))?
     .with_context(|| format!("connecting to Tarantool at {}", config.tarantool))?;
     let spaces = spaces(&writer).await?;
-    let first = head_height(&writer).await?.map_or(1, |h| h + 1);
+    let first = writer.head_height().await?.map_or(1, |h| h + 1);
     let mut clock = CommitClock::new();
     let mut chain =
         ChainGenerator::new(config.seed ^ first, first, 16).with_ids(move || clock.stamp_id());

@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use planetmint_streams_ingest::tarantool::{connect, TarantoolConnection};
+use planetmint_streams_model::tuple::BlockTuple;
 use rmpv::Value;
-use tarantool_rs::{ExecutorExt, Value as TValue};
+use tarantool_rs::{ExecutorExt, IteratorType, Value as TValue};
 
 use crate::generate::GeneratedBlock;
 
@@ -22,6 +23,9 @@ pub enum WriteError {
     /// The schema lacks a space.
     #[error("space {0} does not exist: load Planetmint's schema first")]
     MissingSpace(&'static str),
+    /// The schema lacks an index.
+    #[error("index {0} does not exist: load Planetmint's schema first")]
+    MissingIndex(&'static str),
     /// A row is not an array.
     #[error("row is not a tuple: {0}")]
     BadRow(String),
@@ -79,6 +83,31 @@ impl PlanetmintWriter {
             governance: id("governance").await?,
             outputs: id("outputs").await?,
         })
+    }
+
+    /// Height of the highest block row, if there is one.
+    pub async fn head_height(&self) -> Result<Option<u64>, WriteError> {
+        let conn = &self.connection.conn;
+        let blocks = conn
+            .space("blocks")
+            .await?
+            .ok_or(WriteError::MissingSpace("blocks"))?;
+        let index = blocks
+            .index("height")
+            .ok_or(WriteError::MissingIndex("blocks.height"))?
+            .metadata()
+            .id();
+        let rows: Vec<BlockTuple> = conn
+            .select(
+                self.spaces.blocks,
+                index,
+                Some(1),
+                None,
+                Some(IteratorType::Le),
+                (),
+            )
+            .await?;
+        Ok(rows.first().map(|row| row.height))
     }
 
     /// The underlying tarantool-rs connection.

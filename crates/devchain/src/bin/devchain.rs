@@ -8,8 +8,6 @@ use clap::Parser;
 use planetmint_streams_devchain::fixtures::Planetmint253;
 use planetmint_streams_devchain::generate::ChainGenerator;
 use planetmint_streams_devchain::writer::PlanetmintWriter;
-use planetmint_streams_model::tuple::BlockTuple;
-use tarantool_rs::{ExecutorExt, IteratorType};
 
 /// Writes demo blocks into a Tarantool that has Planetmint's schema.
 #[derive(Debug, Parser)]
@@ -36,30 +34,6 @@ struct Args {
     seed: u64,
 }
 
-async fn highest_height(writer: &PlanetmintWriter) -> anyhow::Result<Option<u64>> {
-    let conn = writer.connection();
-    let blocks = conn
-        .space("blocks")
-        .await?
-        .context("space blocks is missing")?;
-    let index = blocks
-        .index("height")
-        .context("index blocks.height is missing")?
-        .metadata()
-        .id();
-    let rows: Vec<BlockTuple> = conn
-        .select(
-            blocks.metadata().id(),
-            index,
-            Some(1),
-            None,
-            Some(IteratorType::Le),
-            (),
-        )
-        .await?;
-    Ok(rows.first().map(|row| row.height))
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -76,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let mut writer = PlanetmintWriter::connect(&args.tarantool)
         .await
         .with_context(|| format!("connecting to Tarantool at {}", args.tarantool))?;
-    let mut head = highest_height(&writer).await?;
+    let mut head = writer.head_height().await?;
     if args.with_fixtures && head.is_none() {
         let fixtures = Planetmint253::load().context("reading tests/fixtures/planetmint-2.5.3")?;
         for height in fixtures.heights() {
@@ -86,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
             blocks = fixtures.heights().len(),
             "wrote the blocks Planetmint 2.5.3 wrote"
         );
-        head = highest_height(&writer).await?;
+        head = writer.head_height().await?;
     }
     let first = head.map_or(1, |h| h + 1);
     let mut chain = ChainGenerator::new(args.seed ^ first, first, 8);

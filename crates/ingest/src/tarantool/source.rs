@@ -440,14 +440,19 @@ async fn select_blocks(
     Ok(BlockBatch { head, blocks })
 }
 
-async fn highest_height(conn: &Connection, ids: SpaceIds) -> Result<Option<u64>, SourceError> {
+/// Height of the first block row in `direction` (`Le`: the highest, `Ge`: the lowest).
+async fn edge_height(
+    conn: &Connection,
+    ids: SpaceIds,
+    direction: IteratorType,
+) -> Result<Option<u64>, SourceError> {
     let rows: Vec<BlockTuple> = conn
         .select(
             ids.blocks,
             ids.blocks_by_height,
             Some(1),
             None,
-            Some(IteratorType::Le),
+            Some(direction),
             (),
         )
         .await
@@ -455,19 +460,12 @@ async fn highest_height(conn: &Connection, ids: SpaceIds) -> Result<Option<u64>,
     Ok(rows.first().map(|row| row.height))
 }
 
+async fn highest_height(conn: &Connection, ids: SpaceIds) -> Result<Option<u64>, SourceError> {
+    edge_height(conn, ids, IteratorType::Le).await
+}
+
 async fn lowest_height(conn: &Connection, ids: SpaceIds) -> Result<Option<u64>, SourceError> {
-    let rows: Vec<BlockTuple> = conn
-        .select(
-            ids.blocks,
-            ids.blocks_by_height,
-            Some(1),
-            None,
-            Some(IteratorType::Ge),
-            (),
-        )
-        .await
-        .map_err(classify)?;
-    Ok(rows.first().map(|row| row.height))
+    edge_height(conn, ids, IteratorType::Ge).await
 }
 
 #[async_trait]
