@@ -68,27 +68,15 @@ async fn a_client_that_discovers_the_stream_gets_every_fixture_transaction_in_or
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_block_arrives_as_one_write() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let harness = Harness::start().await;
     let fixtures = Planetmint253::load().expect("fixtures");
     let writer = PlanetmintWriter::connect(&harness.tarantool.address())
         .await
         .expect("writer");
-    let addr = harness.node().streams_addr;
-    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    socket
-        .write_all(
-            format!(
-                "GET /api/v1/streams/valid_transactions HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("handshake");
+    let addr = harness.node().streams_addr.to_string();
+    let mut socket = raw_upgrade(&addr, "/api/v1/streams/valid_transactions").await;
     let mut buf = vec![0u8; 65536];
-    let n = socket.read(&mut buf).await.expect("101");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
     for height in [1u64, 2, 3] {
         fixtures.write_block(&writer, height).await.expect("write");
         let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
@@ -160,24 +148,14 @@ async fn keep_alive_pings_and_pongs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_answers_pings_is_closed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let harness = Harness::start_with(|c| {
         c.streams.ping_interval = Duration::from_millis(200);
         c.streams.pong_timeout = Duration::from_millis(400);
     })
     .await;
-    let addr = harness.node().streams_addr;
-    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    socket
-        .write_all(
-            format!(
-                "GET /api/v1/streams/valid_blocks HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("handshake");
+    let addr = harness.node().streams_addr.to_string();
+    let mut socket = raw_upgrade(&addr, "/api/v1/streams/valid_blocks").await;
     // Read everything, answer nothing, until the server closes.
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
@@ -192,12 +170,9 @@ async fn a_client_that_never_answers_pings_is_closed() {
         }
     }
     let elapsed = started.elapsed();
-    // After the 101 response: pings (0x89), then a close frame (0x88) with code 4000.
-    let frames = &received[received
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("headers")
-        + 4..];
+    // After the 101 response (read by raw_upgrade): pings (0x89), then a close frame (0x88)
+    // with code 4000.
+    let frames = &received[..];
     let close_at = frames
         .iter()
         .position(|&b| b == 0x88)
