@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::status::IngestStatus;
-use crate::tarantool::backoff::Backoff;
+use planetmint_streams_model::backoff::Backoff;
 
 /// How the follower reads.
 #[derive(Debug, Clone)]

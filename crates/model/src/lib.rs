@@ -9,8 +9,10 @@
 //! - [`source`]: the seam between storage and fan-out: [`BlockSource`] (read committed blocks)
 //!   and [`BlockSink`] (receive them in order), so either side can be tested alone.
 //! - [`ids`]: validation of transaction ids and public keys given by clients.
+//! - [`backoff`]: the retry schedule every reconnect and retry loop uses.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod block;
 pub mod event;
 pub mod ids;

@@ -7,7 +7,6 @@
 //! - [`source`]: [`TarantoolSource`], the [`BlockSource`](planetmint_streams_model::BlockSource)
 //!   over all of this, with a plain `select` fallback where `eval` is not allowed.
 
-pub mod backoff;
 pub mod config;
 mod connect;
 pub mod failover;

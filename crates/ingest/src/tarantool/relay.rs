@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::backoff::Backoff;
+use planetmint_streams_model::backoff::Backoff;
 
 /// Size of the greeting every Tarantool sends first (two 64-byte lines).
 pub const GREETING_SIZE: usize = 128;

@@ -1,4 +1,5 @@
-//! Exponential backoff with jitter for reconnect attempts.
+//! Exponential backoff with jitter: the one retry schedule of the workspace (the ingest's
+//! reconnects, replay reads waiting for the source, the `subscribe` client's reconnects).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
