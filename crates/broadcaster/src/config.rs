@@ -31,6 +31,20 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_INBOUND_FRAMES_PER_SECOND: u32 = 10;
 /// Default burst of frames a client may send above the rate.
 pub const DEFAULT_INBOUND_FRAMES_BURST: u32 = 50;
+/// Default blocks per history read.
+pub const DEFAULT_REPLAY_BATCH_BLOCKS: usize = 50;
+/// Default memory for history shared between replaying subscribers.
+pub const DEFAULT_REPLAY_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Default history reads in flight at once (live ingest is not counted).
+pub const DEFAULT_REPLAY_READS_IN_FLIGHT: usize = 1;
+/// Default transactions per second replays may read from Tarantool: about a tenth of what one
+/// Tarantool transaction thread reads flat out (~120,000/s of Planetmint's ~1 KB rows on 2
+/// cores), so replays never take the thread Planetmint commits through.
+pub const DEFAULT_REPLAY_TRANSACTIONS_PER_SECOND: u32 = 10_000;
+/// Default subscribers replaying from Tarantool at once; the others wait for a turn.
+pub const DEFAULT_REPLAY_MAX_CONCURRENT: usize = 32;
+/// Default subscribers replaying from Tarantool at once from one address; beyond, HTTP 429.
+pub const DEFAULT_REPLAY_MAX_PER_IP: usize = 8;
 /// Default time unacknowledged data may wait before the kernel drops the connection.
 pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -64,6 +78,17 @@ pub struct StreamsConfig {
     pub ring_blocks: usize,
     /// Blocks read from Tarantool per request when replaying older history.
     pub replay_batch_blocks: usize,
+    /// Most bytes of replayed history kept for other subscribers resuming from nearby heights.
+    pub replay_cache_bytes: usize,
+    /// History reads sent to Tarantool at once for replays.
+    pub replay_reads_in_flight: usize,
+    /// Transactions per second replays may read from Tarantool, on average (0: unlimited).
+    pub replay_transactions_per_second: u32,
+    /// Subscribers replaying from Tarantool at once; the others wait (connected) for a turn.
+    pub replay_max_concurrent: usize,
+    /// Subscribers replaying from Tarantool at once from one address; beyond, HTTP 429 before
+    /// the upgrade.
+    pub replay_max_per_ip: usize,
     /// Largest frame accepted from a client (bigger: close 1009).
     pub max_frame_size: usize,
     /// Longest accepted query string.
@@ -106,7 +131,12 @@ impl Default for StreamsConfig {
             queue_max_blocks: DEFAULT_QUEUE_MAX_BLOCKS,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             ring_blocks: DEFAULT_RING_BLOCKS,
-            replay_batch_blocks: 50,
+            replay_batch_blocks: DEFAULT_REPLAY_BATCH_BLOCKS,
+            replay_cache_bytes: DEFAULT_REPLAY_CACHE_BYTES,
+            replay_reads_in_flight: DEFAULT_REPLAY_READS_IN_FLIGHT,
+            replay_transactions_per_second: DEFAULT_REPLAY_TRANSACTIONS_PER_SECOND,
+            replay_max_concurrent: DEFAULT_REPLAY_MAX_CONCURRENT,
+            replay_max_per_ip: DEFAULT_REPLAY_MAX_PER_IP,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_query_length: ParamLimits::default().max_query_len,
             max_filter_values: ParamLimits::default().max_values,
@@ -162,6 +192,12 @@ impl StreamsConfig {
             ("streams.replay_batch_blocks", self.replay_batch_blocks),
             ("streams.max_query_length", self.max_query_length),
             ("streams.max_filter_values", self.max_filter_values),
+            (
+                "streams.replay_reads_in_flight",
+                self.replay_reads_in_flight,
+            ),
+            ("streams.replay_max_concurrent", self.replay_max_concurrent),
+            ("streams.replay_max_per_ip", self.replay_max_per_ip),
         ] {
             if value == 0 {
                 return Err((key, "must be at least 1".into()));
@@ -222,6 +258,19 @@ impl StreamsConfig {
         QueueLimits {
             max_blocks: self.queue_max_blocks,
             max_bytes: self.queue_max_bytes,
+        }
+    }
+
+    /// Settings of history replays.
+    pub fn replay_settings(&self) -> crate::replay::ReplaySettings {
+        crate::replay::ReplaySettings {
+            batch_blocks: self.replay_batch_blocks,
+            cache_bytes: self.replay_cache_bytes,
+            budget: crate::replay::BudgetLimits {
+                reads_in_flight: self.replay_reads_in_flight,
+                transactions_per_second: self.replay_transactions_per_second,
+                max_concurrent_replays: self.replay_max_concurrent,
+            },
         }
     }
 

@@ -2,8 +2,10 @@
 //! recent blocks in a ring for subscribers that resume.
 //!
 //! One lock guards the registry and the ring. Publishing frames the block once, outside the
-//! lock, then, under it, appends to the ring and pushes the shared frames into each matching
-//! queue without waiting (a full queue overflows instead). Subscribers attach under the same
+//! lock, then, under it, appends to the ring, pushes the shared frames into each unfiltered
+//! queue without waiting (a full queue overflows instead) and looks up the filtered
+//! subscribers in the index; their filters are checked and their frames built after the lock
+//! is released. Subscribers attach under the same
 //! lock only when they have caught up to the last published height, so a resuming subscriber
 //! sees every block exactly once at the seam between history and live.
 
@@ -185,6 +187,16 @@ impl Hub {
         }
     }
 
+    /// Whether a subscriber resuming after `after` would read history from the source: the
+    /// ring does not reach back that far (or the ingest has not started yet).
+    pub fn needs_source(&self, after: u64) -> bool {
+        let state = self.lock();
+        match state.last_published {
+            None => true,
+            Some(last) => after < last && after < state.ring_complete_after,
+        }
+    }
+
     /// Detaches a subscriber (its session ended).
     pub fn detach(&self, id: SubscriberId) {
         let mut state = self.lock();
@@ -230,8 +242,7 @@ impl BlockSink for Hub {
     fn publish(&self, block: Arc<CommittedBlock>) {
         let height = block.height;
         let published = Arc::new(PublishedBlock::new(block));
-        let mut overflowed = 0usize;
-        {
+        let (mut overflowed, candidates) = {
             let mut state = self.lock();
             if state.last_published.is_some_and(|last| height <= last) {
                 debug!(
@@ -247,8 +258,13 @@ impl BlockSink for Hub {
                 }
             }
             state.last_published = Some(height);
-            overflowed += fan_out(&state, &published);
-        }
+            let overflowed = fan_out_unfiltered(&state, &published);
+            (overflowed, filtered_candidates(&state, &published))
+        };
+        // Filters are checked and frames built outside the lock. Blocks are published one at
+        // a time (by the single follower), so each queue still gets them in height order, and
+        // a subscriber attached after this block's height was recorded is not a candidate.
+        overflowed += fan_out_filtered(candidates, &published);
         if overflowed > 0 {
             debug!(height, overflowed, "subscribers fell behind");
         }
@@ -260,27 +276,12 @@ impl BlockSink for Hub {
     }
 }
 
-/// Pushes `block` to every subscriber that wants it; returns how many overflowed.
+/// Pushes `block` to every subscriber without filter (under the hub lock: a `Bytes` clone
+/// each); returns how many overflowed.
 ///
-/// Unfiltered subscribers share one `Bytes` per (stream, framing). Filtered ones are found
-/// through the index; subscribers whose matches are the same share one set of frames.
-fn fan_out(state: &HubState, block: &PublishedBlock) -> usize {
-    let height = block.height();
+/// They share one `Bytes` per (stream, framing), made once per block.
+fn fan_out_unfiltered(state: &HubState, block: &PublishedBlock) -> usize {
     let mut overflowed = 0;
-    let mut push = |attached: &Attached, frames: &QueuedBlock| {
-        if height <= attached.after {
-            return;
-        }
-        let queued = QueuedBlock {
-            height,
-            frames: frames.frames.clone(),
-            messages: frames.messages,
-            received_at: Some(block.received_at),
-        };
-        if attached.queue.push(queued) == Pushed::Overflowed {
-            overflowed += 1;
-        }
-    };
     let mut shared: HashMap<(StreamKind, Framing), Option<QueuedBlock>> = HashMap::new();
     for attached in state.unfiltered.values() {
         let key = (attached.selection.stream, attached.selection.framing);
@@ -288,20 +289,52 @@ fn fan_out(state: &HubState, block: &PublishedBlock) -> usize {
             .entry(key)
             .or_insert_with(|| unfiltered_frames(key.0, key.1, block));
         if let Some(frames) = frames {
-            push(attached, frames);
+            if push(attached.queue.as_ref(), block, frames, attached.after) {
+                overflowed += 1;
+            }
         }
     }
+    overflowed
+}
+
+/// A filtered subscriber the index found for a block, with the transactions to check.
+struct Candidate {
+    queue: Arc<SubscriberQueue>,
+    selection: Arc<Selection>,
+    transactions: Vec<usize>,
+}
+
+/// The filtered subscribers that may want `block` (found through the index, under the lock).
+fn filtered_candidates(state: &HubState, block: &PublishedBlock) -> Vec<Candidate> {
     if state.filtered.is_empty() {
-        return overflowed;
+        return Vec::new();
     }
+    state
+        .index
+        .candidates(&block.block)
+        .into_iter()
+        .filter_map(|(id, transactions)| {
+            let attached = state.filtered.get(&id)?;
+            (block.height() > attached.after).then(|| Candidate {
+                queue: attached.queue.clone(),
+                selection: attached.selection.clone(),
+                transactions,
+            })
+        })
+        .collect()
+}
+
+/// Checks the candidates' filters, frames what they want and pushes it (outside the lock);
+/// returns how many overflowed. Subscribers whose matches are the same share one set of
+/// frames.
+fn fan_out_filtered(candidates: Vec<Candidate>, block: &PublishedBlock) -> usize {
+    let mut overflowed = 0;
     let mut built: HashMap<(Vec<usize>, StreamKind, Framing), Option<QueuedBlock>> = HashMap::new();
     let transactions = &block.block.transactions;
-    for (id, candidates) in state.index.candidates(&block.block) {
-        let Some(attached) = state.filtered.get(&id) else {
-            continue;
-        };
-        let selection = &attached.selection;
-        let matching: Vec<usize> = candidates
+    for candidate in candidates {
+        let selection = &candidate.selection;
+        let matching: Vec<usize> = candidate
+            .transactions
             .into_iter()
             .filter(|&i| selection.filter.matches(&transactions[i]))
             .collect();
@@ -317,10 +350,27 @@ fn fan_out(state: &HubState, block: &PublishedBlock) -> usize {
             }
         };
         if let Some(frames) = frames {
-            push(attached, frames);
+            if push(candidate.queue.as_ref(), block, frames, 0) {
+                overflowed += 1;
+            }
         }
     }
     overflowed
+}
+
+/// Pushes a block's frames to one queue unless the subscriber starts above it; true when the
+/// queue overflowed.
+fn push(queue: &SubscriberQueue, block: &PublishedBlock, frames: &QueuedBlock, after: u64) -> bool {
+    if block.height() <= after {
+        return false;
+    }
+    let queued = QueuedBlock {
+        height: block.height(),
+        frames: frames.frames.clone(),
+        messages: frames.messages,
+        received_at: Some(block.received_at),
+    };
+    queue.push(queued) == Pushed::Overflowed
 }
 
 #[cfg(test)]

@@ -5,25 +5,31 @@
 //! [`BlockSink`](planetmint_streams_model::BlockSink)), which frames its messages once
 //! ([`published`], [`frame`]) and pushes the shared bytes into every matching subscriber's
 //! bounded [`SubscriberQueue`] ([`queue`]). Each connection's response body ([`body`]) writes
-//! a whole block per write; a small task per connection ([`session`]) handles catch-up, pings,
-//! pongs, inbound frames and the close. [`subscription`] parses what a URL asks for,
+//! a whole block per write; a small task per connection ([`session`]) handles pings
+//! ([`keepalive`]), inbound frames ([`utf8`]) and the close ([`close`]); [`replay`] brings
+//! subscribers that resume by height up to the live stream, sharing history reads between
+//! them within a read budget that protects Planetmint's Tarantool. [`subscription`] parses what a URL asks for,
 //! [`server`] holds the routes and JSON errors, [`config`] the settings, [`metrics`] the
 //! Prometheus metrics.
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod close;
 pub mod config;
 pub mod frame;
 pub mod hub;
 pub mod index;
+pub mod keepalive;
 pub mod limits;
 pub mod metrics;
 pub mod published;
 pub mod queue;
+pub mod replay;
 pub mod selection;
 pub mod server;
 pub mod session;
 pub mod subscription;
+pub mod utf8;
 
 use std::sync::Arc;
 
@@ -41,12 +47,16 @@ pub struct StreamContext {
     pub hub: Arc<Hub>,
     /// Where history comes from for resumes older than the in-memory ring.
     pub source: Arc<dyn BlockSource>,
+    /// Brings resuming subscribers up to the live stream, sharing history reads.
+    pub replay: replay::Replayer,
     /// Settings.
     pub config: StreamsConfig,
     /// Cancelled when the server shuts down: every session closes with 1001.
     pub shutdown: CancellationToken,
     /// Open-subscription counts (total and per IP).
     pub limiter: Arc<limits::ConnectionLimiter>,
+    /// Replays from the source per IP (`streams.replay_max_per_ip`).
+    pub replay_limiter: Arc<limits::ConnectionLimiter>,
     /// Signed stream URLs: who may subscribe to what (`None`: open, Planetmint's behaviour).
     pub auth: Option<Arc<planetmint_streams_auth::TokenAuthority>>,
     /// Close connections (1008) when their token expires.
@@ -65,12 +75,19 @@ impl StreamContext {
             config.max_connections,
             config.max_connections_per_ip,
         ));
+        let replay_limiter = Arc::new(limits::ConnectionLimiter::new(
+            usize::MAX,
+            config.replay_max_per_ip,
+        ));
+        let replay = replay::Replayer::new(hub.clone(), source.clone(), config.replay_settings());
         Self {
             hub,
             source,
+            replay,
             config,
             shutdown,
             limiter,
+            replay_limiter,
             auth: None,
             close_on_expiry: false,
         }

@@ -28,6 +28,21 @@ pub struct BroadcastMetrics {
     /// `planetmint_streams_replayed_blocks_total{from}`: history blocks queued, by where they
     /// came from (`memory` ring or `source`).
     pub replayed_blocks: IntCounterVec,
+    /// `planetmint_streams_replay_source_reads_total`: history reads sent to the source for
+    /// replays (shared by every subscriber that needed them).
+    pub replay_source_reads: IntCounter,
+    /// `planetmint_streams_replay_source_blocks_total`: blocks those reads returned.
+    pub replay_source_blocks: IntCounter,
+    /// `planetmint_streams_replay_source_errors_total{kind}`: failed history reads (retried).
+    pub replay_source_errors: IntCounterVec,
+    /// `planetmint_streams_replay_cache_hits_total`: history segments a replay took from the
+    /// shared cache or a read already in flight instead of reading them again.
+    pub replay_cache_hits: IntCounter,
+    /// `planetmint_streams_replay_cache_bytes`: memory held by the shared history cache.
+    pub replay_cache_bytes: IntGauge,
+    /// `planetmint_streams_replay_waits_total{reason}`: times a replay waited for the read
+    /// budget (`reads_in_flight`, `read_rate`, `concurrent_replays`).
+    pub replay_waits: IntCounterVec,
     /// `planetmint_streams_blocks_published_total`: blocks fanned out.
     pub blocks_published: IntCounter,
     /// `planetmint_streams_published_height`: last height fanned out.
@@ -50,6 +65,12 @@ impl BroadcastMetrics {
         registry.register(Box::new(metrics.rejected.clone()))?;
         registry.register(Box::new(metrics.replay_requests.clone()))?;
         registry.register(Box::new(metrics.replayed_blocks.clone()))?;
+        registry.register(Box::new(metrics.replay_source_reads.clone()))?;
+        registry.register(Box::new(metrics.replay_source_blocks.clone()))?;
+        registry.register(Box::new(metrics.replay_source_errors.clone()))?;
+        registry.register(Box::new(metrics.replay_cache_hits.clone()))?;
+        registry.register(Box::new(metrics.replay_cache_bytes.clone()))?;
+        registry.register(Box::new(metrics.replay_waits.clone()))?;
         registry.register(Box::new(metrics.blocks_published.clone()))?;
         registry.register(Box::new(metrics.published_height.clone()))?;
         registry.register(Box::new(metrics.commit_to_send.clone()))?;
@@ -79,7 +100,7 @@ impl BroadcastMetrics {
             rejected: IntCounterVec::new(
                 Opts::new(
                     "planetmint_streams_rejected_connections_total",
-                    "Requests to stream paths refused before the upgrade, by reason (bad_parameter, origin, not_websocket, server_full, too_many_from_ip)",
+                    "Requests to stream paths refused before the upgrade, by reason (bad_parameter, origin, not_websocket, server_full, too_many_from_ip, too_many_replays_from_ip)",
                 ),
                 &["reason"],
             )?,
@@ -87,6 +108,33 @@ impl BroadcastMetrics {
             replayed_blocks: IntCounterVec::new(
                 Opts::new("planetmint_streams_replayed_blocks_total", "History blocks queued for resuming subscribers, by origin"),
                 &["from"],
+            )?,
+            replay_source_reads: IntCounter::new(
+                "planetmint_streams_replay_source_reads_total",
+                "History reads sent to the source for replays (each shared by every subscriber that needed it)",
+            )?,
+            replay_source_blocks: IntCounter::new(
+                "planetmint_streams_replay_source_blocks_total",
+                "Blocks returned by history reads for replays",
+            )?,
+            replay_source_errors: IntCounterVec::new(
+                Opts::new("planetmint_streams_replay_source_errors_total", "Failed history reads for replays, retried with backoff, by kind"),
+                &["kind"],
+            )?,
+            replay_cache_hits: IntCounter::new(
+                "planetmint_streams_replay_cache_hits_total",
+                "History segments a replay took from the shared cache or a read in flight instead of reading them again",
+            )?,
+            replay_cache_bytes: IntGauge::new(
+                "planetmint_streams_replay_cache_bytes",
+                "Approximate memory held by the shared history cache",
+            )?,
+            replay_waits: IntCounterVec::new(
+                Opts::new(
+                    "planetmint_streams_replay_waits_total",
+                    "Times a replay waited for the read budget, by reason (reads_in_flight, read_rate, concurrent_replays)",
+                ),
+                &["reason"],
             )?,
             blocks_published: IntCounter::new("planetmint_streams_blocks_published_total", "Committed blocks fanned out")?,
             published_height: IntGauge::new("planetmint_streams_published_height", "Last block height fanned out")?,
@@ -101,6 +149,9 @@ impl BroadcastMetrics {
             )?,
         };
         // Make every stream's series visible from the start.
+        for reason in ["reads_in_flight", "read_rate", "concurrent_replays"] {
+            metrics.replay_waits.with_label_values(&[reason]);
+        }
         for stream in StreamKind::ALL {
             metrics.subscribers.with_label_values(&[stream.name()]);
             metrics.events_sent.with_label_values(&[stream.name()]);

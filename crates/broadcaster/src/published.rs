@@ -55,6 +55,13 @@ impl PublishedBlock {
         self.block.height
     }
 
+    /// Approximate memory this block holds: its frames, and about as much again for the
+    /// decoded block they were made from (for caches bounded in bytes).
+    pub fn memory_bytes(&self) -> usize {
+        let frames = self.transaction_frames.len() + self.block_frame.len();
+        2 * frames + self.batch_frame.get().map_or(0, Bytes::len)
+    }
+
     /// Number of transactions.
     pub fn transaction_count(&self) -> usize {
         self.frame_ranges.len()

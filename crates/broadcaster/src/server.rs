@@ -3,7 +3,8 @@
 //! A request to a stream path is checked in this order, each refusal a JSON body:
 //! query parameters (400), the signed token when required (401 missing or malformed, 403
 //! refused), Origin (403), WebSocket handshake (400), connection limits (503 server full,
-//! 429 too many from this address). Only then is it upgraded.
+//! 429 too many from this address), and for a resume that must read Tarantool, the
+//! per-address replay limit (429). Only then is it upgraded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,6 +150,24 @@ fn subscribe(
             )
         }
     };
+    // Replays that read Tarantool are limited per address (the read budget limits them all).
+    let replay_slot = match subscription.from_height {
+        Some(after) if ctx.hub.needs_source(after) => {
+            match ctx.replay_limiter.acquire(req.peer_addr().map(|a| a.ip())) {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    return refuse(
+                        "too_many_replays_from_ip",
+                        retry_later(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "too many subscriptions from this address are replaying history; retry when they have caught up",
+                        ),
+                    )
+                }
+            }
+        }
+        _ => None,
+    };
     let (response, session, inbound) = match actix_ws::handle(&req, payload) {
         Ok(parts) => parts,
         Err(err) => {
@@ -179,6 +198,7 @@ fn subscribe(
         queue,
         slot,
         token_expires,
+        replay_slot,
     };
     actix_web::rt::spawn(session::run(ctx.clone(), subscription, session_parts));
     head.set_body(body.boxed())
