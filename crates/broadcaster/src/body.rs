@@ -32,6 +32,8 @@ struct SentCounters {
 /// The body of one stream connection.
 pub struct StreamBody {
     control: BoxBody,
+    /// actix-ws's body ended: the close frame is written.
+    control_done: bool,
     queue: Arc<SubscriberQueue>,
     counters: SentCounters,
 }
@@ -47,6 +49,7 @@ impl StreamBody {
         let label = [stream.name()];
         Self {
             control,
+            control_done: false,
             queue,
             counters: SentCounters {
                 events: metrics.events_sent.with_label_values(&label),
@@ -70,11 +73,21 @@ impl MessageBody for StreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.control).poll_next(cx) {
-            Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
-            // The close frame has been written: the connection is over.
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {}
+        if !this.control_done {
+            match Pin::new(&mut this.control).poll_next(cx) {
+                Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
+                Poll::Ready(None) => this.control_done = true,
+                Poll::Pending => {}
+            }
+        }
+        if this.control_done {
+            // The close frame is written. The body (and so the connection) ends only when the
+            // session says so: until the client's close frame came, or waiting for it was
+            // given up. Meanwhile actix keeps reading what the client sends (its pongs, its
+            // close); closing a socket with unread data in it makes the kernel reset the
+            // connection and discard what the client had not read yet, the close frame with
+            // `last_height` included.
+            return this.queue.poll_finished(cx).map(|()| None);
         }
         match this.queue.poll_next_block(cx) {
             Poll::Ready(block) => {

@@ -61,6 +61,8 @@ struct Inner {
     state: State,
     last_sent: Option<u64>,
     waker: Option<Waker>,
+    /// The session is over (close handshake done or given up): the body may end.
+    finished: bool,
 }
 
 /// The queue of one subscriber; shared by the hub (producer) and its socket (consumer).
@@ -82,6 +84,7 @@ impl SubscriberQueue {
                 state: State::Open,
                 last_sent: start_after,
                 waker: None,
+                finished: false,
             }),
             limits,
             overflowed: Notify::new(),
@@ -194,6 +197,30 @@ impl SubscriberQueue {
         drop(inner);
         self.space.notify_waiters();
         last
+    }
+
+    /// Says the session is over: once its close frame is written, the connection may end.
+    pub fn finish(&self) {
+        let mut inner = self.lock();
+        inner.finished = true;
+        let waker = inner.waker.take();
+        drop(inner);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Ready once [`finish`](Self::finish) was called (the body's side, after the close frame).
+    pub fn poll_finished(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        if inner.finished {
+            return Poll::Ready(());
+        }
+        match &inner.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => inner.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// The last height completely handed to the socket.
