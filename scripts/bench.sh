@@ -24,7 +24,7 @@ root="$PWD"
 
 quick="${BENCH_QUICK:-0}"
 servers="${BENCH_SERVERS:-streams limit planetmint}"
-scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5}"
+scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5 H}"
 out="$root/target/bench"
 logs="$out/logs"
 runs="$out/runs.jsonl"
@@ -37,6 +37,7 @@ if [ "$quick" = 1 ]; then
     : "${S3_SUBS:=500}" "${S3_HOLD:=3}"
     : "${S4_SUBS:=20}" "${S4_STALLED:=2}" "${S4_BLOCKS:=300}" "${S4_TXS:=20}" "${S4_RATE:=100}"
     : "${S5_BLOCKS:=50}" "${S5_TXS:=100}"
+    : "${H_SUBS:=20}" "${H_PREFILL:=50}" "${H_BLOCKS:=40}" "${H_TXS:=20}" "${H_RATE:=20}"
 else
     # S1 latency: 10 subscribers, 200 blocks x 10 txs at 20 blocks/s.
     : "${S1_SUBS:=10}" "${S1_BLOCKS:=200}" "${S1_TXS:=10}" "${S1_RATE:=20}"
@@ -50,6 +51,10 @@ else
     : "${S4_SUBS:=100}" "${S4_STALLED:=5}" "${S4_BLOCKS:=1500}" "${S4_TXS:=20}" "${S4_RATE:=75}"
     # S5 replay: from_height=0 over 100k transactions already in Tarantool.
     : "${S5_BLOCKS:=1000}" "${S5_TXS:=100}"
+    # H replay herd: 500 subscribers resume with from_height=0 over 1,000 stored blocks x 20
+    # txs while a writer commits 20 blocks/s (600 blocks: 30 s); against the same run with one
+    # live subscriber and no herd. Planetmint's Tarantool CPU and the writer's commit latency.
+    : "${H_SUBS:=500}" "${H_PREFILL:=1000}" "${H_BLOCKS:=600}" "${H_TXS:=20}" "${H_RATE:=20}"
 fi
 # Connect ramp (connections/s) and handshakes in flight; Planetmint listens with backlog 128.
 : "${CONNECT_RATE:=2000}" "${CONNECT_CONCURRENCY:=256}"
@@ -191,6 +196,7 @@ start_node() { # start_node NAME (after start_tarantool)
     node_port="$(free_port)"
     local api_port
     api_port="$(free_port)"
+    node_api_port="$api_port"
     # Every load client connects from loopback: lift the per-address limit (default 256) and
     # leave room for S3's 10,000 subscribers.
     PLANETMINT_STREAMS_LOG__LEVEL="${NODE_LOG_LEVEL:-warn}" \
@@ -215,6 +221,62 @@ sys.exit(1)
 PY
     echo "planetmint-streams did not become ready (see $logs/node-$1.log)" >&2
     return 1
+}
+
+cpu_seconds() { # cpu_seconds PID: user + system CPU seconds of a process so far (/proc)
+    python3 - "$1" <<'PY'
+import os, sys
+fields = open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")", 1)[1].split()
+print((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+PY
+}
+
+# herd_measure ROLE: the replay herd scenario (H) with the herd (ROLE=herd) or without it
+# (ROLE=baseline: one live subscriber). Records the writer's JSON, the load's JSON and the
+# Tarantool CPU seconds spent from the first commit to the last delivery.
+herd_measure() {
+    local role="$1"
+    start_tarantool "H-$role"
+    timeout 900 "$bin/benchwriter" --tarantool "127.0.0.1:$tt_port" --prefill \
+        --blocks "$H_PREFILL" --txs "$H_TXS" --seed 7 --label "streams/H/$role-prefill" \
+        >"$logs/streams-H-$role-prefill.json" 2>"$logs/streams-H-$role-prefill.log"
+    # Started after the prefill: its memory ring is empty, every replay reads Tarantool. Every
+    # load client connects from 127.0.0.1, so the per-address replay limit is lifted; the
+    # global read budget and concurrency limit keep their defaults.
+    PLANETMINT_STREAMS_STREAMS__REPLAY_MAX_PER_IP=100000 start_node "H-$role"
+    local ready="$out/ready-H-$role" url subs expect
+    rm -f "$ready"
+    if [ "$role" = herd ]; then
+        url="ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions?from_height=0"
+        subs="$H_SUBS" expect=$(((H_PREFILL + H_BLOCKS) * H_TXS))
+    else
+        url="ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions"
+        subs=1 expect=$((H_BLOCKS * H_TXS))
+    fi
+    local cpu_before
+    cpu_before="$(cpu_seconds "$tt_pid")"
+    timeout 900 "$bin/benchwriter" --tarantool "127.0.0.1:$tt_port" --blocks "$H_BLOCKS" \
+        --txs "$H_TXS" --rate "$H_RATE" --seed 8 --wait-file "$ready" --wait-timeout 300 \
+        --label "streams/H/$role-writer" >"$logs/streams-H-$role-writer.json" \
+        2>"$logs/streams-H-$role-writer.log" &
+    local writer=$!
+    pids+=("$writer")
+    wsload streams H "$role" --url "$url" -n "$subs" --expect "$expect" --ready-file "$ready" \
+        --server-pid "$node_pid" --connect-rate "$CONNECT_RATE" \
+        --connect-concurrency "$CONNECT_CONCURRENCY" --duration 300
+    wait "$writer" || true
+    forget "$writer"
+    local cpu_after
+    cpu_after="$(cpu_seconds "$tt_pid")"
+    cat "$logs/streams-H-$role-writer.log" >&2
+    record streams H "$role-writer" "$logs/streams-H-$role-writer.json"
+    python3 -c 'import json,sys; print(json.dumps({"tarantool_cpu_s": float(sys.argv[2]) - float(sys.argv[1])}))' \
+        "$cpu_before" "$cpu_after" >"$logs/streams-H-$role-tarantool.json"
+    record streams H "$role-tarantool" "$logs/streams-H-$role-tarantool.json"
+    curl -s "http://127.0.0.1:$node_api_port/metrics" 2>/dev/null \
+        | grep -E '^planetmint_streams_replay_(source_reads|source_blocks|cache_hits|waits)' \
+        >"$logs/streams-H-$role-metrics.txt" || true
+    stop_streams
 }
 
 stop_streams() {
@@ -278,6 +340,10 @@ run_streams() { # run_streams SCENARIO
             -n 1 --expect $((S5_BLOCKS * S5_TXS)) --duration 300 --server-pid "$node_pid"
         stop_streams
         ;;
+    H)
+        herd_measure herd
+        herd_measure baseline
+        ;;
     esac
 }
 
@@ -312,6 +378,7 @@ run_limit() { # run_limit SCENARIO
         limit_measure S4 baseline "$S4_SUBS" 0 "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
         ;;
     S5) limit_measure S5 load 1 0 "$S5_BLOCKS" "$S5_TXS" 0 --expect $((S5_BLOCKS * S5_TXS)) --duration 300 ;;
+    H) skip limit H "the limit server reads no database" ;;
     esac
 }
 
@@ -377,6 +444,7 @@ run_planetmint() { # run_planetmint SCENARIO: the same parameters as the other s
             --expect $((PM_S4_BLOCKS * PM_S4_TXS)) --duration 300 --quiet 10
         ;;
     S5) skip planetmint S5 "Planetmint's server has no replay (from_height)" ;;
+    H) skip planetmint H "Planetmint's server has no replay (from_height)" ;;
     esac
 }
 
@@ -422,7 +490,7 @@ machine = {
     "commit": sh("git rev-parse --short HEAD"),
     "quick": quick,
 }
-params = {k: v for k, v in os.environ.items() if k[:3] in ("S1_", "S2_", "S3_", "S4_", "S5_") or k.startswith("PM_S4_")}
+params = {k: v for k, v in os.environ.items() if k[:3] in ("S1_", "S2_", "S3_", "S4_", "S5_") or k.startswith(("PM_S4_", "H_"))}
 json.dump({"machine": machine, "params": params, "runs": runs}, open(f"{out}/results.json", "w"), indent=1)
 
 def get(server, scenario, role):
@@ -459,6 +527,14 @@ metric("S4", "slow clients closed by server", "load", lambda r: r["stalled_close
 metric("S4", "peak server RSS MiB (with slow)", "load", lambda r: r["server_rss"]["peak_kib"] / 1024)
 metric("S5", "replayed tx/s (since connect)", "load", lambda r: r["events_per_s_since_connect"])
 metric("S5", "lost events", "load", lambda r: r["lost"])
+metric("H", "complete subscribers (herd)", "herd", lambda r: f'{r["complete"]}/{r["subscribers"]}')
+metric("H", "lost events (herd)", "herd", lambda r: r["lost"])
+metric("H", "Tarantool CPU s (herd)", "herd-tarantool", lambda r: r["tarantool_cpu_s"])
+metric("H", "Tarantool CPU s (no herd)", "baseline-tarantool", lambda r: r["tarantool_cpu_s"])
+metric("H", "writer commit p50 ms (herd)", "herd-writer", lambda r: r["stamp_to_ack"]["p50_ms"])
+metric("H", "writer commit p50 ms (no herd)", "baseline-writer", lambda r: r["stamp_to_ack"]["p50_ms"])
+metric("H", "writer commit p99 ms (herd)", "herd-writer", lambda r: r["stamp_to_ack"]["p99_ms"])
+metric("H", "writer commit p99 ms (no herd)", "baseline-writer", lambda r: r["stamp_to_ack"]["p99_ms"])
 
 def fmt(v):
     if v is None:
