@@ -65,17 +65,18 @@ impl Ending {
     }
 
     /// How long to wait for the client's close frame after ours; `None`: close at once (the
-    /// client closed first, the socket is gone, or the client broke the protocol or its
-    /// limits, where a prompt close is what RFC 6455 and the conformance cases ask).
+    /// client closed first, the socket is gone, the client answers nothing (no pong: it will
+    /// not answer a close either), or it broke the protocol or its limits, where a prompt
+    /// close is what RFC 6455 and the conformance cases ask).
     pub(crate) fn close_handshake_wait(&self, config: &StreamsConfig) -> Option<Duration> {
         match self {
             Ending::TooSlow
-            | Ending::NoPong
             | Ending::HistoryUnavailable { .. }
             | Ending::TokenExpired => Some(CLOSE_HANDSHAKE_TIMEOUT),
             // The server stops after its grace period whatever the clients do.
             Ending::Shutdown => Some(config.shutdown_grace),
             Ending::ClientClosed(_)
+            | Ending::NoPong
             | Ending::SocketGone
             | Ending::FrameTooBig
             | Ending::ProtocolError(_)
