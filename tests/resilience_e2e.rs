@@ -5,8 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use planetmint_streams_devchain::generate::{ChainGenerator, GeneratedBlock};
-use planetmint_streams_devchain::writer::PlanetmintWriter;
+use planetmint_streams_devchain::generate::GeneratedBlock;
 use serde_json::{json, Value};
 use support::*;
 
@@ -42,26 +41,10 @@ async fn tarantool_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
     .await;
     let mut ws = connect(&url).await;
 
-    let mut chain = ChainGenerator::new(11, 1, 6);
-    let blocks: Vec<GeneratedBlock> = (0..45).map(|_| chain.block(3)).collect();
+    let blocks = chain(11, 1, 45, 3);
     let expected = expected_events(&blocks);
-
-    let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(0u64);
-    let writer = {
-        let blocks = blocks.clone();
-        let address = address.clone();
-        tokio::spawn(async move {
-            let mut writer = PlanetmintWriter::connect(&address).await.expect("writer");
-            for block in &blocks {
-                writer
-                    .write_block_retrying(&address, block, Duration::from_secs(30))
-                    .await
-                    .expect("block written eventually");
-                let _ = progress_tx.send(block.height);
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        })
-    };
+    let (writer, mut progress_rx) =
+        spawn_writer(address.clone(), blocks.clone(), Duration::from_millis(25));
 
     let mut saw_not_ready = false;
     for kill_after in [12u64, 30] {

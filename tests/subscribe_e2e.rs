@@ -71,25 +71,13 @@ async fn every_event_exactly_once_across_node_and_subscriber_restarts() {
     let out = dir.path().join("events.jsonl");
     let mut sub = subscriber(node.api_port, &cursor, &out);
 
-    let mut chain = ChainGenerator::new(77, 1, 6);
-    let blocks: Vec<_> = (0..120).map(|_| chain.block(2)).collect();
+    let blocks = chain(77, 1, 120, 2);
     let expected = expected_events(&blocks);
-    let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
-    let writer = {
-        let address = tarantool.address();
-        let blocks = blocks.clone();
-        tokio::spawn(async move {
-            let mut writer = PlanetmintWriter::connect(&address).await.expect("writer");
-            for block in &blocks {
-                writer
-                    .write_block_retrying(&address, block, Duration::from_secs(20))
-                    .await
-                    .expect("write");
-                let _ = progress_tx.send(block.height);
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        })
-    };
+    let (writer, mut progress) = spawn_writer(
+        tarantool.address(),
+        blocks.clone(),
+        Duration::from_millis(25),
+    );
 
     progress.wait_for(|h| *h >= 30).await.expect("progress");
     stop(&mut sub).await;
