@@ -8,7 +8,7 @@ use bytes::Bytes;
 use planetmint_streams_model::event::{block_batch_json, block_event_json, transaction_event_json};
 use planetmint_streams_model::CommittedBlock;
 
-use crate::frame::{encode_frame, header_len, OPCODE_TEXT};
+use crate::frame::{encode_frame, OPCODE_TEXT};
 
 /// A block's messages, framed: shared by all subscribers through an `Arc`.
 #[derive(Debug)]
@@ -19,8 +19,8 @@ pub struct PublishedBlock {
     pub received_at: Instant,
     /// Every `valid_transactions` text frame, back to back, in block order.
     transaction_frames: Bytes,
-    /// For each transaction, its frame's range in `transaction_frames`.
-    frame_ranges: Vec<Range<usize>>,
+    /// For each transaction, where its frame is in `transaction_frames`.
+    frame_ranges: Vec<FrameRange>,
     /// The `valid_blocks` text frame.
     block_frame: Bytes,
     /// The `batch=block` frame of all transactions, made on first use.
@@ -36,7 +36,10 @@ impl PublishedBlock {
             let json = transaction_event_json(block.height, tx);
             let start = frames.len();
             encode_frame(OPCODE_TEXT, &json, &mut frames);
-            frame_ranges.push(start..frames.len());
+            frame_ranges.push(FrameRange {
+                frame: start..frames.len(),
+                payload_start: frames.len() - json.len(),
+            });
         }
         let mut block_frame = Vec::new();
         encode_frame(OPCODE_TEXT, &block_event_json(&block), &mut block_frame);
@@ -79,9 +82,8 @@ impl PublishedBlock {
 
     /// JSON payload of transaction `index`'s message.
     fn event_json(&self, index: usize) -> &[u8] {
-        let range = self.frame_ranges[index].clone();
-        let payload_len = range.len() - frame_header_len(range.len());
-        &self.transaction_frames[range.end - payload_len..range.end]
+        let range = &self.frame_ranges[index];
+        &self.transaction_frames[range.payload_start..range.frame.end]
     }
 
     /// The frames of the transactions at `indices` (in block order), back to back.
@@ -89,9 +91,14 @@ impl PublishedBlock {
         if indices.len() == self.frame_ranges.len() {
             return self.transaction_frames.clone();
         }
-        let mut out = Vec::with_capacity(indices.iter().map(|&i| self.frame_ranges[i].len()).sum());
+        let mut out = Vec::with_capacity(
+            indices
+                .iter()
+                .map(|&i| self.frame_ranges[i].frame.len())
+                .sum(),
+        );
         for &i in indices {
-            out.extend_from_slice(&self.transaction_frames[self.frame_ranges[i].clone()]);
+            out.extend_from_slice(&self.transaction_frames[self.frame_ranges[i].frame.clone()]);
         }
         Bytes::from(out)
     }
@@ -111,10 +118,11 @@ impl PublishedBlock {
     }
 }
 
-/// Header length of a whole frame of `frame_len` bytes (inverse of [`header_len`]).
-fn frame_header_len(frame_len: usize) -> usize {
-    [2, 4, 10]
-        .into_iter()
-        .find(|&h| frame_len >= h && header_len(frame_len - h) == h)
-        .unwrap_or(2)
+/// Where one transaction's frame and its JSON payload are in a block's frames.
+#[derive(Debug, Clone)]
+struct FrameRange {
+    /// The whole frame.
+    frame: Range<usize>,
+    /// Where the payload starts (it ends with the frame).
+    payload_start: usize,
 }
