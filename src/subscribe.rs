@@ -20,6 +20,13 @@ use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
+use planetmint_streams_model::backoff::Backoff;
+
+/// First wait before reconnecting (and again after a session that printed something).
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+/// Longest wait between reconnects.
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
 /// How events are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -118,39 +125,25 @@ struct Subscriber {
     progress: bool,
 }
 
+/// The stream URL's query: the filters, the framing and where to resume, form-encoded.
 fn query_string(args: &SubscribeArgs, complete: Option<u64>) -> String {
-    let mut query = form_urlencoded_pairs(args);
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for key in &args.public_keys {
+        query.append_pair("public_key", key);
+    }
+    for asset in &args.asset_ids {
+        query.append_pair("asset_id", asset);
+    }
+    for operation in &args.operations {
+        query.append_pair("operation", operation);
+    }
     if !args.blocks {
-        query.push(("batch", "block".to_owned()));
+        query.append_pair("batch", "block");
     }
     if let Some(height) = complete {
-        query.push(("from_height", height.to_string()));
+        query.append_pair("from_height", &height.to_string());
     }
-    query
-        .iter()
-        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn form_urlencoded_pairs(args: &SubscribeArgs) -> Vec<(&'static str, String)> {
-    let mut pairs = Vec::new();
-    pairs.extend(args.public_keys.iter().map(|k| ("public_key", k.clone())));
-    pairs.extend(args.asset_ids.iter().map(|a| ("asset_id", a.clone())));
-    pairs.extend(args.operations.iter().map(|o| ("operation", o.clone())));
-    pairs
-}
-
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    query.finish()
 }
 
 impl Subscriber {
@@ -344,15 +337,16 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<()> {
             printed: 0,
             args,
         };
-        let mut delay = Duration::from_millis(250);
+        let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
         loop {
             let printed_before = subscriber.printed;
             match subscriber.session(&mut stop_rx).await? {
                 Ended::Done => return Ok(()),
                 Ended::Retry(reason) => {
                     if subscriber.printed > printed_before {
-                        delay = Duration::from_millis(250);
+                        backoff.reset();
                     }
+                    let delay = backoff.next_delay();
                     eprintln!(
                         "{reason}; reconnecting in {:.1}s from height {}",
                         delay.as_secs_f64(),
@@ -364,7 +358,6 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<()> {
                         _ = tokio::time::sleep(delay) => {}
                         _ = stop_rx.changed() => return Ok(()),
                     }
-                    delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }
         }
