@@ -251,12 +251,15 @@ impl Stream for GuardedBody {
 /// Planetmint's answer as it streams to the client, holding the client's unread body (if any)
 /// until it ends.
 struct Holding {
-    inner: Pin<Box<dyn Stream<Item = Result<Bytes, Box<dyn std::error::Error>>>>>,
+    inner: Pin<Box<dyn Stream<Item = RelayedChunk>>>,
     _unread: Option<dev::Payload>,
 }
 
+/// One chunk of Planetmint's answer.
+type RelayedChunk = Result<Bytes, Box<dyn std::error::Error>>;
+
 impl Stream for Holding {
-    type Item = Result<Bytes, Box<dyn std::error::Error>>;
+    type Item = RelayedChunk;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)

@@ -212,7 +212,7 @@ async fn admit(relay: SocketAddr, peer: SocketAddr, state: &RelayState) -> bool 
         Err(err) => format!("cannot tell which process made the connection: {err}"),
     };
     let refused = state.refused.fetch_add(1, Ordering::AcqRel) + 1;
-    if refused == 1 || refused % 100 == 0 {
+    if refused == 1 || refused.is_multiple_of(100) {
         warn!(%peer, refused, reason, "tarantool relay: connection refused; only this node's own client may use the relay");
     }
     false
