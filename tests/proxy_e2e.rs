@@ -544,6 +544,27 @@ async fn without_an_upstream_bodies_are_never_read() {
             "{head}: the rest of the body is not waited for"
         );
     }
+    // Routes the node answers itself never read a body either.
+    for (request, expected) in [
+        ("POST /health HTTP/1.1\r\nHost: x\r\n", 404),
+        ("GET /health HTTP/1.1\r\nHost: x\r\n", 200),
+        ("POST /api/v1/streams HTTP/1.1\r\nHost: x\r\n", 405),
+    ] {
+        let mut stream = open_from(
+            "127.0.0.1",
+            &api,
+            format!("{request}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n").as_bytes(),
+        )
+        .await;
+        let (status, _, body) = read_response(&mut stream, Duration::from_secs(10))
+            .await
+            .expect("answer");
+        assert_eq!(status, expected, "{request}: {body}");
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(10)).await,
+            "{request}: the unfinished body is not waited for"
+        );
+    }
     let (status, _) = http_get(&api, "/health").await;
     assert_eq!(status, 200);
 }

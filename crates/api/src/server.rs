@@ -8,14 +8,21 @@
 //! Request bodies are read only when forwarded to Planetmint (drop-in mode, [`proxy`]).
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Extensions, ServiceRequest, ServiceResponse};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{self, Extensions, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::{from_fn, DefaultHeaders, Next};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::web::Bytes;
+use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
+use futures_util::Stream;
 use planetmint_streams_broadcaster::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 use serde::Serialize;
@@ -138,8 +145,7 @@ async fn gate(
             let origin_form =
                 uri.scheme().is_none() && uri.authority().is_none() && uri.path().starts_with('/');
             if origin_form {
-                return next
-                    .call(req)
+                return route_holding_the_body(req, next)
                     .await
                     .map(ServiceResponse::map_into_left_body);
             }
@@ -166,6 +172,61 @@ async fn gate(
         );
     }
     Ok(ServiceResponse::new(http_req, answer).map_into_right_body())
+}
+
+/// The request's body as the routes see it: read through to the original, which stays with
+/// the gate ([`HeldBody`]).
+struct SharedPayload(Rc<RefCell<Option<dev::Payload>>>);
+
+impl Stream for SharedPayload {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.0.borrow_mut().as_mut() {
+            Some(payload) => Pin::new(payload).poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// A response body that keeps the request's original body alive until the response is
+/// written: when a route did not read the whole body (`POST /health`, a 404 without an
+/// upstream, a refusal), actix-http then closes the connection after the response instead of
+/// reading and discarding a chunked body for as long as the client sends it.
+struct HeldBody {
+    body: BoxBody,
+    _request_body: Rc<RefCell<Option<dev::Payload>>>,
+}
+
+impl MessageBody for HeldBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.body).poll_next(cx)
+    }
+}
+
+/// Runs the routes with the body behind a [`SharedPayload`] and answers with a [`HeldBody`].
+async fn route_holding_the_body(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<HeldBody>, actix_web::Error> {
+    let original = Rc::new(RefCell::new(Some(req.take_payload())));
+    let shared: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+        Box::pin(SharedPayload(original.clone()));
+    req.set_payload(dev::Payload::from(shared));
+    let response = next.call(req).await?;
+    Ok(response.map_body(|_, body| HeldBody {
+        body: body.boxed(),
+        _request_body: original,
+    }))
 }
 
 fn json_error(status: StatusCode, message: &str, path: &str) -> HttpResponse {
