@@ -128,10 +128,38 @@ impl Config {
             .and_then(|()| validate_log(&self.log))
             .and_then(|()| self.auth.validate())
             .and_then(|()| self.tls.validate())
+            .and_then(|()| self.validate_admin_transport())
             .map_err(|(key, message)| ConfigError::Invalid {
                 key: key.to_owned(),
                 message,
             })
+    }
+}
+
+impl Config {
+    /// The admin endpoint carries the bearer secret and hands out tokens: off loopback it must
+    /// be TLS (`[tls]`), never plain HTTP.
+    fn validate_admin_transport(&self) -> Result<(), (&'static str, String)> {
+        let admin = &self.auth.admin;
+        if !admin.enabled || self.tls.enabled() {
+            return Ok(());
+        }
+        let loopback = admin
+            .bind
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|addr| addr.ip().is_loopback());
+        if loopback {
+            return Ok(());
+        }
+        Err((
+            "auth.admin.bind",
+            format!(
+                "{} is not a loopback address and [tls] is not set: the admin endpoint would \
+                 carry its bearer secret and tokens in clear; bind it to 127.0.0.1 or ::1, or \
+                 set tls.cert_file and tls.key_file",
+                admin.bind
+            ),
+        ))
     }
 }
 
@@ -232,6 +260,36 @@ mod tests {
             assert!(matches!(err, ConfigError::MissingFile(_)));
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod admin_transport {
+    use super::*;
+
+    #[test]
+    fn an_admin_endpoint_off_loopback_needs_tls() {
+        let mut config = Config::default();
+        config.auth.admin.enabled = true;
+        for bind in ["127.0.0.1:9987", "[::1]:9987", "127.0.0.2:9987"] {
+            config.auth.admin.bind = bind.into();
+            assert_eq!(config.validate_admin_transport(), Ok(()), "{bind}");
+        }
+        for bind in ["0.0.0.0:9987", "[::]:9987", "10.0.0.5:9987"] {
+            config.auth.admin.bind = bind.into();
+            let (key, message) = config.validate_admin_transport().expect_err(bind);
+            assert_eq!(key, "auth.admin.bind");
+            assert!(
+                message.contains(bind) && message.contains("[tls]"),
+                "{message}"
+            );
+        }
+        config.tls.cert_file = Some("cert.pem".into());
+        config.tls.key_file = Some("key.pem".into());
+        assert_eq!(config.validate_admin_transport(), Ok(()), "with TLS");
+        config.tls = Default::default();
+        config.auth.admin.enabled = false;
+        assert_eq!(config.validate_admin_transport(), Ok(()), "disabled");
     }
 }
 

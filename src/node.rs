@@ -152,6 +152,7 @@ async fn start_with(
         catalogue: crate::catalogue::catalogue(&advertised),
         asyncapi: crate::catalogue::asyncapi(&advertised, VERSION),
     });
+    let admin_tls = tls.clone();
     let api_server = planetmint_streams_api::server::build(api_ctx, api_listener, tls)?;
     let api_handle = api_server.handle();
     tasks.push(tokio::spawn(async move {
@@ -175,7 +176,7 @@ async fn start_with(
             secret,
             advertised: advertised.clone(),
         });
-        let admin_server = planetmint_streams_api::admin::build(admin_ctx, listener)?;
+        let admin_server = planetmint_streams_api::admin::build(admin_ctx, listener, admin_tls)?;
         admin_handle = Some(admin_server.handle());
         tasks.push(tokio::spawn(async move {
             if let Err(err) = admin_server.await {

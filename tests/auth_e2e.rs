@@ -37,7 +37,7 @@ fn signed(config: &mut Config) {
         },
     ];
     config.auth.issuing_key = Some("new".into());
-    config.auth.close_on_expiry = true;
+    // auth.close_on_expiry is left at its default (on): the expiry test checks the default.
     config.auth.admin.enabled = true;
     config.auth.admin.bind = "127.0.0.1:0".into();
     config.auth.admin.secret = Some(SecretString::new(ADMIN_SECRET));
@@ -251,8 +251,13 @@ async fn the_admin_endpoint_issues_urls_only_with_its_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_connections_close_with_1008_when_their_token_expires() {
+async fn open_connections_close_with_1008_when_their_token_expires_by_default() {
     let harness = Harness::start_with(signed).await;
+    assert!(
+        planetmint_streams::config::Config::default()
+            .auth
+            .close_on_expiry
+    );
     let token = issuer("new", NEW_SECRET)
         .issue(
             &Grant::new([Stream::ValidBlocks]),
@@ -281,7 +286,8 @@ async fn the_token_issue_command_prints_a_working_url() {
     let harness = Harness::start_with(signed).await;
     let dir = tempfile::tempdir().expect("tmp");
     let config = dir.path().join("node.toml");
-    std::fs::write(dir.path().join("new.key"), NEW_SECRET).expect("key file");
+    planetmint_streams_auth::write_secret_file(&dir.path().join("new.key"), NEW_SECRET)
+        .expect("key file");
     std::fs::write(
         &config,
         format!(
@@ -318,5 +324,67 @@ async fn the_token_issue_command_prints_a_working_url() {
         "{url}"
     );
     let ws = connect(&url).await;
+    close(ws).await;
+}
+
+/// The decision of docs/tokens.md: a token pins which keys (assets, operations) a URL may
+/// follow, not where in a transaction the key is looked for (`public_key_in`) nor where the
+/// stream starts (`from_height`): a client resumes with a new `from_height` under the same
+/// token, and looking for its own key among inputs shows it nothing of another key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_token_resumes_at_any_height_and_looks_anywhere_for_its_key() {
+    let harness = Harness::start_with(signed).await;
+    let streams = harness.node().streams_addr.to_string();
+    let tx = "/api/v1/streams/valid_transactions";
+    let fixtures = Planetmint253::load().expect("fixtures");
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    for height in fixtures.heights() {
+        fixtures.write_block(&writer, height).await.expect("write");
+    }
+    let token = issuer("new", NEW_SECRET)
+        .issue(
+            &Grant::new([Stream::ValidTransactions]).public_key(KEY),
+            None,
+        )
+        .expect("issue")
+        .token;
+    for public_key_in in ["outputs", "inputs", "any"] {
+        // `connect` fails the test unless the upgrade succeeds.
+        let ws = connect(&format!(
+            "ws://{streams}{tx}?public_key={KEY}&public_key_in={public_key_in}&from_height=1&token={token}"
+        ))
+        .await;
+        close(ws).await;
+    }
+    // Still only within the pins.
+    let (status, body) = status_of(
+        &streams,
+        &format!("{tx}?public_key={OTHER_KEY}&public_key_in=inputs&from_height=1&token={token}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (403, Some("filter_not_allowed"))
+    );
+
+    // Resuming from the first height under the same token replays the key's history.
+    let first = fixtures.heights().into_iter().min().expect("a block");
+    let expected: Vec<Value> = fixtures
+        .expected_transactions
+        .iter()
+        .filter(|e| e["public_keys"].as_array().is_some_and(|k| k.iter().any(|k| k == KEY)))
+        .map(|e| serde_json::json!({"transaction_id": e["transaction_id"], "asset_id": e["asset_id"], "asset_ids": e["asset_ids"], "height": e["height"]}))
+        .collect();
+    assert!(!expected.is_empty());
+    let mut ws = connect(&format!(
+        "ws://{streams}{tx}?public_key={KEY}&public_key_in=outputs&from_height={first}&token={token}"
+    ))
+    .await;
+    assert_eq!(
+        take_json(&mut ws, expected.len(), Duration::from_secs(10)).await,
+        expected
+    );
     close(ws).await;
 }

@@ -53,6 +53,74 @@ async fn invalid_configuration_exits_2_naming_the_key() {
     );
 }
 
+#[tokio::test]
+async fn check_config_never_prints_the_tarantool_password() {
+    let password = "tarantool-pw-7f3a9c";
+    let output = Command::new(BIN)
+        .arg("--check-config")
+        .env("PLANETMINT_STREAMS_TARANTOOL__USER", "reader")
+        .env("PLANETMINT_STREAMS_TARANTOOL__PASSWORD", password)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stdout.contains(password) && !stderr.contains(password),
+        "{stdout}{stderr}"
+    );
+    assert!(stdout.contains("password = \"<redacted>\""), "{stdout}");
+    assert!(stdout.contains("user = \"reader\""), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_plain_http_admin_endpoint_off_loopback_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("node.toml");
+    let write = |bind: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[auth]\nmode = \"signed\"\n[[auth.keys]]\nid = \"k1\"\n\
+                 secret = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\n\
+                 [auth.admin]\nenabled = true\nbind = \"{bind}\"\n\
+                 secret = \"admin-secret-admin-secret-admin-secret-01\"\n"
+            ),
+        )
+        .expect("config")
+    };
+    let check = || async {
+        Command::new(BIN)
+            .args(["--check-config", "--config"])
+            .arg(&config)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .await
+            .expect("runs")
+    };
+    for bind in ["0.0.0.0:9987", "192.0.2.10:9987", "[::]:9987"] {
+        write(bind);
+        let output = check().await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{bind}: {stderr}");
+        assert!(stderr.contains("auth.admin.bind"), "{stderr}");
+        assert!(stderr.contains("[tls]"), "{stderr}");
+        assert!(!stderr.contains("admin-secret-admin"), "{stderr}");
+    }
+    for bind in ["127.0.0.1:9987", "[::1]:9987"] {
+        write(bind);
+        let output = check().await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{bind}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_subscribers_with_1001_and_exits_0() {
     let streams_port = planetmint_streams_devchain::process::free_port().expect("port");

@@ -215,3 +215,115 @@ async fn client_certificates_are_required_when_a_ca_is_configured() {
     .expect("https");
     assert_eq!(status, 200);
 }
+
+/// One HTTPS request (raw HTTP/1.1 text) over a fresh TLS connection; the whole answer.
+async fn https_raw(
+    addr: std::net::SocketAddr,
+    request: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<String> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    tls.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response)).await??;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_the_admin_endpoint_is_https_and_the_proxy_says_https_upstream() {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    async fn echo(req: HttpRequest) -> HttpResponse {
+        let proto = req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        HttpResponse::Ok().json(serde_json::json!({"x-forwarded-proto": proto}))
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+    let upstream_handle = server.handle();
+    tokio::spawn(server);
+
+    let pki = pki();
+    let dir = pki.dir.path().to_owned();
+    let admin_secret = "admin-secret-admin-secret-admin-secret-01";
+    let harness = Harness::start_with(|c| {
+        c.streams.advertised_host = "localhost".into();
+        c.tls.cert_file = Some(dir.join("server.pem"));
+        c.tls.key_file = Some(dir.join("server.key"));
+        c.api.upstream = Some(upstream.clone());
+        c.auth.mode = planetmint_streams_auth::AuthMode::Signed;
+        c.auth.keys = vec![planetmint_streams_auth::KeyConfig {
+            id: "k1".into(),
+            secret: Some(planetmint_streams_auth::SecretString::new(
+                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            )),
+            secret_file: None,
+        }];
+        c.auth.admin.enabled = true;
+        c.auth.admin.bind = "127.0.0.1:0".into();
+        c.auth.admin.secret = Some(planetmint_streams_auth::SecretString::new(admin_secret));
+    })
+    .await;
+    let client = client_config(&pki, false);
+    let admin = harness.node().admin_addr.expect("admin endpoint");
+    let body = r#"{"streams": ["valid_blocks"], "ttl": "1m"}"#;
+    let answer = https_raw(
+        admin,
+        &format!(
+            "POST /admin/tokens HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {admin_secret}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        client.clone(),
+    )
+    .await
+    .expect("the admin endpoint speaks TLS");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("wss://localhost:"), "{answer}");
+
+    // Plain HTTP to the admin port gets no HTTP answer (the secret would travel in clear).
+    let mut plain = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect("connect");
+    plain
+        .write_all(b"GET /admin/tokens HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer))
+        .await
+        .expect("the admin port ends a plain HTTP connection");
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "no plain HTTP answer on the admin port: {}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Forwarded requests say https upstream, whatever the client claims.
+    let answer = https_raw(
+        harness.node().api_addr,
+        "GET /api/v1/outputs HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: http\r\nConnection: close\r\n\r\n",
+        client,
+    )
+    .await
+    .expect("https");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(r#""x-forwarded-proto":"https""#),
+        "{answer}"
+    );
+    upstream_handle.stop(false).await;
+}

@@ -5,6 +5,9 @@
 //! [...], "operations": [...], "ttl": "2m"}` with `Authorization: Bearer <admin secret>`.
 //! Answer: `{"token", "expires_at", "urls": {"<stream>": "<signed stream URL>"}}`. Refusals:
 //! 401 without the right bearer secret, 400 for a bad request (JSON `{"error", "parameter"}`).
+//!
+//! With `[tls]` the endpoint is served over TLS like the other ports; without it the node
+//! refuses to start when `auth.admin.bind` is not a loopback address.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +55,14 @@ fn error(status: StatusCode, message: &str, parameter: Option<&str>) -> HttpResp
     HttpResponse::build(status).json(body)
 }
 
-async fn issue(req: HttpRequest, body: web::Bytes, ctx: web::Data<AdminContext>) -> HttpResponse {
+/// Largest request body the admin endpoint reads (a token request is a few hundred bytes).
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
+
+async fn issue(
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: web::Data<AdminContext>,
+) -> HttpResponse {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -66,6 +76,24 @@ async fn issue(req: HttpRequest, body: web::Bytes, ctx: web::Data<AdminContext>)
         );
         return response;
     }
+    // The body is read only once the caller has shown the secret.
+    let body = match payload.to_bytes_limited(MAX_REQUEST_BODY).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(err)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("bad request body: {err}"),
+                Some("body"),
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body larger than {MAX_REQUEST_BODY} bytes"),
+                Some("body"),
+            )
+        }
+    };
     let request: TokenRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => {
@@ -129,22 +157,27 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     )
 }
 
-/// Builds the admin server on an already bound listener.
+/// Builds the admin server on an already bound listener; with `tls` (the node's `[tls]`) it
+/// speaks HTTPS only, so the bearer secret and the tokens it hands out never cross a network
+/// in clear.
 pub fn build(
     ctx: Arc<AdminContext>,
     listener: std::net::TcpListener,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::from(ctx);
-    Ok(HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .app_data(web::PayloadConfig::new(64 * 1024))
             .route("/admin/tokens", web::post().to(issue))
             .default_service(web::to(not_found))
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(1)
-    .listen(listener)?
-    .run())
+    .shutdown_timeout(1);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }

@@ -6,6 +6,16 @@ use serde::{Deserialize, Serialize};
 
 /// Default bind address: Planetmint's HTTP API port.
 pub const DEFAULT_BIND: &str = "0.0.0.0:9984";
+/// Default largest forwarded request body: 1 MiB, Tendermint's default `max_tx_bytes`, so no
+/// transaction Planetmint could commit is refused.
+pub const DEFAULT_UPSTREAM_MAX_BODY: usize = 1024 * 1024;
+/// Default time a whole request body may take to arrive (from the end of its headers).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on open connections to the API port.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default cap on open connections to the API port from one client (an IPv4 address or an
+/// IPv6 /64).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
 
 /// `[api]`: discovery, health, readiness and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +37,15 @@ pub struct ApiConfig {
     pub upstream_timeout: Duration,
     /// Largest request body forwarded upstream, in bytes (bigger: HTTP 413).
     pub upstream_max_body: usize,
+    /// How long a forwarded request's body may take to arrive, from the end of its headers
+    /// (slower: HTTP 408 and the connection is closed).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Open connections to the API port, in all (beyond: HTTP 503 and close).
+    pub max_connections: usize,
+    /// Open connections to the API port from one client, an IPv4 address or an IPv6 /64
+    /// (beyond: HTTP 429 and close).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ApiConfig {
@@ -37,7 +56,10 @@ impl Default for ApiConfig {
             workers: 2,
             upstream: None,
             upstream_timeout: Duration::from_secs(10),
-            upstream_max_body: 16 * 1024 * 1024,
+            upstream_max_body: DEFAULT_UPSTREAM_MAX_BODY,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -71,6 +93,24 @@ impl ApiConfig {
         }
         if self.upstream_max_body == 0 {
             return Err(("api.upstream_max_body", "must be at least 1".into()));
+        }
+        if self.body_timeout.is_zero() {
+            return Err(("api.body_timeout", "must be greater than zero".into()));
+        }
+        if self.max_connections == 0 {
+            return Err(("api.max_connections", "must be at least 1".into()));
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(("api.max_connections_per_ip", "must be at least 1".into()));
+        }
+        if self.max_connections_per_ip > self.max_connections {
+            return Err((
+                "api.max_connections_per_ip",
+                format!(
+                    "must not exceed api.max_connections ({})",
+                    self.max_connections
+                ),
+            ));
         }
         Ok(())
     }

@@ -1,16 +1,36 @@
-//! Routes of the HTTP API.
+//! Routes of the HTTP API, and what guards the port before any route runs.
+//!
+//! Every connection takes a slot of a [`ConnectionLimiter`] (`api.max_connections` in all,
+//! `api.max_connections_per_ip` per client: an IPv4 address or an IPv6 /64) when it is
+//! accepted; a connection beyond a limit gets one JSON answer (503 or 429) and is closed.
+//! Request targets must be origin-form (start with `/`): `OPTIONS *`, `POST *` and
+//! absolute-form targets get a 400 before routing, so nothing is ever forwarded for them.
+//! Request bodies are read only when forwarded to Planetmint (drop-in mode, [`proxy`]).
 
+use std::any::Any;
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{self, Extensions, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::{header, StatusCode};
-use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use prometheus::{Encoder, Registry, TextEncoder};
+use actix_web::middleware::{from_fn, DefaultHeaders, Next};
+use actix_web::web::Bytes;
+use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
+use futures_util::Stream;
+use planetmint_streams_broadcaster::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
+use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 use serde::Serialize;
+use tracing::info;
 
 use crate::config::ApiConfig;
 use crate::discovery::{api_v1_document, root_document, Advertised};
-use crate::proxy::{self, Upstream};
+use crate::proxy::{self, BodyLimits, Upstream};
 
 /// The state `/ready` reports.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -55,6 +75,158 @@ impl ApiContext {
             .as_deref()
             .map(|base| Upstream::new(base, self.config.upstream_timeout))
     }
+
+    fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
+            max_bytes: self.config.upstream_max_body,
+            timeout: self.config.body_timeout,
+        }
+    }
+}
+
+/// Requests the API port refused before routing, by reason: `server_full`,
+/// `too_many_from_ip`, `bad_target`.
+#[derive(Clone)]
+struct Refused(IntCounterVec);
+
+/// `Retry-After` of the 503 and 429 answers to connections over a limit.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// Metric name of [`Refused`].
+pub const REFUSED_METRIC: &str = "planetmint_streams_api_refused_total";
+
+/// What a connection learnt when it was accepted: its slot, or why it has none.
+struct ConnectionAdmission(Result<ConnectionSlot, Refusal>);
+
+/// The peer's address of a plain or TLS connection, as actix hands it to `on_connect`.
+fn peer_ip(connection: &dyn Any) -> Option<IpAddr> {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    let tcp = connection
+        .downcast_ref::<actix_web::rt::net::TcpStream>()
+        .or_else(|| connection.downcast_ref::<Tls>().map(|tls| tls.get_ref().0));
+    tcp.and_then(|stream| stream.peer_addr().ok())
+        .map(|addr| addr.ip())
+}
+
+/// Before routing: connections over a limit and request targets that are not a path are
+/// answered here, and closed; their bodies are never read.
+async fn gate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let refused = req.app_data::<web::Data<Refused>>().cloned();
+    let count = |reason: &str| {
+        if let Some(refused) = &refused {
+            refused.0.with_label_values(&[reason]).inc();
+        }
+    };
+    let admission = req
+        .conn_data::<ConnectionAdmission>()
+        .and_then(|admission| admission.0.as_ref().err().copied());
+    let (status, message, retry) = match admission {
+        Some(Refusal::Full) => {
+            count("server_full");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many connections to this node; retry later",
+                true,
+            )
+        }
+        Some(Refusal::TooManyFromIp) => {
+            count("too_many_from_ip");
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from your address; close some and retry",
+                true,
+            )
+        }
+        None => {
+            let uri = req.uri();
+            let origin_form =
+                uri.scheme().is_none() && uri.authority().is_none() && uri.path().starts_with('/');
+            if origin_form {
+                return route_holding_the_body(req, next)
+                    .await
+                    .map(ServiceResponse::map_into_left_body);
+            }
+            count("bad_target");
+            info!(peer = ?req.peer_addr(), method = %req.method(), "request target is not a path: refused");
+            (
+                StatusCode::BAD_REQUEST,
+                "the request target must be a path starting with / (no *, no absolute URL)",
+                false,
+            )
+        }
+    };
+    // The request's body stays unread and the connection is closed after the answer.
+    let (http_req, payload) = req.into_parts();
+    let mut answer = proxy::closing_json(
+        status,
+        &serde_json::json!({"error": message, "status": status.as_u16()}),
+        Some(payload),
+    );
+    if retry {
+        answer.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+    }
+    Ok(ServiceResponse::new(http_req, answer).map_into_right_body())
+}
+
+/// The request's body as the routes see it: read through to the original, which stays with
+/// the gate ([`HeldBody`]).
+struct SharedPayload(Rc<RefCell<Option<dev::Payload>>>);
+
+impl Stream for SharedPayload {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.0.borrow_mut().as_mut() {
+            Some(payload) => Pin::new(payload).poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// A response body that keeps the request's original body alive until the response is
+/// written: when a route did not read the whole body (`POST /health`, a 404 without an
+/// upstream, a refusal), actix-http then closes the connection after the response instead of
+/// reading and discarding a chunked body for as long as the client sends it.
+struct HeldBody {
+    body: BoxBody,
+    _request_body: Rc<RefCell<Option<dev::Payload>>>,
+}
+
+impl MessageBody for HeldBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.body).poll_next(cx)
+    }
+}
+
+/// Runs the routes with the body behind a [`SharedPayload`] and answers with a [`HeldBody`].
+async fn route_holding_the_body(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<HeldBody>, actix_web::Error> {
+    let original = Rc::new(RefCell::new(Some(req.take_payload())));
+    let shared: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+        Box::pin(SharedPayload(original.clone()));
+    req.set_payload(dev::Payload::from(shared));
+    let response = next.call(req).await?;
+    Ok(response.map_body(|_, body| HeldBody {
+        body: body.boxed(),
+        _request_body: original,
+    }))
 }
 
 fn json_error(status: StatusCode, message: &str, path: &str) -> HttpResponse {
@@ -141,16 +313,32 @@ async fn metrics(ctx: web::Data<ApiContext>) -> HttpResponse {
     }
 }
 
-/// Everything else: forwarded to Planetmint in drop-in mode, else 404.
+/// Everything else: forwarded to Planetmint in drop-in mode, else 404 without reading the
+/// body (the connection is closed when one was sent).
 async fn fallback(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     ctx: web::Data<ApiContext>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
     match ctx.upstream() {
-        Some(upstream) => proxy::forward(req, body, &upstream, &client).await,
-        None => json_error(StatusCode::NOT_FOUND, "no such path", req.path()),
+        Some(upstream) => proxy::forward(req, payload, &upstream, ctx.body_limits(), &client).await,
+        None => {
+            let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+                || req
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() != b"0");
+            if has_body {
+                proxy::closing_json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": "no such path", "status": 404, "path": req.path()}),
+                    Some(payload.into_inner()),
+                )
+            } else {
+                json_error(StatusCode::NOT_FOUND, "no such path", req.path())
+            }
+        }
     }
 }
 
@@ -180,15 +368,38 @@ pub fn build(
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let workers = ctx.config.workers.max(1);
-    let max_body = ctx.config.upstream_max_body;
+    let limiter = Arc::new(ConnectionLimiter::new(
+        ctx.config.max_connections,
+        ctx.config.max_connections_per_ip,
+    ));
+    let refused = IntCounterVec::new(
+        Opts::new(
+            REFUSED_METRIC,
+            "Requests the API port refused before routing, by reason",
+        ),
+        &["reason"],
+    )
+    .map_err(std::io::Error::other)?;
+    ctx.registry
+        .register(Box::new(refused.clone()))
+        .map_err(std::io::Error::other)?;
+    let refused = web::Data::new(Refused(refused));
+    // Above the limiter's cap a connection still gets its 503; far above it (this cap on
+    // every worker) actix stops accepting until connections end.
+    let accept_cap = ctx.config.max_connections.saturating_add(workers);
     let data = web::Data::from(ctx);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(refused.clone())
             .app_data(web::Data::new(proxy::client()))
-            .app_data(web::PayloadConfig::new(max_body))
             .configure(configure)
+            .wrap(from_fn(gate))
     })
+    .on_connect(move |connection, extensions: &mut Extensions| {
+        extensions.insert(ConnectionAdmission(limiter.acquire(peer_ip(connection))));
+    })
+    .max_connections(accept_cap)
     .workers(workers)
     .disable_signals()
     .shutdown_timeout(2);

@@ -18,6 +18,9 @@ use crate::token::{TokenAuthority, TokenPolicy, DEFAULT_CLOCK_SKEW, DEFAULT_MAX_
 
 /// Default address of the admin endpoint: loopback only.
 pub const DEFAULT_ADMIN_BIND: &str = "127.0.0.1:9987";
+/// Default of `auth.close_on_expiry`: on, so a short-lived URL opens a stream for as long as
+/// it is valid, not for as long as the connection happens to last.
+pub const DEFAULT_CLOSE_ON_EXPIRY: bool = true;
 /// Longest `auth.max_ttl` accepted.
 pub const MAX_MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Longest `auth.clock_skew` accepted.
@@ -97,7 +100,7 @@ pub struct AuthConfig {
     #[serde(with = "humantime_serde")]
     pub clock_skew: Duration,
     /// Close open connections (code 1008) when their token expires, instead of only checking
-    /// the expiry when connecting.
+    /// the expiry when connecting. On by default ([`DEFAULT_CLOSE_ON_EXPIRY`]).
     pub close_on_expiry: bool,
     /// The token-issuing admin endpoint.
     pub admin: AdminConfig,
@@ -112,7 +115,7 @@ impl Default for AuthConfig {
             default_ttl: DEFAULT_TTL,
             max_ttl: DEFAULT_MAX_TTL,
             clock_skew: DEFAULT_CLOCK_SKEW,
-            close_on_expiry: false,
+            close_on_expiry: DEFAULT_CLOSE_ON_EXPIRY,
             admin: AdminConfig::default(),
         }
     }
@@ -367,7 +370,10 @@ mod tests {
         assert_eq!(config.admin.bind, "127.0.0.1:9987");
         let bind: SocketAddr = config.admin.bind.parse().expect("address");
         assert!(bind.ip().is_loopback());
-        assert!(!config.close_on_expiry);
+        assert!(
+            config.close_on_expiry,
+            "a short-lived URL does not hold a stream forever"
+        );
     }
 
     #[test]
@@ -378,11 +384,12 @@ mod tests {
             "issuing_key": "k2",
             "default_ttl": "5m",
             "max_ttl": "1day",
-            "close_on_expiry": true,
+            "close_on_expiry": false,
             "admin": {"enabled": true, "secret_file": "/run/secrets/admin"}
         }))
         .expect("parses");
         config.validate().expect("valid");
+        assert!(!config.close_on_expiry, "can be turned off");
         assert_eq!(config.default_ttl, Duration::from_secs(300));
         assert_eq!(config.max_ttl, Duration::from_secs(86_400));
         assert_eq!(config.admin.bind, DEFAULT_ADMIN_BIND, "default kept");
@@ -512,7 +519,7 @@ mod tests {
     fn the_authority_reads_key_files_and_uses_the_issuing_key() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("k-old");
-        std::fs::write(&path, format!("{HEX_KEY}\n")).expect("write");
+        crate::secret::write_secret_file(&path, &format!("{HEX_KEY}\n")).expect("write");
         let config = AuthConfig {
             issuing_key: Some("new".into()),
             ..signed(vec![
@@ -551,11 +558,35 @@ mod tests {
         assert_eq!(key, "auth.keys");
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_other_users_can_read_stops_the_authority_naming_the_key_and_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k1.key");
+        crate::secret::write_secret_file(&path, HEX_KEY).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let config = signed(vec![KeyConfig {
+            id: "k1".into(),
+            secret: None,
+            secret_file: Some(path.clone()),
+        }]);
+        let (key, message) = config.authority().expect_err("shared key file");
+        assert_eq!(key, "auth.keys");
+        assert!(message.contains("\"k1\""), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(
+            message.contains("mode 644") && message.contains("chmod 600"),
+            "{message}"
+        );
+        assert!(!message.contains(HEX_KEY), "{message}");
+    }
+
     #[test]
     fn the_admin_secret_comes_from_a_file_and_checks_bearer_headers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("admin");
-        std::fs::write(&path, format!("{ADMIN}\n")).expect("write");
+        crate::secret::write_secret_file(&path, &format!("{ADMIN}\n")).expect("write");
         let config = AuthConfig {
             admin: AdminConfig {
                 enabled: true,

@@ -220,6 +220,14 @@ pub enum SecretError {
         /// Why.
         source: std::io::Error,
     },
+    /// The secret file is open to other users (group or others have any permission on it).
+    #[error("{} is accessible to other users (mode {mode:03o}); run chmod 600 {} (only its owner may read it)", path.display(), path.display())]
+    FileShared {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The secret file is larger than [`crate::secret::MAX_SECRET_FILE_BYTES`].
     #[error("{} is larger than {max} bytes; it should hold one secret", path.display(), max = crate::secret::MAX_SECRET_FILE_BYTES)]
     FileTooLarge {

@@ -64,7 +64,7 @@ pub use claims::{Claims, Grant, Pins, Requested, Stream, UnknownStream};
 pub use config::{AdminConfig, AuthConfig, AuthMode, ConfigProblem, KeyConfig};
 pub use error::{AuthError, IssueError, KeyError, SecretError, AUTH_REASONS};
 pub use keyring::{is_key_id, KeyRing};
-pub use secret::{decode_key, SecretString, MIN_BEARER_CHARS, MIN_SECRET_BYTES};
+pub use secret::{decode_key, write_secret_file, SecretString, MIN_BEARER_CHARS, MIN_SECRET_BYTES};
 pub use stream_url::{signed_url, UrlError};
 pub use token::{
     token_from_query, unix_now, IssuedToken, TokenAuthority, TokenPolicy, MAX_TOKEN_LEN,

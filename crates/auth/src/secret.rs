@@ -138,8 +138,8 @@ pub fn check_bearer_text(text: &str) -> Result<&str, SecretError> {
 }
 
 /// Reads a secret file: one secret as text (a trailing newline is fine), at most
-/// [`MAX_SECRET_FILE_BYTES`]. On Unix, logs a warning when the file is readable by group or
-/// others.
+/// [`MAX_SECRET_FILE_BYTES`]. On Unix, a file that group or others have any permission on is
+/// refused ([`SecretError::FileShared`]): a secret other users can read is not a secret.
 pub fn read_secret_file(path: &Path) -> Result<SecretString, SecretError> {
     let file_error = |source| SecretError::File {
         path: path.to_owned(),
@@ -152,7 +152,7 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, SecretError> {
             path: path.to_owned(),
         });
     }
-    warn_if_shared(path, &metadata);
+    refuse_if_shared(path, &metadata)?;
     let mut text = String::new();
     file.take(MAX_SECRET_FILE_BYTES + 1)
         .read_to_string(&mut text)
@@ -166,20 +166,36 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, SecretError> {
 }
 
 #[cfg(unix)]
-fn warn_if_shared(path: &Path, metadata: &std::fs::Metadata) {
+fn refuse_if_shared(path: &Path, metadata: &std::fs::Metadata) -> Result<(), SecretError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = metadata.permissions().mode();
     if mode & 0o077 != 0 {
-        tracing::warn!(
-            file = %path.display(),
-            mode = format_args!("{:o}", mode & 0o777),
-            "secret file is readable by other users; chmod 600 it"
-        );
+        return Err(SecretError::FileShared {
+            path: path.to_owned(),
+            mode: mode & 0o777,
+        });
     }
+    Ok(())
 }
 
 #[cfg(not(unix))]
-fn warn_if_shared(_path: &Path, _metadata: &std::fs::Metadata) {}
+fn refuse_if_shared(_path: &Path, _metadata: &std::fs::Metadata) -> Result<(), SecretError> {
+    Ok(())
+}
+
+/// Writes `text` to a new file only its owner can read and write (mode 600), as a secret
+/// file must be; for tests and tools that make secret files.
+pub fn write_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+}
 
 #[cfg(test)]
 mod tests {
@@ -277,12 +293,16 @@ mod tests {
     fn secret_files_are_read_trimmed_and_bounded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("key");
-        std::fs::write(&path, format!("{HEX_KEY}\n")).expect("write");
+        write_secret_file(&path, &format!("{HEX_KEY}\n")).expect("write");
         let text = read_secret_file(&path).expect("read");
         assert_eq!(text.expose(), HEX_KEY);
 
         let big = dir.path().join("big");
-        let mut file = std::fs::File::create(&big).expect("create");
+        write_secret_file(&big, "").expect("create");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&big)
+            .expect("open");
         file.write_all(&vec![b'a'; MAX_SECRET_FILE_BYTES as usize + 1])
             .expect("write");
         assert!(matches!(
@@ -293,5 +313,34 @@ mod tests {
         let missing = dir.path().join("missing");
         let err = read_secret_file(&missing).expect_err("missing");
         assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_files_other_users_can_read_are_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        write_secret_file(&path, HEX_KEY).expect("write");
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = read_secret_file(&path).expect_err("shared file");
+            let text = err.to_string();
+            assert!(
+                matches!(err, SecretError::FileShared { mode: m, .. } if m == mode),
+                "{mode:o}: {text}"
+            );
+            assert!(text.contains(&format!("{mode:o}")), "{text}");
+            assert!(text.contains("chmod 600"), "{text}");
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(!text.contains(HEX_KEY), "{text}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            assert_eq!(
+                read_secret_file(&path).expect("owner only").expose(),
+                HEX_KEY
+            );
+        }
     }
 }

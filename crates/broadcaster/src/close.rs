@@ -70,9 +70,9 @@ impl Ending {
     /// close is what RFC 6455 and the conformance cases ask).
     pub(crate) fn close_handshake_wait(&self, config: &StreamsConfig) -> Option<Duration> {
         match self {
-            Ending::TooSlow
-            | Ending::HistoryUnavailable { .. }
-            | Ending::TokenExpired => Some(CLOSE_HANDSHAKE_TIMEOUT),
+            Ending::TooSlow | Ending::HistoryUnavailable { .. } | Ending::TokenExpired => {
+                Some(CLOSE_HANDSHAKE_TIMEOUT)
+            }
             // The server stops after its grace period whatever the clients do.
             Ending::Shutdown => Some(config.shutdown_grace),
             Ending::ClientClosed(_)

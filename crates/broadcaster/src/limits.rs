@@ -1,8 +1,12 @@
 //! Connection limits, enforced before the WebSocket upgrade: a total and a per-IP count of
 //! open subscriptions, and a token bucket for what each client may send.
+//!
+//! "Per IP" means per client group ([`client_group`]): one IPv4 address, or one IPv6 /64 (the
+//! smallest network a provider hands out, so one subscriber can use a whole /64 of addresses).
+//! The API port counts its connections with the same [`ConnectionLimiter`].
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -13,6 +17,26 @@ pub enum Refusal {
     Full,
     /// This IP has `streams.max_connections_per_ip` open (HTTP 429).
     TooManyFromIp,
+}
+
+/// Leading bits of an IPv6 address that name one client for the per-IP limits.
+pub const IPV6_CLIENT_PREFIX_BITS: u32 = 64;
+
+/// The key per-IP limits count under: an IPv4 address as is (also when it arrives as an
+/// IPv4-mapped IPv6 address, `::ffff:a.b.c.d`), an IPv6 address reduced to its /64
+/// ([`IPV6_CLIENT_PREFIX_BITS`]), since a single host or subscriber line is usually given a
+/// whole /64 and could otherwise open the per-IP limit again from every address in it.
+pub fn client_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mask = u128::MAX << (128 - IPV6_CLIENT_PREFIX_BITS);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        },
+    }
 }
 
 #[derive(Debug, Default)]
@@ -50,8 +74,10 @@ impl ConnectionLimiter {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a slot for a subscription from `ip`, or says why not.
+    /// Takes a slot for a connection from `ip`, or says why not. `ip` is counted under its
+    /// [`client_group`].
     pub fn acquire(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<ConnectionSlot, Refusal> {
+        let ip = ip.map(client_group);
         let mut counts = self.counts();
         if counts.total >= self.max_total {
             return Err(Refusal::Full);
@@ -143,6 +169,37 @@ mod tests {
         drop(s1);
         assert_eq!(limiter.open(), 2);
         let _s4 = limiter.acquire(Some(a)).expect("slot released");
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let limiter = Arc::new(ConnectionLimiter::new(100, 2));
+        let ip = |text: &str| -> IpAddr { text.parse().expect("ip") };
+        let _a = limiter.acquire(Some(ip("2001:db8:1:2::1"))).expect("first");
+        let _b = limiter
+            .acquire(Some(ip("2001:db8:1:2:ffff:ffff:ffff:fffe")))
+            .expect("same /64, second");
+        assert_eq!(
+            limiter.acquire(Some(ip("2001:db8:1:2:abcd::9"))).err(),
+            Some(Refusal::TooManyFromIp),
+            "a third address of the same /64 counts against the same limit"
+        );
+        let _c = limiter
+            .acquire(Some(ip("2001:db8:1:3::1")))
+            .expect("the neighbouring /64 is another client");
+        let _d = limiter.acquire(Some(ip("10.0.0.1"))).expect("v4");
+        let _e = limiter
+            .acquire(Some(ip("::ffff:10.0.0.1")))
+            .expect("mapped");
+        assert_eq!(
+            limiter.acquire(Some(ip("10.0.0.1"))).err(),
+            Some(Refusal::TooManyFromIp),
+            "an IPv4-mapped address is the same client as the IPv4 address"
+        );
+        assert_eq!(
+            client_group(ip("2001:db8:1:2:abcd::9")),
+            ip("2001:db8:1:2::")
+        );
     }
 
     #[test]

@@ -136,7 +136,9 @@ impl Replayer {
                         }
                         checked_history = true;
                     }
-                    after = self.replay_from_source(queue, selection, from, upto).await?;
+                    after = self
+                        .replay_from_source(queue, selection, from, upto)
+                        .await?;
                 }
             }
         }

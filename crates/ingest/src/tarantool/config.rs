@@ -2,7 +2,52 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// What a [`Password`] shows instead of itself.
+pub const REDACTED: &str = "<redacted>";
+
+/// The Tarantool password from configuration. `Debug` and `Serialize` show [`REDACTED`], so
+/// `--check-config`, `{:?}` and logs never print it; only [`Password::expose`] gives it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The password, for authenticating to Tarantool.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Password {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
+impl From<String> for Password {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Password({REDACTED})")
+    }
+}
+
+impl Serialize for Password {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
 
 /// How new blocks are noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -33,8 +78,8 @@ pub struct TarantoolConfig {
     pub failback_interval: Duration,
     /// User to authenticate as; none means `guest` (Planetmint's default).
     pub user: Option<String>,
-    /// Password of `user`.
-    pub password: Option<String>,
+    /// Password of `user` (shown as `<redacted>` by `--check-config` and in logs).
+    pub password: Option<Password>,
     /// How new blocks are noticed.
     pub mode: ReadMode,
     /// Limit for one connection attempt (TCP connect and greeting).
@@ -146,6 +191,31 @@ impl TarantoolConfig {
     pub fn credentials(&self) -> Option<(&str, Option<&str>)> {
         self.user
             .as_deref()
-            .map(|user| (user, self.password.as_deref()))
+            .map(|user| (user, self.password.as_ref().map(Password::expose)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_never_shows_in_debug_or_serialized_output() {
+        let config = TarantoolConfig {
+            user: Some("reader".into()),
+            password: Some("hunter2-tarantool".into()),
+            ..TarantoolConfig::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+        let json = serde_json::to_string(&config).expect("serializes");
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(json.contains(REDACTED), "{json}");
+        assert_eq!(
+            config.credentials(),
+            Some(("reader", Some("hunter2-tarantool")))
+        );
+        let parsed: TarantoolConfig =
+            serde_json::from_str(r#"{"user": "u", "password": "p4ss"}"#).expect("parses");
+        assert_eq!(parsed.password.as_ref().map(Password::expose), Some("p4ss"));
     }
 }

@@ -13,7 +13,7 @@ pub mod failover;
 pub mod relay;
 pub mod source;
 
-pub use config::{ReadMode, TarantoolConfig};
+pub use config::{Password, ReadMode, TarantoolConfig};
 pub use connect::{connect, TarantoolConnection};
 pub use failover::FailoverSource;
 pub use source::TarantoolSource;

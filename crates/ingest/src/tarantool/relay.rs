@@ -7,6 +7,12 @@
 //! feature list) instead of forwarding it. Everything else passes through unchanged, frame by
 //! frame. tarantool-rs also reconnects silently; the relay is where reconnects become visible:
 //! it counts them, logs them and paces them with backoff. See docs/adr/0001-tarantool-client.md.
+//!
+//! The relay listens on a loopback port, which any local process could connect to and so reach
+//! Tarantool from this host (past a firewall that only lets the node in) and disturb the
+//! session count. It therefore serves only connections made by this process: on Linux the
+//! connecting socket must be one of our own file descriptors ([`own_connection`]); anything
+//! else is closed before a byte is relayed. See docs/adr/0004-relay-accepts-only-its-own-process.md.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -83,6 +89,8 @@ pub struct RelayState {
     reachable: AtomicBool,
     /// Failed connection attempts since the last success.
     failures: AtomicU64,
+    /// Connections refused because another process made them.
+    refused: AtomicU64,
     version: Mutex<Option<ServerVersion>>,
 }
 
@@ -95,6 +103,11 @@ impl RelayState {
     /// Whether the last connection attempt succeeded.
     pub fn reachable(&self) -> bool {
         self.reachable.load(Ordering::Acquire)
+    }
+
+    /// Connections refused so far because they did not come from this process.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Acquire)
     }
 
     /// The server's version, once known.
@@ -148,10 +161,13 @@ impl Relay {
                     accepted = listener.accept() => accepted,
                 };
                 match accepted {
-                    Ok((local, _)) => {
+                    Ok((local, peer)) => {
                         let shared = shared.clone();
                         let stop = accept_stop.child_token();
                         tokio::spawn(async move {
+                            if !admit(local_addr, peer, &shared.state).await {
+                                return;
+                            }
                             tokio::select! {
                                 _ = stop.cancelled() => {}
                                 _ = relay_connection(local, shared) => {}
@@ -181,6 +197,81 @@ impl Relay {
     pub fn state(&self) -> &Arc<RelayState> {
         &self.state
     }
+}
+
+/// Whether the connection from `peer` to the relay at `relay` was made by this process; a
+/// refusal is counted and logged (the first, then every 100th, so a local process cannot flood
+/// the log).
+async fn admit(relay: SocketAddr, peer: SocketAddr, state: &RelayState) -> bool {
+    let verdict = tokio::task::spawn_blocking(move || own_connection(relay, peer))
+        .await
+        .unwrap_or_else(|err| Err(std::io::Error::other(err)));
+    let reason = match verdict {
+        Ok(true) => return true,
+        Ok(false) => "the connection was made by another process".to_owned(),
+        Err(err) => format!("cannot tell which process made the connection: {err}"),
+    };
+    let refused = state.refused.fetch_add(1, Ordering::AcqRel) + 1;
+    if refused == 1 || refused.is_multiple_of(100) {
+        warn!(%peer, refused, reason, "tarantool relay: connection refused; only this node's own client may use the relay");
+    }
+    false
+}
+
+/// Whether the TCP connection from `peer` to `relay` (both loopback) was opened by this
+/// process: the kernel's socket table names the inode of the socket at `peer`, and that
+/// socket must be one of our open file descriptors. Sockets of other processes, also of the
+/// same user, are not ours.
+#[cfg(target_os = "linux")]
+pub fn own_connection(relay: SocketAddr, peer: SocketAddr) -> std::io::Result<bool> {
+    let (SocketAddr::V4(relay), SocketAddr::V4(peer)) = (relay, peer) else {
+        return Ok(false);
+    };
+    let table = std::fs::read_to_string("/proc/self/net/tcp")?;
+    let Some(inode) = socket_inode(&table, peer, relay) else {
+        return Ok(false);
+    };
+    let wanted = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Ok(entry) = entry else { continue };
+        if std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.as_os_str() == wanted.as_str())
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Elsewhere there is no portable way to find who made a loopback connection: the relay
+/// serves any local process (as the ADR says).
+#[cfg(not(target_os = "linux"))]
+pub fn own_connection(_relay: SocketAddr, _peer: SocketAddr) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+/// The inode of the socket connected from `local` to `remote` in a `/proc/net/tcp` table.
+/// Addresses there are the raw network-order word printed as a host-order hex number, ports
+/// plain hex.
+fn socket_inode(
+    table: &str,
+    local: std::net::SocketAddrV4,
+    remote: std::net::SocketAddrV4,
+) -> Option<u64> {
+    let parse = |field: &str| -> Option<std::net::SocketAddrV4> {
+        let (ip, port) = field.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some(std::net::SocketAddrV4::new(ip.to_ne_bytes().into(), port))
+    };
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (from, to, inode) = (fields.get(1)?, fields.get(2)?, fields.get(9)?);
+        (parse(from)? == local && parse(to)? == remote)
+            .then(|| inode.parse::<u64>().ok())
+            .flatten()
+            .filter(|&inode| inode != 0)
+    })
 }
 
 #[derive(Debug, Default)]
@@ -501,6 +592,95 @@ async fn responses(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in for Tarantool 2.6: sends a greeting to each connection and counts them.
+    async fn greeting_server() -> (String, Arc<AtomicU64>) {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::AcqRel);
+                let mut greeting = b"Tarantool 2.6.0 (Binary) 7d9a0c4e".to_vec();
+                greeting.resize(GREETING_SIZE, b' ');
+                tokio::spawn(async move {
+                    let _ = stream.write_all(&greeting).await;
+                    let mut sink = [0u8; 64];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_relay_serves_this_process_and_closes_on_any_other() {
+        let (upstream, accepted) = greeting_server().await;
+        let relay = Relay::start(RelayConfig {
+            upstream,
+            connect_timeout: Duration::from_secs(3),
+            backoff: (Duration::from_millis(10), Duration::from_millis(100)),
+        })
+        .await
+        .expect("relay");
+        let port = relay.local_addr().port();
+
+        // Another process (a shell) connects and reads what it gets until the relay closes.
+        let output = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!(
+                    "exec 3<>/dev/tcp/127.0.0.1/{port} && head -c {GREETING_SIZE} <&3 | wc -c"
+                ))
+                .output(),
+        )
+        .await
+        .expect("the relay closes a foreign connection")
+        .expect("bash runs");
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "0",
+            "another process gets nothing relayed"
+        );
+        assert_eq!(relay.state().refused(), 1);
+        assert_eq!(
+            accepted.load(Ordering::Acquire),
+            0,
+            "nothing reached Tarantool"
+        );
+
+        // This process is served: the greeting comes through.
+        let mut own = TcpStream::connect(relay.local_addr())
+            .await
+            .expect("connect");
+        let mut greeting = [0u8; GREETING_SIZE];
+        tokio::time::timeout(Duration::from_secs(10), own.read_exact(&mut greeting))
+            .await
+            .expect("in time")
+            .expect("greeting");
+        assert!(greeting.starts_with(b"Tarantool 2.6.0"));
+        assert_eq!(relay.state().refused(), 1);
+        assert_eq!(accepted.load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn socket_inodes_are_found_by_both_ends() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:D431 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 20 4 30 10 -1\n\
+   1: 0100007F:9C40 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 4343 1 0000000000000000 20 4 30 10 -1\n";
+        let client: std::net::SocketAddrV4 = "127.0.0.1:54321".parse().expect("addr");
+        let relay: std::net::SocketAddrV4 = "127.0.0.1:40000".parse().expect("addr");
+        if cfg!(target_endian = "little") {
+            assert_eq!(socket_inode(table, client, relay), Some(4242));
+            assert_eq!(socket_inode(table, relay, client), Some(4343));
+        }
+        let other: std::net::SocketAddrV4 = "127.0.0.1:54322".parse().expect("addr");
+        assert_eq!(socket_inode(table, other, relay), None);
+    }
 
     #[test]
     fn versions_come_from_the_greeting() {
