@@ -185,6 +185,41 @@ impl Hub {
         }
     }
 
+    /// Replaces an attached subscriber's selection (a JSON-RPC `update`) under the lock that
+    /// publishes blocks. Returns the last published height: blocks up to it went out with the
+    /// old selection, later ones go out with the new one, none is skipped or repeated. `None`
+    /// when `id` is not attached.
+    pub fn update_selection(&self, id: SubscriberId, selection: &Arc<Selection>) -> Option<u64> {
+        let mut state = self.lock();
+        let old = match state.unfiltered.remove(&id.0) {
+            Some(attached) => attached,
+            None => {
+                let attached = state.filtered.remove(&id.0)?;
+                state.index.remove(id.0, &attached.selection.filter);
+                attached
+            }
+        };
+        let attached = Attached {
+            queue: old.queue,
+            selection: selection.clone(),
+            after: old.after,
+        };
+        if selection.filter.is_empty() {
+            state.unfiltered.insert(id.0, attached);
+        } else {
+            state.index.insert(id.0, &selection.filter);
+            state.filtered.insert(id.0, attached);
+        }
+        Some(state.last_published.unwrap_or(0))
+    }
+
+    /// Resumes from this height or later are served from memory, without reading the source
+    /// (`None` until the follower has started).
+    pub fn memory_covers_after(&self) -> Option<u64> {
+        let state = self.lock();
+        state.last_published.map(|_| state.ring_complete_after)
+    }
+
     /// Detaches a subscriber (its session ended).
     pub fn detach(&self, id: SubscriberId) {
         let mut state = self.lock();
@@ -271,12 +306,7 @@ fn fan_out(state: &HubState, block: &PublishedBlock) -> usize {
         if height <= attached.after {
             return;
         }
-        let queued = QueuedBlock {
-            height,
-            frames: frames.frames.clone(),
-            messages: frames.messages,
-            received_at: Some(block.received_at),
-        };
+        let queued = attached.selection.queued(frames, Some(block.received_at));
         if attached.queue.push(queued) == Pushed::Overflowed {
             overflowed += 1;
         }
@@ -419,6 +449,7 @@ mod tests {
                     filter(&mut rng, &keys, &assets)
                 },
                 framing: [Framing::PerEvent, Framing::PerBlock][rng.below(2) as usize],
+                envelope: None,
             });
             let queue = Arc::new(SubscriberQueue::new(limits, None));
             let id = hub.attach_live(&queue, &selection);
@@ -482,6 +513,7 @@ mod tests {
             stream: StreamKind::ValidBlocks,
             filter: Filter::default(),
             framing: Framing::PerEvent,
+            envelope: None,
         });
         assert!(matches!(
             hub.catch_up(&queue, &selection, 0),

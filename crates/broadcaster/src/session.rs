@@ -25,11 +25,11 @@ pub const CLOSE_TOO_SLOW: u16 = 4000;
 /// Close code: the history asked for with `from_height` is no longer stored.
 pub const CLOSE_HISTORY_UNAVAILABLE: u16 = 4001;
 /// How long a control frame may wait for room before the socket counts as stuck.
-const CONTROL_SEND_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CONTROL_SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a session ended.
 #[derive(Debug)]
-enum Ending {
+pub(crate) enum Ending {
     /// The client sent a close frame.
     ClientClosed(Option<CloseReason>),
     /// The queue overflowed.
@@ -135,15 +135,15 @@ impl Ending {
 }
 
 /// Keep-alive state: the next ping and the pong being waited for.
-struct KeepAlive {
+pub(crate) struct KeepAlive {
     interval: Duration,
     pong_timeout: Duration,
     next_ping: Instant,
-    pong_deadline: Option<Instant>,
+    pub(crate) pong_deadline: Option<Instant>,
 }
 
 impl KeepAlive {
-    fn new(interval: Duration, pong_timeout: Duration) -> Self {
+    pub(crate) fn new(interval: Duration, pong_timeout: Duration) -> Self {
         Self {
             interval,
             pong_timeout,
@@ -153,7 +153,7 @@ impl KeepAlive {
     }
 
     /// When the next thing is due: a ping, or the end of the wait for a pong.
-    fn next_deadline(&self) -> Instant {
+    pub(crate) fn next_deadline(&self) -> Instant {
         self.pong_deadline
             .map_or(self.next_ping, |d| d.min(self.next_ping))
     }
@@ -215,7 +215,7 @@ impl FragmentedText {
 }
 
 /// Whether a protocol error is text that is not UTF-8 (1007) rather than a broken frame (1002).
-fn is_invalid_utf8(err: &std::io::Error) -> bool {
+pub(crate) fn is_invalid_utf8(err: &std::io::Error) -> bool {
     err.kind() == std::io::ErrorKind::InvalidData
         && err
             .get_ref()
@@ -262,7 +262,10 @@ async fn on_inbound(
 }
 
 /// Sends a ping when one is due; ends the session when a pong is overdue.
-async fn on_timer(session: &mut Session, keep_alive: &mut KeepAlive) -> Result<(), Ending> {
+pub(crate) async fn on_timer(
+    session: &mut Session,
+    keep_alive: &mut KeepAlive,
+) -> Result<(), Ending> {
     let now = Instant::now();
     if keep_alive
         .pong_deadline
@@ -377,7 +380,7 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, par
 }
 
 /// Attaches the subscriber to the live stream, first queueing the history it asked for.
-async fn attach(
+pub(crate) async fn attach(
     ctx: &StreamContext,
     queue: &Arc<SubscriberQueue>,
     selection: &Arc<Selection>,
