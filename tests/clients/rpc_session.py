@@ -74,9 +74,11 @@ async def main():
                     unsubscribed = True
                     await call(ws, pending, "unsubscribe", "unsubscribe", {"subscription": ids["s2"]})
                 if clock and height >= final and not barrier:
-                    # Answered after everything queued before it: the last block's messages.
                     barrier = True
-                    await call(ws, pending, "barrier", "describe", {"stream": "valid_transactions"})
+                    await call(ws, pending, "describe", "describe", {"stream": "valid_transactions"})
+                    # An update (here one that changes nothing) is answered after every
+                    # notification of the blocks up to its applies_after_height: a barrier.
+                    await call(ws, pending, "barrier", "update", {"subscription": ids["s1"], "add": {}})
                 continue
             if message.get("id") is None or message.get("id") == "m":
                 unparsed.append(message)
