@@ -739,3 +739,46 @@ async fn a_connection_that_stops_reading_gets_4000_and_resumes_each_subscription
     again.until(|n| !n.is_empty()).await;
     assert_eq!(again.results(&id)[0]["height"], last + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_and_asyncapi_describe_the_channel() {
+    let harness = Harness::start().await;
+    let api = harness.node().api_addr.to_string();
+    let (_, catalogue) = get_json(&api, "/api/v1/streams").await;
+    let rpc_url = format!("{}/api/v1/streams", harness.streams_base());
+    assert_eq!(catalogue["rpc_url"], rpc_url);
+    let (_, doc) = get_json(&api, "/api/v1/streams/asyncapi.json").await;
+    let channel = &doc["channels"]["rpc"];
+    assert_eq!(channel["address"], "/api/v1/streams");
+    for message in [
+        "request",
+        "answer",
+        "notification",
+        "closing",
+        "subscriptionError",
+    ] {
+        let name = channel["messages"][message]["$ref"]
+            .as_str()
+            .expect("a reference");
+        let pointer = name.strip_prefix('#').expect("local");
+        assert!(doc.pointer(pointer).is_some(), "{name}");
+    }
+    // describe answers with exactly the catalogue's entries.
+    let mut rpc = Rpc::connect(&rpc_url).await;
+    for (i, stream) in ["valid_transactions", "valid_blocks"].iter().enumerate() {
+        let answer = rpc.call("describe", json!({"stream": stream})).await;
+        assert_eq!(answer["result"], catalogue["streams"][i]);
+    }
+    // A request as the AsyncAPI document describes it is one the server accepts.
+    let request = json!({"jsonrpc": "2.0", "id": 9, "method": "subscribe",
+                         "params": {"stream": "valid_blocks", "batch": "block"}});
+    let request_schema = doc["components"]["messages"]["request"]["payload"].clone();
+    let validator = jsonschema::validator_for(&request_schema).expect("schema");
+    assert!(validator.is_valid(&request));
+    assert!(
+        !validator.is_valid(&json!({"jsonrpc": "2.0", "id": 9, "method": "subscribe",
+                                        "params": {"stream": "valid_blocks", "token": "x"}}))
+    );
+    rpc.send_text(&request.to_string()).await;
+    assert!(rpc.answer().await["result"].is_string());
+}
