@@ -782,3 +782,70 @@ async fn the_catalogue_and_asyncapi_describe_the_channel() {
     rpc.send_text(&request.to_string()).await;
     assert!(rpc.answer().await["result"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_during_replay_applies_once_caught_up_with_nothing_skipped_or_repeated() {
+    // History read from Tarantool one block per request: the update arrives while the
+    // subscription is still replaying.
+    let harness = Harness::start_with(|c| {
+        c.streams.ring_blocks = 1;
+        c.streams.replay_batch_blocks = 1;
+    })
+    .await;
+    let mut generator = ChainGenerator::new(2024, 1, 6);
+    let wallets: Vec<String> = generator.wallets().to_vec();
+    let (a, b) = (&wallets[0], &wallets[1]);
+    let blocks: Vec<GeneratedBlock> = (0..240).map(|_| generator.block(3)).collect();
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    for block in &blocks[..200] {
+        writer.write_block(block).await.expect("history");
+    }
+    let mut rpc = Rpc::connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
+    // The first subscription's id is "1": the update goes out with the subscribe, while the
+    // subscription replays its history (it is applied once that has caught up).
+    rpc.send_text(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe",
+                "params": {"stream": "valid_transactions", "public_key": [a], "from_height": 0}})
+        .to_string(),
+    )
+    .await;
+    rpc.send_text(
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "update",
+                "params": {"subscription": "1", "add": {"public_key": [b]}}})
+        .to_string(),
+    )
+    .await;
+    let subscribed = rpc.answer().await;
+    assert_eq!(subscribed["result"], "1");
+    let updated = rpc.answer().await;
+    assert_eq!(updated["id"], 2);
+    let after = updated["result"]["applies_after_height"]
+        .as_u64()
+        .expect("applies_after_height");
+    assert_eq!(after, 200, "applied once the replay caught up");
+    for block in &blocks[200..] {
+        writer.write_block(block).await.expect("live");
+    }
+    // A no-op update as a barrier once everything is published.
+    while harness.node().hub.last_published() < Some(240) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let barrier = rpc
+        .call("update", json!({"subscription": "1", "add": {}}))
+        .await;
+    assert_eq!(barrier["result"]["applies_after_height"], 240);
+    let old = tx_events(&blocks, 0, &[a], &[]);
+    let new = tx_events(&blocks, 0, &[a, b], &[]);
+    let expected: Vec<Value> = old
+        .iter()
+        .filter(|(h, _)| *h <= after)
+        .chain(new.iter().filter(|(h, _)| *h > after))
+        .map(|(_, e)| e.clone())
+        .collect();
+    assert!(new
+        .iter()
+        .any(|(h, e)| *h > after && !old.iter().any(|(_, o)| o == e)));
+    assert_eq!(json!(rpc.results("1")), json!(expected));
+}
