@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
-for target in stream_url blocks_reply tuples iproto_frames; do
+for target in stream_url blocks_reply tuples iproto_frames rpc_request; do
     mkdir -p "target-corpus/$target"
     echo "==> $target for ${seconds}s"
     RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "target-corpus/$target" "corpus/$target" -- \

@@ -110,12 +110,22 @@ async fn start_with(
     } else {
         None
     };
+    let advertised = Advertised {
+        scheme: config.advertised_scheme(),
+        host: config.streams.advertised_host.clone(),
+        port: config
+            .streams
+            .advertised_port
+            .unwrap_or(streams_addr.port()),
+    };
+    let catalogue = crate::catalogue::catalogue(&advertised);
     let mut stream_ctx = StreamContext::new(
         hub.clone(),
         source,
         config.streams.clone(),
         shutdown.clone(),
-    );
+    )
+    .with_catalogue(catalogue.clone());
     if let (true, Some(authority)) = (config.auth.is_signed(), &authority) {
         stream_ctx = stream_ctx.with_auth(authority.clone(), config.auth.close_on_expiry);
     }
@@ -130,14 +140,6 @@ async fn start_with(
         }
     }));
 
-    let advertised = Advertised {
-        scheme: config.advertised_scheme(),
-        host: config.streams.advertised_host.clone(),
-        port: config
-            .streams
-            .advertised_port
-            .unwrap_or(streams_addr.port()),
-    };
     let readiness = {
         let status = status.clone();
         let max_lag = config.api.ready_max_lag_blocks;
@@ -149,7 +151,7 @@ async fn start_with(
         registry,
         readiness,
         config: config.api.clone(),
-        catalogue: crate::catalogue::catalogue(&advertised),
+        catalogue,
         asyncapi: crate::catalogue::asyncapi(&advertised, VERSION),
     });
     let admin_tls = tls.clone();

@@ -102,6 +102,7 @@ fn selections(filtered: bool) -> Vec<Arc<Selection>> {
                 stream: StreamKind::ValidTransactions,
                 filter,
                 framing: Framing::PerEvent,
+                envelope: None,
             })
         })
         .collect()

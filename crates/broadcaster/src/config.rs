@@ -5,6 +5,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::queue::QueueLimits;
+use crate::rpc::limits::{
+    RpcLimits, DEFAULT_RPC_MAX_FILTER_VALUES, DEFAULT_RPC_MAX_SUBSCRIPTIONS,
+    DEFAULT_RPC_REQUESTS_BURST, DEFAULT_RPC_REQUESTS_PER_SECOND,
+};
 use crate::subscription::ParamLimits;
 
 /// Default bind address: Planetmint's event stream port.
@@ -116,6 +120,15 @@ pub struct StreamsConfig {
     /// connection (TCP_USER_TIMEOUT); bounds sockets of clients that stopped reading.
     #[serde(with = "humantime_serde")]
     pub tcp_user_timeout: Duration,
+    /// Most subscriptions on one JSON-RPC connection (`/api/v1/streams`).
+    pub rpc_max_subscriptions: usize,
+    /// Most filter values over all subscriptions of one JSON-RPC connection.
+    pub rpc_max_filter_values: usize,
+    /// Frames per second a JSON-RPC connection may send on average; beyond the burst: close
+    /// 1008.
+    pub rpc_requests_per_second: u32,
+    /// Frames a JSON-RPC connection may send in a burst above the average rate.
+    pub rpc_requests_burst: u32,
 }
 
 impl Default for StreamsConfig {
@@ -148,6 +161,10 @@ impl Default for StreamsConfig {
             inbound_frames_burst: DEFAULT_INBOUND_FRAMES_BURST,
             allowed_origins: Vec::new(),
             tcp_user_timeout: DEFAULT_TCP_USER_TIMEOUT,
+            rpc_max_subscriptions: DEFAULT_RPC_MAX_SUBSCRIPTIONS,
+            rpc_max_filter_values: DEFAULT_RPC_MAX_FILTER_VALUES,
+            rpc_requests_per_second: DEFAULT_RPC_REQUESTS_PER_SECOND,
+            rpc_requests_burst: DEFAULT_RPC_REQUESTS_BURST,
         }
     }
 }
@@ -217,6 +234,16 @@ impl StreamsConfig {
                 "streams.inbound_frames_burst",
                 self.inbound_frames_burst as usize,
             ),
+            ("streams.rpc_max_subscriptions", self.rpc_max_subscriptions),
+            ("streams.rpc_max_filter_values", self.rpc_max_filter_values),
+            (
+                "streams.rpc_requests_per_second",
+                self.rpc_requests_per_second as usize,
+            ),
+            (
+                "streams.rpc_requests_burst",
+                self.rpc_requests_burst as usize,
+            ),
         ] {
             if value == 0 {
                 return Err((key, "must be at least 1".into()));
@@ -271,6 +298,17 @@ impl StreamsConfig {
                 transactions_per_second: self.replay_transactions_per_second,
                 max_concurrent_replays: self.replay_max_concurrent,
             },
+        }
+    }
+
+    /// Limits of each JSON-RPC connection.
+    pub fn rpc_limits(&self) -> RpcLimits {
+        RpcLimits {
+            max_subscriptions: self.rpc_max_subscriptions,
+            max_filter_values: self.rpc_max_filter_values,
+            requests_per_second: self.rpc_requests_per_second,
+            requests_burst: self.rpc_requests_burst,
+            queue: RpcLimits::connection_queue(self.queue_limits(), self.rpc_max_subscriptions),
         }
     }
 

@@ -72,6 +72,9 @@ struct HubState {
 /// The fan-out point between the ingest and the sockets.
 pub struct Hub {
     state: Mutex<HubState>,
+    /// Held for a whole publish (blocks are pushed in order, and a selection changes only
+    /// between two blocks' pushes); never taken while `state` is held.
+    publish_order: Mutex<()>,
     next_id: AtomicU64,
     ring_capacity: usize,
     started: Notify,
@@ -91,6 +94,7 @@ impl Hub {
     pub fn new(ring_capacity: usize, metrics: BroadcastMetrics) -> Self {
         Self {
             state: Mutex::new(HubState::default()),
+            publish_order: Mutex::new(()),
             next_id: AtomicU64::new(1),
             ring_capacity,
             started: Notify::new(),
@@ -100,6 +104,10 @@ impl Hub {
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publishing(&self) -> MutexGuard<'_, ()> {
+        self.publish_order.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The metrics the hub and its sessions update.
@@ -197,6 +205,45 @@ impl Hub {
         }
     }
 
+    /// Replaces an attached subscriber's selection (a JSON-RPC `update`) under the lock that
+    /// publishes blocks. Returns the last published height: blocks up to it went out with the
+    /// old selection, later ones go out with the new one, none is skipped or repeated. `None`
+    /// when `id` is not attached.
+    pub fn update_selection(&self, id: SubscriberId, selection: &Arc<Selection>) -> Option<u64> {
+        // Wait for a publish in progress to finish pushing (filtered frames are pushed after
+        // the state lock is released), so that every block up to the returned height has been
+        // queued with the old selection before the caller answers.
+        let _publishing = self.publishing();
+        let mut state = self.lock();
+        let old = match state.unfiltered.remove(&id.0) {
+            Some(attached) => attached,
+            None => {
+                let attached = state.filtered.remove(&id.0)?;
+                state.index.remove(id.0, &attached.selection.filter);
+                attached
+            }
+        };
+        let attached = Attached {
+            queue: old.queue,
+            selection: selection.clone(),
+            after: old.after,
+        };
+        if selection.filter.is_empty() {
+            state.unfiltered.insert(id.0, attached);
+        } else {
+            state.index.insert(id.0, &selection.filter);
+            state.filtered.insert(id.0, attached);
+        }
+        Some(state.last_published.unwrap_or(0))
+    }
+
+    /// Resumes from this height or later are served from memory, without reading the source
+    /// (`None` until the follower has started).
+    pub fn memory_covers_after(&self) -> Option<u64> {
+        let state = self.lock();
+        state.last_published.map(|_| state.ring_complete_after)
+    }
+
     /// Detaches a subscriber (its session ended).
     pub fn detach(&self, id: SubscriberId) {
         let mut state = self.lock();
@@ -242,6 +289,7 @@ impl BlockSink for Hub {
     fn publish(&self, block: Arc<CommittedBlock>) {
         let height = block.height;
         let published = Arc::new(PublishedBlock::new(block));
+        let _publishing = self.publishing();
         let (mut overflowed, candidates) = {
             let mut state = self.lock();
             if state.last_published.is_some_and(|last| height <= last) {
@@ -261,9 +309,10 @@ impl BlockSink for Hub {
             let overflowed = fan_out_unfiltered(&state, &published);
             (overflowed, filtered_candidates(&state, &published))
         };
-        // Filters are checked and frames built outside the lock. Blocks are published one at
-        // a time (by the single follower), so each queue still gets them in height order, and
-        // a subscriber attached after this block's height was recorded is not a candidate.
+        // Filters are checked and frames built outside the state lock (attaches and catch-ups
+        // do not wait for them). Publishes are serialized by `publish_order`, so each queue
+        // still gets blocks in height order, and a subscriber attached after this block's
+        // height was recorded is not a candidate.
         overflowed += fan_out_filtered(candidates, &published);
         if overflowed > 0 {
             debug!(height, overflowed, "subscribers fell behind");
@@ -289,7 +338,13 @@ fn fan_out_unfiltered(state: &HubState, block: &PublishedBlock) -> usize {
             .entry(key)
             .or_insert_with(|| unfiltered_frames(key.0, key.1, block));
         if let Some(frames) = frames {
-            if push(attached.queue.as_ref(), block, frames, attached.after) {
+            if push(
+                &attached.queue,
+                &attached.selection,
+                block,
+                frames,
+                attached.after,
+            ) {
                 overflowed += 1;
             }
         }
@@ -350,7 +405,7 @@ fn fan_out_filtered(candidates: Vec<Candidate>, block: &PublishedBlock) -> usize
             }
         };
         if let Some(frames) = frames {
-            if push(candidate.queue.as_ref(), block, frames, 0) {
+            if push(&candidate.queue, selection, block, frames, 0) {
                 overflowed += 1;
             }
         }
@@ -358,19 +413,20 @@ fn fan_out_filtered(candidates: Vec<Candidate>, block: &PublishedBlock) -> usize
     overflowed
 }
 
-/// Pushes a block's frames to one queue unless the subscriber starts above it; true when the
-/// queue overflowed.
-fn push(queue: &SubscriberQueue, block: &PublishedBlock, frames: &QueuedBlock, after: u64) -> bool {
+/// Pushes a block's frames (as this subscriber's selection wants them: the same bytes, or
+/// wrapped in its JSON-RPC notification) to its queue unless it starts above the block; true
+/// when the queue overflowed.
+fn push(
+    queue: &SubscriberQueue,
+    selection: &Selection,
+    block: &PublishedBlock,
+    frames: &QueuedBlock,
+    after: u64,
+) -> bool {
     if block.height() <= after {
         return false;
     }
-    let queued = QueuedBlock {
-        height: block.height(),
-        frames: frames.frames.clone(),
-        messages: frames.messages,
-        received_at: Some(block.received_at),
-    };
-    queue.push(queued) == Pushed::Overflowed
+    queue.push(selection.queued(frames, Some(block.received_at))) == Pushed::Overflowed
 }
 
 #[cfg(test)]
@@ -469,6 +525,7 @@ mod tests {
                     filter(&mut rng, &keys, &assets)
                 },
                 framing: [Framing::PerEvent, Framing::PerBlock][rng.below(2) as usize],
+                envelope: None,
             });
             let queue = Arc::new(SubscriberQueue::new(limits, None));
             let id = hub.attach_live(&queue, &selection);
@@ -532,6 +589,7 @@ mod tests {
             stream: StreamKind::ValidBlocks,
             filter: Filter::default(),
             framing: Framing::PerEvent,
+            envelope: None,
         });
         assert!(matches!(
             hub.catch_up(&queue, &selection, 0),

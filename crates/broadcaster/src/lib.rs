@@ -10,7 +10,8 @@
 //! subscribers that resume by height up to the live stream, sharing history reads between
 //! them within a read budget that protects Planetmint's Tarantool. [`subscription`] parses what a URL asks for,
 //! [`server`] holds the routes and JSON errors, [`config`] the settings, [`metrics`] the
-//! Prometheus metrics.
+//! Prometheus metrics. [`rpc`] is the one-socket JSON-RPC channel (`/api/v1/streams`), whose
+//! subscriptions go through the same hub, queues and replay.
 #![forbid(unsafe_code)]
 
 pub mod body;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod published;
 pub mod queue;
 pub mod replay;
+pub mod rpc;
 pub mod selection;
 pub mod server;
 pub mod session;
@@ -61,6 +63,9 @@ pub struct StreamContext {
     pub auth: Option<Arc<planetmint_streams_auth::TokenAuthority>>,
     /// Close connections (1008) when their token expires.
     pub close_on_expiry: bool,
+    /// The stream catalogue (`GET /api/v1/streams` on the API port), whose entries the
+    /// JSON-RPC `describe` returns.
+    pub catalogue: Option<Arc<serde_json::Value>>,
 }
 
 impl StreamContext {
@@ -90,7 +95,14 @@ impl StreamContext {
             replay_limiter,
             auth: None,
             close_on_expiry: false,
+            catalogue: None,
         }
+    }
+
+    /// Answers the JSON-RPC `describe` with the entries of `catalogue`.
+    pub fn with_catalogue(mut self, catalogue: serde_json::Value) -> Self {
+        self.catalogue = Some(Arc::new(catalogue));
+        self
     }
 
     /// Requires signed stream URLs checked by `authority`.

@@ -50,6 +50,14 @@ pub struct BroadcastMetrics {
     /// `planetmint_streams_commit_to_send_seconds`: from the ingest reading a committed block
     /// to its batch being handed to a subscriber's socket.
     pub commit_to_send: Histogram,
+    /// `planetmint_streams_rpc_connections`: open JSON-RPC connections.
+    pub rpc_connections: IntGauge,
+    /// `planetmint_streams_rpc_subscriptions{stream}`: open subscriptions on JSON-RPC
+    /// connections (also counted in `planetmint_streams_subscribers`).
+    pub rpc_subscriptions: IntGaugeVec,
+    /// `planetmint_streams_rpc_requests_total{method, code}`: JSON-RPC requests by method
+    /// (`none` when unreadable) and answer (`ok` or the error code).
+    pub rpc_requests: IntCounterVec,
 }
 
 impl BroadcastMetrics {
@@ -74,6 +82,9 @@ impl BroadcastMetrics {
         registry.register(Box::new(metrics.blocks_published.clone()))?;
         registry.register(Box::new(metrics.published_height.clone()))?;
         registry.register(Box::new(metrics.commit_to_send.clone()))?;
+        registry.register(Box::new(metrics.rpc_connections.clone()))?;
+        registry.register(Box::new(metrics.rpc_subscriptions.clone()))?;
+        registry.register(Box::new(metrics.rpc_requests.clone()))?;
         Ok(metrics)
     }
 
@@ -147,12 +158,27 @@ impl BroadcastMetrics {
                     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ]),
             )?,
+            rpc_connections: IntGauge::new("planetmint_streams_rpc_connections", "Open JSON-RPC stream connections")?,
+            rpc_subscriptions: IntGaugeVec::new(
+                Opts::new("planetmint_streams_rpc_subscriptions", "Open subscriptions on JSON-RPC connections, per stream"),
+                &["stream"],
+            )?,
+            rpc_requests: IntCounterVec::new(
+                Opts::new(
+                    "planetmint_streams_rpc_requests_total",
+                    "JSON-RPC requests by method (authenticate, subscribe, unsubscribe, update, describe; none when unreadable) and answer (ok or the JSON-RPC error code)",
+                ),
+                &["method", "code"],
+            )?,
         };
         // Make every stream's series visible from the start.
         for reason in ["reads_in_flight", "read_rate", "concurrent_replays"] {
             metrics.replay_waits.with_label_values(&[reason]);
         }
         for stream in StreamKind::ALL {
+            metrics
+                .rpc_subscriptions
+                .with_label_values(&[stream.name()]);
             metrics.subscribers.with_label_values(&[stream.name()]);
             metrics.events_sent.with_label_values(&[stream.name()]);
             metrics.bytes_sent.with_label_values(&[stream.name()]);

@@ -45,6 +45,9 @@ pub struct QueuedBlock {
     pub messages: u32,
     /// When the ingest handed the block over, for live blocks (commit-to-send latency).
     pub received_at: Option<std::time::Instant>,
+    /// On a JSON-RPC connection, the subscription these frames are for (`None` on URL streams
+    /// and for JSON-RPC answers); its last height is tracked when they are handed over.
+    pub subscription: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,8 @@ struct Inner {
 pub struct SubscriberQueue {
     inner: Mutex<Inner>,
     limits: QueueLimits,
+    /// Limits of waiting pushes (replay), at most `limits`.
+    replay_limits: QueueLimits,
     overflowed: Notify,
     space: Notify,
 }
@@ -87,9 +92,22 @@ impl SubscriberQueue {
                 finished: false,
             }),
             limits,
+            replay_limits: limits,
             overflowed: Notify::new(),
             space: Notify::new(),
         }
+    }
+
+    /// Makes waiting pushes (replay of history) stop at `replay` (capped by the queue's own
+    /// limits) instead of the full limits. A JSON-RPC connection shares one queue between
+    /// replaying and live subscriptions: the room left is what its live ones may lag before
+    /// the connection counts as too slow.
+    pub fn with_replay_limits(mut self, replay: QueueLimits) -> Self {
+        self.replay_limits = QueueLimits {
+            max_blocks: replay.max_blocks.clamp(1, self.limits.max_blocks),
+            max_bytes: replay.max_bytes.min(self.limits.max_bytes),
+        };
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -135,9 +153,9 @@ impl SubscriberQueue {
                     return false;
                 }
                 let fits = inner.blocks.is_empty()
-                    || (inner.blocks.len() < self.limits.max_blocks
+                    || (inner.blocks.len() < self.replay_limits.max_blocks
                         && inner.bytes + block.as_ref().map_or(0, |b| b.frames.len())
-                            <= self.limits.max_bytes);
+                            <= self.replay_limits.max_bytes);
                 if fits {
                     if let Some(block) = block.take() {
                         inner.bytes += block.frames.len();
@@ -183,6 +201,20 @@ impl SubscriberQueue {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Waits until everything queued has been handed to the socket (or the queue closed).
+    pub async fn drained(&self) {
+        loop {
+            let space = self.space.notified();
+            {
+                let inner = self.lock();
+                if inner.blocks.is_empty() || inner.state != State::Open {
+                    return;
+                }
+            }
+            space.await;
         }
     }
 
@@ -259,6 +291,7 @@ mod tests {
             frames: Bytes::from(vec![b'x'; len]),
             messages: 1,
             received_at: None,
+            subscription: None,
         }
     }
 

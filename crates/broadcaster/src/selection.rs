@@ -1,9 +1,13 @@
 //! What one subscriber receives of a block: which stream, which transactions, which framing.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use crate::published::PublishedBlock;
 use crate::queue::QueuedBlock;
+use crate::rpc::envelope::Envelope;
 use crate::subscription::{Filter, Framing, StreamKind, Subscription};
 
 /// What a subscriber receives: stream, filter and framing.
@@ -15,6 +19,9 @@ pub struct Selection {
     pub filter: Filter,
     /// Message framing.
     pub framing: Framing,
+    /// On a JSON-RPC connection: the notification each message is wrapped in (`None`: the
+    /// URL streams' bare messages).
+    pub envelope: Option<Arc<Envelope>>,
 }
 
 impl From<&Subscription> for Selection {
@@ -23,6 +30,7 @@ impl From<&Subscription> for Selection {
             stream: s.stream,
             filter: s.filter.clone(),
             framing: s.framing,
+            envelope: None,
         }
     }
 }
@@ -42,10 +50,31 @@ impl Selection {
 
     /// This subscriber's frames of `block`, or `None` when nothing in it is for them.
     pub fn frames(&self, block: &PublishedBlock) -> Option<QueuedBlock> {
-        if self.filter.is_empty() {
-            return unfiltered_frames(self.stream, self.framing, block);
+        let frames = if self.filter.is_empty() {
+            unfiltered_frames(self.stream, self.framing, block)
+        } else {
+            filtered_frames(self.stream, self.framing, block, &self.matching(block))
+        }?;
+        Some(match &self.envelope {
+            None => frames,
+            Some(envelope) => envelope.wrap(&frames, None),
+        })
+    }
+
+    /// What goes into this subscriber's queue for `frames` (shared by every subscriber with
+    /// the same matches): the same bytes, or, on a JSON-RPC connection, each message wrapped
+    /// in this subscription's notification.
+    pub fn queued(&self, frames: &QueuedBlock, received_at: Option<Instant>) -> QueuedBlock {
+        match &self.envelope {
+            None => QueuedBlock {
+                height: frames.height,
+                frames: frames.frames.clone(),
+                messages: frames.messages,
+                received_at,
+                subscription: None,
+            },
+            Some(envelope) => envelope.wrap(frames, received_at),
         }
-        filtered_frames(self.stream, self.framing, block, &self.matching(block))
     }
 }
 
@@ -55,6 +84,7 @@ fn queued(height: u64, frames: Bytes, messages: usize) -> QueuedBlock {
         frames,
         messages: u32::try_from(messages).unwrap_or(u32::MAX),
         received_at: None,
+        subscription: None,
     }
 }
 

@@ -46,13 +46,28 @@ pub fn json_error(status: StatusCode, message: &str, extra: Option<(&str, &str)>
     HttpResponse::build(status).json(serde_json::Value::Object(body))
 }
 
-fn retry_later(status: StatusCode, message: &str) -> HttpResponse {
+pub(crate) fn retry_later(status: StatusCode, message: &str) -> HttpResponse {
     let mut response = json_error(status, message, None);
     response.headers_mut().insert(
         header::RETRY_AFTER,
         header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
     );
     response
+}
+
+/// The 403 for a browser Origin that `streams.allowed_origins` does not list.
+pub(crate) fn origin_refused(ctx: &StreamContext, req: &HttpRequest) -> Option<HttpResponse> {
+    let origin = req.headers().get(header::ORIGIN)?;
+    let allowed = &ctx.config.allowed_origins;
+    let origin = origin.to_str().unwrap_or("");
+    if !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return Some(json_error(
+            StatusCode::FORBIDDEN,
+            "this Origin may not subscribe",
+            Some(("origin", origin)),
+        ));
+    }
+    None
 }
 
 async fn valid_transactions(
@@ -105,19 +120,8 @@ fn subscribe(
         Ok(expires) => expires,
         Err(err) => return token_refused(&ctx, &req, stream, &err),
     };
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let allowed = &ctx.config.allowed_origins;
-        let origin = origin.to_str().unwrap_or("");
-        if !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
-            return refuse(
-                "origin",
-                json_error(
-                    StatusCode::FORBIDDEN,
-                    "this Origin may not subscribe",
-                    Some(("origin", origin)),
-                ),
-            );
-        }
+    if let Some(response) = origin_refused(&ctx, &req) {
+        return refuse("origin", response);
     }
     if let Err(err) = actix_http::ws::verify_handshake(req.head()) {
         return refuse(
@@ -282,6 +286,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(VALID_BLOCKS_PATH)
             .route(web::get().to(valid_blocks))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(crate::rpc::RPC_PATH)
+            .route(web::get().to(crate::rpc::upgrade))
             .default_service(web::to(method_not_allowed)),
     )
     .default_service(web::to(not_found));

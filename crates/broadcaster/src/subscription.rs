@@ -267,121 +267,158 @@ impl Subscription {
                 format!("query string longer than {} bytes", limits.max_query_len),
             ));
         }
-        let mut subscription = Subscription {
-            stream,
-            from_height: None,
-            filter: Filter::default(),
-            framing: Framing::PerEvent,
-        };
-        let mut seen_batch = false;
-        let mut seen_token = false;
-        let mut seen_role = false;
+        let mut builder = SubscriptionBuilder::new(stream);
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            let value = value.into_owned();
-            match key.as_ref() {
-                "from_height" => {
-                    if subscription.from_height.is_some() {
-                        return Err(refuse("from_height", "given more than once"));
-                    }
-                    let height = value.parse::<u64>().map_err(|_| {
-                        refuse("from_height", "expected a block height: a whole number from 0 to 18446744073709551615")
-                    })?;
-                    subscription.from_height = Some(height);
+            builder.apply(key.as_ref(), value.into_owned(), limits)?;
+        }
+        builder.finish()
+    }
+}
+
+/// Builds a [`Subscription`] one parameter at a time, with the validation of stream URLs;
+/// shared by the URL parser and the JSON-RPC channel (whose `subscribe` options are the same
+/// parameters as JSON).
+#[derive(Debug, Clone)]
+pub struct SubscriptionBuilder {
+    subscription: Subscription,
+    seen_batch: bool,
+    seen_token: bool,
+    seen_role: bool,
+}
+
+impl SubscriptionBuilder {
+    /// Nothing asked for yet: Planetmint's stream.
+    pub fn new(stream: StreamKind) -> Self {
+        Self {
+            subscription: Subscription {
+                stream,
+                from_height: None,
+                filter: Filter::default(),
+                framing: Framing::PerEvent,
+            },
+            seen_batch: false,
+            seen_token: false,
+            seen_role: false,
+        }
+    }
+
+    /// Applies one parameter (`key=value`; repeatable ones may come several times).
+    pub fn apply(
+        &mut self,
+        key: &str,
+        value: String,
+        limits: &ParamLimits,
+    ) -> Result<(), ParamError> {
+        let subscription = &mut self.subscription;
+        match key {
+            "from_height" => {
+                if subscription.from_height.is_some() {
+                    return Err(refuse("from_height", "given more than once"));
                 }
-                "public_key" => {
-                    if !is_public_key(&value) {
-                        return Err(refuse(
-                            "public_key",
-                            "expected a base58 Ed25519 public key (32 bytes)",
-                        ));
-                    }
-                    add_value(
-                        &mut subscription.filter.public_keys,
-                        "public_key",
-                        value,
-                        limits,
-                    )?;
-                }
-                "public_key_in" => {
-                    if seen_role {
-                        return Err(refuse("public_key_in", "given more than once"));
-                    }
-                    seen_role = true;
-                    subscription.filter.key_role = match value.as_str() {
-                        "outputs" => KeyRole::Outputs,
-                        "inputs" => KeyRole::Inputs,
-                        "any" => KeyRole::Any,
-                        _ => {
-                            return Err(refuse("public_key_in", "expected outputs, inputs or any"))
-                        }
-                    };
-                }
-                "asset_id" => {
-                    if !is_transaction_id(&value) {
-                        return Err(refuse("asset_id", "expected 64 hexadecimal digits"));
-                    }
-                    add_value(
-                        &mut subscription.filter.asset_ids,
-                        "asset_id",
-                        value.to_ascii_lowercase(),
-                        limits,
-                    )?;
-                }
-                "operation" => {
-                    let upper = value.to_ascii_uppercase();
-                    if !OPERATIONS.contains(&upper.as_str()) {
-                        return Err(refuse(
-                            "operation",
-                            format!("expected one of {}", OPERATIONS.join(", ")),
-                        ));
-                    }
-                    add_value(
-                        &mut subscription.filter.operations,
-                        "operation",
-                        upper,
-                        limits,
-                    )?;
-                }
-                "batch" => {
-                    if seen_batch {
-                        return Err(refuse("batch", "given more than once"));
-                    }
-                    seen_batch = true;
-                    subscription.framing = match value.as_str() {
-                        "block" => Framing::PerBlock,
-                        "none" => Framing::PerEvent,
-                        _ => return Err(refuse("batch", "expected \"block\" (or \"none\")")),
-                    };
-                }
-                "token" => {
-                    if seen_token {
-                        return Err(refuse("token", "given more than once"));
-                    }
-                    seen_token = true;
-                }
-                other => {
-                    let mut name: String = other.chars().take(64).collect();
-                    if name.is_empty() {
-                        name = "query".to_owned();
-                    }
+                let height = value.parse::<u64>().map_err(|_| {
+                    refuse(
+                        "from_height",
+                        "expected a block height: a whole number from 0 to 18446744073709551615",
+                    )
+                })?;
+                subscription.from_height = Some(height);
+            }
+            "public_key" => {
+                if !is_public_key(&value) {
                     return Err(refuse(
-                        &name,
-                        format!(
-                            "unknown parameter; accepted: {}",
-                            PARAMETERS
-                                .iter()
-                                .map(|p| p.name)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        "public_key",
+                        "expected a base58 Ed25519 public key (32 bytes)",
                     ));
                 }
+                add_value(
+                    &mut subscription.filter.public_keys,
+                    "public_key",
+                    value,
+                    limits,
+                )?;
+            }
+            "public_key_in" => {
+                if self.seen_role {
+                    return Err(refuse("public_key_in", "given more than once"));
+                }
+                self.seen_role = true;
+                subscription.filter.key_role = match value.as_str() {
+                    "outputs" => KeyRole::Outputs,
+                    "inputs" => KeyRole::Inputs,
+                    "any" => KeyRole::Any,
+                    _ => return Err(refuse("public_key_in", "expected outputs, inputs or any")),
+                };
+            }
+            "asset_id" => {
+                if !is_transaction_id(&value) {
+                    return Err(refuse("asset_id", "expected 64 hexadecimal digits"));
+                }
+                add_value(
+                    &mut subscription.filter.asset_ids,
+                    "asset_id",
+                    value.to_ascii_lowercase(),
+                    limits,
+                )?;
+            }
+            "operation" => {
+                let upper = value.to_ascii_uppercase();
+                if !OPERATIONS.contains(&upper.as_str()) {
+                    return Err(refuse(
+                        "operation",
+                        format!("expected one of {}", OPERATIONS.join(", ")),
+                    ));
+                }
+                add_value(
+                    &mut subscription.filter.operations,
+                    "operation",
+                    upper,
+                    limits,
+                )?;
+            }
+            "batch" => {
+                if self.seen_batch {
+                    return Err(refuse("batch", "given more than once"));
+                }
+                self.seen_batch = true;
+                subscription.framing = match value.as_str() {
+                    "block" => Framing::PerBlock,
+                    "none" => Framing::PerEvent,
+                    _ => return Err(refuse("batch", "expected \"block\" (or \"none\")")),
+                };
+            }
+            "token" => {
+                if self.seen_token {
+                    return Err(refuse("token", "given more than once"));
+                }
+                self.seen_token = true;
+            }
+            other => {
+                let mut name: String = other.chars().take(64).collect();
+                if name.is_empty() {
+                    name = "query".to_owned();
+                }
+                return Err(refuse(
+                    &name,
+                    format!(
+                        "unknown parameter; accepted: {}",
+                        PARAMETERS
+                            .iter()
+                            .map(|p| p.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
             }
         }
-        if seen_role && subscription.filter.public_keys.is_empty() {
+        Ok(())
+    }
+
+    /// The subscription, once every parameter is applied (checks what needs them all).
+    pub fn finish(self) -> Result<Subscription, ParamError> {
+        if self.seen_role && self.subscription.filter.public_keys.is_empty() {
             return Err(refuse("public_key_in", "only meaningful with public_key"));
         }
-        Ok(subscription)
+        Ok(self.subscription)
     }
 }
 

@@ -129,6 +129,7 @@ fn blocks_selection() -> Arc<Selection> {
         stream: StreamKind::ValidBlocks,
         filter: Filter::default(),
         framing: Framing::PerEvent,
+        envelope: None,
     })
 }
 

@@ -1,0 +1,172 @@
+//! The response body of a JSON-RPC connection, and the record of how far each of its
+//! subscriptions got.
+//!
+//! Like a URL stream's body it merges actix-ws's control frames with the connection's one
+//! queue, a whole queued item per chunk. The queue carries the answers to requests and every
+//! subscription's notifications in the order they were queued; when it hands over a block of
+//! a subscription, that subscription's last height advances ([`Progress`]), which is what the
+//! close reason's `last_heights` reports.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use bytes::Bytes;
+use prometheus::IntCounter;
+
+use crate::metrics::BroadcastMetrics;
+use crate::queue::SubscriberQueue;
+use crate::subscription::StreamKind;
+
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    stream: StreamKind,
+    last_height: Option<u64>,
+}
+
+/// The last height each subscription of a connection completely handed to the socket.
+#[derive(Debug, Default)]
+pub struct Progress {
+    subscriptions: Mutex<HashMap<u64, Tracked>>,
+}
+
+impl Progress {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Tracked>> {
+        self.subscriptions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts tracking subscription `key`, at `start` until one of its blocks is handed over.
+    pub fn insert(&self, key: u64, stream: StreamKind, start: Option<u64>) {
+        self.lock().insert(
+            key,
+            Tracked {
+                stream,
+                last_height: start,
+            },
+        );
+    }
+
+    /// Stops tracking `key` (unsubscribed).
+    pub fn remove(&self, key: u64) {
+        self.lock().remove(&key);
+    }
+
+    /// A block of `key` at `height` was handed to the socket; returns its stream while `key`
+    /// is tracked.
+    fn sent(&self, key: u64, height: u64) -> Option<StreamKind> {
+        let mut subscriptions = self.lock();
+        let tracked = subscriptions.get_mut(&key)?;
+        tracked.last_height = Some(height);
+        Some(tracked.stream)
+    }
+
+    /// Every subscription's id and last height (`null` when none is known yet).
+    pub fn last_heights(&self) -> BTreeMap<String, Option<u64>> {
+        self.lock()
+            .iter()
+            .map(|(key, tracked)| (key.to_string(), tracked.last_height))
+            .collect()
+    }
+}
+
+/// Counters of one stream, resolved once.
+struct SentCounters {
+    events: IntCounter,
+    bytes: IntCounter,
+    batches: IntCounter,
+}
+
+/// The body of one JSON-RPC connection.
+pub struct RpcBody {
+    control: BoxBody,
+    queue: Arc<SubscriberQueue>,
+    progress: Arc<Progress>,
+    counters: [SentCounters; 2],
+    latency: prometheus::Histogram,
+}
+
+impl RpcBody {
+    /// Merges actix-ws's control body with the connection's queue.
+    pub fn new(
+        control: BoxBody,
+        queue: Arc<SubscriberQueue>,
+        progress: Arc<Progress>,
+        metrics: &BroadcastMetrics,
+    ) -> Self {
+        let counters = StreamKind::ALL.map(|stream| {
+            let label = [stream.name()];
+            SentCounters {
+                events: metrics.events_sent.with_label_values(&label),
+                bytes: metrics.bytes_sent.with_label_values(&label),
+                batches: metrics.batches_sent.with_label_values(&label),
+            }
+        });
+        Self {
+            control,
+            queue,
+            progress,
+            counters,
+            latency: metrics.commit_to_send.clone(),
+        }
+    }
+}
+
+impl MessageBody for RpcBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.control).poll_next(cx) {
+            Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
+            // The close frame has been written: the connection is over.
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        match this.queue.poll_next_block(cx) {
+            Poll::Ready(block) => {
+                let stream = block
+                    .subscription
+                    .and_then(|key| this.progress.sent(key, block.height));
+                if let Some(stream) = stream {
+                    let counters = &this.counters[usize::from(stream == StreamKind::ValidBlocks)];
+                    counters.events.inc_by(u64::from(block.messages));
+                    counters.bytes.inc_by(block.frames.len() as u64);
+                    counters.batches.inc();
+                    if let Some(at) = block.received_at {
+                        this.latency.observe(at.elapsed().as_secs_f64());
+                    }
+                }
+                Poll::Ready(Some(Ok(block.frames)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tracked_subscriptions_advance() {
+        let progress = Progress::default();
+        progress.insert(1, StreamKind::ValidBlocks, Some(4));
+        progress.insert(2, StreamKind::ValidTransactions, None);
+        assert_eq!(progress.sent(1, 7), Some(StreamKind::ValidBlocks));
+        assert_eq!(progress.sent(3, 9), None, "not tracked");
+        progress.remove(2);
+        assert_eq!(progress.sent(2, 9), None, "unsubscribed");
+        let heights = progress.last_heights();
+        assert_eq!(heights.len(), 1);
+        assert_eq!(heights["1"], Some(7));
+    }
+}

@@ -1,0 +1,835 @@
+//! The JSON-RPC 2.0 messages of the stream channel: parsing a request (never panicking, every
+//! refusal a typed [`RpcError`] with the code of the spec), and writing answers.
+//!
+//! A request is one JSON object per text frame (no batches):
+//! `{"jsonrpc": "2.0", "id": <number or string>, "method": "...", "params": {...}}`. The `id`
+//! is echoed exactly. `subscribe` options are the stream URL's parameters as JSON and go
+//! through the same validation ([`SubscriptionBuilder`]), so a value refused in a URL is
+//! refused here with the same message, as `-32602` naming the parameter.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Map, Value};
+
+use crate::subscription::{
+    Filter, ParamError, ParamLimits, StreamKind, Subscription, SubscriptionBuilder,
+};
+
+/// Not JSON.
+pub const PARSE_ERROR: i64 = -32700;
+/// JSON, but not a JSON-RPC 2.0 request.
+pub const INVALID_REQUEST: i64 = -32600;
+/// No such method.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// Bad params; `data.parameter` names the one at fault.
+pub const INVALID_PARAMS: i64 = -32602;
+/// Not authenticated, or the token does not allow it.
+pub const NOT_AUTHORIZED: i64 = -32001;
+/// A limit of the connection (subscriptions, filter values).
+pub const LIMIT_REACHED: i64 = -32002;
+/// `from_height` is below the stored history; `data.lowest_height` says where it starts.
+pub const HISTORY_UNAVAILABLE: i64 = -32003;
+
+/// Every error code the channel answers with (metric labels are these and `ok`).
+pub const ERROR_CODES: [i64; 7] = [
+    PARSE_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    INVALID_PARAMS,
+    NOT_AUTHORIZED,
+    LIMIT_REACHED,
+    HISTORY_UNAVAILABLE,
+];
+
+/// The method of a notification carrying a subscription's message.
+pub const NOTIFICATION_METHOD: &str = "subscription";
+/// The method of the notification sent just before the server closes the connection, with
+/// the close code, the reason and every subscription's `last_heights`.
+pub const CLOSING_METHOD: &str = "closing";
+/// The method of the notification ending one subscription the server can no longer serve.
+pub const SUBSCRIPTION_ERROR_METHOD: &str = "subscription_error";
+
+/// The methods of the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `authenticate {"token"}`.
+    Authenticate,
+    /// `subscribe {"stream", ...options}`.
+    Subscribe,
+    /// `unsubscribe {"subscription"}`.
+    Unsubscribe,
+    /// `update {"subscription", "add", "remove"}`.
+    Update,
+    /// `describe {"stream"}`.
+    Describe,
+}
+
+impl Method {
+    /// Every method.
+    pub const ALL: [Method; 5] = [
+        Method::Authenticate,
+        Method::Subscribe,
+        Method::Unsubscribe,
+        Method::Update,
+        Method::Describe,
+    ];
+
+    /// The method's name on the wire (and its metric label).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Authenticate => "authenticate",
+            Method::Subscribe => "subscribe",
+            Method::Unsubscribe => "unsubscribe",
+            Method::Update => "update",
+            Method::Describe => "describe",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// A JSON-RPC error object: `{"code", "message", "data"?}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    /// One of the codes above.
+    pub code: i64,
+    /// What is wrong, for a person.
+    pub message: String,
+    /// Details a program can use (`parameter`, `lowest_height`, `reason`, ...).
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    /// An error without data.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Adds `data`.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// `-32602` naming `parameter`.
+    pub fn invalid_params(parameter: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::new(INVALID_PARAMS, format!("{parameter}: {message}"))
+            .with_data(json!({"parameter": parameter}))
+    }
+
+    /// The error object as JSON.
+    pub fn to_json(&self) -> Value {
+        let mut error = Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.clone().into());
+        if let Some(data) = &self.data {
+            error.insert("data".into(), data.clone());
+        }
+        Value::Object(error)
+    }
+}
+
+impl From<ParamError> for RpcError {
+    fn from(err: ParamError) -> Self {
+        RpcError::invalid_params(&err.parameter, err.message)
+    }
+}
+
+/// Filter values to add to or remove from a subscription (`update`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterChange {
+    /// `public_key` values.
+    pub public_keys: HashSet<String>,
+    /// `asset_id` values (lower case).
+    pub asset_ids: HashSet<String>,
+    /// `operation` values (upper case).
+    pub operations: HashSet<String>,
+}
+
+impl FilterChange {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.public_keys.len() + self.asset_ids.len() + self.operations.len()
+    }
+
+    /// True when nothing is changed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a request asks for, with its params validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// Present a signed stream token.
+    Authenticate {
+        /// The token.
+        token: String,
+    },
+    /// Open a subscription.
+    Subscribe(Subscription),
+    /// Close a subscription.
+    Unsubscribe {
+        /// Its id.
+        subscription: String,
+    },
+    /// Change a subscription's filters.
+    Update {
+        /// Its id.
+        subscription: String,
+        /// Values added.
+        add: FilterChange,
+        /// Values removed (after adding).
+        remove: FilterChange,
+    },
+    /// A stream's catalogue entry.
+    Describe {
+        /// Which stream.
+        stream: StreamKind,
+    },
+}
+
+impl Call {
+    /// The method called.
+    pub fn method(&self) -> Method {
+        match self {
+            Call::Authenticate { .. } => Method::Authenticate,
+            Call::Subscribe(_) => Method::Subscribe,
+            Call::Unsubscribe { .. } => Method::Unsubscribe,
+            Call::Update { .. } => Method::Update,
+            Call::Describe { .. } => Method::Describe,
+        }
+    }
+}
+
+/// A valid request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The id to echo (a number or a string).
+    pub id: Value,
+    /// What it asks for.
+    pub call: Call,
+}
+
+/// A refused request: what to answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// The request's id when it could be read, else `null`.
+    pub id: Value,
+    /// The method when it could be read (for metrics).
+    pub method: Option<Method>,
+    /// The error.
+    pub error: RpcError,
+}
+
+/// Parses one text message from a client. Never panics, whatever the bytes.
+pub fn parse_request(text: &[u8]) -> Result<Request, Refused> {
+    let refuse = |id: &Value, method: Option<Method>, error: RpcError| Refused {
+        id: id.clone(),
+        method,
+        error,
+    };
+    let value: Value = serde_json::from_slice(text).map_err(|_| {
+        refuse(
+            &Value::Null,
+            None,
+            RpcError::new(PARSE_ERROR, "parse error: the message is not JSON"),
+        )
+    })?;
+    let Value::Object(mut object) = value else {
+        let message = if value.is_array() {
+            "batches are not supported: send one request per message"
+        } else {
+            "a request is a JSON object"
+        };
+        return Err(refuse(
+            &Value::Null,
+            None,
+            RpcError::new(INVALID_REQUEST, message),
+        ));
+    };
+    let id = match object.remove("id") {
+        Some(id @ (Value::Number(_) | Value::String(_))) => id,
+        Some(_) => {
+            return Err(refuse(
+                &Value::Null,
+                None,
+                RpcError::new(INVALID_REQUEST, "id must be a number or a string"),
+            ))
+        }
+        None => {
+            return Err(refuse(
+                &Value::Null,
+                None,
+                RpcError::new(
+                    INVALID_REQUEST,
+                    "id is required (notifications are not accepted)",
+                ),
+            ))
+        }
+    };
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(refuse(
+            &id,
+            None,
+            RpcError::new(INVALID_REQUEST, "jsonrpc must be \"2.0\""),
+        ));
+    }
+    let Some(Value::String(name)) = object.remove("method") else {
+        return Err(refuse(
+            &id,
+            None,
+            RpcError::new(INVALID_REQUEST, "method must be a string"),
+        ));
+    };
+    let Some(method) = Method::from_name(&name) else {
+        let shown: String = name.chars().take(64).collect();
+        return Err(refuse(
+            &id,
+            None,
+            RpcError::new(METHOD_NOT_FOUND, format!("unknown method {shown:?}"))
+                .with_data(json!({"methods": Method::ALL.map(Method::name)})),
+        ));
+    };
+    let params = match object.remove("params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(params)) => params,
+        Some(_) => {
+            return Err(refuse(
+                &id,
+                Some(method),
+                RpcError::invalid_params("params", "params must be an object"),
+            ))
+        }
+    };
+    let call = parse_params(method, params).map_err(|error| refuse(&id, Some(method), error))?;
+    Ok(Request { id, call })
+}
+
+fn parse_params(method: Method, mut params: Map<String, Value>) -> Result<Call, RpcError> {
+    let call = match method {
+        Method::Authenticate => Call::Authenticate {
+            token: take_string(&mut params, "token")?,
+        },
+        Method::Subscribe => {
+            let stream = parse_stream(&take_string(&mut params, "stream")?)?;
+            Call::Subscribe(parse_options(stream, std::mem::take(&mut params))?)
+        }
+        Method::Unsubscribe => Call::Unsubscribe {
+            subscription: take_string(&mut params, "subscription")?,
+        },
+        Method::Update => {
+            let subscription = take_string(&mut params, "subscription")?;
+            let add = parse_change(&mut params, "add")?;
+            let remove = parse_change(&mut params, "remove")?;
+            Call::Update {
+                subscription,
+                add,
+                remove,
+            }
+        }
+        Method::Describe => Call::Describe {
+            stream: parse_stream(&take_string(&mut params, "stream")?)?,
+        },
+    };
+    // Whatever is left was not expected (subscribe consumed all of its own).
+    if let Some(unknown) = params.keys().next() {
+        let name: String = unknown.chars().take(64).collect();
+        return Err(RpcError::invalid_params(
+            &name,
+            format!("unknown parameter of {}", method.name()),
+        ));
+    }
+    Ok(call)
+}
+
+fn take_string(params: &mut Map<String, Value>, name: &str) -> Result<String, RpcError> {
+    match params.remove(name) {
+        Some(Value::String(value)) => Ok(value),
+        Some(_) => Err(RpcError::invalid_params(name, "expected a string")),
+        None => Err(RpcError::invalid_params(name, "required")),
+    }
+}
+
+fn parse_stream(name: &str) -> Result<StreamKind, RpcError> {
+    StreamKind::ALL
+        .into_iter()
+        .find(|s| s.name() == name)
+        .ok_or_else(|| {
+            RpcError::invalid_params("stream", "expected valid_transactions or valid_blocks")
+        })
+}
+
+/// Limits of the shared parser: none here; the frame size bounds a request, and the
+/// connection's own limits (filter values per connection) are checked by the session.
+const UNLIMITED: ParamLimits = ParamLimits {
+    max_query_len: usize::MAX,
+    max_values: usize::MAX,
+};
+
+/// The values of one option as the URL parser's strings: a string is one value, an array of
+/// strings several; a number (`from_height`) its decimal form. Anything else is handed over
+/// as its JSON text, which the parser then refuses with the parameter's own message.
+fn option_values(name: &str, value: Value) -> Result<Vec<String>, RpcError> {
+    Ok(match value {
+        Value::String(s) => vec![s],
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(s) => Ok(s),
+                _ => Err(RpcError::invalid_params(
+                    name,
+                    "expected an array of strings",
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Value::Number(n) => vec![n.to_string()],
+        other => vec![other.to_string()],
+    })
+}
+
+fn parse_options(stream: StreamKind, params: Map<String, Value>) -> Result<Subscription, RpcError> {
+    let mut builder = SubscriptionBuilder::new(stream);
+    for (name, value) in params {
+        match name.as_str() {
+            "token" => {
+                return Err(RpcError::invalid_params(
+                    "token",
+                    "send the token with authenticate, not with subscribe",
+                ))
+            }
+            "from_height" if !value.is_u64() => {
+                // A string, a negative or a fractional number: the URL parser's refusal.
+                builder.apply("from_height", value.to_string(), &UNLIMITED)?;
+            }
+            "public_key" | "asset_id" | "operation" if !value.is_array() => {
+                return Err(RpcError::invalid_params(
+                    &name,
+                    "expected an array of strings",
+                ))
+            }
+            _ => {
+                for one in option_values(&name, value)? {
+                    builder.apply(&name, one, &UNLIMITED)?;
+                }
+            }
+        }
+    }
+    Ok(builder.finish()?)
+}
+
+/// `add` or `remove` of `update`: `{"public_key": [...], "asset_id": [...], "operation": [...]}`.
+fn parse_change(params: &mut Map<String, Value>, name: &str) -> Result<FilterChange, RpcError> {
+    let object = match params.remove(name) {
+        None | Some(Value::Null) => return Ok(FilterChange::default()),
+        Some(Value::Object(object)) => object,
+        Some(_) => {
+            return Err(RpcError::invalid_params(
+                name,
+                "expected an object of filters, e.g. {\"public_key\": [...]}",
+            ))
+        }
+    };
+    let mut builder = SubscriptionBuilder::new(StreamKind::ValidTransactions);
+    for (key, value) in object {
+        if !matches!(key.as_str(), "public_key" | "asset_id" | "operation") {
+            let shown: String = key.chars().take(64).collect();
+            return Err(RpcError::invalid_params(
+                &shown,
+                format!("{name} takes public_key, asset_id and operation"),
+            ));
+        }
+        if !value.is_array() {
+            return Err(RpcError::invalid_params(
+                &key,
+                "expected an array of strings",
+            ));
+        }
+        for one in option_values(&key, value)? {
+            builder.apply(&key, one, &UNLIMITED)?;
+        }
+    }
+    let Filter {
+        public_keys,
+        asset_ids,
+        operations,
+        ..
+    } = builder.finish()?.filter;
+    Ok(FilterChange {
+        public_keys,
+        asset_ids,
+        operations,
+    })
+}
+
+/// A success answer.
+pub fn result_message(id: &Value, result: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
+/// An error answer.
+pub fn error_message(id: &Value, error: &RpcError) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": error.to_json()}).to_string()
+}
+
+/// A notification of the server (`closing`, `subscription_error`).
+pub fn notification_message(method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::subscription::{Framing, KeyRole};
+
+    const KEY: &str = "4UsMARRttZAQYUYb8hjpbuwq5tnpJPK5ETFbDkiXrnCW";
+    const KEY2: &str = "zeLcy7Xzntvupb1PChe1B3KjxRKcCdM1zJEKyKpc653";
+
+    fn parse(text: &str) -> Result<Request, Refused> {
+        parse_request(text.as_bytes())
+    }
+
+    fn refused(text: &str) -> Refused {
+        parse(text).expect_err(text)
+    }
+
+    #[test]
+    fn ids_are_echoed_whether_numbers_or_strings() {
+        for id in [
+            json!(1),
+            json!("abc"),
+            json!(-7),
+            json!(1.5),
+            json!(u64::MAX),
+        ] {
+            let text = json!({"jsonrpc": "2.0", "id": id, "method": "describe", "params": {"stream": "valid_blocks"}}).to_string();
+            let request = parse(&text).expect("valid");
+            assert_eq!(request.id, id);
+            assert_eq!(
+                request.call,
+                Call::Describe {
+                    stream: StreamKind::ValidBlocks
+                }
+            );
+            // Even a refused request answers with its id.
+            let bad = json!({"jsonrpc": "2.0", "id": id, "method": "nope"}).to_string();
+            assert_eq!(refused(&bad).id, id);
+        }
+    }
+
+    #[test]
+    fn each_malformation_gets_the_code_of_the_spec() {
+        for (text, code) in [
+            ("", PARSE_ERROR),
+            ("{", PARSE_ERROR),
+            ("not json", PARSE_ERROR),
+            ("[]", INVALID_REQUEST),
+            (
+                r#"[{"jsonrpc":"2.0","id":1,"method":"describe"}]"#,
+                INVALID_REQUEST,
+            ),
+            ("42", INVALID_REQUEST),
+            (r#"{"jsonrpc":"2.0","method":"describe"}"#, INVALID_REQUEST),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"describe"}"#,
+                INVALID_REQUEST,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":{},"method":"describe"}"#,
+                INVALID_REQUEST,
+            ),
+            (
+                r#"{"jsonrpc":"1.0","id":1,"method":"describe"}"#,
+                INVALID_REQUEST,
+            ),
+            (r#"{"id":1,"method":"describe"}"#, INVALID_REQUEST),
+            (r#"{"jsonrpc":"2.0","id":1,"method":7}"#, INVALID_REQUEST),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe"}"#,
+                METHOD_NOT_FOUND,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"describe","params":[]}"#,
+                INVALID_PARAMS,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"describe","params":{}}"#,
+                INVALID_PARAMS,
+            ),
+        ] {
+            assert_eq!(refused(text).error.code, code, "{text}");
+        }
+    }
+
+    #[test]
+    fn subscribe_options_are_the_url_parameters_as_json() {
+        let text = json!({"jsonrpc": "2.0", "id": 3, "method": "subscribe", "params": {
+            "stream": "valid_transactions", "from_height": 41, "public_key": [KEY, KEY2],
+            "public_key_in": "any", "asset_id": ["AB".repeat(32)], "operation": ["transfer"],
+            "batch": "block"}})
+        .to_string();
+        let Call::Subscribe(s) = parse(&text).expect("valid").call else {
+            panic!("subscribe")
+        };
+        let url = Subscription::parse(
+            StreamKind::ValidTransactions,
+            &format!(
+                "from_height=41&public_key={KEY}&public_key={KEY2}&public_key_in=any&asset_id={}&operation=transfer&batch=block",
+                "AB".repeat(32)
+            ),
+            &ParamLimits::default(),
+        )
+        .expect("url");
+        assert_eq!(s, url, "the same subscription as the equivalent URL");
+        assert_eq!(s.filter.key_role, KeyRole::Any);
+        assert_eq!(s.framing, Framing::PerBlock);
+    }
+
+    #[test]
+    fn bad_options_name_their_parameter_as_the_url_parser_does() {
+        for (params, parameter) in [
+            (json!({}), "stream"),
+            (json!({"stream": "valid_things"}), "stream"),
+            (json!({"stream": 5}), "stream"),
+            (
+                json!({"stream": "valid_blocks", "from_height": -1}),
+                "from_height",
+            ),
+            (
+                json!({"stream": "valid_blocks", "from_height": "12"}),
+                "from_height",
+            ),
+            (
+                json!({"stream": "valid_blocks", "from_height": 1.5}),
+                "from_height",
+            ),
+            (
+                json!({"stream": "valid_blocks", "public_key": ["0OIl"]}),
+                "public_key",
+            ),
+            (
+                json!({"stream": "valid_blocks", "public_key": KEY}),
+                "public_key",
+            ),
+            (
+                json!({"stream": "valid_blocks", "public_key": [KEY, 7]}),
+                "public_key",
+            ),
+            (
+                json!({"stream": "valid_blocks", "asset_id": ["xyz"]}),
+                "asset_id",
+            ),
+            (
+                json!({"stream": "valid_blocks", "operation": ["MINT"]}),
+                "operation",
+            ),
+            (json!({"stream": "valid_blocks", "batch": "tx"}), "batch"),
+            (
+                json!({"stream": "valid_blocks", "public_key_in": "inputs"}),
+                "public_key_in",
+            ),
+            (json!({"stream": "valid_blocks", "token": "v1.x"}), "token"),
+            (
+                json!({"stream": "valid_blocks", "colour": "blue"}),
+                "colour",
+            ),
+        ] {
+            let text = json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": params})
+                .to_string();
+            let error = refused(&text).error;
+            assert_eq!(error.code, INVALID_PARAMS, "{text}");
+            assert_eq!(error.data, Some(json!({"parameter": parameter})), "{text}");
+        }
+    }
+
+    #[test]
+    fn update_reads_add_and_remove() {
+        let text = json!({"jsonrpc": "2.0", "id": "u", "method": "update", "params": {
+            "subscription": "4", "add": {"public_key": [KEY2], "operation": ["vote"]},
+            "remove": {"public_key": [KEY]}}})
+        .to_string();
+        let Call::Update {
+            subscription,
+            add,
+            remove,
+        } = parse(&text).expect("valid").call
+        else {
+            panic!("update")
+        };
+        assert_eq!(subscription, "4");
+        assert!(add.public_keys.contains(KEY2) && add.operations.contains("VOTE"));
+        assert_eq!(remove.len(), 1);
+        for (params, parameter) in [
+            (json!({"add": {}}), "subscription"),
+            (json!({"subscription": "1", "add": []}), "add"),
+            (
+                json!({"subscription": "1", "add": {"batch": ["block"]}}),
+                "batch",
+            ),
+            (
+                json!({"subscription": "1", "remove": {"asset_id": ["no"]}}),
+                "asset_id",
+            ),
+            (json!({"subscription": "1", "extra": 1}), "extra"),
+        ] {
+            let text = json!({"jsonrpc": "2.0", "id": 1, "method": "update", "params": params})
+                .to_string();
+            assert_eq!(
+                refused(&text).error.data,
+                Some(json!({"parameter": parameter})),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_are_json_rpc_2() {
+        let ok: Value = serde_json::from_str(&result_message(&json!(7), json!("1"))).expect("json");
+        assert_eq!(ok, json!({"jsonrpc": "2.0", "id": 7, "result": "1"}));
+        let error = RpcError::invalid_params("stream", "required");
+        let err: Value = serde_json::from_str(&error_message(&json!("x"), &error)).expect("json");
+        assert_eq!(
+            err,
+            json!({"jsonrpc": "2.0", "id": "x", "error": {"code": -32602, "message": "stream: required", "data": {"parameter": "stream"}}})
+        );
+    }
+
+    /// A tiny deterministic generator (xorshift), so the test needs no extra crates.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Pieces a hostile client might assemble requests from.
+    const PIECES: &[&str] = &[
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "\"",
+        "\\",
+        "\\u0000",
+        "\\ud800",
+        "null",
+        "true",
+        "-0",
+        "1e999",
+        "18446744073709551616",
+        "\"jsonrpc\"",
+        "\"2.0\"",
+        "\"id\"",
+        "\"method\"",
+        "\"params\"",
+        "\"subscribe\"",
+        "\"update\"",
+        "\"unsubscribe\"",
+        "\"describe\"",
+        "\"authenticate\"",
+        "\"stream\"",
+        "\"valid_blocks\"",
+        "\"valid_transactions\"",
+        "\"from_height\"",
+        "\"public_key\"",
+        "\"asset_id\"",
+        "\"operation\"",
+        "\"batch\"",
+        "\"block\"",
+        "\"add\"",
+        "\"remove\"",
+        "\"subscription\"",
+        "\"token\"",
+        "\"CREATE\"",
+        "\"4UsMARRttZAQYUYb8hjpbuwq5tnpJPK5ETFbDkiXrnCW\"",
+        "\u{20ac}",
+        " ",
+        "\n",
+        "42",
+    ];
+
+    #[test]
+    fn junk_never_panics_and_what_is_accepted_is_valid() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut accepted = 0;
+        let valid = json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {
+            "stream": "valid_transactions", "from_height": 7, "public_key": [KEY], "operation": ["CREATE"]}})
+        .to_string()
+        .into_bytes();
+        for round in 0..30_000 {
+            let text = if round % 3 == 1 {
+                // A valid request with a few bytes replaced.
+                let mut text = valid.clone();
+                for _ in 0..1 + rng.below(3) {
+                    let at = rng.below(text.len());
+                    text[at] = rng.next() as u8;
+                }
+                text
+            } else {
+                let mut text = Vec::new();
+                if round % 3 == 0 {
+                    // A well-formed envelope around junk params, so deeper code is reached.
+                    text.extend_from_slice(br#"{"jsonrpc":"2.0","id":1,"method":"#);
+                    text.extend_from_slice(PIECES[18 + rng.below(7)].as_bytes());
+                    text.extend_from_slice(br#","params":{"#);
+                }
+                for _ in 0..rng.below(24) {
+                    if rng.below(8) == 0 {
+                        text.push(rng.next() as u8);
+                    } else {
+                        text.extend_from_slice(PIECES[rng.below(PIECES.len())].as_bytes());
+                    }
+                }
+                text
+            };
+            match parse_request(&text) {
+                Ok(request) => {
+                    accepted += 1;
+                    assert!(request.id.is_number() || request.id.is_string());
+                    if let Call::Subscribe(s) = &request.call {
+                        let f = &s.filter;
+                        assert!(f
+                            .public_keys
+                            .iter()
+                            .all(|k| { planetmint_streams_model::ids::is_public_key(k) }));
+                        assert!(f
+                            .asset_ids
+                            .iter()
+                            .all(|a| { planetmint_streams_model::ids::is_transaction_id(a) }));
+                    }
+                }
+                Err(refused) => {
+                    assert!(ERROR_CODES.contains(&refused.error.code), "{refused:?}");
+                    if refused.error.code == INVALID_PARAMS {
+                        assert!(refused
+                            .error
+                            .data
+                            .as_ref()
+                            .is_some_and(|d| d["parameter"].is_string()));
+                    }
+                }
+            }
+        }
+        // Also deeply nested JSON (serde_json's recursion limit answers, no stack overflow).
+        let deep = "[".repeat(100_000);
+        assert_eq!(parse(&deep).expect_err("deep").error.code, PARSE_ERROR);
+        // Some mutants stay valid (a changed digit, key character or id): they went the
+        // whole way through the option parser.
+        assert!(accepted > 0);
+    }
+}
