@@ -68,8 +68,9 @@ else
     : "${BURST_SUBS:=15000}" "${BURST_COUNT:=3}" "${BURST_HOLD:=5}" "${BURST_SETTLE:=60}"
 fi
 # S7's node limit (19,500 + 256 for the rest fits 20,000 open files) and its connect rate
-# (high: "time to accept all" is measured, not a ramp).
-: "${S7_MAX_CONNECTIONS:=19500}" "${S7_CONNECT_RATE:=20000}"
+# (above what 2 busy cores accept, so "time to accept all" is the node's; at 20,000/s a loaded
+# machine's node answered part of them 408 after actix's 5 s request timeout).
+: "${S7_MAX_CONNECTIONS:=19500}" "${S7_CONNECT_RATE:=3000}"
 # Connect ramp (connections/s) and handshakes in flight; Planetmint listens with backlog 128.
 : "${CONNECT_RATE:=2000}" "${CONNECT_CONCURRENCY:=256}"
 : "${PM_CONNECT_RATE:=500}" "${PM_CONNECT_CONCURRENCY:=64}"
