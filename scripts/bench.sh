@@ -588,6 +588,8 @@ for sc, name, role, fn in rows:
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
             return f"{a / b:.3g}x"
         return "-"
+    if all(v is None or v == "skipped" for v in vals) and sc in ("S7", "burst"):
+        continue  # planetmint-streams only; bursts past BURST_COUNT
     if all(v is None for v in vals):
         continue
     lines.append(f"| {sc} | {name} | " + " | ".join(fmt(v) for v in vals) + f" | {ratio(vals[0], vals[1])} | {ratio(vals[0], vals[2])} |")

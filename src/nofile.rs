@@ -170,7 +170,7 @@ mod tests {
             .gather()
             .iter()
             .find(|family| family.name() == name)
-            .map(|family| family.get_metric()[0].get_gauge().value() as i64)
+            .map(|family| family.get_metric()[0].get_gauge().get_value() as i64)
             .unwrap_or(-1)
     }
 
