@@ -539,7 +539,6 @@ def check_systemd(binary: Path | None) -> None:
     report(not wrong and "@system-service" in settings.get("SystemCallFilter", []), "systemd: hardening and restart settings", str(wrong) if wrong else "")
     stop = int(settings["TimeoutStopSec"][0].rstrip("s"))
     report(stop > 2 * 5 + 8, "systemd: TimeoutStopSec above 2 x shutdown_grace (5 s) + 8 s", f"{stop}s")
-    report(int(settings["LimitNOFILE"][0]) >= 65536, "systemd: LimitNOFILE high", settings["LimitNOFILE"][0])
     if not shutil.which("systemd-analyze"):
         report(None, "systemd: systemd-analyze", "not installed")
         return
@@ -555,6 +554,64 @@ def check_systemd(binary: Path | None) -> None:
     score = re.search(r"Overall exposure level for \S+: (.*)", r.stdout)
     report(score is not None, "systemd: systemd-analyze security --offline", score.group(1) if score else (r.stderr.strip()[:200]))
     shutil.rmtree(tmp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Open files: every deployment's nofile limit fits its streams.max_connections
+
+# What a container gets on Kubernetes, which has no per-pod setting: the hard limit of
+# containerd's and CRI-O's default unit (LimitNOFILE=1048576).
+K8S_RUNTIME_NOFILE = 1048576
+
+
+def nofile_reserve() -> int:
+    """NOFILE_RESERVE of src/nofile.rs: descriptors a node needs besides its subscribers."""
+    m = re.search(r"pub const NOFILE_RESERVE: u64 = ([0-9_]+);", (ROOT / "src/nofile.rs").read_text())
+    return int(m.group(1).replace("_", "")) if m else 256
+
+
+def max_connections(toml_text: str | None = None, env: dict[str, str] | None = None) -> int:
+    """streams.max_connections of a deployment: its environment, its config, else the default file's."""
+    if env and "PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS" in env:
+        return int(env["PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS"])
+    for text in (toml_text, (ROOT / "config/default.toml").read_text()):
+        if text is not None:
+            value = tomllib.loads(text).get("streams", {}).get("max_connections")
+            if value is not None:
+                return int(value)
+    return 10000
+
+
+def check_nofile() -> None:
+    reserve = nofile_reserve()
+    need = max_connections() + reserve
+    # systemd: the unit reads a copy of config/default.toml.
+    unit = {k.strip(): v.strip() for k, v in (l.split("=", 1) for l in UNIT.read_text().splitlines()
+                                              if "=" in l and not l.startswith("#"))}
+    limit = unit.get("LimitNOFILE", "0").split(":")[0]
+    report(limit == "infinity" or int(limit) >= need, "nofile: systemd LimitNOFILE >= streams.max_connections + reserve",
+           f"{limit} >= {need}")
+    # compose: every streams service's ulimits, against its environment's max_connections.
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, svc in sorted(services.items()):
+        if not name.startswith("streams-"):
+            continue
+        nofile = svc.get("ulimits", {}).get("nofile", {})
+        soft, hard = (nofile, nofile) if isinstance(nofile, int) else (nofile.get("soft", 0), nofile.get("hard", 0))
+        want = max_connections(None, compose_env(svc)) + reserve
+        report(min(int(soft), int(hard)) >= want, f"nofile: compose {name} ulimits.nofile >= streams.max_connections + reserve",
+               f"soft {soft}, hard {hard}, need {want}")
+    # Dockerfile: the documented `docker run` passes a --ulimit that fits the image's config.
+    m = re.search(r"--ulimit nofile=(\d+):(\d+)", DOCKERFILE.read_text())
+    report(bool(m) and min(int(m.group(1)), int(m.group(2))) >= need, "nofile: Dockerfile's docker run --ulimit nofile fits",
+           f"{m.group(0) if m else 'no --ulimit nofile'}, need {need}")
+    # Kubernetes: the ConfigMap's max_connections must fit the runtime's default hard limit.
+    for manifest in sorted((ROOT / "deploy/kubernetes").glob("*.yaml")):
+        for doc in yaml.safe_load_all(manifest.read_text()):
+            if doc and doc.get("kind") == "ConfigMap" and "config.toml" in doc.get("data", {}):
+                want = max_connections(doc["data"]["config.toml"]) + reserve
+                report(want <= K8S_RUNTIME_NOFILE, f"nofile: {manifest.name} max_connections + reserve within the runtime's {K8S_RUNTIME_NOFILE}",
+                       f"need {want}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,6 +721,7 @@ def main() -> int:
     check_compose(binary, keys)
     check_kubernetes(binary, venv_bin)
     check_systemd(binary)
+    check_nofile()
     if DASHBOARD.exists():
         check_dashboard(metrics)
     else:

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Benchmark scenarios S1-S5 of the "Performance" issue, side by side, in one run; results and
-# their reading in docs/benchmarks.md.
+# Benchmark scenarios S1-S5 of the "Performance" issue, side by side, in one run, plus the
+# capacity scenario S7 and the burst check (planetmint-streams only); results and their reading
+# in docs/benchmarks.md.
 #
 #   scripts/bench.sh                      every scenario against every server
 #   BENCH_SERVERS="streams limit" BENCH_SCENARIOS="S1 S2" scripts/bench.sh
+#   BENCH_SERVERS=streams BENCH_SCENARIOS=burst scripts/bench.sh   memory after connection bursts
+#   BENCH_SERVERS=streams BENCH_SCENARIOS=S7 scripts/bench.sh      as many subscribers as fit
 #   BENCH_QUICK=1 scripts/bench.sh        tiny sizes: checks the script end to end (not results)
 #
 # Servers:
@@ -24,11 +27,14 @@ root="$PWD"
 
 quick="${BENCH_QUICK:-0}"
 servers="${BENCH_SERVERS:-streams limit planetmint}"
-scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5 H}"
-out="$root/target/bench"
+scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5 H S7 burst}"
+out="${BENCH_OUT:-$root/target/bench}"   # BENCH_OUT: another directory, for runs side by side
 logs="$out/logs"
 runs="$out/runs.jsonl"
 bin="$root/target/release"
+# The node's binary: NODE_BIN runs another build of it (e.g. one with another allocator for the
+# burst check: `cargo build --release -p planetmint-streams --no-default-features`).
+node_bin="${NODE_BIN:-$bin/planetmint-streams}"
 
 # Scenario parameters (the issue's); BENCH_QUICK shrinks them to check the script.
 if [ "$quick" = 1 ]; then
@@ -38,6 +44,8 @@ if [ "$quick" = 1 ]; then
     : "${S4_SUBS:=20}" "${S4_STALLED:=2}" "${S4_BLOCKS:=300}" "${S4_TXS:=20}" "${S4_RATE:=100}"
     : "${S5_BLOCKS:=50}" "${S5_TXS:=100}"
     : "${H_SUBS:=20}" "${H_PREFILL:=50}" "${H_BLOCKS:=40}" "${H_TXS:=20}" "${H_RATE:=20}"
+    : "${S7_SUBS:=500}" "${S7_BLOCKS:=5}" "${S7_TXS:=10}" "${S7_RATE:=1}"
+    : "${BURST_SUBS:=500}" "${BURST_COUNT:=2}" "${BURST_HOLD:=2}" "${BURST_SETTLE:=5}"
 else
     # S1 latency: 10 subscribers, 200 blocks x 10 txs at 20 blocks/s.
     : "${S1_SUBS:=10}" "${S1_BLOCKS:=200}" "${S1_TXS:=10}" "${S1_RATE:=20}"
@@ -55,7 +63,19 @@ else
     # txs while a writer commits 20 blocks/s (600 blocks: 30 s); against the same run with one
     # live subscriber and no herd. Planetmint's Tarantool CPU and the writer's commit latency.
     : "${H_SUBS:=500}" "${H_PREFILL:=1000}" "${H_BLOCKS:=600}" "${H_TXS:=20}" "${H_RATE:=20}"
+    # S7 capacity: as many subscribers as this machine's 20,000 open files per process allow
+    # (the node and wsload each need one descriptor per connection plus some), one block of
+    # 10 transactions a second for a minute; every subscriber must get every block.
+    : "${S7_SUBS:=19000}" "${S7_BLOCKS:=60}" "${S7_TXS:=10}" "${S7_RATE:=1}"
+    # burst: BURST_COUNT times, BURST_SUBS idle subscribers connect, stay BURST_HOLD s and
+    # leave; the node's RSS is then followed for BURST_SETTLE s (target: back within 20 % of
+    # the level before the first burst within a minute, no ratchet from burst to burst).
+    : "${BURST_SUBS:=15000}" "${BURST_COUNT:=3}" "${BURST_HOLD:=5}" "${BURST_SETTLE:=60}"
 fi
+# S7's node limit (19,500 + 256 for the rest fits 20,000 open files) and its connect rate
+# (above what 2 busy cores accept, so "time to accept all" is the node's; at 20,000/s a loaded
+# machine's node answered part of them 408 after actix's 5 s request timeout).
+: "${S7_MAX_CONNECTIONS:=19500}" "${S7_CONNECT_RATE:=3000}"
 # Connect ramp (connections/s) and handshakes in flight; Planetmint listens with backlog 128.
 : "${CONNECT_RATE:=2000}" "${CONNECT_CONCURRENCY:=256}"
 : "${PM_CONNECT_RATE:=500}" "${PM_CONNECT_CONCURRENCY:=64}"
@@ -201,8 +221,8 @@ start_node() { # start_node NAME (after start_tarantool)
     # leave room for S3's 10,000 subscribers.
     PLANETMINT_STREAMS_LOG__LEVEL="${NODE_LOG_LEVEL:-warn}" \
         PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS_PER_IP=100000 \
-        PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS=20000 \
-        "$bin/planetmint-streams" --tarantool "127.0.0.1:$tt_port" \
+        PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS="${NODE_MAX_CONNECTIONS:-20000}" \
+        "$node_bin" --tarantool "127.0.0.1:$tt_port" \
         --streams-bind "127.0.0.1:$node_port" --api-bind "127.0.0.1:$api_port" \
         --advertised-host 127.0.0.1 >"$logs/node-$1.log" 2>&1 &
     node_pid=$!
@@ -327,6 +347,12 @@ run_streams() { # run_streams SCENARIO
         streams_measure S4 load "$S4_SUBS" "$S4_STALLED" "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --duration 300
         streams_measure S4 baseline "$S4_SUBS" 0 "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --duration 300
         ;;
+    S7)
+        NODE_MAX_CONNECTIONS="$S7_MAX_CONNECTIONS" CONNECT_RATE="$S7_CONNECT_RATE" \
+            streams_measure S7 load "$S7_SUBS" 0 "$S7_BLOCKS" "$S7_TXS" "$S7_RATE" \
+            --duration $((S7_BLOCKS / (S7_RATE > 0 ? S7_RATE : 1) + 120)) --read-buffer 4096 --quiet 10
+        ;;
+    burst) streams_burst ;;
     S5)
         start_tarantool S5
         timeout 900 "$bin/benchwriter" --tarantool "127.0.0.1:$tt_port" --prefill \
@@ -345,6 +371,56 @@ run_streams() { # run_streams SCENARIO
         herd_measure baseline
         ;;
     esac
+}
+
+# rss_follow PID SECONDS BASELINE_KIB: the node's VmRSS every second for SECONDS (JSON line):
+# when it first came within 20 % of BASELINE_KIB, where it ended, relative to the baseline.
+rss_follow() {
+    python3 - "$@" <<'PY'
+import json, sys, time
+pid, seconds, baseline = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def rss():
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+samples, start = [], time.monotonic()
+for i in range(seconds + 1):
+    time.sleep(max(0.0, start + i - time.monotonic()))
+    samples.append(rss())
+good = [i for i, v in enumerate(samples) if v is not None and v <= baseline * 1.2]
+end = samples[-1]
+print(json.dumps({"tool": "rss_follow", "pid": pid, "baseline_kib": baseline,
+                  "start_kib": samples[0], "end_kib": end, "seconds": seconds,
+                  "within_20pct_after_s": good[0] if good else None,
+                  "end_over_baseline": end / baseline if end and baseline else None,
+                  "samples_kib": samples}))
+PY
+}
+
+# streams_burst: one node; BURST_COUNT bursts of BURST_SUBS idle subscribers, each followed by
+# BURST_SETTLE s of RSS readings.
+streams_burst() {
+    start_tarantool burst
+    start_node burst
+    local i baseline="" url="ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions"
+    for i in $(seq "$BURST_COUNT"); do
+        wsload streams burst "idle-$i" --url "$url" -n "$BURST_SUBS" --mode idle \
+            --duration "$BURST_HOLD" --server-pid "$node_pid" --settle 2 \
+            --connect-rate "$CONNECT_RATE" --connect-concurrency "$CONNECT_CONCURRENCY"
+        if [ -z "$baseline" ]; then
+            baseline="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["server_rss"]["before_kib"])' \
+                "$logs/streams-burst-idle-$i.json" 2>/dev/null || true)"
+            [ -n "$baseline" ] || baseline="$(awk '/^VmRSS:/ {print $2}' "/proc/$node_pid/status")"
+        fi
+        rss_follow "$node_pid" "$BURST_SETTLE" "$baseline" >"$logs/streams-burst-after-$i.json"
+        record streams burst "after-$i" "$logs/streams-burst-after-$i.json"
+        python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("burst %s: RSS %s KiB right after, %s KiB after %s s (%.2fx the %s KiB before the first burst; within 20 %% after %s s)" % (sys.argv[2], r["start_kib"], r["end_kib"], r["seconds"], r["end_over_baseline"] or 0, r["baseline_kib"], r["within_20pct_after_s"]))' \
+            "$logs/streams-burst-after-$i.json" "$i" >&2 || true
+    done
+    stop_streams
 }
 
 # --- the limit baseline -----------------------------------------------------------------------
@@ -377,6 +453,7 @@ run_limit() { # run_limit SCENARIO
         limit_measure S4 load "$S4_SUBS" "$S4_STALLED" "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
         limit_measure S4 baseline "$S4_SUBS" 0 "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
         ;;
+    S7 | burst) skip limit "$1" "planetmint-streams only" ;;
     S5) limit_measure S5 load 1 0 "$S5_BLOCKS" "$S5_TXS" 0 --expect $((S5_BLOCKS * S5_TXS)) --duration 300 ;;
     H) skip limit H "the limit server reads no database" ;;
     esac
@@ -445,6 +522,7 @@ run_planetmint() { # run_planetmint SCENARIO: the same parameters as the other s
         ;;
     S5) skip planetmint S5 "Planetmint's server has no replay (from_height)" ;;
     H) skip planetmint H "Planetmint's server has no replay (from_height)" ;;
+    S7 | burst) skip planetmint "$1" "planetmint-streams only" ;;
     esac
 }
 
@@ -456,9 +534,12 @@ command -v python3 >/dev/null || { echo "python3 is needed (apt-get install -y p
 log "building the tools (release)"
 cargo build --release --locked -p planetmint-streams -p planetmint-streams-bench --bins >&2
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((S3_SUBS + 300)) ]; then
-    log "warning: open-file limit $(ulimit -n) is below S3's $S3_SUBS connections; raise ulimit -Hn"
-fi
+for need in "S3:$S3_SUBS" "S7:$S7_SUBS" "burst:$BURST_SUBS"; do
+    case " $scenarios " in *" ${need%%:*} "*) ;; *) continue ;; esac
+    if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((${need#*:} + 300)) ]; then
+        log "warning: open-file limit $(ulimit -n) is below ${need%%:*}'s ${need#*:} connections; raise ulimit -Hn"
+    fi
+done
 
 for scenario in $scenarios; do
     for server in $servers; do
@@ -490,7 +571,7 @@ machine = {
     "commit": sh("git rev-parse --short HEAD"),
     "quick": quick,
 }
-params = {k: v for k, v in os.environ.items() if k[:3] in ("S1_", "S2_", "S3_", "S4_", "S5_") or k.startswith(("PM_S4_", "H_"))}
+params = {k: v for k, v in os.environ.items() if k[:3] in ("S1_", "S2_", "S3_", "S4_", "S5_", "S7_") or k.startswith(("PM_S4_", "BURST_", "H_"))}
 json.dump({"machine": machine, "params": params, "runs": runs}, open(f"{out}/results.json", "w"), indent=1)
 
 def get(server, scenario, role):
@@ -535,6 +616,25 @@ metric("H", "writer commit p50 ms (herd)", "herd-writer", lambda r: r["stamp_to_
 metric("H", "writer commit p50 ms (no herd)", "baseline-writer", lambda r: r["stamp_to_ack"]["p50_ms"])
 metric("H", "writer commit p99 ms (herd)", "herd-writer", lambda r: r["stamp_to_ack"]["p99_ms"])
 metric("H", "writer commit p99 ms (no herd)", "baseline-writer", lambda r: r["stamp_to_ack"]["p99_ms"])
+metric("S7", "subscribers connected", "load", lambda r: r["connected"])
+metric("S7", "time to accept all s", "load", lambda r: r["connect_s"])
+metric("S7", "complete subscribers", "load", lambda r: r["complete"])
+metric("S7", "lost events", "load", lambda r: r["lost"])
+metric("S7", "delivered events", "load", lambda r: r["events"])
+metric("S7", "p50 latency ms", "load", lambda r: r["latency"]["p50_ms"])
+metric("S7", "p99 latency ms", "load", lambda r: r["latency"]["p99_ms"])
+metric("S7", "server RSS MiB connected", "load", lambda r: r["server_rss"]["connected_kib"] / 1024)
+metric("S7", "server RSS MiB peak", "load", lambda r: r["server_rss"]["peak_kib"] / 1024)
+metric("S7", "RSS bytes per connection", "load", lambda r: r["server_rss"]["per_connection_bytes"])
+metric("S7", "server CPU s (run)", "load", lambda r: r["server_cpu"]["run_s"])
+metric("S7", "server CPU us per delivered event", "load", lambda r: r["server_cpu"]["per_event_us"])
+for i in range(1, 10):
+    metric("burst", f"burst {i}: RSS MiB before", f"idle-{i}", lambda r: r["server_rss"]["before_kib"] / 1024)
+    metric("burst", f"burst {i}: RSS MiB connected", f"idle-{i}", lambda r: r["server_rss"]["connected_kib"] / 1024)
+    metric("burst", f"burst {i}: RSS MiB right after", f"after-{i}", lambda r: r["start_kib"] / 1024)
+    metric("burst", f"burst {i}: RSS MiB at the end of the wait", f"after-{i}", lambda r: r["end_kib"] / 1024)
+    metric("burst", f"burst {i}: end / before first burst", f"after-{i}", lambda r: r["end_over_baseline"])
+    metric("burst", f"burst {i}: s until within 20 %", f"after-{i}", lambda r: r["within_20pct_after_s"])
 
 def fmt(v):
     if v is None:
@@ -564,6 +664,8 @@ for sc, name, role, fn in rows:
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
             return f"{a / b:.3g}x"
         return "-"
+    if all(v is None or v == "skipped" for v in vals) and sc in ("S7", "burst"):
+        continue  # planetmint-streams only; bursts past BURST_COUNT
     if all(v is None for v in vals):
         continue
     lines.append(f"| {sc} | {name} | " + " | ".join(fmt(v) for v in vals) + f" | {ratio(vals[0], vals[1])} | {ratio(vals[0], vals[2])} |")

@@ -10,6 +10,17 @@ use planetmint_streams::config::{Config, LogFormat};
 use planetmint_streams::subscribe::SubscribeArgs;
 use planetmint_streams::{logging, node, subscribe};
 
+/// jemalloc, whose background threads give memory freed after a burst of connections back to
+/// the system within seconds (glibc's malloc kept it for good; ADR 0005).
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// mimalloc, only for comparing allocators (`--features mimalloc`; ADR 0005).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Event stream server for Planetmint: follows committed blocks in Tarantool and pushes them
 /// to WebSocket subscribers (Planetmint-compatible).
 #[derive(Debug, Parser)]

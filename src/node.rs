@@ -84,6 +84,7 @@ async fn start_with(
     let api_addr = api_listener.local_addr()?;
 
     let metrics = BroadcastMetrics::new(&registry)?;
+    crate::nofile::check(config.streams.max_connections, &registry)?;
     let hub = Arc::new(Hub::new(config.streams.ring_blocks, metrics));
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::commit_time::now_nanos;
 use crate::loopback::WsTarget;
 use crate::stats::{Latency, Received};
-use crate::system::vm_rss_kib;
+use crate::system::{cpu_seconds, vm_rss_kib};
 use crate::wsframe::{close_code, parse_head, OPCODE_CLOSE, OPCODE_TEXT};
 
 /// Most connections one run may open.
@@ -108,6 +108,21 @@ pub struct ServerRss {
     pub end_kib: u64,
     /// `(connected - before) / connections`, in bytes.
     pub per_connection_bytes: f64,
+}
+
+/// Server CPU time (user + system, `/proc/PID/stat`), in seconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerCpu {
+    /// Before the first connection.
+    pub before_s: f64,
+    /// Once every connection was open (after `settle`): the connect phase cost `connected_s - before_s`.
+    pub connected_s: f64,
+    /// At the end of the run, before closing.
+    pub end_s: f64,
+    /// `end_s - connected_s`: what the run itself (the deliveries) cost.
+    pub run_s: f64,
+    /// `run_s / events` (events received by the reading subscribers), in microseconds.
+    pub per_event_us: f64,
 }
 
 /// Min, mean and max over subscribers.
@@ -221,6 +236,8 @@ pub struct Report {
     pub stalled_events: u64,
     /// Server memory, when `server_pid` was given.
     pub server_rss: Option<ServerRss>,
+    /// Server CPU time, when `server_pid` was given.
+    pub server_cpu: Option<ServerCpu>,
     /// Unique events of each reading subscriber, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received: Option<Vec<u64>>,
@@ -568,6 +585,10 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         }),
         None => None,
     };
+    let mut server_cpu = config.server_pid.map(|pid| ServerCpu {
+        before_s: cpu_seconds(pid).unwrap_or(0.0),
+        ..ServerCpu::default()
+    });
 
     // Connect phase: one task per connection, started on a fixed schedule. The never-reading
     // ones are spread evenly among the others.
@@ -628,6 +649,9 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         rss_report.per_connection_bytes =
             (rss_report.connected_kib as f64 - rss_report.before_kib as f64) * 1024.0 / connections;
     }
+    if let (Some(cpu), Some(pid)) = (server_cpu.as_mut(), config.server_pid) {
+        cpu.connected_s = cpu_seconds(pid).unwrap_or(0.0);
+    }
     if let Some(path) = &config.ready_file {
         write_ready_file(path, connected, stalled_streams.len())?;
     }
@@ -668,6 +692,10 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     if let Some(rss_report) = server_rss.as_mut() {
         rss_report.end_kib = rss(config.server_pid);
         rss_report.peak_kib = rss_report.peak_kib.max(rss_report.end_kib);
+    }
+    if let (Some(cpu), Some(pid)) = (server_cpu.as_mut(), config.server_pid) {
+        cpu.end_s = cpu_seconds(pid).unwrap_or(0.0);
+        cpu.run_s = (cpu.end_s - cpu.connected_s).max(0.0);
     }
     shared.stop.cancel();
 
@@ -738,6 +766,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         stalled_close_codes,
         stalled_events,
         server_rss,
+        server_cpu,
         received: None,
     };
     let mut latencies = Vec::new();
@@ -797,6 +826,11 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         report.events_per_s_since_connect = report.events as f64 / report.since_connect_s;
     }
     report.latency = Latency::from_nanos(&mut latencies);
+    if let Some(cpu) = report.server_cpu.as_mut() {
+        if report.events > 0 {
+            cpu.per_event_us = cpu.run_s * 1e6 / report.events as f64;
+        }
+    }
     report.per_subscriber_events = Spread::of(&uniques);
     if config.per_subscriber {
         report.received = Some(uniques);
@@ -867,6 +901,14 @@ pub fn summary(r: &Report) -> String {
         out.push_str(&format!(
             "server RSS (KiB): before {} connected {} peak {} end {}; {:.0} bytes per connection\n",
             rss.before_kib, rss.connected_kib, rss.peak_kib, rss.end_kib, rss.per_connection_bytes
+        ));
+    }
+    if let Some(cpu) = &r.server_cpu {
+        out.push_str(&format!(
+            "server CPU (s): connect phase {:.2}, run {:.2}; {:.3} us per delivered event\n",
+            cpu.connected_s - cpu.before_s,
+            cpu.run_s,
+            cpu.per_event_us
         ));
     }
     out
