@@ -387,3 +387,29 @@ async fn no_valid_blocks_message_for_the_row_init_chain_stores_pushed() {
 async fn no_valid_blocks_message_for_the_row_init_chain_stores_polled() {
     no_block_message_for_init_chain(ReadMode::Poll).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_blocks_of_every_kind_stream_with_the_fields_they_were_built_with() {
+    let harness = Harness::start().await;
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    let mut ws = connect(&format!(
+        "{}/api/v1/streams/valid_transactions",
+        harness.streams_base()
+    ))
+    .await;
+    let mut chain = ChainGenerator::new(9, 1, 6).with_all_operations();
+    let blocks: Vec<_> = (0..12).map(|_| chain.block(8)).collect();
+    for block in &blocks {
+        writer.write_block(block).await.expect("write");
+    }
+    let expected = expected_events(&blocks);
+    let operations: std::collections::BTreeSet<&str> = blocks
+        .iter()
+        .flat_map(|b| &b.transactions)
+        .map(|tx| tx.operation.as_str())
+        .collect();
+    assert_eq!(operations.len(), 7, "every operation kind: {operations:?}");
+    assert_eq!(take_json(&mut ws, expected.len(), WITHIN).await, expected);
+}
