@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: a local Tarantool with Planetmint's schema, the blocks Planetmint 2.5.3 wrote
-# (tests/fixtures) and then a new demo block every second, and planetmint-streams serving them
+# `make demo`: a local Tarantool with Planetmint's schema, the blocks Planetmint 2.5.3 wrote with
+# every operation kind (tests/fixtures/planetmint-2.5.3-all-ops) and then a new demo block of
+# mixed kinds every second, and planetmint-streams serving them
 # on Planetmint's ports (API 9984, streams 9985). Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."

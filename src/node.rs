@@ -220,6 +220,8 @@ fn readiness(status: &IngestStatus, max_lag: u64) -> Readiness {
         Some("not connected to Tarantool yet".to_owned())
     } else if !reachable {
         Some("Tarantool is unreachable".to_owned())
+    } else if let Some(stalled) = status.stalled_reason() {
+        Some(stalled)
     } else if lag > max_lag {
         Some(format!("{lag} blocks behind Tarantool (limit {max_lag})"))
     } else {

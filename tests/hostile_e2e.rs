@@ -198,10 +198,11 @@ async fn junk_instead_of_a_handshake_and_random_query_strings_get_400s() {
                 .collect();
             parts.push(format!("{key}={value}"));
         }
-        // Guarantee a fault: a parameter nobody accepts.
+        // Guarantee a fault: a known parameter with a value nobody accepts (unknown names
+        // are ignored, as Planetmint ignores the query string).
         parts.insert(
             (next() % (parts.len() as u64 + 1)) as usize,
-            format!("bogus{i}=1"),
+            format!("batch=bogus{i}"),
         );
         let query = parts.join("&");
         let request = format!(

@@ -130,7 +130,7 @@ async fn metrics_follow_a_scripted_stream() {
     // A refused request, a replay, a client leaving.
     let (status, _) = http_get(
         &harness.node().streams_addr.to_string(),
-        "/api/v1/streams/valid_blocks?nope=1",
+        "/api/v1/streams/valid_blocks?batch=nope",
     )
     .await;
     assert_eq!(status, 400);

@@ -116,3 +116,22 @@ box.once('planetmint-streams-dev-schema-v1', function()
         end
     end
 end)
+
+-- `abci_chains` (as Planetmint's init() creates it): which ABCI chain the node follows and from
+-- which height. Its rows mark the empty block rows `init_chain` stores (genesis, and the
+-- first height after a chain migration). A separate `once` so that data created before it
+-- gets the space too.
+box.once('planetmint-streams-dev-schema-abci-chains', function()
+    local abci_chains = box.schema.space.create('abci_chains', { if_not_exists = true })
+    abci_chains:format({
+        { name = 'id', type = 'string' },
+        { name = 'height', type = 'unsigned' },
+        { name = 'is_synced', type = 'boolean' },
+    })
+    abci_chains:create_index('id', { if_not_exists = true, parts = { { field = 'id', type = 'string' } } })
+    abci_chains:create_index('height', {
+        if_not_exists = true,
+        unique = false,
+        parts = { { field = 'height', type = 'unsigned' } },
+    })
+end)

@@ -581,7 +581,12 @@ mod tests {
             let json = std::str::from_utf8(&rest[head.header_len..len]).expect("utf8");
             let event: TransactionEvent<'_> = serde_json::from_str(json).expect("event");
             assert_eq!(event.height, 42);
-            assert_eq!(event.asset_ids, vec![event.asset_id.clone()]);
+            assert_eq!(
+                event.asset_ids,
+                vec![planetmint_streams_model::event::AssetIdsItem::Id(
+                    event.asset_id.clone()
+                )]
+            );
             ids.push(event.transaction_id.to_string());
             received.on_text(json, commit_time::now_nanos());
             events.push(event);

@@ -68,9 +68,9 @@ pub struct Incoming<'a> {
     /// `valid_transactions`: its asset.
     #[serde(borrow, default)]
     pub asset_id: Option<std::borrow::Cow<'a, str>>,
-    /// `valid_transactions`: its assets.
+    /// `valid_transactions`: its assets (ids, or version 2.0 asset objects).
     #[serde(borrow, default)]
-    pub asset_ids: Option<Vec<std::borrow::Cow<'a, str>>>,
+    pub asset_ids: Option<Vec<planetmint_streams_model::event::AssetIdsItem<'a>>>,
     /// Every kind: the block height.
     #[serde(default)]
     pub height: Option<u64>,

@@ -54,9 +54,16 @@ pub enum WriteMode {
 /// Writes the given rows in one transaction, the block rows last, in order.
 const BATCH_LUA: &str = r#"
 local txs, outs, blocks = ...
+local GOVERNANCE = {VALIDATOR_ELECTION = true, CHAIN_MIGRATION_ELECTION = true, VOTE = true}
 box.begin()
 local ok, err = pcall(function()
-    for i = 1, #txs do box.space.transactions:replace(txs[i]) end
+    for i = 1, #txs do
+        if GOVERNANCE[txs[i][2]] then
+            box.space.governance:replace(txs[i])
+        else
+            box.space.transactions:replace(txs[i])
+        end
+    end
     for i = 1, #outs do box.space.outputs:replace(outs[i]) end
     for i = 1, #blocks do box.space.blocks:replace(blocks[i]) end
 end)
@@ -67,6 +74,9 @@ end
 box.commit()
 return #txs + #outs + #blocks
 "#;
+
+/// Operations Planetmint stores in `governance` instead of `transactions`.
+const GOVERNANCE_OPERATIONS: &[&str] = &["VALIDATOR_ELECTION", "CHAIN_MIGRATION_ELECTION", "VOTE"];
 
 /// A run of the bench writer.
 #[derive(Debug, Clone)]
@@ -95,6 +105,8 @@ pub struct WriterConfig {
     pub progress: bool,
     /// Name of the run in the report.
     pub label: String,
+    /// Every operation kind in the blocks, not only version 3.0 CREATE and TRANSFER.
+    pub all_operations: bool,
 }
 
 /// What was written (one JSON line).
@@ -139,6 +151,7 @@ pub struct WriterReport {
 struct Spaces {
     blocks: u32,
     transactions: u32,
+    governance: u32,
     outputs: u32,
 }
 
@@ -156,6 +169,7 @@ async fn spaces(writer: &PlanetmintWriter) -> anyhow::Result<Spaces> {
     Ok(Spaces {
         blocks: id("blocks").await?,
         transactions: id("transactions").await?,
+        governance: id("governance").await?,
         outputs: id("outputs").await?,
     })
 }
@@ -183,8 +197,12 @@ async fn write_pipelined(
 ) -> anyhow::Result<usize> {
     let rows = blocks.iter().flat_map(|block| {
         block.transactions.iter().flat_map(|tx| {
-            std::iter::once((spaces.transactions, &tx.row))
-                .chain(tx.outputs.iter().map(|o| (spaces.outputs, o)))
+            let space = if GOVERNANCE_OPERATIONS.contains(&tx.operation.as_str()) {
+                spaces.governance
+            } else {
+                spaces.transactions
+            };
+            std::iter::once((space, &tx.row)).chain(tx.outputs.iter().map(|o| (spaces.outputs, o)))
         })
     });
     let writes: Vec<_> = rows
@@ -286,6 +304,9 @@ pub async fn run(config: WriterConfig) -> anyhow::Result<WriterReport> {
     let mut clock = CommitClock::new();
     let mut chain =
         ChainGenerator::new(config.seed ^ first, first, 16).with_ids(move || clock.stamp_id());
+    if config.all_operations {
+        chain = chain.with_all_operations();
+    }
     if let Some(path) = &config.wait_file {
         wait_for_file(path, config.wait_timeout).await?;
     }

@@ -17,7 +17,7 @@ use planetmint_streams_broadcaster::published::PublishedBlock;
 use planetmint_streams_broadcaster::queue::QueueLimits;
 use planetmint_streams_broadcaster::subscription::{Filter, Framing, StreamKind};
 use planetmint_streams_broadcaster::{BroadcastMetrics, Hub, SubscriberQueue};
-use planetmint_streams_model::{BlockSink, CommittedBlock, CommittedTransaction};
+use planetmint_streams_model::{AssetIdsEntry, BlockSink, CommittedBlock, CommittedTransaction};
 
 const SUBSCRIBERS: usize = 10_000;
 const BLOCKS: u64 = 200;
@@ -53,7 +53,7 @@ fn block(rng: &mut Rng, height: u64) -> Arc<CommittedBlock> {
             let id = format!("{height:032x}{n:032x}");
             CommittedTransaction {
                 asset_id: id.clone(),
-                asset_ids: vec![id.clone()],
+                asset_ids: vec![AssetIdsEntry::Id(id.clone())],
                 id,
                 operation: "TRANSFER".into(),
                 output_public_keys,
@@ -65,6 +65,7 @@ fn block(rng: &mut Rng, height: u64) -> Arc<CommittedBlock> {
         height,
         hash: format!("{height:064x}"),
         transactions,
+        chain_start: false,
     })
 }
 

@@ -436,7 +436,7 @@ mod tests {
     use super::*;
     use crate::queue::QueueLimits;
     use crate::subscription::{Filter, KeyRole};
-    use planetmint_streams_model::CommittedTransaction;
+    use planetmint_streams_model::{AssetIdsEntry, CommittedTransaction};
     use std::collections::HashSet;
     use std::task::{Context, Poll, Waker};
 
@@ -464,7 +464,7 @@ mod tests {
         CommittedTransaction {
             id: format!("{n:064x}"),
             asset_id: asset.clone(),
-            asset_ids: vec![asset],
+            asset_ids: vec![AssetIdsEntry::Id(asset)],
             operation,
             output_public_keys: (0..1 + rng.below(3))
                 .map(|_| rng.pick(keys).clone())
@@ -544,6 +544,7 @@ mod tests {
                 height,
                 hash: format!("h{height}"),
                 transactions: txs,
+                chain_start: false,
             });
             hub.publish(block.clone());
             blocks.push(block);
@@ -601,6 +602,7 @@ mod tests {
                 height,
                 hash: String::new(),
                 transactions: vec![],
+                chain_start: false,
             }));
         }
         // Ring holds 13..=15: 12 and below come from the source.
@@ -625,6 +627,7 @@ mod tests {
             height: 16,
             hash: String::new(),
             transactions: vec![],
+            chain_start: false,
         }));
         assert_eq!(
             drain(&queue).iter().map(|b| b.0).collect::<Vec<_>>(),
@@ -647,6 +650,7 @@ mod tests {
                 height,
                 hash: String::new(),
                 transactions: vec![],
+                chain_start: false,
             }));
         }
         assert_eq!(

@@ -105,8 +105,7 @@ impl FilterIndex {
                 }
             }
             if !self.assets.is_empty() {
-                note(self.assets.get(&tx.asset_id), index);
-                for asset in tx.asset_ids.iter().filter(|a| **a != tx.asset_id) {
+                for asset in tx.named_asset_ids() {
                     note(self.assets.get(asset), index);
                 }
             }

@@ -97,6 +97,8 @@ pub fn unfiltered_frames(
     let height = block.height();
     let count = block.transaction_count();
     match (stream, framing) {
+        // Planetmint publishes nothing for the row `init_chain` stores.
+        (StreamKind::ValidBlocks, _) if !block.block.is_announced() => None,
         (StreamKind::ValidBlocks, _) => Some(queued(height, block.block_frame().clone(), 1)),
         (StreamKind::ValidTransactions, _) if count == 0 => None,
         (StreamKind::ValidTransactions, Framing::PerEvent) => {

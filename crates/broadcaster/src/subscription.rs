@@ -5,7 +5,8 @@
 //! - `public_key=K` (repeatable): transactions with an output to K.
 //! - `public_key_in=outputs|inputs|any`: where `public_key` must appear: in an output
 //!   (default, the documented filter), in an input's `owners_before` (what K spent), or either.
-//! - `asset_id=A` (repeatable): transactions whose `asset_id` or `asset_ids` name A.
+//! - `asset_id=A` (repeatable): transactions whose `asset_id` or `asset_ids` name A (an id in
+//!   `asset_ids`, or the `id` of a version 2.0 asset object there).
 //! - `operation=OP` (repeatable): `CREATE`, `TRANSFER`, ...
 //! - `batch=block`: one message per block instead of one per transaction.
 //! - `token=T`: reserved for signed stream URLs; ignored when they are off.
@@ -116,8 +117,7 @@ impl Filter {
             || (self.key_role.inputs()
                 && tx.input_owners.iter().any(|k| self.public_keys.contains(k))))
             && (self.asset_ids.is_empty()
-                || self.asset_ids.contains(&tx.asset_id)
-                || tx.asset_ids.iter().any(|a| self.asset_ids.contains(a)))
+                || tx.named_asset_ids().any(|a| self.asset_ids.contains(a)))
             && (self.operations.is_empty() || self.operations.contains(&tx.operation))
     }
 }
@@ -203,6 +203,21 @@ pub const PARAMETERS: &[ParameterSpec] = &[
     },
 ];
 
+/// Names reserved for parameters of this server (the ones in [`PARAMETERS`] and those of
+/// features being added): other names are ignored on stream URLs, as Planetmint ignores the
+/// query string.
+pub const RESERVED_PARAMETERS: &[&str] = &[
+    "from_height",
+    "public_key",
+    "public_key_in",
+    "asset_id",
+    "operation",
+    "batch",
+    "token",
+    "include",
+    "partition",
+];
+
 /// Limits on what a URL may ask for.
 #[derive(Debug, Clone, Copy)]
 pub struct ParamLimits {
@@ -269,7 +284,11 @@ impl Subscription {
         }
         let mut builder = SubscriptionBuilder::new(stream);
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            builder.apply(key.as_ref(), value.into_owned(), limits)?;
+            // Planetmint's routes ignore the query string, so a URL that works there (a cache
+            // buster, a parameter a newer client adds) works here too; only our names count.
+            if RESERVED_PARAMETERS.contains(&key.as_ref()) {
+                builder.apply(key.as_ref(), value.into_owned(), limits)?;
+            }
         }
         builder.finish()
     }
@@ -474,11 +493,37 @@ mod tests {
                 "public_key_in=sideways&public_key=4UsMARRttZAQYUYb8hjpbuwq5tnpJPK5ETFbDkiXrnCW",
                 "public_key_in",
             ),
-            ("colour=blue", "colour"),
-            ("=x", "query"),
         ] {
             let err = parse(query).expect_err(query);
             assert_eq!(err.parameter, parameter, "{query}");
+        }
+    }
+
+    #[test]
+    fn unknown_parameters_are_ignored_as_planetmint_ignores_the_query_string() {
+        let plain = parse("").expect("ok");
+        for query in [
+            "colour=blue",
+            "=x",
+            "_=1712345678",
+            "v=2&&&",
+            "cache-buster",
+        ] {
+            assert_eq!(parse(query).expect(query), plain, "{query}");
+        }
+        // Known parameters next to unknown ones still count, and bad values are still refused.
+        let s = parse("_=1&from_height=3&x=y").expect("ok");
+        assert_eq!(s.from_height, Some(3));
+        assert_eq!(
+            parse("_=1&from_height=x").expect_err("bad").parameter,
+            "from_height"
+        );
+    }
+
+    #[test]
+    fn every_parameter_is_reserved() {
+        for p in PARAMETERS {
+            assert!(RESERVED_PARAMETERS.contains(&p.name), "{}", p.name);
         }
     }
 

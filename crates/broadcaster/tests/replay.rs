@@ -14,6 +14,7 @@ use planetmint_streams_broadcaster::replay::{BudgetLimits, ReplayError, ReplaySe
 use planetmint_streams_broadcaster::subscription::{Filter, Framing, StreamKind};
 use planetmint_streams_broadcaster::BroadcastMetrics;
 use planetmint_streams_ingest::MemorySource;
+use planetmint_streams_model::block::AssetIdsEntry;
 use planetmint_streams_model::{
     BlockBatch, BlockSink, BlockSource, CommittedBlock, CommittedTransaction, HeightBounds,
     SourceError,
@@ -87,7 +88,7 @@ fn block(height: u64) -> CommittedBlock {
         id: format!("{:064x}", height * 10 + i),
         operation: "CREATE".into(),
         asset_id: format!("{:064x}", height * 10 + i),
-        asset_ids: vec![format!("{:064x}", height * 10 + i)],
+        asset_ids: vec![AssetIdsEntry::Id(format!("{:064x}", height * 10 + i))],
         output_public_keys: vec![format!("key{}", height % 5)],
         input_owners: vec![],
     };
@@ -95,6 +96,7 @@ fn block(height: u64) -> CommittedBlock {
         height,
         hash: format!("{height:064X}"),
         transactions: vec![tx(0), tx(1)],
+        chain_start: false,
     }
 }
 

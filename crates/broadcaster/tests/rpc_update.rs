@@ -13,6 +13,7 @@ use planetmint_streams_broadcaster::queue::{QueueLimits, SubscriberQueue};
 use planetmint_streams_broadcaster::rpc::envelope::Envelope;
 use planetmint_streams_broadcaster::subscription::{Filter, Framing, StreamKind};
 use planetmint_streams_broadcaster::{BroadcastMetrics, Hub};
+use planetmint_streams_model::block::AssetIdsEntry;
 use planetmint_streams_model::{BlockSink, CommittedBlock, CommittedTransaction};
 use serde_json::{json, Value};
 
@@ -22,7 +23,7 @@ fn block(height: u64) -> Arc<CommittedBlock> {
         id: format!("{:064x}", height * 10 + n),
         operation: "CREATE".into(),
         asset_id: format!("{:064x}", height * 10 + n),
-        asset_ids: vec![format!("{:064x}", height * 10 + n)],
+        asset_ids: vec![AssetIdsEntry::Id(format!("{:064x}", height * 10 + n))],
         output_public_keys: vec![key.into()],
         input_owners: vec![],
     };
@@ -30,6 +31,7 @@ fn block(height: u64) -> Arc<CommittedBlock> {
         height,
         hash: format!("h{height}"),
         transactions: vec![tx(1, "A"), tx(2, "B")],
+        chain_start: false,
     })
 }
 

@@ -1,5 +1,6 @@
-//! The rows Planetmint 2.5.3's own storage code wrote (`tests/fixtures/planetmint-2.5.3`), and
-//! what its event stream must carry for them.
+//! The rows Planetmint 2.5.3's own storage code wrote (`tests/fixtures/planetmint-2.5.3`: CREATE
+//! and TRANSFER; `tests/fixtures/planetmint-2.5.3-all-ops`: every operation kind and both
+//! transaction versions), and what its event stream must carry for them.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,11 @@ pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/planetmint-2.5.3")
 }
 
+/// Where the fixture with every operation kind is in this repository.
+pub fn all_ops_fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/planetmint-2.5.3-all-ops")
+}
+
 /// The fixture data, as written by Planetmint.
 #[derive(Debug, Clone)]
 pub struct Planetmint253 {
@@ -19,6 +25,8 @@ pub struct Planetmint253 {
     pub blocks: Vec<serde_json::Value>,
     /// `transactions` rows.
     pub transactions: Vec<serde_json::Value>,
+    /// `governance` rows (elections and votes; empty in the CREATE/TRANSFER fixture).
+    pub governance: Vec<serde_json::Value>,
     /// `outputs` rows.
     pub outputs: Vec<serde_json::Value>,
     /// What `valid_transactions` must carry (plus `operation`, `public_keys` for filters).
@@ -49,11 +57,22 @@ impl Planetmint253 {
         Self::load_from(&fixture_dir())
     }
 
+    /// Loads the files from [`all_ops_fixture_dir`].
+    pub fn load_all_ops() -> std::io::Result<Self> {
+        Self::load_from(&all_ops_fixture_dir())
+    }
+
     /// Loads the files from `dir`.
     pub fn load_from(dir: &Path) -> std::io::Result<Self> {
+        let governance = if dir.join("governance.jsonl").exists() {
+            read_jsonl(dir, "governance.jsonl")?
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             blocks: read_jsonl(dir, "blocks.jsonl")?,
             transactions: read_jsonl(dir, "transactions.jsonl")?,
+            governance,
             outputs: read_jsonl(dir, "outputs.jsonl")?,
             expected_transactions: read_jsonl(dir, "expected-transactions.jsonl")?,
             expected_blocks: read_jsonl(dir, "expected-blocks.jsonl")?,
@@ -86,6 +105,7 @@ impl Planetmint253 {
             .filter_map(|id| {
                 self.transactions
                     .iter()
+                    .chain(&self.governance)
                     .find(|tx| tx[0].as_str() == Some(id))
             })
             .map(to_tuple)

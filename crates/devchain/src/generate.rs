@@ -3,6 +3,13 @@
 //! Each generated transaction carries what the stream must say about it (its operation, its
 //! `asset_id`, `asset_ids` and output keys), known from how it was built, so tests compare the
 //! stream against the written data without running the stream's own rules.
+//!
+//! By default blocks hold version 3.0 CREATEs and TRANSFERs. [`ChainGenerator::with_all_operations`]
+//! mixes in every kind Planetmint 2.5.3 commits, shaped as its storage code writes them
+//! (`tests/fixtures/planetmint-2.5.3-all-ops`): version 2.0 CREATE/TRANSFER, COMPOSE, DECOMPOSE,
+//! VALIDATOR_ELECTION, CHAIN_MIGRATION_ELECTION and VOTE (the last three go to `governance`).
+//! The rows have Planetmint's shapes; the signatures are placeholders (the stream never
+//! verifies them).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -14,12 +21,14 @@ use sha3::{Digest, Sha3_256};
 pub struct GeneratedTransaction {
     /// Transaction id (64 hex).
     pub id: String,
-    /// `CREATE` or `TRANSFER`.
+    /// `CREATE`, `TRANSFER`, ... (every kind with [`ChainGenerator::with_all_operations`]).
     pub operation: String,
+    /// `"3.0"` or `"2.0"`.
+    pub version: String,
     /// The asset the stream's `asset_id` must name.
     pub asset_id: String,
-    /// What the stream's `asset_ids` must carry.
-    pub asset_ids: Vec<String>,
+    /// What the stream's `asset_ids` must carry (ids, or a version 2.0 asset object).
+    pub asset_ids: Vec<serde_json::Value>,
     /// Every public key of every output.
     pub output_keys: Vec<String>,
     /// Every `owners_before` key of every input.
@@ -72,6 +81,38 @@ pub struct ChainGenerator {
     unspent: Vec<Unspent>,
     /// Optional fixed transaction-id prefix source: lets a benchmark encode data in ids.
     id_override: Option<Box<dyn FnMut() -> String + Send>>,
+    /// Whether blocks mix in every operation kind, not only version 3.0 CREATE/TRANSFER.
+    all_operations: bool,
+    /// Outputs of validator elections, for votes to spend.
+    ballots: Vec<Unspent>,
+}
+
+/// What the stream's `asset_ids` must carry, given the transaction's own id.
+type ExpectedAssetIds = Box<dyn FnOnce(&str) -> Vec<serde_json::Value>>;
+
+/// How a transaction is to be built.
+struct Spec {
+    operation: &'static str,
+    version: &'static str,
+    assets: Value,
+    /// `None`: the transaction's own id.
+    asset_id: Option<String>,
+    asset_ids: ExpectedAssetIds,
+    inputs: Vec<InputSpec>,
+    outputs: Vec<(Vec<String>, u64)>,
+    /// Elections and votes carry no metadata.
+    metadata: bool,
+    /// Whether its outputs may be spent by later TRANSFERs, COMPOSEs and DECOMPOSEs.
+    spendable: bool,
+}
+
+/// `asset_ids` of a version 3.0 transaction: each entry's id, or the own id.
+fn ids_or_own(ids: Vec<Option<String>>) -> ExpectedAssetIds {
+    Box::new(move |own: &str| {
+        ids.into_iter()
+            .map(|id| serde_json::Value::from(id.unwrap_or_else(|| own.to_owned())))
+            .collect()
+    })
 }
 
 impl std::fmt::Debug for ChainGenerator {
@@ -129,7 +170,15 @@ impl ChainGenerator {
             wallets,
             unspent: Vec::new(),
             id_override: None,
+            all_operations: false,
+            ballots: Vec::new(),
         }
+    }
+
+    /// Blocks mix in every operation kind Planetmint commits (see the module doc).
+    pub fn with_all_operations(mut self) -> Self {
+        self.all_operations = true;
+        self
     }
 
     /// Uses `ids` for the next transactions' ids instead of hashing their bodies (benchmarks
@@ -232,13 +281,52 @@ impl ChainGenerator {
 
     fn finish(
         &mut self,
-        operation: &str,
+        operation: &'static str,
         assets: Value,
         asset_id: Option<String>,
         inputs: Vec<InputSpec>,
         outputs: Vec<(Vec<String>, u64)>,
     ) -> GeneratedTransaction {
-        let metadata = if self.rng.gen_bool(0.7) {
+        let ids = match &assets {
+            Value::Array(entries) => entries
+                .iter()
+                .map(|entry| {
+                    entry.as_map().and_then(|fields| {
+                        fields
+                            .iter()
+                            .find(|(k, _)| k.as_str() == Some("id"))
+                            .and_then(|(_, v)| v.as_str().map(str::to_owned))
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.build(Spec {
+            operation,
+            version: "3.0",
+            assets,
+            asset_id,
+            asset_ids: ids_or_own(ids),
+            inputs,
+            outputs,
+            metadata: true,
+            spendable: true,
+        })
+    }
+
+    fn build(&mut self, spec: Spec) -> GeneratedTransaction {
+        let Spec {
+            operation,
+            version,
+            assets,
+            asset_id,
+            asset_ids,
+            inputs,
+            outputs,
+            metadata,
+            spendable,
+        } = spec;
+        let metadata = if metadata && self.rng.gen_bool(0.7) {
             Value::from(format!("Qm{}", self.random_b58()))
         } else {
             Value::Nil
@@ -266,7 +354,7 @@ impl ChainGenerator {
         let mut body = Vec::new();
         let unsigned = Value::Array(vec![
             Value::from(operation),
-            Value::from("3.0"),
+            Value::from(version),
             metadata.clone(),
             assets.clone(),
             Value::Array(input_values.clone()),
@@ -284,7 +372,7 @@ impl ChainGenerator {
             None => sha3_hex(&body),
         };
         let asset_id = asset_id.unwrap_or_else(|| id.clone());
-        let asset_ids = vec![asset_id.clone()];
+        let asset_ids = asset_ids(&id);
         let mut output_keys: Vec<String> = Vec::new();
         let mut output_rows = Vec::with_capacity(outputs.len());
         for (index, (owners, amount)) in outputs.iter().enumerate() {
@@ -302,13 +390,18 @@ impl ChainGenerator {
                 Value::from(index as u64),
                 Value::from(id.as_str()),
             ]));
-            self.unspent.push(Unspent {
+            let unspent = Unspent {
                 transaction_id: id.clone(),
                 output_index: index as u64,
                 asset_id: asset_id.clone(),
                 owners: owners.clone(),
                 amount: *amount,
-            });
+            };
+            if spendable {
+                self.unspent.push(unspent);
+            } else if operation == "VALIDATOR_ELECTION" {
+                self.ballots.push(unspent);
+            }
         }
         let mut input_owners: Vec<String> = Vec::new();
         for (owners, _) in &inputs {
@@ -321,7 +414,7 @@ impl ChainGenerator {
         let row = Value::Array(vec![
             Value::from(id.as_str()),
             Value::from(operation),
-            Value::from("3.0"),
+            Value::from(version),
             metadata,
             assets,
             Value::Array(input_values),
@@ -330,6 +423,7 @@ impl ChainGenerator {
         GeneratedTransaction {
             id,
             operation: operation.to_owned(),
+            version: version.to_owned(),
             asset_id,
             asset_ids,
             output_keys,
@@ -384,11 +478,14 @@ impl ChainGenerator {
         )
     }
 
-    /// The next block with `transactions` transactions (about half CREATE, half TRANSFER).
+    /// The next block with `transactions` transactions (about half CREATE, half TRANSFER; every
+    /// kind with [`ChainGenerator::with_all_operations`]).
     pub fn block(&mut self, transactions: usize) -> GeneratedBlock {
         let txs: Vec<GeneratedTransaction> = (0..transactions)
             .map(|_| {
-                if self.rng.gen_bool(0.5) {
+                if self.all_operations {
+                    self.any_operation()
+                } else if self.rng.gen_bool(0.5) {
                     self.create()
                 } else {
                     self.transfer()
@@ -396,6 +493,225 @@ impl ChainGenerator {
             })
             .collect();
         self.block_of(txs)
+    }
+
+    /// A transaction of a kind drawn among all Planetmint commits (CREATE and TRANSFER most).
+    pub fn any_operation(&mut self) -> GeneratedTransaction {
+        match self.rng.gen_range(0..100) {
+            0..=29 => self.create(),
+            30..=54 => self.transfer(),
+            55..=63 => self.create_v2(),
+            64..=71 => self.transfer_v2(),
+            72..=79 => self.compose(),
+            80..=85 => self.decompose(),
+            86..=88 => self.validator_election(),
+            89..=90 => self.chain_migration_election(),
+            _ => self.vote(),
+        }
+    }
+
+    fn cid(&mut self) -> String {
+        format!("Qm{}", self.random_b58())
+    }
+
+    fn wallet(&mut self) -> String {
+        self.wallets[self.rng.gen_range(0..self.wallets.len())].clone()
+    }
+
+    fn take_unspent(&mut self) -> Option<Unspent> {
+        if self.unspent.is_empty() {
+            return None;
+        }
+        Some(
+            self.unspent
+                .swap_remove(self.rng.gen_range(0..self.unspent.len())),
+        )
+    }
+
+    /// A version 2.0 CREATE: Planetmint stores its single `asset` as `[{"data": CID}]`, and
+    /// its stream shows that object in `asset_ids`.
+    pub fn create_v2(&mut self) -> GeneratedTransaction {
+        let issuer = self.wallet();
+        let data = self.cid();
+        let outputs = vec![(self.pick_owners(), self.rng.gen_range(1..=100))];
+        let object = serde_json::json!({ "data": data });
+        self.build(Spec {
+            operation: "CREATE",
+            version: "2.0",
+            assets: Value::Array(vec![map(vec![("data", Value::from(data))])]),
+            asset_id: None,
+            asset_ids: Box::new(move |_| vec![object]),
+            inputs: vec![(vec![issuer], None)],
+            outputs,
+            metadata: true,
+            spendable: true,
+        })
+    }
+
+    /// A version 2.0 TRANSFER: `assets` is `[{"id": asset}]`, shown as that object.
+    pub fn transfer_v2(&mut self) -> GeneratedTransaction {
+        let Some(spent) = self.take_unspent() else {
+            return self.create_v2();
+        };
+        let object = serde_json::json!({ "id": spent.asset_id });
+        let outputs = vec![(self.pick_owners(), spent.amount)];
+        self.build(Spec {
+            operation: "TRANSFER",
+            version: "2.0",
+            assets: Value::Array(vec![map(vec![(
+                "id",
+                Value::from(spent.asset_id.as_str()),
+            )])]),
+            asset_id: Some(spent.asset_id.clone()),
+            asset_ids: Box::new(move |_| vec![object]),
+            inputs: vec![(
+                spent.owners.clone(),
+                Some((spent.transaction_id.clone(), spent.output_index)),
+            )],
+            outputs,
+            metadata: true,
+            spendable: true,
+        })
+    }
+
+    /// A COMPOSE of two unspent outputs into a new asset: `assets` is the new `{"data"}` entry,
+    /// then the consumed `{"id"}`s; `asset_id` is its own id (it creates an asset).
+    pub fn compose(&mut self) -> GeneratedTransaction {
+        let (Some(a), Some(b)) = (self.take_unspent(), self.take_unspent()) else {
+            return self.create();
+        };
+        let data = self.cid();
+        let assets = Value::Array(vec![
+            map(vec![("data", Value::from(data))]),
+            map(vec![("id", Value::from(a.asset_id.as_str()))]),
+            map(vec![("id", Value::from(b.asset_id.as_str()))]),
+        ]);
+        let ids = vec![None, Some(a.asset_id.clone()), Some(b.asset_id.clone())];
+        let outputs = vec![(vec![self.wallet()], 1)];
+        self.build(Spec {
+            operation: "COMPOSE",
+            version: "3.0",
+            assets,
+            asset_id: None,
+            asset_ids: ids_or_own(ids),
+            inputs: vec![
+                (a.owners, Some((a.transaction_id, a.output_index))),
+                (b.owners, Some((b.transaction_id, b.output_index))),
+            ],
+            outputs,
+            metadata: true,
+            spendable: true,
+        })
+    }
+
+    /// A DECOMPOSE of an unspent output into two new assets: `assets` is the new `{"data"}`
+    /// entries first, then the spent `{"id"}`; `asset_id` names the spent asset.
+    pub fn decompose(&mut self) -> GeneratedTransaction {
+        let Some(spent) = self.take_unspent() else {
+            return self.create();
+        };
+        let (first, second) = (self.cid(), self.cid());
+        let assets = Value::Array(vec![
+            map(vec![("data", Value::from(first))]),
+            map(vec![("data", Value::from(second))]),
+            map(vec![("id", Value::from(spent.asset_id.as_str()))]),
+        ]);
+        let ids = vec![None, None, Some(spent.asset_id.clone())];
+        let outputs = vec![(vec![self.wallet()], 1), (vec![self.wallet()], 1)];
+        self.build(Spec {
+            operation: "DECOMPOSE",
+            version: "3.0",
+            assets,
+            asset_id: Some(spent.asset_id.clone()),
+            asset_ids: ids_or_own(ids),
+            inputs: vec![(
+                spent.owners.clone(),
+                Some((spent.transaction_id.clone(), spent.output_index)),
+            )],
+            outputs,
+            metadata: true,
+            spendable: false,
+        })
+    }
+
+    fn election(&mut self, operation: &'static str, data: Value) -> GeneratedTransaction {
+        let proposer = self.wallet();
+        let voters: Vec<(Vec<String>, u64)> = (0..4).map(|_| (vec![self.wallet()], 10)).collect();
+        self.build(Spec {
+            operation,
+            version: "3.0",
+            assets: Value::Array(vec![map(vec![("data", data)])]),
+            asset_id: None,
+            asset_ids: ids_or_own(vec![None]),
+            inputs: vec![(vec![proposer], None)],
+            outputs: voters,
+            metadata: false,
+            spendable: false,
+        })
+    }
+
+    /// A VALIDATOR_ELECTION (stored in `governance`): its asset data is a map, its outputs
+    /// are the voters'.
+    pub fn validator_election(&mut self) -> GeneratedTransaction {
+        let key = self.random_b58();
+        let node: [u8; 20] = self.rng.gen();
+        let seed = self.uuid_hex();
+        let data = map(vec![
+            (
+                "public_key",
+                map(vec![
+                    ("value", Value::from(key)),
+                    ("type", Value::from("ed25519-base16")),
+                ]),
+            ),
+            ("power", Value::from(10u64)),
+            ("node_id", Value::from(hex(&node))),
+            ("seed", Value::from(seed)),
+        ]);
+        self.election("VALIDATOR_ELECTION", data)
+    }
+
+    /// A CHAIN_MIGRATION_ELECTION (stored in `governance`): asset data `{"seed": uuid}`.
+    pub fn chain_migration_election(&mut self) -> GeneratedTransaction {
+        let seed = self.uuid_hex();
+        self.election(
+            "CHAIN_MIGRATION_ELECTION",
+            map(vec![("seed", Value::from(seed))]),
+        )
+    }
+
+    /// A VOTE (stored in `governance`) spending a validator election's output: `assets` is
+    /// `[{"id": election}]`, its output goes to the election's key.
+    pub fn vote(&mut self) -> GeneratedTransaction {
+        if self.ballots.is_empty() {
+            return self.validator_election();
+        }
+        let ballot = self
+            .ballots
+            .swap_remove(self.rng.gen_range(0..self.ballots.len()));
+        let election_key = bs58::encode(
+            (0..ballot.asset_id.len() / 2)
+                .filter_map(|i| u8::from_str_radix(ballot.asset_id.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect::<Vec<u8>>(),
+        )
+        .into_string();
+        self.build(Spec {
+            operation: "VOTE",
+            version: "3.0",
+            assets: Value::Array(vec![map(vec![(
+                "id",
+                Value::from(ballot.asset_id.as_str()),
+            )])]),
+            asset_id: Some(ballot.asset_id.clone()),
+            asset_ids: ids_or_own(vec![Some(ballot.asset_id.clone())]),
+            inputs: vec![(
+                ballot.owners.clone(),
+                Some((ballot.transaction_id.clone(), ballot.output_index)),
+            )],
+            outputs: vec![(vec![election_key], ballot.amount)],
+            metadata: false,
+            spendable: false,
+        })
     }
 
     /// The next block holding exactly `transactions`.
@@ -467,6 +783,51 @@ mod tests {
             empty.app_hash, blocks[19].app_hash,
             "an empty block repeats app_hash"
         );
+    }
+
+    #[test]
+    fn all_operations_gives_every_kind_with_planetmints_asset_rules() {
+        let mut chain = ChainGenerator::new(11, 1, 6).with_all_operations();
+        let blocks: Vec<GeneratedBlock> = (0..40).map(|_| chain.block(8)).collect();
+        let mut kinds = std::collections::BTreeSet::new();
+        for tx in blocks.iter().flat_map(|b| &b.transactions) {
+            kinds.insert((tx.operation.clone(), tx.version.clone()));
+            let own = serde_json::Value::from(tx.id.as_str());
+            match (tx.operation.as_str(), tx.version.as_str()) {
+                ("CREATE", "2.0") => {
+                    assert_eq!(tx.asset_id, tx.id);
+                    assert!(tx.asset_ids[0]["data"].is_string());
+                }
+                ("TRANSFER", "2.0") => {
+                    assert_eq!(tx.asset_ids, vec![serde_json::json!({"id": tx.asset_id})])
+                }
+                ("CREATE" | "COMPOSE" | "VALIDATOR_ELECTION" | "CHAIN_MIGRATION_ELECTION", _) => {
+                    assert_eq!(tx.asset_id, tx.id);
+                    assert_eq!(tx.asset_ids[0], own);
+                }
+                ("DECOMPOSE", _) => {
+                    assert_ne!(tx.asset_id, tx.id);
+                    assert_eq!(tx.asset_ids.last(), Some(&tx.asset_id.as_str().into()));
+                }
+                _ => assert_ne!(tx.asset_id, tx.id),
+            }
+        }
+        for kind in [
+            ("CREATE", "3.0"),
+            ("CREATE", "2.0"),
+            ("TRANSFER", "3.0"),
+            ("TRANSFER", "2.0"),
+            ("COMPOSE", "3.0"),
+            ("DECOMPOSE", "3.0"),
+            ("VALIDATOR_ELECTION", "3.0"),
+            ("CHAIN_MIGRATION_ELECTION", "3.0"),
+            ("VOTE", "3.0"),
+        ] {
+            assert!(
+                kinds.contains(&(kind.0.to_owned(), kind.1.to_owned())),
+                "{kind:?} generated"
+            );
+        }
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum WriteError {
     /// The schema lacks an index.
     #[error("index {0} does not exist: load Planetmint's schema first")]
     MissingIndex(&'static str),
+    /// A space asked for by name does not exist.
+    #[error("space {0} does not exist")]
+    UnknownSpace(String),
     /// A row is not an array.
     #[error("row is not a tuple: {0}")]
     BadRow(String),
@@ -110,6 +113,16 @@ impl PlanetmintWriter {
         Ok(rows.first().map(|row| row.height))
     }
 
+    /// The id of the space `name`.
+    pub async fn space_id(&self, name: &str) -> Result<u32, WriteError> {
+        self.connection
+            .conn
+            .space(name)
+            .await?
+            .map(|s| s.metadata().id())
+            .ok_or_else(|| WriteError::UnknownSpace(name.to_owned()))
+    }
+
     /// The underlying tarantool-rs connection.
     pub fn connection(&self) -> &tarantool_rs::Connection {
         &self.connection.conn
@@ -144,15 +157,62 @@ impl PlanetmintWriter {
         self.replace_row(self.spaces.blocks, &block.row).await
     }
 
-    /// Writes rows given as raw tuples (fixture data): transactions, outputs, then the block.
+    /// Writes what a chain migration leaves in Tarantool, in Planetmint's order: the
+    /// `abci_chains` row the concluded election stores (`chain_id` from `height`, not synced),
+    /// then the empty block row `init_chain` stores at `height` (repeating `app_hash`), then
+    /// the chain marked synced. Planetmint publishes no event for that block row.
+    pub async fn migrate_chain(
+        &self,
+        chain_id: &str,
+        height: u64,
+        app_hash: &str,
+        block_id: &str,
+    ) -> Result<(), WriteError> {
+        let conn = &self.connection.conn;
+        let chains = conn
+            .space("abci_chains")
+            .await?
+            .ok_or(WriteError::MissingSpace("abci_chains"))?
+            .metadata()
+            .id();
+        let chain = |synced: bool| {
+            Value::Array(vec![
+                Value::from(chain_id),
+                Value::from(height),
+                Value::from(synced),
+            ])
+        };
+        self.replace_row(chains, &chain(false)).await?;
+        let row = Value::Array(vec![
+            Value::from(block_id),
+            Value::from(app_hash),
+            Value::from(height),
+            Value::Array(vec![]),
+        ]);
+        self.replace_row(self.spaces.blocks, &row).await?;
+        self.replace_row(chains, &chain(true)).await
+    }
+
+    /// Writes rows given as raw tuples (fixture data): transactions (elections and votes into
+    /// `governance`), outputs, then the block.
     pub async fn write_rows(
         &self,
         transactions: &[Value],
         outputs: &[Value],
         block: &Value,
     ) -> Result<(), WriteError> {
-        for tx in transactions {
+        // Planetmint writes a block's ordinary transactions before its governance ones.
+        let is_governance = |tx: &&Value| {
+            tx.as_array()
+                .and_then(|fields| fields.get(1))
+                .and_then(Value::as_str)
+                .is_some_and(|op| GOVERNANCE_OPERATIONS.contains(&op))
+        };
+        for tx in transactions.iter().filter(|tx| !is_governance(tx)) {
             self.replace_row(self.spaces.transactions, tx).await?;
+        }
+        for tx in transactions.iter().filter(is_governance) {
+            self.replace_row(self.spaces.governance, tx).await?;
         }
         for output in outputs {
             self.replace_row(self.spaces.outputs, output).await?;

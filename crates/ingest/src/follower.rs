@@ -6,7 +6,7 @@
 //! of Tarantool or a restart of the follower resumes exactly where it stopped.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use planetmint_streams_model::{BlockSink, BlockSource, SourceError};
 use tokio_util::sync::CancellationToken;
@@ -14,6 +14,9 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::status::IngestStatus;
 use planetmint_streams_model::backoff::Backoff;
+
+/// How often the error about a row that stays unusable is repeated in the log.
+pub const STALL_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How the follower reads.
 #[derive(Debug, Clone)]
@@ -68,6 +71,7 @@ impl Follower {
         let mut cursor: Option<u64> = None;
         let mut backoff = Backoff::new(self.config.retry_min, self.config.retry_max);
         let mut warned_behind = false;
+        let mut stall_logged: Option<Instant> = None;
         loop {
             let step = async {
                 match cursor {
@@ -86,7 +90,29 @@ impl Follower {
                 result = step => result,
             };
             match result {
-                Ok(()) => backoff.reset(),
+                Ok(()) => {
+                    backoff.reset();
+                    if let Some(reason) = self.status.clear_stalled() {
+                        stall_logged = None;
+                        info!(
+                            was = %reason,
+                            streamed_height = cursor,
+                            "the unusable row is readable again; streaming resumes"
+                        );
+                    }
+                }
+                Err(SourceError::UnusableRow {
+                    space,
+                    key,
+                    problem,
+                }) => {
+                    self.on_unusable_row(&space, &key, &problem, cursor, &mut stall_logged);
+                    let delay = backoff.next_delay();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
                 Err(err) => {
                     self.on_error(&err, cursor);
                     let delay = backoff.next_delay();
@@ -170,6 +196,37 @@ impl Follower {
             *warned_behind = false;
         }
         Ok(cursor)
+    }
+
+    /// A stored row cannot be used: nothing after it streams (a block is never skipped), `/ready`
+    /// says why, a metric counts it, and reading is retried until the row is readable.
+    fn on_unusable_row(
+        &self,
+        space: &str,
+        key: &str,
+        problem: &str,
+        cursor: Option<u64>,
+        logged: &mut Option<Instant>,
+    ) {
+        self.status.mark_failed("unusable_row", false);
+        let after = cursor.unwrap_or(0);
+        let reason = format!(
+            "streaming stopped after height {after}: unusable row in space `{space}`, key {key}: {problem}"
+        );
+        let previous = self.status.mark_stalled(space, reason.clone());
+        // Logged when it starts or changes, then at most every STALL_LOG_INTERVAL.
+        let due = previous.as_deref() != Some(reason.as_str())
+            || logged.is_none_or(|at| at.elapsed() >= STALL_LOG_INTERVAL);
+        if due {
+            *logged = Some(Instant::now());
+            error!(
+                space,
+                key,
+                problem,
+                streamed_height = after,
+                "a stored row cannot be used; streaming waits here (nothing is skipped) and resumes once the row is readable"
+            );
+        }
     }
 
     fn on_error(&self, err: &SourceError, cursor: Option<u64>) {

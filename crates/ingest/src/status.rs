@@ -4,6 +4,7 @@
 //! and exporting them cost nothing extra.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -28,6 +29,12 @@ pub struct IngestStatus {
     pub source_reconnects: IntCounter,
     /// `planetmint_streams_source_failovers_total`: switches between Tarantool endpoints.
     pub source_failovers: IntCounter,
+    /// `planetmint_streams_unusable_rows_total{space}`: reads held back by a stored row the
+    /// stream cannot use (counted at every retry while it stays so).
+    pub unusable_rows: IntCounterVec,
+    /// `planetmint_streams_source_stalled`: 1 while streaming waits on an unusable row.
+    pub stalled: IntGauge,
+    stalled_reason: Mutex<Option<String>>,
 }
 
 impl IngestStatus {
@@ -42,6 +49,8 @@ impl IngestStatus {
         registry.register(Box::new(status.source_errors.clone()))?;
         registry.register(Box::new(status.source_reconnects.clone()))?;
         registry.register(Box::new(status.source_failovers.clone()))?;
+        registry.register(Box::new(status.unusable_rows.clone()))?;
+        registry.register(Box::new(status.stalled.clone()))?;
         Ok(status)
     }
 
@@ -85,6 +94,18 @@ impl IngestStatus {
                 "planetmint_streams_source_failovers_total",
                 "Switches between configured Tarantool endpoints (tarantool.address, tarantool.fallbacks)",
             )?,
+            unusable_rows: IntCounterVec::new(
+                Opts::new(
+                    "planetmint_streams_unusable_rows_total",
+                    "Reads held back by a stored row the stream cannot use, by space (counted at every retry)",
+                ),
+                &["space"],
+            )?,
+            stalled: IntGauge::new(
+                "planetmint_streams_source_stalled",
+                "1 while streaming waits for an unusable row to become readable, 0 otherwise",
+            )?,
+            stalled_reason: Mutex::new(None),
         })
     }
 
@@ -96,6 +117,37 @@ impl IngestStatus {
     /// Whether the follower knows where it starts (it has reached the source once).
     pub fn is_started(&self) -> bool {
         self.started.load(Ordering::Acquire)
+    }
+
+    /// Why streaming is held back, while a stored row cannot be used.
+    pub fn stalled_reason(&self) -> Option<String> {
+        self.stalled_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records that streaming waits on an unusable row in `space`; returns the previous reason.
+    pub(crate) fn mark_stalled(&self, space: &str, reason: String) -> Option<String> {
+        self.unusable_rows.with_label_values(&[space]).inc();
+        self.stalled.set(1);
+        self.stalled_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(reason)
+    }
+
+    /// Records that reading works again; returns the reason it was held back, if it was.
+    pub(crate) fn clear_stalled(&self) -> Option<String> {
+        let previous = self
+            .stalled_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if previous.is_some() {
+            self.stalled.set(0);
+        }
+        previous
     }
 
     /// Blocks between the source's head and the last streamed height.

@@ -56,6 +56,7 @@ fn block(height: u64) -> CommittedBlock {
         height,
         hash: format!("{height:064X}"),
         transactions: Vec::new(),
+        chain_start: false,
     }
 }
 

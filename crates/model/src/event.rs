@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::block::{CommittedBlock, CommittedTransaction};
+use crate::block::{AssetIdsEntry, CommittedBlock, CommittedTransaction};
 
 /// One message of `valid_transactions`: a committed transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -19,15 +19,55 @@ pub struct TransactionEvent<'a> {
     #[serde(borrow)]
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub transaction_id: Cow<'a, str>,
-    /// The asset: a CREATE's own id, otherwise the id of the (first) asset it spends.
+    /// The asset the transaction is about (planetmint-transactions' `read_out_asset_id`):
+    /// its own id for CREATE, COMPOSE and elections (they create an asset), otherwise the id
+    /// of the asset it spends (TRANSFER, VOTE, DECOMPOSE).
     #[serde(borrow)]
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub asset_id: Cow<'a, str>,
-    /// Planetmint 2.x's field: for each asset entry its id, or the transaction's own id.
+    /// Planetmint's own field, as its `eventify_block` computes it: for a version 2.0
+    /// transaction the asset object itself (`{"data": ...}` or `{"id": ...}`); otherwise, for
+    /// each asset entry, its id or the transaction's own id.
     #[serde(borrow)]
-    pub asset_ids: Vec<Cow<'a, str>>,
+    pub asset_ids: Vec<AssetIdsItem<'a>>,
     /// Height of the block holding the transaction.
     pub height: u64,
+}
+
+/// One item of `asset_ids`: an asset id, or (version 2.0 transactions) the asset object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AssetIdsItem<'a> {
+    /// An asset id (64 hex digits): transactions of version 3.0.
+    Id(#[serde(borrow)] Cow<'a, str>),
+    /// The asset object of a version 2.0 transaction, as Planetmint stores it:
+    /// `{"data": ...}` (CREATE) or `{"id": "<asset id>"}` (TRANSFER).
+    Object(Cow<'a, serde_json::Map<String, serde_json::Value>>),
+}
+
+impl AssetIdsItem<'_> {
+    /// The asset id this item names, if any (an object's `id`).
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            AssetIdsItem::Id(id) => Some(id),
+            AssetIdsItem::Object(object) => object.get("id").and_then(|id| id.as_str()),
+        }
+    }
+}
+
+impl<'a> From<&'a AssetIdsEntry> for AssetIdsItem<'a> {
+    fn from(entry: &'a AssetIdsEntry) -> Self {
+        match entry {
+            AssetIdsEntry::Id(id) => AssetIdsItem::Id(Cow::Borrowed(id)),
+            AssetIdsEntry::Object(object) => AssetIdsItem::Object(Cow::Borrowed(object)),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for AssetIdsItem<'a> {
+    fn from(id: &'a str) -> Self {
+        AssetIdsItem::Id(Cow::Borrowed(id))
+    }
 }
 
 /// The message of `valid_blocks`: a committed block.
@@ -61,11 +101,7 @@ impl<'a> TransactionEvent<'a> {
         Self {
             transaction_id: Cow::Borrowed(&tx.id),
             asset_id: Cow::Borrowed(&tx.asset_id),
-            asset_ids: tx
-                .asset_ids
-                .iter()
-                .map(|id| Cow::Borrowed(id.as_str()))
-                .collect(),
+            asset_ids: tx.asset_ids.iter().map(AssetIdsItem::from).collect(),
             height,
         }
     }

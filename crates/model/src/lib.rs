@@ -19,5 +19,5 @@ pub mod ids;
 pub mod source;
 pub mod tuple;
 
-pub use block::{AssemblyError, CommittedBlock, CommittedTransaction};
+pub use block::{AssemblyError, AssetIdsEntry, CommittedBlock, CommittedTransaction};
 pub use source::{BlockBatch, BlockSink, BlockSource, HeightBounds, SourceError};

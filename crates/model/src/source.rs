@@ -40,10 +40,21 @@ pub enum SourceError {
     /// The database answered with an error.
     #[error("source refused the request: {0}")]
     Refused(String),
-    /// The database answered with data the stream cannot use (a block whose transactions are
-    /// missing, a malformed row).
+    /// The database answered with data the stream cannot use (a reply of the wrong shape).
     #[error("source returned unusable data: {0}")]
     Corrupt(String),
+    /// A stored row the stream cannot use: a field missing or of the wrong type, or a block
+    /// row naming a transaction stored nowhere. Nothing after it is streamed (a block is never
+    /// skipped) until the row is readable.
+    #[error("unusable row in space `{space}`, key {key}: {problem}")]
+    UnusableRow {
+        /// The space holding the row.
+        space: String,
+        /// The row's key (or what identifies it: a height, a transaction id).
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl SourceError {
@@ -53,6 +64,7 @@ impl SourceError {
             SourceError::Unavailable(_) => "unavailable",
             SourceError::Refused(_) => "refused",
             SourceError::Corrupt(_) => "corrupt",
+            SourceError::UnusableRow { .. } => "unusable_row",
         }
     }
 }

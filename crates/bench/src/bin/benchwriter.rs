@@ -52,6 +52,11 @@ struct Args {
     /// Name of the run in the output.
     #[arg(long, default_value = "benchwriter")]
     label: String,
+    /// Mix every operation kind Planetmint commits into the blocks (version 2.0 CREATE and
+    /// TRANSFER, COMPOSE, DECOMPOSE, elections and votes in `governance`), not only version 3.0
+    /// CREATE and TRANSFER.
+    #[arg(long)]
+    all_operations: bool,
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -73,6 +78,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_run: seconds(args.max_run, "max-run")?,
         progress: args.prefill,
         label: args.label,
+        all_operations: args.all_operations,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,5 +1,6 @@
 //! `planetmint-streams-devchain`: commits Planetmint-shaped blocks into a development Tarantool
-//! at a chosen rate, the way Planetmint does (transactions first, block row last).
+//! at a chosen rate, the way Planetmint does (transactions first, block row last), with every
+//! operation kind Planetmint commits unless told otherwise.
 
 use std::time::Duration;
 
@@ -25,10 +26,14 @@ struct Args {
     /// Stop after this many blocks (default: run until interrupted).
     #[arg(long)]
     count: Option<u64>,
-    /// First write the blocks Planetmint 2.5.3 itself wrote (tests/fixtures), when the
-    /// database is empty.
+    /// First write the blocks Planetmint 2.5.3 itself wrote with every operation kind
+    /// (tests/fixtures/planetmint-2.5.3-all-ops), when the database is empty.
     #[arg(long)]
     with_fixtures: bool,
+    /// Generate only version 3.0 CREATE and TRANSFER transactions (default: every kind
+    /// Planetmint commits, elections and votes included).
+    #[arg(long)]
+    create_transfer_only: bool,
     /// Seed for the generated data.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -52,7 +57,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("connecting to Tarantool at {}", args.tarantool))?;
     let mut head = writer.head_height().await?;
     if args.with_fixtures && head.is_none() {
-        let fixtures = Planetmint253::load().context("reading tests/fixtures/planetmint-2.5.3")?;
+        let fixtures = Planetmint253::load_all_ops()
+            .context("reading tests/fixtures/planetmint-2.5.3-all-ops")?;
         for height in fixtures.heights() {
             fixtures.write_block(&writer, height).await?;
         }
@@ -64,6 +70,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let first = head.map_or(1, |h| h + 1);
     let mut chain = ChainGenerator::new(args.seed ^ first, first, 8);
+    if !args.create_transfer_only {
+        chain = chain.with_all_operations();
+    }
     let period = Duration::from_secs_f64(1.0 / args.blocks_per_second);
     let mut ticker = tokio::time::interval(period);
     let mut written = 0u64;

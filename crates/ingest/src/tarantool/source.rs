@@ -27,7 +27,7 @@ use super::relay::{Relay, RelayConfig, RelayState};
 /// The Lua helpers (see the file for what they do and why).
 pub const STREAMS_LUA: &str = include_str!("streams.lua");
 /// Version of the protocol between this code and `streams.lua`.
-const LUA_PROTOCOL: u64 = 1;
+const LUA_PROTOCOL: u64 = 2;
 
 /// Committed blocks from Planetmint's Tarantool.
 pub struct TarantoolSource {
@@ -57,28 +57,162 @@ struct SpaceIds {
     transactions: u32,
     governance: Option<u32>,
     outputs: Option<(u32, u32)>,
+    /// `abci_chains` and its `height` index: which empty rows `init_chain` stored.
+    abci_chains: Option<(u32, u32)>,
 }
 
-/// One block as `streams.lua` returns it: `[block_row, [tx_row | nil, ...], [output_row, ...]]`.
+/// One block as `streams.lua` returns it: `[block_row, [tx_row | nil, ...], [output_row, ...],
+/// [positions of governance rows], chain_start]`.
 #[derive(Deserialize)]
-struct BlockRecord(BlockTuple, Vec<Option<TransactionTuple>>, Vec<OutputTuple>);
+struct BlockRecord(
+    BlockTuple,
+    Vec<Option<TransactionTuple>>,
+    Vec<OutputTuple>,
+    // Positions of governance rows: only the row-by-row path (error reports) reads them.
+    #[serde(default)]
+    #[allow(dead_code)]
+    Vec<usize>,
+    #[serde(default)] bool,
+);
 
 /// The reply of `planetmint_streams.blocks`: `[watermark, [BlockRecord, ...]]`.
 #[derive(Deserialize)]
 struct BlocksReply(u64, Vec<BlockRecord>);
 
+/// Names of Planetmint's spaces, as error reports give them.
+const SPACE_BLOCKS: &str = "blocks";
+const SPACE_TRANSACTIONS: &str = "transactions";
+const SPACE_GOVERNANCE: &str = "governance";
+const SPACE_OUTPUTS: &str = "outputs";
+
+fn unusable(space: &str, key: impl Into<String>, problem: impl ToString) -> SourceError {
+    SourceError::UnusableRow {
+        space: space.to_owned(),
+        key: key.into(),
+        problem: problem.to_string(),
+    }
+}
+
+/// What identifies a raw row in an error report: its first field (the primary key of every
+/// Planetmint space), shown as it is.
+fn row_key(row: &rmpv::Value) -> String {
+    match row.as_array().and_then(|fields| fields.first()) {
+        Some(rmpv::Value::String(s)) => s.as_str().map_or_else(|| s.to_string(), str::to_owned),
+        Some(other) => other.to_string(),
+        None => row.to_string(),
+    }
+}
+
+/// Decodes one raw row, naming the space and key when it cannot be used.
+fn decode_row<T: serde::de::DeserializeOwned>(
+    space: &str,
+    row: rmpv::Value,
+) -> Result<T, SourceError> {
+    let key = row_key(&row);
+    rmpv::ext::from_value(row).map_err(|e| unusable(space, key, e))
+}
+
+/// A block from its decoded rows, with `init_chain`'s rows marked.
+fn assemble(
+    row: BlockTuple,
+    txs: Vec<Option<TransactionTuple>>,
+    outputs: &[OutputTuple],
+    chain_start: bool,
+) -> Result<CommittedBlock, SourceError> {
+    let height = row.height;
+    let mut block = CommittedBlock::assemble(row, txs, outputs)
+        .map_err(|e| unusable(SPACE_BLOCKS, format!("height {height}"), e))?;
+    block.chain_start = chain_start && block.transactions.is_empty();
+    Ok(block)
+}
+
 /// Decodes the MessagePack reply of `planetmint_streams.blocks` into committed blocks.
+///
+/// When a row in it cannot be used, the blocks before that row's block are returned (they
+/// stream), or, when it is in the first block, an [`SourceError::UnusableRow`] naming it.
 pub fn decode_blocks_reply(bytes: &[u8]) -> Result<BlockBatch, SourceError> {
-    let BlocksReply(head, records) = rmp_serde::from_slice(bytes)
-        .map_err(|e| SourceError::Corrupt(format!("undecodable blocks reply: {e}")))?;
+    let BlocksReply(head, records) = match rmp_serde::from_slice(bytes) {
+        Ok(reply) => reply,
+        Err(fast) => return decode_blocks_reply_row_by_row(bytes, &fast.to_string()),
+    };
     let blocks = records
         .into_iter()
-        .map(|BlockRecord(row, txs, outputs)| {
-            CommittedBlock::assemble(row, txs, &outputs)
-                .map_err(|e| SourceError::Corrupt(e.to_string()))
+        .map(|BlockRecord(row, txs, outputs, _, chain_start)| {
+            assemble(row, txs, &outputs, chain_start)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(BlockBatch { head, blocks })
+}
+
+/// The slow path of [`decode_blocks_reply`], taken only when the reply does not decode at once:
+/// row by row, to keep the blocks before the first unusable row and to name that row.
+fn decode_blocks_reply_row_by_row(bytes: &[u8], fast: &str) -> Result<BlockBatch, SourceError> {
+    let corrupt = || SourceError::Corrupt(format!("undecodable blocks reply: {fast}"));
+    let value = rmpv::decode::read_value(&mut &bytes[..]).map_err(|_| corrupt())?;
+    let rmpv::Value::Array(mut reply) = value else {
+        return Err(corrupt());
+    };
+    if reply.len() != 2 {
+        return Err(corrupt());
+    }
+    let records = match reply.pop() {
+        Some(rmpv::Value::Array(records)) => records,
+        _ => return Err(corrupt()),
+    };
+    let head = reply.pop().and_then(|h| h.as_u64()).ok_or_else(corrupt)?;
+    let mut blocks = Vec::new();
+    for record in records {
+        match decode_record(record) {
+            Ok(block) => blocks.push(block),
+            Err(err) if blocks.is_empty() => return Err(err),
+            Err(_) => break,
+        }
+    }
+    if blocks.is_empty() {
+        return Err(corrupt());
+    }
+    Ok(BlockBatch { head, blocks })
+}
+
+fn decode_record(record: rmpv::Value) -> Result<CommittedBlock, SourceError> {
+    let rmpv::Value::Array(parts) = record else {
+        return Err(SourceError::Corrupt(
+            "a blocks reply record is not an array".into(),
+        ));
+    };
+    let mut parts = parts.into_iter();
+    let row: BlockTuple = decode_row(SPACE_BLOCKS, parts.next().unwrap_or(rmpv::Value::Nil))?;
+    let raw_txs = match parts.next() {
+        Some(rmpv::Value::Array(txs)) => txs,
+        _ => Vec::new(),
+    };
+    let raw_outputs = match parts.next() {
+        Some(rmpv::Value::Array(outputs)) => outputs,
+        _ => Vec::new(),
+    };
+    let in_governance: Vec<usize> = parts
+        .next()
+        .and_then(|v| rmpv::ext::from_value(v).ok())
+        .unwrap_or_default();
+    let chain_start = parts.next().and_then(|v| v.as_bool()).unwrap_or(false);
+    let mut txs = Vec::with_capacity(raw_txs.len());
+    for (position, raw) in raw_txs.into_iter().enumerate() {
+        if raw.is_nil() {
+            txs.push(None);
+            continue;
+        }
+        let space = if in_governance.contains(&position) {
+            SPACE_GOVERNANCE
+        } else {
+            SPACE_TRANSACTIONS
+        };
+        txs.push(Some(decode_row(space, raw)?));
+    }
+    let outputs = raw_outputs
+        .into_iter()
+        .map(|raw| decode_row(SPACE_OUTPUTS, raw))
+        .collect::<Result<Vec<OutputTuple>, _>>()?;
+    assemble(row, txs, &outputs, chain_start)
 }
 
 fn classify(err: tarantool_rs::Error) -> SourceError {
@@ -341,13 +475,35 @@ async fn space_ids(conn: &Connection) -> Result<SpaceIds, SourceError> {
             .map(|index| (space.metadata().id(), index.metadata().id())),
         None => None,
     };
+    let abci_chains = match conn.space("abci_chains").await.map_err(classify)? {
+        Some(space) => space
+            .index("height")
+            .map(|index| (space.metadata().id(), index.metadata().id())),
+        None => None,
+    };
     Ok(SpaceIds {
         blocks: blocks.metadata().id(),
         blocks_by_height,
         transactions,
         governance,
         outputs,
+        abci_chains,
     })
+}
+
+/// Rows of `space` (through `index`) equal to `key`, each decoded or reported by space and key.
+async fn select_rows<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    (space, index): (u32, u32),
+    name: &str,
+    limit: Option<u32>,
+    key: &str,
+) -> Result<Vec<T>, SourceError> {
+    let rows: Vec<rmpv::Value> = conn
+        .select(space, index, limit, None, Some(IteratorType::Eq), (key,))
+        .await
+        .map_err(classify)?;
+    rows.into_iter().map(|row| decode_row(name, row)).collect()
 }
 
 async fn select_transaction(
@@ -355,27 +511,14 @@ async fn select_transaction(
     ids: SpaceIds,
     id: &str,
 ) -> Result<Option<TransactionTuple>, SourceError> {
-    let rows: Vec<TransactionTuple> = conn
-        .select(
-            ids.transactions,
-            0,
-            Some(1),
-            None,
-            Some(IteratorType::Eq),
-            (id,),
-        )
-        .await
-        .map_err(classify)?;
+    let rows = select_rows(conn, (ids.transactions, 0), SPACE_TRANSACTIONS, Some(1), id).await?;
     if let Some(row) = rows.into_iter().next() {
         return Ok(Some(row));
     }
     let Some(governance) = ids.governance else {
         return Ok(None);
     };
-    let rows: Vec<TransactionTuple> = conn
-        .select(governance, 0, Some(1), None, Some(IteratorType::Eq), (id,))
-        .await
-        .map_err(classify)?;
+    let rows = select_rows(conn, (governance, 0), SPACE_GOVERNANCE, Some(1), id).await?;
     Ok(rows.into_iter().next())
 }
 
@@ -384,12 +527,53 @@ async fn select_outputs(
     ids: SpaceIds,
     id: &str,
 ) -> Result<Vec<OutputTuple>, SourceError> {
-    let Some((space, index)) = ids.outputs else {
+    let Some(outputs) = ids.outputs else {
         return Ok(Vec::new());
     };
-    conn.select(space, index, None, None, Some(IteratorType::Eq), (id,))
+    select_rows(conn, outputs, SPACE_OUTPUTS, None, id).await
+}
+
+/// Whether an `abci_chains` row has `height`: the empty block row there is `init_chain`'s.
+async fn starts_chain(conn: &Connection, ids: SpaceIds, height: u64) -> Result<bool, SourceError> {
+    let Some((space, index)) = ids.abci_chains else {
+        return Ok(false);
+    };
+    let rows: Vec<rmpv::Value> = conn
+        .select(
+            space,
+            index,
+            Some(1),
+            None,
+            Some(IteratorType::Eq),
+            (height,),
+        )
         .await
-        .map_err(classify)
+        .map_err(classify)?;
+    Ok(!rows.is_empty())
+}
+
+async fn select_block(
+    conn: &Connection,
+    ids: SpaceIds,
+    row: BlockTuple,
+) -> Result<CommittedBlock, SourceError> {
+    let txs = try_join_all(
+        row.transaction_ids
+            .iter()
+            .map(|id| select_transaction(conn, ids, id)),
+    )
+    .await?;
+    let outputs: Vec<OutputTuple> = try_join_all(
+        row.transaction_ids
+            .iter()
+            .map(|id| select_outputs(conn, ids, id)),
+    )
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    let chain_start = row.transaction_ids.is_empty() && starts_chain(conn, ids, row.height).await?;
+    assemble(row, txs, &outputs, chain_start)
 }
 
 async fn select_blocks(
@@ -400,7 +584,7 @@ async fn select_blocks(
     max_blocks: usize,
 ) -> Result<BlockBatch, SourceError> {
     let limit = u32::try_from(max_blocks).unwrap_or(u32::MAX);
-    let mut rows: Vec<BlockTuple> = conn
+    let rows: Vec<rmpv::Value> = conn
         .select(
             ids.blocks,
             ids.blocks_by_height,
@@ -412,30 +596,20 @@ async fn select_blocks(
         .await
         .map_err(classify)?;
     let head = highest_height(conn, ids).await?.unwrap_or(0);
-    if let Some(upto) = upto {
-        rows.retain(|row| row.height <= upto);
-    }
     let mut blocks = Vec::with_capacity(rows.len());
-    for row in rows {
-        let txs = try_join_all(
-            row.transaction_ids
-                .iter()
-                .map(|id| select_transaction(conn, ids, id)),
-        )
-        .await?;
-        let outputs: Vec<OutputTuple> = try_join_all(
-            row.transaction_ids
-                .iter()
-                .map(|id| select_outputs(conn, ids, id)),
-        )
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
-        blocks.push(
-            CommittedBlock::assemble(row, txs, &outputs)
-                .map_err(|e| SourceError::Corrupt(e.to_string()))?,
-        );
+    for raw in rows {
+        // Blocks before an unusable row stream; the error is reported when it comes first.
+        let block = match decode_row::<BlockTuple>(SPACE_BLOCKS, raw) {
+            Ok(row) if upto.is_some_and(|upto| row.height > upto) => break,
+            Ok(row) => select_block(conn, ids, row).await,
+            Err(err) => Err(err),
+        };
+        match block {
+            Ok(block) => blocks.push(block),
+            Err(err @ SourceError::UnusableRow { .. }) if blocks.is_empty() => return Err(err),
+            Err(SourceError::UnusableRow { .. }) => break,
+            Err(err) => return Err(err),
+        }
     }
     Ok(BlockBatch { head, blocks })
 }
@@ -446,7 +620,7 @@ async fn edge_height(
     ids: SpaceIds,
     direction: IteratorType,
 ) -> Result<Option<u64>, SourceError> {
-    let rows: Vec<BlockTuple> = conn
+    let rows: Vec<rmpv::Value> = conn
         .select(
             ids.blocks,
             ids.blocks_by_height,
@@ -457,7 +631,10 @@ async fn edge_height(
         )
         .await
         .map_err(classify)?;
-    Ok(rows.first().map(|row| row.height))
+    // Only the height is needed here: the index guarantees it is an unsigned field.
+    Ok(rows
+        .first()
+        .and_then(|row| row.as_array()?.get(2)?.as_u64()))
 }
 
 async fn highest_height(conn: &Connection, ids: SpaceIds) -> Result<Option<u64>, SourceError> {

@@ -6,7 +6,7 @@
 -- read whole blocks (row, transactions, outputs) in one round trip. On Tarantool 2.6 other
 -- fibers can see a row before its WAL write has committed, so readers only go up to a
 -- watermark that `box.on_commit` advances.
-local PROTOCOL = 1
+local PROTOCOL = 2
 
 local fiber = require('fiber')
 local msgpack = require('msgpack')
@@ -26,6 +26,10 @@ end
 local governance = box.space.governance
 local outputs = box.space.outputs
 local outputs_by_tx = outputs ~= nil and outputs.index.transaction_id or nil
+-- Planetmint's `init_chain` stores an empty block row at genesis and after a chain migration,
+-- at the height of an `abci_chains` row written before it, and publishes nothing for it.
+local abci_chains = box.space.abci_chains
+local chains_by_height = abci_chains ~= nil and abci_chains.index.height or nil
 
 local M = rawget(_G, 'planetmint_streams')
 if M == nil then
@@ -61,19 +65,28 @@ end
 blocks:on_replace(on_block, M.trigger)
 M.trigger = on_block
 
+-- The row of transaction `id` (box.NULL when stored nowhere) and whether it is in `governance`.
 local function find_transaction(id)
     local t = transactions:get(id)
-    if t == nil and governance ~= nil then
+    if t ~= nil then return t, false end
+    if governance ~= nil then
         t = governance:get(id)
+        if t ~= nil then return t, true end
     end
-    if t == nil then return box.NULL end
-    return t
+    return box.NULL, false
+end
+
+local function starts_chain(row, ids)
+    if chains_by_height == nil or #ids > 0 then return false end
+    return chains_by_height:count({row[3]}) > 0
 end
 
 -- Blocks with after < height <= min(upto, watermark) (upto < 0: no bound), at most
 -- max_blocks of them and about max_txs transactions (always at least one block). When none is
 -- committed yet, waits up to `wait` seconds for one. Returns a MessagePack string:
--- [watermark, [[block_row, [tx_row | nil, ...], [output_row, ...]], ...]]
+-- [watermark, [[block_row, [tx_row | nil, ...], [output_row, ...], [governance positions],
+--               chain_start], ...]]
+-- Rows are passed on whole, whatever their length: the reader decides what it can use.
 function M.blocks(after, upto, max_blocks, max_txs, wait)
     if wait > 0 and M.committed <= after then
         local deadline = fiber.clock() + wait
@@ -92,18 +105,22 @@ function M.blocks(after, upto, max_blocks, max_txs, wait)
     for _, row in by_height:pairs({after}, {iterator = 'GT'}) do
         if row[3] > limit or #out >= max_blocks then break end
         local ids = row[4]
+        if type(ids) ~= 'table' then ids = {} end
         if #out > 0 and txs_total + #ids > max_txs then break end
         local txs = {}
         local outs = {}
+        local in_governance = {}
         for i, id in ipairs(ids) do
-            txs[i] = find_transaction(id)
-            if outputs_by_tx ~= nil then
+            local t, gov = find_transaction(id)
+            txs[i] = t
+            if gov then in_governance[#in_governance + 1] = i - 1 end
+            if outputs_by_tx ~= nil and type(id) == 'string' then
                 for _, o in outputs_by_tx:pairs({id}) do
                     outs[#outs + 1] = o
                 end
             end
         end
-        out[#out + 1] = {row, txs, outs}
+        out[#out + 1] = {row, txs, outs, in_governance, starts_chain(row, ids)}
         txs_total = txs_total + #ids
     end
     return msgpack.encode({M.committed, out})
