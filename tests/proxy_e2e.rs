@@ -699,7 +699,7 @@ async fn trickled_bodies_hold_neither_memory_nor_connections() {
         // The old default, so that the bodies are allowed and only their handling is measured.
         .env("PLANETMINT_STREAMS_API__UPSTREAM_MAX_BODY", "16777216")
         // Long enough for 80 MiB to pass on a busy machine; the trickle then outlasts it.
-        .env("PLANETMINT_STREAMS_API__BODY_TIMEOUT", "15s")
+        .env("PLANETMINT_STREAMS_API__BODY_TIMEOUT", "30s")
         .current_dir(std::env::temp_dir())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -745,9 +745,11 @@ async fn trickled_bodies_hold_neither_memory_nor_connections() {
         }));
     }
 
-    // The upstream receives the bodies while they are still unfinished: they are streamed.
+    // The upstream receives the bodies while they are still unfinished (10 MiB announced, 4 MiB
+    // sent): they are streamed. (Most of the bytes, not all: on a busy machine the last chunk
+    // of a connection may still be in flight when its body timeout ends it.)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while upstream.body_bytes() < CONNECTIONS * SENT {
+    while upstream.body_bytes() < CONNECTIONS * SENT * 9 / 10 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "upstream got {} of {} bytes",

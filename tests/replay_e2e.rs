@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use planetmint_streams_devchain::process::TarantoolProcess;
 use planetmint_streams_devchain::writer::PlanetmintWriter;
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::*;
 
 /// A Tarantool holding `blocks` blocks of `txs` transactions, and a node started after them
@@ -167,5 +167,47 @@ async fn replays_beyond_the_per_address_limit_get_429_and_the_budget_paces_the_r
         .cloned()
         .collect();
     assert!(take_json(&mut third, tail.len(), Duration::from_secs(60)).await == tail);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rpc_replays_beyond_the_per_address_limit_get_32002() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let history = chain(64, 1, 120, 5);
+    let (_tarantool, node) = node_over_history(&history, |c| {
+        c.streams.replay_max_per_ip = 2;
+        c.streams.replay_transactions_per_second = 50;
+    })
+    .await;
+    let mut ws = connect(&format!("ws://{}/api/v1/streams", node.streams_addr)).await;
+    for id in 1..=3 {
+        let request = json!({
+            "jsonrpc": "2.0", "id": id, "method": "subscribe",
+            "params": {"stream": "valid_blocks", "from_height": 0},
+        });
+        ws.send(Message::Text(request.to_string().into()))
+            .await
+            .expect("send");
+    }
+    // The answers to the three requests, whatever notifications come in between.
+    let mut answers = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while answers.len() < 3 {
+        let message = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("answers in time");
+        if let Some(Ok(Message::Text(text))) = message {
+            let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
+            if let Some(id) = value["id"].as_u64() {
+                answers.insert(id, value);
+            }
+        }
+    }
+    assert!(answers[&1]["result"].is_string(), "{}", answers[&1]);
+    assert!(answers[&2]["result"].is_string(), "{}", answers[&2]);
+    assert_eq!(answers[&3]["error"]["code"], -32002, "{}", answers[&3]);
+    assert_eq!(answers[&3]["error"]["data"]["limit"], "replays_per_address");
     node.shutdown().await;
 }

@@ -133,26 +133,9 @@ fn subscribe(
             ),
         );
     }
-    let slot = match ctx.limiter.acquire(req.peer_addr().map(|a| a.ip())) {
+    let slot = match connection_slot(&ctx, &req) {
         Ok(slot) => slot,
-        Err(Refusal::Full) => {
-            return refuse(
-                "server_full",
-                retry_later(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the server has no room for more subscribers",
-                ),
-            )
-        }
-        Err(Refusal::TooManyFromIp) => {
-            return refuse(
-                "too_many_from_ip",
-                retry_later(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many subscriptions from this address",
-                ),
-            )
-        }
+        Err((reason, response)) => return refuse(reason, response),
     };
     // Replays that read Tarantool are limited per address (the read budget limits them all).
     let replay_slot = match subscription.from_height {
@@ -206,6 +189,32 @@ fn subscribe(
     };
     actix_web::rt::spawn(session::run(ctx.clone(), subscription, session_parts));
     head.set_body(body.boxed())
+}
+
+/// A place under the connection limits for this request, or the refusal (metric reason and
+/// response: 503 when the server is full, 429 for too many from this address).
+pub(crate) fn connection_slot(
+    ctx: &Arc<StreamContext>,
+    req: &HttpRequest,
+) -> Result<crate::limits::ConnectionSlot, (&'static str, HttpResponse)> {
+    ctx.limiter
+        .acquire(req.peer_addr().map(|a| a.ip()))
+        .map_err(|refusal| match refusal {
+            Refusal::Full => (
+                "server_full",
+                retry_later(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server has no room for more subscribers",
+                ),
+            ),
+            Refusal::TooManyFromIp => (
+                "too_many_from_ip",
+                retry_later(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many subscriptions from this address",
+                ),
+            ),
+        })
 }
 
 /// In signed mode, checks the URL's token against the subscription; returns when the token

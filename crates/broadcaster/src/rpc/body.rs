@@ -81,6 +81,8 @@ struct SentCounters {
 /// The body of one JSON-RPC connection.
 pub struct RpcBody {
     control: BoxBody,
+    /// actix-ws's body ended: the close frame is written.
+    control_done: bool,
     queue: Arc<SubscriberQueue>,
     progress: Arc<Progress>,
     counters: [SentCounters; 2],
@@ -105,6 +107,7 @@ impl RpcBody {
         });
         Self {
             control,
+            control_done: false,
             queue,
             progress,
             counters,
@@ -125,11 +128,17 @@ impl MessageBody for RpcBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.control).poll_next(cx) {
-            Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
-            // The close frame has been written: the connection is over.
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {}
+        if !this.control_done {
+            match Pin::new(&mut this.control).poll_next(cx) {
+                Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
+                Poll::Ready(None) => this.control_done = true,
+                Poll::Pending => {}
+            }
+        }
+        if this.control_done {
+            // The close frame is written; the connection ends once the session has seen the
+            // client's close (see `crate::body::StreamBody`).
+            return this.queue.poll_finished(cx).map(|()| None);
         }
         match this.queue.poll_next_block(cx) {
             Poll::Ready(block) => {

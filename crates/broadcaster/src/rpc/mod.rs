@@ -30,9 +30,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use planetmint_streams_auth::token_from_query;
 use tracing::{debug, info};
 
-use crate::limits::Refusal;
 use crate::queue::SubscriberQueue;
-use crate::server::{json_error, origin_refused, retry_later};
+use crate::server::{connection_slot, json_error, origin_refused};
 use crate::StreamContext;
 
 /// Path of the JSON-RPC channel on the stream port.
@@ -84,26 +83,9 @@ pub(crate) async fn upgrade(
             ),
         );
     }
-    let slot = match ctx.limiter.acquire(req.peer_addr().map(|a| a.ip())) {
+    let slot = match connection_slot(&ctx, &req) {
         Ok(slot) => slot,
-        Err(Refusal::Full) => {
-            return refuse(
-                "server_full",
-                retry_later(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the server has no room for more subscribers",
-                ),
-            )
-        }
-        Err(Refusal::TooManyFromIp) => {
-            return refuse(
-                "too_many_from_ip",
-                retry_later(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many subscriptions from this address",
-                ),
-            )
-        }
+        Err((reason, response)) => return refuse(reason, response),
     };
     let (response, ws_session, inbound) = match actix_ws::handle(&req, payload) {
         Ok(parts) => parts,
@@ -134,6 +116,7 @@ pub(crate) async fn upgrade(
         progress,
         slot,
         claims,
+        peer: req.peer_addr().map(|a| a.ip()),
     };
     actix_web::rt::spawn(session::run(ctx.clone(), parts));
     head.set_body(body.boxed())

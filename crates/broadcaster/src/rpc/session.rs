@@ -36,7 +36,7 @@ use super::protocol::{
     RpcError, CLOSING_METHOD, HISTORY_UNAVAILABLE, INVALID_REQUEST, LIMIT_REACHED, NOT_AUTHORIZED,
     SUBSCRIPTION_ERROR_METHOD,
 };
-use crate::close::{Ending, CLOSE_TOO_SLOW};
+use crate::close::{Ending, CLOSE_HANDSHAKE_TIMEOUT, CLOSE_TOO_SLOW};
 use crate::frame::{encode_frame, OPCODE_TEXT};
 use crate::hub::{Selection, SubscriberId};
 use crate::keepalive::{on_timer, KeepAlive, CONTROL_SEND_TIMEOUT};
@@ -66,6 +66,8 @@ pub(crate) struct RpcParts {
     pub slot: ConnectionSlot,
     /// The verified claims of a `token` in the URL (signed mode).
     pub claims: Option<Claims>,
+    /// The client's address.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Why a connection ended.
@@ -119,6 +121,24 @@ impl RpcEnding {
             RpcEnding::TokenExpired => "token_expired",
             RpcEnding::NotAuthenticated => "not_authenticated",
             RpcEnding::SocketGone => "socket",
+        }
+    }
+
+    /// How long to wait for the client's close frame after ours (see
+    /// [`crate::close::CLOSE_HANDSHAKE_TIMEOUT`]); `None`: close at once.
+    fn close_handshake_wait(&self, ctx: &StreamContext) -> Option<Duration> {
+        match self {
+            RpcEnding::TooSlow | RpcEnding::TokenExpired | RpcEnding::NotAuthenticated => {
+                Some(CLOSE_HANDSHAKE_TIMEOUT)
+            }
+            RpcEnding::Shutdown => Some(ctx.config.shutdown_grace),
+            RpcEnding::ClientClosed(_)
+            | RpcEnding::NoPong
+            | RpcEnding::FrameTooBig
+            | RpcEnding::ProtocolError(_)
+            | RpcEnding::InvalidText
+            | RpcEnding::Flooding
+            | RpcEnding::SocketGone => None,
         }
     }
 
@@ -232,6 +252,8 @@ struct Connection {
     filter_values: usize,
     starting: FuturesUnordered<StartFuture>,
     token_expiry: Option<Instant>,
+    /// The client's address (for the per-address replay limit).
+    peer: Option<std::net::IpAddr>,
 }
 
 /// Puts one text message into the connection's queue (never waits: a client that does not
@@ -276,7 +298,8 @@ fn filter_values(filter: &Filter) -> usize {
 }
 
 /// `Some(lowest)` when `from` is below the history the source still holds. Waits for the
-/// source while it is unreachable, as a URL subscriber's replay does.
+/// source while it is unreachable, as a URL subscriber's replay does (the stored range is
+/// read through the shared history, so a herd of subscribes asks Tarantool once).
 async fn history_missing(ctx: &StreamContext, from: u64) -> Option<u64> {
     if ctx
         .hub
@@ -285,21 +308,12 @@ async fn history_missing(ctx: &StreamContext, from: u64) -> Option<u64> {
     {
         return None;
     }
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match ctx.source.bounds().await {
-            Ok(bounds) => {
-                return bounds
-                    .map(|b| b.lowest)
-                    .filter(|&lowest| from.saturating_add(1) < lowest)
-            }
-            Err(err) => {
-                debug!(error = %err, "subscribe waits for the source");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    ctx.replay
+        .history()
+        .bounds()
+        .await
+        .map(|b| b.lowest)
+        .filter(|&lowest| from.saturating_add(1) < lowest)
 }
 
 /// A subscription's start: history check, the answer with its id, then replay and attach.
@@ -310,6 +324,7 @@ fn start(
     from_height: Option<u64>,
     key: u64,
     request_id: Value,
+    replay_slot: Option<ConnectionSlot>,
 ) -> LocalBoxFuture<'static, (u64, Started)> {
     Box::pin(async move {
         let metrics = ctx.hub.metrics();
@@ -329,7 +344,9 @@ fn start(
         if !push_text(&queue, &result_message(&request_id, json!(key.to_string()))) {
             return (key, Started::Ended(Ending::TooSlow));
         }
-        match ctx.replay.attach(&queue, &selection, from_height).await {
+        let attached = ctx.replay.attach(&queue, &selection, from_height).await;
+        drop(replay_slot); // caught up: no longer replaying from the source
+        match attached {
             Ok(id) => (key, Started::Attached(id)),
             Err(ReplayError::HistoryUnavailable { lowest }) => {
                 (key, Started::Ended(Ending::HistoryUnavailable { lowest }))
@@ -460,6 +477,21 @@ impl Connection {
         let values = filter_values(&subscription.filter);
         self.check_values(self.filter_values + values)?;
         self.check_allowed(subscription.stream, &subscription.filter)?;
+        // Replays that read Tarantool are limited per address, as on URL streams.
+        let replay_slot = match subscription.from_height {
+            Some(after) if self.ctx.hub.needs_source(after) => {
+                let max = self.ctx.config.replay_max_per_ip;
+                let slot = self.ctx.replay_limiter.acquire(self.peer).map_err(|_| {
+                    RpcError::new(
+                        LIMIT_REACHED,
+                        format!("at most {max} subscriptions from one address may replay history from the database at once (streams.replay_max_per_ip); retry when they have caught up"),
+                    )
+                    .with_data(json!({"limit": "replays_per_address", "max": max}))
+                })?;
+                Some(slot)
+            }
+            _ => None,
+        };
 
         let key = self.next_key;
         self.next_key += 1;
@@ -484,6 +516,7 @@ impl Connection {
                 subscription.from_height,
                 key,
                 id.clone(),
+                replay_slot,
             ),
             registration,
         ));
@@ -757,7 +790,9 @@ impl Connection {
     }
 
     /// Ends every subscription and closes the connection with `ending`.
-    async fn finish(mut self, ending: RpcEnding, mut session: Session) {
+    /// Detaches every subscription and sends the close frame; returns how long to wait for
+    /// the client's close frame (`None`: no close frame went out, or none is awaited).
+    async fn finish(mut self, ending: RpcEnding, mut session: Session) -> Option<Duration> {
         let label = ending.label();
         let keys: Vec<u64> = self.subscriptions.keys().copied().collect();
         for key in keys {
@@ -794,7 +829,7 @@ impl Connection {
             _ => debug!(reason = label, "JSON-RPC connection ended"),
         }
         let Some((code, reason, with_heights)) = ending.close(&self.ctx) else {
-            return;
+            return None;
         };
         let mut description = None;
         if let Value::Object(mut fields) = reason {
@@ -818,8 +853,27 @@ impl Connection {
             }
         }
         let close = CloseReason { code, description };
-        let _ = tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.close(Some(close))).await;
+        let sent = tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.close(Some(close))).await;
+        match sent {
+            Ok(Ok(())) => ending.close_handshake_wait(&self.ctx),
+            _ => None,
+        }
     }
+}
+
+/// Reads (and drops) what the client sends until its close frame answers ours, the
+/// connection ends, or `wait` is over: the connection is never closed with unread data in it
+/// (the kernel would reset it and the client would lose the `closing` notice and the close
+/// frame with its `last_heights`).
+async fn await_client_close(inbound: &mut AggregatedMessageStream, wait: Duration) {
+    let drain = async {
+        while let Some(Ok(message)) = inbound.recv().await {
+            if matches!(message, AggregatedMessage::Close(_)) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, drain).await;
 }
 
 /// Runs a JSON-RPC connection to its end.
@@ -831,6 +885,7 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, parts: RpcParts) {
         progress,
         slot,
         claims,
+        peer,
     } = parts;
     let _slot = slot; // counted as open until this connection ends
     let metrics = ctx.hub.metrics().clone();
@@ -862,6 +917,7 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, parts: RpcParts) {
         filter_values: 0,
         starting: FuturesUnordered::new(),
         token_expiry,
+        peer,
     };
     let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
 
@@ -889,5 +945,8 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, parts: RpcParts) {
             break ending;
         }
     };
-    connection.finish(ending, session).await;
+    if let Some(wait) = connection.finish(ending, session).await {
+        await_client_close(&mut inbound, wait).await;
+    }
+    queue.finish();
 }
