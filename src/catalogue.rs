@@ -11,6 +11,9 @@ use planetmint_streams_broadcaster::rpc::protocol::{
 use planetmint_streams_broadcaster::rpc::RPC_PATH;
 use planetmint_streams_broadcaster::subscription::{ParameterSpec, PARAMETERS};
 use planetmint_streams_model::event::{BlockBatchEvent, BlockEvent, TransactionEvent};
+use planetmint_streams_model::vocabulary::{
+    ASYNCAPI_PATH, VALID_BLOCKS_PATH, VALID_TRANSACTIONS_PATH,
+};
 use serde_json::{json, Map, Value};
 
 fn schema_of<T: schemars::JsonSchema>() -> Value {
@@ -27,17 +30,8 @@ fn parameter(p: &ParameterSpec) -> Value {
     })
 }
 
-const CLOSE_CODES: &[(u16, &str)] = &[
-    (1000, "normal close"),
-    (1001, "server shutting down; reason {\"reason\", \"last_height\"}: reconnect with from_height=last_height"),
-    (1002, "protocol error"),
-    (1007, "a text frame from the client was not UTF-8"),
-    (1008, "policy: too many frames from the client, or a refused token"),
-    (1009, "a frame from the client was too big"),
-    (1011, "internal error"),
-    (4000, "too slow or no pong; reason {\"reason\", \"last_height\"}: reconnect with from_height=last_height"),
-    (4001, "from_height is below the history still stored; reason {\"reason\", \"from_height\", \"lowest_height\"}"),
-];
+/// What the server sends (nothing sends 1011: internal failures close with 1001 on shutdown).
+const CLOSE_CODES: &[(u16, &str)] = planetmint_streams_model::vocabulary::close::ALL;
 
 /// `GET /api/v1/streams`: every stream with its URL, description, message schemas and
 /// parameters.
@@ -67,7 +61,7 @@ pub fn catalogue(advertised: &Advertised) -> Value {
         ],
         "close_codes": close_codes,
         "rpc_url": rpc_url(advertised),
-        "asyncapi": "/api/v1/streams/asyncapi.json",
+        "asyncapi": ASYNCAPI_PATH,
     })
 }
 
@@ -270,7 +264,7 @@ pub fn asyncapi(advertised: &Advertised, version: &str) -> Value {
         },
         "channels": {
             "valid_transactions": {
-                "address": "/api/v1/streams/valid_transactions",
+                "address": VALID_TRANSACTIONS_PATH,
                 "description": "Committed transactions, one message each (or one per block with batch=block).",
                 "servers": [{"$ref": "#/servers/streams"}],
                 "messages": {
@@ -280,7 +274,7 @@ pub fn asyncapi(advertised: &Advertised, version: &str) -> Value {
                 "bindings": bindings,
             },
             "valid_blocks": {
-                "address": "/api/v1/streams/valid_blocks",
+                "address": VALID_BLOCKS_PATH,
                 "description": "Committed blocks, one message each.",
                 "servers": [{"$ref": "#/servers/streams"}],
                 "messages": {"block": {"$ref": "#/components/messages/block"}},

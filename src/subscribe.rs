@@ -292,7 +292,9 @@ impl Subscriber {
                 Some(Ok(awc::ws::Frame::Close(reason))) => {
                     let code = reason.as_ref().map(|r| u16::from(r.code));
                     let description = reason.and_then(|r| r.description).unwrap_or_default();
-                    if code == Some(4001) {
+                    if code
+                        == Some(planetmint_streams_model::vocabulary::close::HISTORY_UNAVAILABLE)
+                    {
                         bail!("the node no longer has the history asked for: {description}");
                     }
                     return Ok(Ended::Retry(format!(

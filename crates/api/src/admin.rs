@@ -9,6 +9,7 @@
 //! With `[tls]` the endpoint is served over TLS like the other ports; without it the node
 //! refuses to start when `auth.admin.bind` is not a loopback address.
 
+use planetmint_streams_model::vocabulary::json_error_body;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,11 +49,8 @@ struct TokenRequest {
 }
 
 fn error(status: StatusCode, message: &str, parameter: Option<&str>) -> HttpResponse {
-    let mut body = serde_json::json!({"error": message, "status": status.as_u16()});
-    if let Some(parameter) = parameter {
-        body["parameter"] = parameter.into();
-    }
-    HttpResponse::build(status).json(body)
+    let extra: Vec<(&str, &str)> = parameter.map(|p| ("parameter", p)).into_iter().collect();
+    HttpResponse::build(status).json(json_error_body(status.as_u16(), message, &extra))
 }
 
 /// Largest request body the admin endpoint reads (a token request is a few hundred bytes).

@@ -7,10 +7,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Path of the transactions stream.
-pub const VALID_TRANSACTIONS_PATH: &str = "/api/v1/streams/valid_transactions";
 /// Path of the blocks stream.
-pub const VALID_BLOCKS_PATH: &str = "/api/v1/streams/valid_blocks";
+pub use planetmint_streams_model::vocabulary::VALID_BLOCKS_PATH;
+/// Path of the transactions stream.
+pub use planetmint_streams_model::vocabulary::VALID_TRANSACTIONS_PATH;
 /// Planetmint's documentation of its HTTP API.
 pub const DOCS_BASE: &str = "https://docs.planetmint.io/projects/server/en/latest/";
 

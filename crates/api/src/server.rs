@@ -7,6 +7,7 @@
 //! absolute-form targets get a 400 before routing, so nothing is ever forwarded for them.
 //! Request bodies are read only when forwarded to Planetmint (drop-in mode, [`proxy`]).
 
+use planetmint_streams_model::vocabulary::{json_error_body, ASYNCAPI_PATH, STREAMS_PATH};
 use std::any::Any;
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -162,7 +163,7 @@ async fn gate(
     let (http_req, payload) = req.into_parts();
     let mut answer = proxy::closing_json(
         status,
-        &serde_json::json!({"error": message, "status": status.as_u16()}),
+        &json_error_body(status.as_u16(), message, &[]),
         Some(payload),
     );
     if retry {
@@ -230,11 +231,7 @@ async fn route_holding_the_body(
 }
 
 fn json_error(status: StatusCode, message: &str, path: &str) -> HttpResponse {
-    HttpResponse::build(status).json(serde_json::json!({
-        "error": message,
-        "status": status.as_u16(),
-        "path": path,
-    }))
+    HttpResponse::build(status).json(json_error_body(status.as_u16(), message, &[("path", path)]))
 }
 
 async fn root(ctx: web::Data<ApiContext>, client: web::Data<awc::Client>) -> HttpResponse {
@@ -332,7 +329,7 @@ async fn fallback(
             if has_body {
                 proxy::closing_json(
                     StatusCode::NOT_FOUND,
-                    &serde_json::json!({"error": "no such path", "status": 404, "path": req.path()}),
+                    &json_error_body(404, "no such path", &[("path", req.path())]),
                     Some(payload.into_inner()),
                 )
             } else {
@@ -351,9 +348,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get("/").route(web::get().to(root)))
         .service(get("/api/v1/").route(web::get().to(api_v1)))
         .service(get("/api/v1").route(web::get().to(api_v1)))
-        .service(get("/api/v1/streams").route(web::get().to(stream_catalogue)))
+        .service(get(STREAMS_PATH).route(web::get().to(stream_catalogue)))
         .service(get("/api/v1/streams/").route(web::get().to(stream_catalogue)))
-        .service(get("/api/v1/streams/asyncapi.json").route(web::get().to(asyncapi)))
+        .service(get(ASYNCAPI_PATH).route(web::get().to(asyncapi)))
         .service(get("/ready").route(web::get().to(ready)))
         .route("/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))

@@ -16,8 +16,6 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use planetmint_streams_model::ids::{is_public_key, is_transaction_id};
@@ -25,50 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{AuthError, IssueError};
 
-/// A stream a token can allow, named as in its URL (`/api/v1/streams/<name>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stream {
-    /// `valid_transactions`.
-    ValidTransactions,
-    /// `valid_blocks`.
-    ValidBlocks,
-}
-
-impl Stream {
-    /// Every stream.
-    pub const ALL: [Stream; 2] = [Stream::ValidTransactions, Stream::ValidBlocks];
-
-    /// The stream's name as in its URL.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stream::ValidTransactions => "valid_transactions",
-            Stream::ValidBlocks => "valid_blocks",
-        }
-    }
-}
-
-impl fmt::Display for Stream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A name that is not a stream.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown stream {0:?}: expected valid_transactions or valid_blocks")]
-pub struct UnknownStream(pub String);
-
-impl FromStr for Stream {
-    type Err = UnknownStream;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Stream::ALL
-            .into_iter()
-            .find(|stream| stream.name() == name)
-            .ok_or_else(|| UnknownStream(name.chars().take(64).collect()))
-    }
-}
+/// A stream a token can allow, named as in its URL (`/api/v1/streams/<name>`): the shared
+/// [`StreamKind`](planetmint_streams_model::vocabulary::StreamKind).
+pub use planetmint_streams_model::vocabulary::{StreamKind as Stream, UnknownStream};
 
 /// Filter values a token pins, per dimension. An empty set leaves that dimension free.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,9 +11,10 @@ use crate::subscription::Subscription;
 use crate::StreamContext;
 
 /// Close code: the subscriber fell behind; the reason carries `last_height`.
-pub const CLOSE_TOO_SLOW: u16 = 4000;
+pub const CLOSE_TOO_SLOW: u16 = planetmint_streams_model::vocabulary::close::TOO_SLOW;
 /// Close code: the history asked for with `from_height` is no longer stored.
-pub const CLOSE_HISTORY_UNAVAILABLE: u16 = 4001;
+pub const CLOSE_HISTORY_UNAVAILABLE: u16 =
+    planetmint_streams_model::vocabulary::close::HISTORY_UNAVAILABLE;
 /// Longest wait for the client's close frame after ours (RFC 6455 7.1.1: the server closes
 /// TCP after sending and receiving one). A subscriber closed for being slow first reads the
 /// blocks queued before our close frame; one that reads nothing at all is dropped by the

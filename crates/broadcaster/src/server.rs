@@ -12,9 +12,8 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use planetmint_streams_auth::{
-    token_from_query, unix_now, AuthError, Requested, Stream as AuthStream,
-};
+use planetmint_streams_auth::{token_from_query, unix_now, AuthError, Requested};
+use planetmint_streams_model::vocabulary::json_error_body;
 use tracing::{debug, info};
 
 use crate::body::StreamBody;
@@ -24,10 +23,7 @@ use crate::session;
 use crate::subscription::{StreamKind, Subscription};
 use crate::StreamContext;
 
-/// Path of the transactions stream.
-pub const VALID_TRANSACTIONS_PATH: &str = "/api/v1/streams/valid_transactions";
-/// Path of the blocks stream.
-pub const VALID_BLOCKS_PATH: &str = "/api/v1/streams/valid_blocks";
+pub use planetmint_streams_model::vocabulary::{VALID_BLOCKS_PATH, VALID_TRANSACTIONS_PATH};
 /// How long a connection may linger after the response (the close frame) was written:
 /// none. RFC 6455 5.5.1 has the server close TCP right after the close handshake; actix-http
 /// would otherwise wait up to a second for the client to close first.
@@ -37,13 +33,8 @@ const RETRY_AFTER_SECONDS: &str = "5";
 
 /// A JSON error response `{"error": message, "status": code, ...extra}`.
 pub fn json_error(status: StatusCode, message: &str, extra: Option<(&str, &str)>) -> HttpResponse {
-    let mut body = serde_json::Map::new();
-    body.insert("error".into(), message.into());
-    body.insert("status".into(), status.as_u16().into());
-    if let Some((key, value)) = extra {
-        body.insert(key.into(), value.into());
-    }
-    HttpResponse::build(status).json(serde_json::Value::Object(body))
+    let extra: Vec<(&str, &str)> = extra.into_iter().collect();
+    HttpResponse::build(status).json(json_error_body(status.as_u16(), message, &extra))
 }
 
 pub(crate) fn retry_later(status: StatusCode, message: &str) -> HttpResponse {
@@ -229,10 +220,7 @@ fn authorize(
         return Ok(None);
     };
     let requested = Requested {
-        stream: match stream {
-            StreamKind::ValidTransactions => AuthStream::ValidTransactions,
-            StreamKind::ValidBlocks => AuthStream::ValidBlocks,
-        },
+        stream,
         public_keys: &subscription.filter.public_keys,
         asset_ids: &subscription.filter.asset_ids,
         operations: &subscription.filter.operations,

@@ -20,27 +20,7 @@ use std::collections::HashSet;
 use planetmint_streams_model::ids::{is_public_key, is_transaction_id};
 use planetmint_streams_model::CommittedTransaction;
 
-/// The two streams, by URL path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StreamKind {
-    /// `/api/v1/streams/valid_transactions`: one message per transaction.
-    ValidTransactions,
-    /// `/api/v1/streams/valid_blocks`: one message per block.
-    ValidBlocks,
-}
-
-impl StreamKind {
-    /// The stream's name as in its URL and in metric labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            StreamKind::ValidTransactions => "valid_transactions",
-            StreamKind::ValidBlocks => "valid_blocks",
-        }
-    }
-
-    /// Every stream.
-    pub const ALL: [StreamKind; 2] = [StreamKind::ValidTransactions, StreamKind::ValidBlocks];
-}
+pub use planetmint_streams_model::vocabulary::{StreamKind, OPERATIONS};
 
 /// How a subscriber's messages are framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -51,17 +31,6 @@ pub enum Framing {
     /// `batch=block`: one message per block with all its (matching) transactions.
     PerBlock,
 }
-
-/// Operations Planetmint knows.
-pub const OPERATIONS: &[&str] = &[
-    "CREATE",
-    "TRANSFER",
-    "COMPOSE",
-    "DECOMPOSE",
-    "VALIDATOR_ELECTION",
-    "CHAIN_MIGRATION_ELECTION",
-    "VOTE",
-];
 
 /// Where a `public_key` filter looks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

@@ -10,6 +10,7 @@
 //!   and [`BlockSink`] (receive them in order), so either side can be tested alone.
 //! - [`ids`]: validation of transaction ids and public keys given by clients.
 //! - [`backoff`]: the retry schedule every reconnect and retry loop uses.
+//! - [`vocabulary`]: stream names and paths, operations, close codes, the JSON error shape.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -18,6 +19,7 @@ pub mod event;
 pub mod ids;
 pub mod source;
 pub mod tuple;
+pub mod vocabulary;
 
 pub use block::{AssemblyError, AssetIdsEntry, CommittedBlock, CommittedTransaction};
 pub use source::{BlockBatch, BlockSink, BlockSource, HeightBounds, SourceError};

@@ -35,7 +35,7 @@ use crate::server::{connection_slot, json_error, origin_refused};
 use crate::StreamContext;
 
 /// Path of the JSON-RPC channel on the stream port.
-pub const RPC_PATH: &str = "/api/v1/streams";
+pub const RPC_PATH: &str = planetmint_streams_model::vocabulary::STREAMS_PATH;
 
 /// `GET /api/v1/streams`: upgrades to a JSON-RPC connection.
 pub(crate) async fn upgrade(

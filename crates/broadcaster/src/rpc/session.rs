@@ -23,7 +23,7 @@ use actix_ws::Session;
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use futures_util::future::{AbortHandle, Abortable, Aborted, LocalBoxFuture};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use planetmint_streams_auth::{unix_now, AuthError, Claims, Requested, Stream as AuthStream};
+use planetmint_streams_auth::{unix_now, AuthError, Claims, Requested};
 use serde_json::{json, Value};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info};
@@ -286,13 +286,6 @@ fn auth_error(err: &AuthError) -> RpcError {
     RpcError::new(NOT_AUTHORIZED, err.to_string()).with_data(data)
 }
 
-fn auth_stream(stream: StreamKind) -> AuthStream {
-    match stream {
-        StreamKind::ValidTransactions => AuthStream::ValidTransactions,
-        StreamKind::ValidBlocks => AuthStream::ValidBlocks,
-    }
-}
-
 fn filter_values(filter: &Filter) -> usize {
     filter.public_keys.len() + filter.asset_ids.len() + filter.operations.len()
 }
@@ -441,7 +434,7 @@ impl Connection {
         }
         claims
             .allows(&Requested {
-                stream: auth_stream(stream),
+                stream,
                 public_keys: &filter.public_keys,
                 asset_ids: &filter.asset_ids,
                 operations: &filter.operations,
