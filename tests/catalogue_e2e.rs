@@ -35,6 +35,7 @@ async fn the_catalogue_describes_both_streams_and_real_messages_match_its_schema
         "asset_id",
         "operation",
         "batch",
+        "partition",
         "token",
     ] {
         assert!(parameters.contains(&expected), "{expected} is described");

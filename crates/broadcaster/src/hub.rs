@@ -3,7 +3,8 @@
 //!
 //! One lock guards the registry and the ring. Publishing frames the block once, outside the
 //! lock, then, under it, appends to the ring, pushes the shared frames into each unfiltered
-//! queue without waiting (a full queue overflows instead) and looks up the filtered
+//! queue without waiting (a full queue overflows instead; a `partition` alone counts as
+//! unfiltered: its workers share one set of frames per partition) and looks up the filtered
 //! subscribers in the index; their filters are checked and their frames built after the lock
 //! is released. Subscribers attach under the same
 //! lock only when they have caught up to the last published height, so a resuming subscriber
@@ -23,7 +24,7 @@ use crate::published::PublishedBlock;
 use crate::queue::{Pushed, QueuedBlock, SubscriberQueue};
 pub use crate::selection::Selection;
 use crate::selection::{filtered_frames, unfiltered_frames};
-use crate::subscription::{Framing, StreamKind};
+use crate::subscription::{Framing, Partition, StreamKind};
 
 /// Identifies an attached subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,7 +145,7 @@ impl Hub {
             selection: selection.clone(),
             after,
         };
-        if selection.filter.is_empty() {
+        if !selection.filter.has_values() {
             state.unfiltered.insert(id, attached);
         } else {
             state.index.insert(id, &selection.filter);
@@ -228,7 +229,7 @@ impl Hub {
             selection: selection.clone(),
             after: old.after,
         };
-        if selection.filter.is_empty() {
+        if !selection.filter.has_values() {
             state.unfiltered.insert(id.0, attached);
         } else {
             state.index.insert(id.0, &selection.filter);
@@ -331,12 +332,18 @@ impl BlockSink for Hub {
 /// They share one `Bytes` per (stream, framing), made once per block.
 fn fan_out_unfiltered(state: &HubState, block: &PublishedBlock) -> usize {
     let mut overflowed = 0;
-    let mut shared: HashMap<(StreamKind, Framing), Option<QueuedBlock>> = HashMap::new();
+    let mut shared: HashMap<(StreamKind, Framing, Option<Partition>), Option<QueuedBlock>> =
+        HashMap::new();
     for attached in state.unfiltered.values() {
-        let key = (attached.selection.stream, attached.selection.framing);
+        let selection = &attached.selection;
+        let key = (
+            selection.stream,
+            selection.framing,
+            selection.filter.partition,
+        );
         let frames = shared
             .entry(key)
-            .or_insert_with(|| unfiltered_frames(key.0, key.1, block));
+            .or_insert_with(|| unfiltered_frames(key.0, key.1, key.2, block));
         if let Some(frames) = frames {
             if push(
                 &attached.queue,
@@ -388,10 +395,13 @@ fn fan_out_filtered(candidates: Vec<Candidate>, block: &PublishedBlock) -> usize
     let transactions = &block.block.transactions;
     for candidate in candidates {
         let selection = &candidate.selection;
+        if !selection.admits_height(block.height()) {
+            continue;
+        }
         let matching: Vec<usize> = candidate
             .transactions
             .into_iter()
-            .filter(|&i| selection.filter.matches(&transactions[i]))
+            .filter(|&i| selection.wants(&transactions[i]))
             .collect();
         if matching.is_empty() {
             continue;
@@ -435,7 +445,7 @@ mod tests {
     //! against every transaction would (the obvious, slow way), for any mix of filters.
     use super::*;
     use crate::queue::QueueLimits;
-    use crate::subscription::{Filter, KeyRole};
+    use crate::subscription::{Filter, KeyRole, Partition};
     use planetmint_streams_model::{AssetIdsEntry, CommittedTransaction};
     use std::collections::HashSet;
     use std::task::{Context, Poll, Waker};
@@ -462,7 +472,8 @@ mod tests {
         let operation = ops[rng.below(3) as usize].to_owned();
         let asset = rng.pick(assets).clone();
         CommittedTransaction {
-            id: format!("{n:064x}"),
+            // The first 16 hex digits vary, so partitions split the transactions.
+            id: format!("{:016x}{n:048x}", rng.next()),
             asset_id: asset.clone(),
             asset_ids: vec![AssetIdsEntry::Id(asset)],
             operation,
@@ -489,6 +500,13 @@ mod tests {
         if rng.below(3) == 0 {
             f.operations =
                 HashSet::from([["CREATE", "TRANSFER", "VOTE"][rng.below(3) as usize].to_owned()]);
+        }
+        if rng.below(3) == 0 {
+            let count = 1 + rng.below(4) as u16;
+            f.partition = Some(Partition {
+                index: rng.below(u64::from(count)) as u16,
+                count,
+            });
         }
         f
     }

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use planetmint_streams_model::CommittedTransaction;
 
 use crate::published::PublishedBlock;
 use crate::queue::QueuedBlock;
 use crate::rpc::envelope::Envelope;
-use crate::subscription::{Filter, Framing, StreamKind, Subscription};
+use crate::subscription::{Filter, Framing, Partition, StreamKind, Subscription};
 
 /// What a subscriber receives: stream, filter and framing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,18 @@ impl From<&Subscription> for Selection {
 }
 
 impl Selection {
+    /// Whether this subscriber wants `tx`: its key, asset and operation filters and, on
+    /// valid_transactions, its partition.
+    pub fn wants(&self, tx: &CommittedTransaction) -> bool {
+        self.filter.matches(tx) && transaction_in_partition(self.stream, self.filter.partition, tx)
+    }
+
+    /// Whether a block at `height` may go to this subscriber at all: on valid_blocks, the
+    /// partition is by height.
+    pub fn admits_height(&self, height: u64) -> bool {
+        block_in_partition(self.stream, self.filter.partition, height)
+    }
+
     /// Indices of the block's transactions this subscriber wants (all of them without filter).
     pub fn matching(&self, block: &PublishedBlock) -> Vec<usize> {
         block
@@ -43,17 +56,19 @@ impl Selection {
             .transactions
             .iter()
             .enumerate()
-            .filter(|(_, tx)| self.filter.matches(tx))
+            .filter(|(_, tx)| self.wants(tx))
             .map(|(i, _)| i)
             .collect()
     }
 
     /// This subscriber's frames of `block`, or `None` when nothing in it is for them.
     pub fn frames(&self, block: &PublishedBlock) -> Option<QueuedBlock> {
-        let frames = if self.filter.is_empty() {
-            unfiltered_frames(self.stream, self.framing, block)
-        } else {
+        let frames = if !self.filter.has_values() {
+            unfiltered_frames(self.stream, self.framing, self.filter.partition, block)
+        } else if self.admits_height(block.height()) {
             filtered_frames(self.stream, self.framing, block, &self.matching(block))
+        } else {
+            None
         }?;
         Some(match &self.envelope {
             None => frames,
@@ -88,17 +103,54 @@ fn queued(height: u64, frames: Bytes, messages: usize) -> QueuedBlock {
     }
 }
 
-/// The shared frames of a block for subscribers without filter (no per-subscriber work).
+/// Whether `tx` is in `partition` (always, without one, and on valid_blocks, which are
+/// partitioned by height).
+fn transaction_in_partition(
+    stream: StreamKind,
+    partition: Option<Partition>,
+    tx: &CommittedTransaction,
+) -> bool {
+    match (stream, partition) {
+        (StreamKind::ValidTransactions, Some(p)) => p.admits_transaction(&tx.id),
+        _ => true,
+    }
+}
+
+/// Whether a block at `height` is in `partition` (always, without one, and on
+/// valid_transactions, which are partitioned by transaction).
+fn block_in_partition(stream: StreamKind, partition: Option<Partition>, height: u64) -> bool {
+    match (stream, partition) {
+        (StreamKind::ValidBlocks, Some(p)) => p.admits_height(height),
+        _ => true,
+    }
+}
+
+/// The shared frames of a block for subscribers without key, asset or operation filter
+/// (no per-subscriber work): the whole block, or, with a partition, its share of it (one
+/// set of frames per distinct partition and framing, shared by every worker with it).
 pub fn unfiltered_frames(
     stream: StreamKind,
     framing: Framing,
+    partition: Option<Partition>,
     block: &PublishedBlock,
 ) -> Option<QueuedBlock> {
     let height = block.height();
     let count = block.transaction_count();
+    if let (StreamKind::ValidTransactions, Some(_)) = (stream, partition) {
+        let share: Vec<usize> = block
+            .block
+            .transactions
+            .iter()
+            .enumerate()
+            .filter(|(_, tx)| transaction_in_partition(stream, partition, tx))
+            .map(|(i, _)| i)
+            .collect();
+        return filtered_frames(stream, framing, block, &share);
+    }
     match (stream, framing) {
         // Planetmint publishes nothing for the row `init_chain` stores.
         (StreamKind::ValidBlocks, _) if !block.block.is_announced() => None,
+        (StreamKind::ValidBlocks, _) if !block_in_partition(stream, partition, height) => None,
         (StreamKind::ValidBlocks, _) => Some(queued(height, block.block_frame().clone(), 1)),
         (StreamKind::ValidTransactions, _) if count == 0 => None,
         (StreamKind::ValidTransactions, Framing::PerEvent) => {
@@ -134,4 +186,135 @@ pub fn filtered_frames(
             queued(height, block.batch_frame_of(matching), 1)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use planetmint_streams_model::{AssetIdsEntry, CommittedBlock};
+    use std::collections::HashSet;
+
+    fn tx(id: String, operation: &str) -> CommittedTransaction {
+        CommittedTransaction {
+            asset_id: id.clone(),
+            asset_ids: vec![AssetIdsEntry::Id(id.clone())],
+            id,
+            operation: operation.to_owned(),
+            output_public_keys: Vec::new(),
+            input_owners: Vec::new(),
+        }
+    }
+
+    fn block(height: u64, count: u64) -> PublishedBlock {
+        // Leading digits 0, 1, 2, ... so the share of each worker is known.
+        let transactions = (0..count)
+            .map(|i| {
+                let op = if i % 3 == 0 { "CREATE" } else { "TRANSFER" };
+                tx(format!("{i:016x}{height:048x}"), op)
+            })
+            .collect();
+        PublishedBlock::new(Arc::new(CommittedBlock {
+            height,
+            hash: format!("{height:064x}"),
+            transactions,
+            chain_start: false,
+        }))
+    }
+
+    fn selection(stream: StreamKind, framing: Framing, filter: Filter) -> Selection {
+        Selection {
+            stream,
+            filter,
+            framing,
+            envelope: None,
+        }
+    }
+
+    fn partition(index: u16, count: u16) -> Filter {
+        Filter {
+            partition: Some(Partition { index, count }),
+            ..Filter::default()
+        }
+    }
+
+    #[test]
+    fn four_workers_share_every_transaction_exactly_once_in_order() {
+        let published = block(7, 10);
+        let all = unfiltered_frames(
+            StreamKind::ValidTransactions,
+            Framing::PerEvent,
+            None,
+            &published,
+        )
+        .expect("frames");
+        let mut shares = Vec::new();
+        for i in 0..4 {
+            let worker = selection(
+                StreamKind::ValidTransactions,
+                Framing::PerEvent,
+                partition(i, 4),
+            );
+            let matching = worker.matching(&published);
+            // Transaction k (leading number k) belongs to worker k mod 4.
+            assert_eq!(
+                matching,
+                (0..10)
+                    .filter(|k| k % 4 == usize::from(i))
+                    .collect::<Vec<_>>()
+            );
+            let frames = worker.frames(&published).expect("each worker has a share");
+            assert_eq!(frames.messages as usize, matching.len());
+            assert_eq!(frames.frames, published.transaction_frames_of(&matching));
+            shares.extend(matching);
+        }
+        shares.sort_unstable();
+        assert_eq!(shares, (0..10).collect::<Vec<_>>());
+        assert_eq!(all.messages, 10);
+        // One worker of one gets everything.
+        let one = selection(
+            StreamKind::ValidTransactions,
+            Framing::PerBlock,
+            partition(0, 1),
+        );
+        assert_eq!(
+            one.frames(&published).expect("all").frames,
+            *published.batch_frame()
+        );
+    }
+
+    #[test]
+    fn valid_blocks_are_shared_by_height_even_when_empty() {
+        for height in 1..=8 {
+            let published = block(height, 0);
+            let owners: Vec<u16> = (0..3)
+                .filter(|&i| {
+                    selection(StreamKind::ValidBlocks, Framing::PerEvent, partition(i, 3))
+                        .frames(&published)
+                        .is_some()
+                })
+                .collect();
+            assert_eq!(owners, vec![(height % 3) as u16], "height {height}");
+        }
+    }
+
+    #[test]
+    fn partition_and_filters_combine_with_and() {
+        let published = block(5, 12);
+        let mut filter = partition(1, 2);
+        filter.operations = HashSet::from(["CREATE".to_owned()]);
+        let worker = selection(
+            StreamKind::ValidTransactions,
+            Framing::PerEvent,
+            filter.clone(),
+        );
+        // CREATE: 0, 3, 6, 9; odd: 3, 9.
+        assert_eq!(worker.matching(&published), vec![3, 9]);
+        // On valid_blocks the partition is the height's: 5 is odd, so worker 1 of 2 gets the
+        // block (it holds a CREATE), worker 0 does not.
+        let blocks = selection(StreamKind::ValidBlocks, Framing::PerEvent, filter.clone());
+        assert!(blocks.frames(&published).is_some());
+        filter.partition = Some(Partition { index: 0, count: 2 });
+        let blocks = selection(StreamKind::ValidBlocks, Framing::PerEvent, filter);
+        assert!(blocks.frames(&published).is_none());
+    }
 }

@@ -9,6 +9,7 @@
 //!   `asset_ids`, or the `id` of a version 2.0 asset object there).
 //! - `operation=OP` (repeatable): `CREATE`, `TRANSFER`, ...
 //! - `batch=block`: one message per block instead of one per transaction.
+//! - `partition=i/n`: one worker's share of the stream (see [`Partition`]).
 //! - `token=T`: reserved for signed stream URLs; ignored when they are off.
 //!
 //! Values of one parameter combine with OR, different parameters with AND. Anything unknown,
@@ -56,6 +57,53 @@ impl KeyRole {
     }
 }
 
+/// Largest `n` of `partition=i/n`: a bound of the protocol (json-rpc.md), the same on every
+/// node so that workers may be spread over nodes.
+pub const MAX_PARTITIONS: u16 = 1024;
+
+/// `partition=i/n`: worker `index` of `count`. On valid_transactions a transaction belongs
+/// to the worker whose index is its id, read as a number from its first 16 hex digits,
+/// modulo `count`; on valid_blocks a block belongs to its height modulo `count`. Stateless and
+/// the same on every node: `count` workers together get every event exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Partition {
+    /// This worker's share, `0 <= index < count`.
+    pub index: u16,
+    /// How many workers share the stream, `1..=MAX_PARTITIONS`.
+    pub count: u16,
+}
+
+impl Partition {
+    /// Reads `i/n`.
+    pub fn parse(value: &str) -> Option<Self> {
+        let (index, count) = value.split_once('/')?;
+        let all_digits =
+            |s: &str| !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits(index) || !all_digits(count) {
+            return None;
+        }
+        let index: u16 = index.parse().ok()?;
+        let count: u16 = count.parse().ok()?;
+        (index < count && count <= MAX_PARTITIONS).then_some(Self { index, count })
+    }
+
+    /// Whether block `height` is this worker's (valid_blocks).
+    pub fn admits_height(self, height: u64) -> bool {
+        height % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// Whether transaction `id` is this worker's (valid_transactions): its first 16 hex
+    /// digits as a number, modulo `count`. Ids are 64 hex digits (checked when read); should
+    /// one not be, its bytes count as 0, so it still goes to exactly one worker.
+    pub fn admits_transaction(self, id: &str) -> bool {
+        let number = id
+            .get(..16)
+            .and_then(|head| u64::from_str_radix(head, 16).ok())
+            .unwrap_or(0);
+        number % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
 /// Transaction filters; empty sets mean "any".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -67,15 +115,26 @@ pub struct Filter {
     pub asset_ids: HashSet<String>,
     /// Operations to match.
     pub operations: HashSet<String>,
+    /// `partition=i/n`: this worker's share (applied per transaction on valid_transactions,
+    /// per block height on valid_blocks; not part of [`Filter::matches`]).
+    pub partition: Option<Partition>,
 }
 
 impl Filter {
-    /// True when nothing is filtered.
+    /// True when nothing is filtered (no value and no partition).
     pub fn is_empty(&self) -> bool {
-        self.public_keys.is_empty() && self.asset_ids.is_empty() && self.operations.is_empty()
+        !self.has_values() && self.partition.is_none()
     }
 
-    /// Whether `tx` passes every given filter.
+    /// True when some key, asset or operation is asked for: such subscribers are found
+    /// through the filter index. Those with at most a partition share per-block frames
+    /// instead (a partition needs no lookup).
+    pub fn has_values(&self) -> bool {
+        !(self.public_keys.is_empty() && self.asset_ids.is_empty() && self.operations.is_empty())
+    }
+
+    /// Whether `tx` passes every given key, asset and operation filter (the partition is
+    /// checked by the selection, since its meaning depends on the stream).
     pub fn matches(&self, tx: &CommittedTransaction) -> bool {
         (self.public_keys.is_empty()
             || (self.key_role.outputs()
@@ -162,6 +221,13 @@ pub const PARAMETERS: &[ParameterSpec] = &[
         repeatable: false,
         schema: r#"{"type": "string", "enum": ["block", "none"]}"#,
         example: "block",
+    },
+    ParameterSpec {
+        name: "partition",
+        description: "i/n: one worker's share, stateless and the same on every node. valid_transactions: the transactions whose id, read as a number from its first 16 hex digits, is i modulo n; valid_blocks: the blocks whose height is i modulo n. n workers with i = 0..n-1 together get every event exactly once; each resumes with its own from_height.",
+        repeatable: false,
+        schema: r#"{"type": "string", "pattern": "^[0-9]{1,5}/[0-9]{1,5}$", "description": "i/n with 0 <= i < n <= 1024"}"#,
+        example: "1/4",
     },
     ParameterSpec {
         name: "token",
@@ -374,6 +440,18 @@ impl SubscriptionBuilder {
                     _ => return Err(refuse("batch", "expected \"block\" (or \"none\")")),
                 };
             }
+            "partition" => {
+                if subscription.filter.partition.is_some() {
+                    return Err(refuse("partition", "given more than once"));
+                }
+                let partition = Partition::parse(&value).ok_or_else(|| {
+                    refuse(
+                        "partition",
+                        format!("expected i/n with 0 <= i < n <= {MAX_PARTITIONS}"),
+                    )
+                })?;
+                subscription.filter.partition = Some(partition);
+            }
             "token" => {
                 if self.seen_token {
                     return Err(refuse("token", "given more than once"));
@@ -457,6 +535,16 @@ mod tests {
             ("asset_id=xyz", "asset_id"),
             ("operation=MINT", "operation"),
             ("batch=tx", "batch"),
+            ("partition=4/4", "partition"),
+            ("partition=0/0", "partition"),
+            ("partition=0/1025", "partition"),
+            ("partition=1", "partition"),
+            ("partition=-1/4", "partition"),
+            ("partition=+1/4", "partition"),
+            ("partition=1/4/2", "partition"),
+            ("partition=a/b", "partition"),
+            ("partition=1/99999999999", "partition"),
+            ("partition=0/2&partition=1/2", "partition"),
             ("public_key_in=inputs", "public_key_in"),
             (
                 "public_key_in=sideways&public_key=4UsMARRttZAQYUYb8hjpbuwq5tnpJPK5ETFbDkiXrnCW",
@@ -466,6 +554,46 @@ mod tests {
             let err = parse(query).expect_err(query);
             assert_eq!(err.parameter, parameter, "{query}");
         }
+    }
+
+    #[test]
+    fn partition_is_read_and_bounded() {
+        let s = parse("partition=3/4").expect("ok");
+        assert_eq!(s.filter.partition, Some(Partition { index: 3, count: 4 }));
+        assert!(!s.filter.is_empty());
+        assert!(!s.filter.has_values());
+        let s = parse("partition=0/1024").expect("ok");
+        assert_eq!(
+            s.filter.partition,
+            Some(Partition {
+                index: 0,
+                count: 1024
+            })
+        );
+        assert_eq!(
+            parse("partition=0/1").expect("ok").filter.partition,
+            Some(Partition { index: 0, count: 1 })
+        );
+    }
+
+    #[test]
+    fn a_transaction_belongs_to_the_worker_of_its_first_16_hex_digits() {
+        // 0x00000000000000ff = 255 = 3 (mod 4) = 0 (mod 5); the rest of the id does not count.
+        let id = format!("00000000000000ff{}", "f".repeat(48));
+        let worker = |index, count| Partition { index, count }.admits_transaction(&id);
+        assert!(worker(3, 4));
+        assert!(!worker(0, 4) && !worker(1, 4) && !worker(2, 4));
+        assert!(worker(0, 5));
+        // Upper-case digits read the same; the largest 16-digit number too.
+        let upper = format!("FFFFFFFFFFFFFFFF{}", "0".repeat(48));
+        // 2^64 - 1 = 1023 (mod 1024)
+        assert!(Partition {
+            index: 1023,
+            count: 1024
+        }
+        .admits_transaction(&upper));
+        assert!(Partition { index: 2, count: 7 }.admits_height(16));
+        assert!(!Partition { index: 2, count: 7 }.admits_height(17));
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //! - [`event`]: the JSON messages clients receive, serialized once per block.
 //! - [`source`]: the seam between storage and fan-out: [`BlockSource`] (read committed blocks)
 //!   and [`BlockSink`] (receive them in order), so either side can be tested alone.
+//! - [`api`]: a transaction as Planetmint's `GET /api/v1/transactions/<id>` returns it,
+//!   rebuilt from its rows.
 //! - [`ids`]: validation of transaction ids and public keys given by clients.
 //! - [`backoff`]: the retry schedule every reconnect and retry loop uses.
 //! - [`vocabulary`]: stream names and paths, operations, close codes, the JSON error shape.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod backoff;
 pub mod block;
 pub mod event;

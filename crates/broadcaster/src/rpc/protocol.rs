@@ -573,7 +573,7 @@ mod tests {
         let text = json!({"jsonrpc": "2.0", "id": 3, "method": "subscribe", "params": {
             "stream": "valid_transactions", "from_height": 41, "public_key": [KEY, KEY2],
             "public_key_in": "any", "asset_id": ["AB".repeat(32)], "operation": ["transfer"],
-            "batch": "block"}})
+            "batch": "block", "partition": "2/4"}})
         .to_string();
         let Call::Subscribe(s) = parse(&text).expect("valid").call else {
             panic!("subscribe")
@@ -581,7 +581,7 @@ mod tests {
         let url = Subscription::parse(
             StreamKind::ValidTransactions,
             &format!(
-                "from_height=41&public_key={KEY}&public_key={KEY2}&public_key_in=any&asset_id={}&operation=transfer&batch=block",
+                "from_height=41&public_key={KEY}&public_key={KEY2}&public_key_in=any&asset_id={}&operation=transfer&batch=block&partition=2/4",
                 "AB".repeat(32)
             ),
             &ParamLimits::default(),
@@ -631,6 +631,14 @@ mod tests {
                 "operation",
             ),
             (json!({"stream": "valid_blocks", "batch": "tx"}), "batch"),
+            (
+                json!({"stream": "valid_blocks", "partition": "4/4"}),
+                "partition",
+            ),
+            (
+                json!({"stream": "valid_blocks", "partition": 1}),
+                "partition",
+            ),
             (
                 json!({"stream": "valid_blocks", "public_key_in": "inputs"}),
                 "public_key_in",
