@@ -124,9 +124,12 @@ fn subscribe(
             ),
         );
     }
-    let slot = match connection_slot(&ctx, &req) {
+    let slot = match ctx.limiter.acquire(req.peer_addr().map(|a| a.ip())) {
         Ok(slot) => slot,
-        Err((reason, response)) => return refuse(reason, response),
+        Err(refusal) => {
+            let (reason, response) = connection_refused(refusal);
+            return refuse(reason, response);
+        }
     };
     // Replays that read Tarantool are limited per address (the read budget limits them all).
     let replay_slot = match subscription.from_height {
@@ -182,30 +185,25 @@ fn subscribe(
     head.set_body(body.boxed())
 }
 
-/// A place under the connection limits for this request, or the refusal (metric reason and
-/// response: 503 when the server is full, 429 for too many from this address).
-pub(crate) fn connection_slot(
-    ctx: &Arc<StreamContext>,
-    req: &HttpRequest,
-) -> Result<crate::limits::ConnectionSlot, (&'static str, HttpResponse)> {
-    ctx.limiter
-        .acquire(req.peer_addr().map(|a| a.ip()))
-        .map_err(|refusal| match refusal {
-            Refusal::Full => (
-                "server_full",
-                retry_later(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the server has no room for more subscribers",
-                ),
+/// The answer to a request refused by the connection limits (metric reason and response:
+/// 503 when the server is full, 429 for too many from this address).
+pub(crate) fn connection_refused(refusal: Refusal) -> (&'static str, HttpResponse) {
+    match refusal {
+        Refusal::Full => (
+            "server_full",
+            retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server has no room for more subscribers",
             ),
-            Refusal::TooManyFromIp => (
-                "too_many_from_ip",
-                retry_later(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many subscriptions from this address",
-                ),
+        ),
+        Refusal::TooManyFromIp => (
+            "too_many_from_ip",
+            retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many subscriptions from this address",
             ),
-        })
+        ),
+    }
 }
 
 /// In signed mode, checks the URL's token against the subscription; returns when the token

@@ -31,7 +31,7 @@ use planetmint_streams_auth::token_from_query;
 use tracing::{debug, info};
 
 use crate::queue::SubscriberQueue;
-use crate::server::{connection_slot, json_error, origin_refused};
+use crate::server::{connection_refused, json_error, origin_refused};
 use crate::StreamContext;
 
 /// Path of the JSON-RPC channel on the stream port.
@@ -83,9 +83,12 @@ pub(crate) async fn upgrade(
             ),
         );
     }
-    let slot = match connection_slot(&ctx, &req) {
+    let slot = match ctx.limiter.acquire(req.peer_addr().map(|a| a.ip())) {
         Ok(slot) => slot,
-        Err((reason, response)) => return refuse(reason, response),
+        Err(refusal) => {
+            let (reason, response) = connection_refused(refusal);
+            return refuse(reason, response);
+        }
     };
     let (response, ws_session, inbound) = match actix_ws::handle(&req, payload) {
         Ok(parts) => parts,

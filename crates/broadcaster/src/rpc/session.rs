@@ -821,9 +821,7 @@ impl Connection {
             RpcEnding::ProtocolError(err) => debug!(error = %err, "closing on a protocol error"),
             _ => debug!(reason = label, "JSON-RPC connection ended"),
         }
-        let Some((code, reason, with_heights)) = ending.close(&self.ctx) else {
-            return None;
-        };
+        let (code, reason, with_heights) = ending.close(&self.ctx)?;
         let mut description = None;
         if let Value::Object(mut fields) = reason {
             if with_heights {
