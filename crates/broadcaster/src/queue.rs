@@ -92,14 +92,20 @@ impl SubscriberQueue {
                 finished: false,
             }),
             limits,
-            replay_limits: limits,
+            // History fills at most half the queue: a subscriber attaches to the live stream
+            // with room left for live blocks, instead of overflowing on the first one while
+            // its socket is still taking the history.
+            replay_limits: QueueLimits {
+                max_blocks: (limits.max_blocks / 2).max(1),
+                max_bytes: (limits.max_bytes / 2).max(1),
+            },
             overflowed: Notify::new(),
             space: Notify::new(),
         }
     }
 
     /// Makes waiting pushes (replay of history) stop at `replay` (capped by the queue's own
-    /// limits) instead of the full limits. A JSON-RPC connection shares one queue between
+    /// limits) instead of half the limits. A JSON-RPC connection shares one queue between
     /// replaying and live subscriptions: the room left is what its live ones may lag before
     /// the connection counts as too slow.
     pub fn with_replay_limits(mut self, replay: QueueLimits) -> Self {
