@@ -218,11 +218,12 @@ start_node() { # start_node NAME (after start_tarantool)
     api_port="$(free_port)"
     node_api_port="$api_port"
     # Every load client connects from loopback: lift the per-address limit (default 256) and
-    # leave room for S3's 10,000 subscribers.
+    # leave room for S3's 10,000 subscribers. NODE_NICE: the node's CPU priority (as a
+    # systemd `Nice=` beside Planetmint would set it).
     PLANETMINT_STREAMS_LOG__LEVEL="${NODE_LOG_LEVEL:-warn}" \
         PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS_PER_IP=100000 \
         PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS="${NODE_MAX_CONNECTIONS:-20000}" \
-        "$node_bin" --tarantool "127.0.0.1:$tt_port" \
+        nice -n "${NODE_NICE:-0}" "$node_bin" --tarantool "127.0.0.1:$tt_port" \
         --streams-bind "127.0.0.1:$node_port" --api-bind "127.0.0.1:$api_port" \
         --advertised-host 127.0.0.1 >"$logs/node-$1.log" 2>&1 &
     node_pid=$!
