@@ -29,11 +29,47 @@ struct SentCounters {
     latency: prometheus::Histogram,
 }
 
+/// actix-ws's own body (pings, pongs, the close frame), and when the connection may end:
+/// the half every stream connection's body shares.
+pub(crate) struct ControlFrames {
+    body: BoxBody,
+    /// actix-ws's body ended: the close frame is written.
+    done: bool,
+}
+
+/// What a response body yields.
+pub(crate) type Chunk = Poll<Option<Result<Bytes, Box<dyn std::error::Error>>>>;
+
+impl ControlFrames {
+    /// actix-ws's control body.
+    pub(crate) fn new(body: BoxBody) -> Self {
+        Self { body, done: false }
+    }
+
+    /// `Some`: what the connection's body yields now (a control frame, or its end). `None`:
+    /// nothing from here, the queue's blocks may go.
+    ///
+    /// Once the close frame is written, the body (and so the connection) ends only when the
+    /// session says so (`queue.finish()`): after the client's close frame came, or waiting for
+    /// it was given up. Meanwhile actix keeps reading what the client sends (its pongs, its
+    /// close); closing a socket with unread data in it makes the kernel reset the connection
+    /// and discard what the client had not read yet, the close frame with the heights to
+    /// resume from included.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, queue: &SubscriberQueue) -> Option<Chunk> {
+        if !self.done {
+            match Pin::new(&mut self.body).poll_next(cx) {
+                Poll::Ready(Some(chunk)) => return Some(Poll::Ready(Some(chunk))),
+                Poll::Ready(None) => self.done = true,
+                Poll::Pending => {}
+            }
+        }
+        self.done.then(|| queue.poll_finished(cx).map(|()| None))
+    }
+}
+
 /// The body of one stream connection.
 pub struct StreamBody {
-    control: BoxBody,
-    /// actix-ws's body ended: the close frame is written.
-    control_done: bool,
+    control: ControlFrames,
     queue: Arc<SubscriberQueue>,
     counters: SentCounters,
 }
@@ -48,8 +84,7 @@ impl StreamBody {
     ) -> Self {
         let label = [stream.name()];
         Self {
-            control,
-            control_done: false,
+            control: ControlFrames::new(control),
             queue,
             counters: SentCounters {
                 events: metrics.events_sent.with_label_values(&label),
@@ -73,21 +108,8 @@ impl MessageBody for StreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        if !this.control_done {
-            match Pin::new(&mut this.control).poll_next(cx) {
-                Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
-                Poll::Ready(None) => this.control_done = true,
-                Poll::Pending => {}
-            }
-        }
-        if this.control_done {
-            // The close frame is written. The body (and so the connection) ends only when the
-            // session says so: until the client's close frame came, or waiting for it was
-            // given up. Meanwhile actix keeps reading what the client sends (its pongs, its
-            // close); closing a socket with unread data in it makes the kernel reset the
-            // connection and discard what the client had not read yet, the close frame with
-            // `last_height` included.
-            return this.queue.poll_finished(cx).map(|()| None);
+        if let Some(chunk) = this.control.poll(cx, &this.queue) {
+            return chunk;
         }
         match this.queue.poll_next_block(cx) {
             Poll::Ready(block) => {

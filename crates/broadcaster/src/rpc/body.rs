@@ -16,6 +16,7 @@ use actix_web::body::{BodySize, BoxBody, MessageBody};
 use bytes::Bytes;
 use prometheus::IntCounter;
 
+use crate::body::ControlFrames;
 use crate::metrics::BroadcastMetrics;
 use crate::queue::SubscriberQueue;
 use crate::subscription::StreamKind;
@@ -80,9 +81,7 @@ struct SentCounters {
 
 /// The body of one JSON-RPC connection.
 pub struct RpcBody {
-    control: BoxBody,
-    /// actix-ws's body ended: the close frame is written.
-    control_done: bool,
+    control: ControlFrames,
     queue: Arc<SubscriberQueue>,
     progress: Arc<Progress>,
     counters: [SentCounters; 2],
@@ -106,8 +105,7 @@ impl RpcBody {
             }
         });
         Self {
-            control,
-            control_done: false,
+            control: ControlFrames::new(control),
             queue,
             progress,
             counters,
@@ -128,17 +126,8 @@ impl MessageBody for RpcBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        if !this.control_done {
-            match Pin::new(&mut this.control).poll_next(cx) {
-                Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
-                Poll::Ready(None) => this.control_done = true,
-                Poll::Pending => {}
-            }
-        }
-        if this.control_done {
-            // The close frame is written; the connection ends once the session has seen the
-            // client's close (see `crate::body::StreamBody`).
-            return this.queue.poll_finished(cx).map(|()| None);
+        if let Some(chunk) = this.control.poll(cx, &this.queue) {
+            return chunk;
         }
         match this.queue.poll_next_block(cx) {
             Poll::Ready(block) => {
