@@ -238,13 +238,6 @@ impl Hub {
         Some(state.last_published.unwrap_or(0))
     }
 
-    /// Resumes from this height or later are served from memory, without reading the source
-    /// (`None` until the follower has started).
-    pub fn memory_covers_after(&self) -> Option<u64> {
-        let state = self.lock();
-        state.last_published.map(|_| state.ring_complete_after)
-    }
-
     /// Detaches a subscriber (its session ended).
     pub fn detach(&self, id: SubscriberId) {
         let mut state = self.lock();

@@ -111,25 +111,9 @@ fn subscribe(
         Ok(expires) => expires,
         Err(err) => return token_refused(&ctx, &req, stream, &err),
     };
-    if let Some(response) = origin_refused(&ctx, &req) {
-        return refuse("origin", response);
-    }
-    if let Err(err) = actix_http::ws::verify_handshake(req.head()) {
-        return refuse(
-            "not_websocket",
-            json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("this is a WebSocket stream; connect with a WebSocket client ({err})"),
-                None,
-            ),
-        );
-    }
-    let slot = match ctx.limiter.acquire(req.peer_addr().map(|a| a.ip())) {
+    let slot = match admit_upgrade(&ctx, &req, "a WebSocket stream") {
         Ok(slot) => slot,
-        Err(refusal) => {
-            let (reason, response) = connection_refused(refusal);
-            return refuse(reason, response);
-        }
+        Err(response) => return *response,
     };
     // Replays that read Tarantool are limited per address (the read budget limits them all).
     let replay_slot = match subscription.from_height {
@@ -185,9 +169,46 @@ fn subscribe(
     head.set_body(body.boxed())
 }
 
+/// The checks every upgrade (URL stream or JSON-RPC channel) makes after its own: Origin
+/// (403), the WebSocket handshake (400, naming `what` the path is), the connection limits
+/// (503, 429). Returns the connection's slot, or the refusal, counted in the metrics.
+pub(crate) fn admit_upgrade(
+    ctx: &StreamContext,
+    req: &HttpRequest,
+    what: &str,
+) -> Result<crate::limits::ConnectionSlot, Box<HttpResponse>> {
+    let refuse = |reason: &str, response: HttpResponse| {
+        ctx.hub
+            .metrics()
+            .rejected
+            .with_label_values(&[reason])
+            .inc();
+        Box::new(response)
+    };
+    if let Some(response) = origin_refused(ctx, req) {
+        return Err(refuse("origin", response));
+    }
+    if let Err(err) = actix_http::ws::verify_handshake(req.head()) {
+        return Err(refuse(
+            "not_websocket",
+            json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("this is {what}; connect with a WebSocket client ({err})"),
+                None,
+            ),
+        ));
+    }
+    ctx.limiter
+        .acquire(req.peer_addr().map(|a| a.ip()))
+        .map_err(|refusal| {
+            let (reason, response) = connection_refused(refusal);
+            refuse(reason, response)
+        })
+}
+
 /// The answer to a request refused by the connection limits (metric reason and response:
 /// 503 when the server is full, 429 for too many from this address).
-pub(crate) fn connection_refused(refusal: Refusal) -> (&'static str, HttpResponse) {
+fn connection_refused(refusal: Refusal) -> (&'static str, HttpResponse) {
     match refusal {
         Refusal::Full => (
             "server_full",

@@ -31,7 +31,7 @@ use planetmint_streams_auth::token_from_query;
 use tracing::{debug, info};
 
 use crate::queue::SubscriberQueue;
-use crate::server::{connection_refused, json_error, origin_refused};
+use crate::server::{admit_upgrade, json_error};
 use crate::StreamContext;
 
 /// Path of the JSON-RPC channel on the stream port.
@@ -68,27 +68,9 @@ pub(crate) async fn upgrade(
             }
         },
     };
-    if let Some(response) = origin_refused(&ctx, &req) {
-        return refuse("origin", response);
-    }
-    if let Err(err) = actix_http::ws::verify_handshake(req.head()) {
-        return refuse(
-            "not_websocket",
-            json_error(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "this is the JSON-RPC stream channel; connect with a WebSocket client ({err})"
-                ),
-                None,
-            ),
-        );
-    }
-    let slot = match ctx.limiter.acquire(req.peer_addr().map(|a| a.ip())) {
+    let slot = match admit_upgrade(&ctx, &req, "the JSON-RPC stream channel") {
         Ok(slot) => slot,
-        Err(refusal) => {
-            let (reason, response) = connection_refused(refusal);
-            return refuse(reason, response);
-        }
+        Err(response) => return *response,
     };
     let (response, ws_session, inbound) = match actix_ws::handle(&req, payload) {
         Ok(parts) => parts,

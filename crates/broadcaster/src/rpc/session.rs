@@ -294,11 +294,7 @@ fn filter_values(filter: &Filter) -> usize {
 /// source while it is unreachable, as a URL subscriber's replay does (the stored range is
 /// read through the shared history, so a herd of subscribes asks Tarantool once).
 async fn history_missing(ctx: &StreamContext, from: u64) -> Option<u64> {
-    if ctx
-        .hub
-        .memory_covers_after()
-        .is_some_and(|after| from >= after)
-    {
+    if !ctx.hub.needs_source(from) {
         return None;
     }
     ctx.replay
