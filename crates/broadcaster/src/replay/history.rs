@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use planetmint_streams_model::backoff::Backoff;
-use planetmint_streams_model::{BlockSource, HeightBounds};
+use planetmint_streams_model::{BlockSource, HeightBounds, SourceError};
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -96,6 +96,33 @@ impl Cache {
     }
 }
 
+/// Runs `attempt` until the source answers, with backoff; the subscribers waiting for it stay
+/// connected (and pinged) meanwhile. Failures are counted; the first is logged.
+async fn until_answered<T, F, Fut>(metrics: &BroadcastMetrics, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SourceError>>,
+{
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+    let mut logged = false;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(err) => {
+                metrics
+                    .replay_source_errors
+                    .with_label_values(&[err.kind()])
+                    .inc();
+                if !logged {
+                    warn!(error = %err, "replay waits for the source");
+                    logged = true;
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
 /// What a read needs, shared with the futures that make it.
 struct Reader {
     source: Arc<dyn BlockSource>,
@@ -113,33 +140,17 @@ impl Reader {
 
     /// Reads `(after, upto]` (at most a batch), waiting out source outages with backoff.
     async fn read(self: Arc<Self>, after: u64, upto: u64) -> Arc<Segment> {
-        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
-        let mut logged = false;
-        let blocks = loop {
+        let blocks = until_answered(&self.metrics, || async {
+            // A failed read gives its turn back at once (the turn drops uncharged).
             let turn = self.budget.read_turn().await;
-            match self
+            let blocks = self
                 .source
                 .blocks_between(after, upto, self.batch_blocks)
-                .await
-            {
-                Ok(blocks) => {
-                    turn.charge(blocks.iter().map(|b| b.transactions.len()).sum());
-                    break blocks;
-                }
-                Err(err) => {
-                    drop(turn);
-                    self.metrics
-                        .replay_source_errors
-                        .with_label_values(&[err.kind()])
-                        .inc();
-                    if !logged {
-                        warn!(error = %err, after, "replay waits for the source");
-                        logged = true;
-                    }
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-            }
-        };
+                .await?;
+            turn.charge(blocks.iter().map(|b| b.transactions.len()).sum());
+            Ok(blocks)
+        })
+        .await;
         self.metrics.replay_source_reads.inc();
         self.metrics
             .replay_source_blocks
@@ -237,20 +248,7 @@ impl SharedHistory {
                 return bounds;
             }
         }
-        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
-        let bounds = loop {
-            match self.reader.source.bounds().await {
-                Ok(bounds) => break bounds,
-                Err(err) => {
-                    self.reader
-                        .metrics
-                        .replay_source_errors
-                        .with_label_values(&[err.kind()])
-                        .inc();
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-            }
-        };
+        let bounds = until_answered(&self.reader.metrics, || self.reader.source.bounds()).await;
         *cached = Some((Instant::now(), bounds));
         bounds
     }
