@@ -11,6 +11,9 @@
 //! together. Exactly once holds across disconnects, node restarts and SIGTERM/SIGINT of the
 //! subscriber; after a SIGKILL in the instant between printing a block and storing its height,
 //! that one block is printed again.
+//!
+//! With `--subscribe` (repeatable) it follows several subscriptions over one connection to
+//! the JSON-RPC channel instead (see [`rpc`]), with one resume height per subscription.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +24,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
 use planetmint_streams_model::backoff::Backoff;
+
+mod rpc;
 
 /// First wait before reconnecting (and again after a session that printed something).
 const RECONNECT_MIN: Duration = Duration::from_millis(250);
@@ -42,7 +47,7 @@ pub struct SubscribeArgs {
     /// The node's HTTP API, e.g. http://localhost:9984 (the stream URL is found in /api/v1/).
     pub api: String,
     /// Follow valid_blocks (one line per block) instead of valid_transactions.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "subscriptions")]
     pub blocks: bool,
     /// Start after this height (ignored when the cursor file holds a height).
     #[arg(long, value_name = "HEIGHT")]
@@ -51,18 +56,42 @@ pub struct SubscribeArgs {
     #[arg(long, value_name = "FILE")]
     pub cursor_file: Option<PathBuf>,
     /// Only transactions with an output to this key (repeatable).
-    #[arg(long = "public-key", value_name = "KEY")]
+    #[arg(
+        long = "public-key",
+        conflicts_with = "subscriptions",
+        value_name = "KEY"
+    )]
     pub public_keys: Vec<String>,
     /// Only transactions of this asset (repeatable).
-    #[arg(long = "asset-id", value_name = "ID")]
+    #[arg(long = "asset-id", conflicts_with = "subscriptions", value_name = "ID")]
     pub asset_ids: Vec<String>,
     /// Only transactions of this operation (repeatable).
-    #[arg(long = "operation", value_name = "OP")]
+    #[arg(
+        long = "operation",
+        conflicts_with = "subscriptions",
+        value_name = "OP"
+    )]
     pub operations: Vec<String>,
+    /// Ask for more in each event, e.g. `transaction` (the whole transaction); passed to the
+    /// node as the `include` parameter.
+    #[arg(long, conflicts_with = "subscriptions", value_name = "WHAT")]
+    pub include: Option<String>,
+    /// Follow several subscriptions over one connection (the JSON-RPC channel); repeatable.
+    /// SPEC is `[NAME=]STREAM[?PARAMETERS]`, the stream's name and its URL parameters, e.g.
+    /// `alice=valid_transactions?public_key=KEY&operation=TRANSFER` or `valid_blocks`.
+    /// Each line printed is `{"subscription": NAME, "result": EVENT}`; NAME defaults to the
+    /// spec itself.
+    #[arg(long = "subscribe", value_name = "SPEC")]
+    pub subscriptions: Vec<String>,
+    /// A file holding the signed stream token (or a signed stream URL) to `authenticate`
+    /// with on the JSON-RPC channel, which keeps the token out of URLs (with --subscribe).
+    #[arg(long, value_name = "FILE", requires = "subscriptions")]
+    pub token_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
     pub format: OutputFormat,
-    /// Use this stream URL instead of discovering it (e.g. a signed stream URL).
+    /// Use this stream URL instead of discovering it (e.g. a signed stream URL); with
+    /// --subscribe, the JSON-RPC channel's URL (`ws://HOST:9985/api/v1/streams`).
     #[arg(long, value_name = "URL")]
     pub stream_url: Option<String>,
     /// Stop after this many events.
@@ -92,11 +121,16 @@ pub fn read_cursor(path: &Path) -> anyhow::Result<Option<u64>> {
 
 /// Stores `height` atomically: a crash leaves either the old or the new value.
 pub fn write_cursor(path: &Path, height: u64) -> anyhow::Result<()> {
+    write_atomically(path, &format!("{height}\n"))
+}
+
+/// Replaces the file at `path` with `text` (write, fsync, rename, fsync the directory).
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut file =
             std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        writeln!(file, "{height}")?;
+        file.write_all(text.as_bytes())?;
         file.sync_all()?;
     }
     std::fs::rename(&tmp, path)
@@ -136,6 +170,9 @@ fn query_string(args: &SubscribeArgs, complete: Option<u64>) -> String {
     }
     for operation in &args.operations {
         query.append_pair("operation", operation);
+    }
+    if let Some(include) = &args.include {
+        query.append_pair("include", include);
     }
     if !args.blocks {
         query.append_pair("batch", "block");
@@ -310,28 +347,37 @@ impl Subscriber {
     }
 }
 
+/// A flag raised on the first SIGTERM or SIGINT (call inside the actix system).
+fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    actix_web::rt::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = stop_tx.send(true);
+        }
+    });
+    stop_rx
+}
+
 /// Runs the subscriber until it is interrupted or `--limit` is reached.
 pub fn run(args: SubscribeArgs) -> anyhow::Result<()> {
+    if !args.subscriptions.is_empty() {
+        return rpc::run(args);
+    }
     let complete = match &args.cursor_file {
         Some(path) => read_cursor(path)?.or(args.from_height),
         None => args.from_height,
     };
     let system = actix_web::rt::System::new();
     system.block_on(async move {
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        actix_web::rt::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                let _ = stop_tx.send(true);
-            }
-        });
+        let mut stop_rx = stop_on_signal();
         let mut subscriber = Subscriber {
             progress: std::io::stderr().is_terminal(),
             client: awc::Client::builder().disable_redirects().finish(),
@@ -396,6 +442,9 @@ mod tests {
             format: OutputFormat::Json,
             stream_url: None,
             limit: None,
+            include: None,
+            subscriptions: vec![],
+            token_file: None,
         };
         assert_eq!(
             query_string(&args, Some(7)),
