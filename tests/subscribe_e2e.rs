@@ -168,3 +168,262 @@ async fn blocks_with_a_limit_and_pretty_output() {
     assert!(text.starts_with("block        5  tx "), "{text}");
     assert!(text.contains(&blocks[4].transactions[0].id));
 }
+
+/// The events of `blocks` whose transaction passes `keep`, in order.
+fn expected_where(
+    blocks: &[planetmint_streams_devchain::generate::GeneratedBlock],
+    keep: impl Fn(&planetmint_streams_devchain::generate::GeneratedTransaction) -> bool,
+) -> Vec<Value> {
+    blocks
+        .iter()
+        .flat_map(|b| b.transactions.iter().map(move |tx| (b.height, tx)))
+        .filter(|(_, tx)| keep(tx))
+        .map(|(height, tx)| {
+            serde_json::json!({
+                "transaction_id": tx.id,
+                "asset_id": tx.asset_id,
+                "asset_ids": tx.asset_ids,
+                "height": height,
+            })
+        })
+        .collect()
+}
+
+/// `subscribe --subscribe ...` for two filters over one connection, output appended to `out`.
+fn rpc_subscriber(
+    api_port: u16,
+    specs: &[String],
+    cursor: &std::path::Path,
+    out: &std::path::Path,
+    err: &std::path::Path,
+) -> Child {
+    let stdout = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .expect("output file");
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(err)
+        .expect("stderr file");
+    let mut args = vec![
+        "subscribe".to_owned(),
+        format!("http://127.0.0.1:{api_port}"),
+        "--from-height".into(),
+        "0".into(),
+        "--cursor-file".into(),
+        cursor.display().to_string(),
+    ];
+    for spec in specs {
+        args.push("--subscribe".into());
+        args.push(spec.clone());
+    }
+    Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("subscriber starts")
+}
+
+/// What the single-stream mode prints for these filter flags, from height 0, `limit` events.
+async fn url_mode_events(api_port: u16, filter: &[&str], limit: usize) -> Vec<Value> {
+    let mut args = vec![
+        "subscribe".to_owned(),
+        format!("http://127.0.0.1:{api_port}"),
+        "--from-height".into(),
+        "0".into(),
+        "--limit".into(),
+        limit.to_string(),
+    ];
+    args.extend(filter.iter().map(|s| (*s).to_owned()));
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(BIN).args(&args).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("the URL-mode subscriber finishes")
+    .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_filters_over_one_connection_get_what_two_url_streams_get_across_restarts() {
+    let tarantool = TarantoolProcess::start().await.expect("tarantool");
+    let node = NodeProcess::new(&tarantool.address());
+    let mut node_process = node.spawn();
+    node.wait_ready().await;
+    let blocks = chain(79, 1, 120, 3);
+    // The key that receives most often: a wallet following itself.
+    let mut counts = std::collections::HashMap::<&str, usize>::new();
+    for tx in blocks.iter().flat_map(|b| &b.transactions) {
+        for key in &tx.output_keys {
+            *counts.entry(key.as_str()).or_default() += 1;
+        }
+    }
+    let key = counts
+        .iter()
+        .max_by_key(|(key, n)| (**n, **key))
+        .map(|(key, _)| (*key).to_owned())
+        .expect("keys");
+    let by_key = expected_where(&blocks, |tx| tx.output_keys.contains(&key));
+    let transfers = expected_where(&blocks, |tx| tx.operation == "TRANSFER");
+    assert!(!by_key.is_empty() && !transfers.is_empty());
+    let specs = [
+        format!("wallet=valid_transactions?public_key={key}"),
+        "transfers=valid_transactions?operation=TRANSFER".to_owned(),
+    ];
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let cursor = dir.path().join("cursor.json");
+    let out = dir.path().join("events.jsonl");
+    let err = dir.path().join("stderr.log");
+    let mut sub = rpc_subscriber(node.api_port, &specs, &cursor, &out, &err);
+    let (writer, mut progress) = spawn_writer(
+        tarantool.address(),
+        blocks.clone(),
+        Duration::from_millis(25),
+    );
+
+    // The subscriber stops and starts again from its cursor file.
+    progress.wait_for(|h| *h >= 30).await.expect("progress");
+    stop(&mut sub).await;
+    sub = rpc_subscriber(node.api_port, &specs, &cursor, &out, &err);
+
+    // The node dies without a goodbye (connection lost) and comes back.
+    progress.wait_for(|h| *h >= 60).await.expect("progress");
+    let _ = node_process.start_kill();
+    let _ = node_process.wait().await;
+    node_process = node.spawn();
+    node.wait_ready().await;
+
+    // The node shuts down cleanly (1001 with last_heights) and comes back.
+    progress.wait_for(|h| *h >= 90).await.expect("progress");
+    if let Some(pid) = node_process.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(15), node_process.wait()).await;
+    node_process = node.spawn();
+    node.wait_ready().await;
+
+    writer.await.expect("writer");
+    let want = by_key.len() + transfers.len();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while lines(&out).len() < want && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(&mut sub).await;
+    let log = std::fs::read_to_string(&err).unwrap_or_default();
+    let got = lines(&out);
+    let of = |name: &str| -> Vec<Value> {
+        got.iter()
+            .filter(|line| line["subscription"] == name)
+            .map(|line| line["result"].clone())
+            .collect()
+    };
+    assert_eq!(
+        got.len(),
+        want,
+        "every event of both subscriptions once; subscriber said:\n{log}"
+    );
+    assert_eq!(of("wallet"), by_key, "the wallet's events, in order");
+    assert_eq!(of("transfers"), transfers, "the transfers, in order");
+    assert!(
+        log.contains("closed by the node (1001)"),
+        "the clean shutdown was a 1001 close:\n{log}"
+    );
+
+    // Exactly what the two equivalent URL streams deliver.
+    let url_wallet = url_mode_events(node.api_port, &["--public-key", &key], by_key.len()).await;
+    let url_transfers =
+        url_mode_events(node.api_port, &["--operation", "TRANSFER"], transfers.len()).await;
+    assert_eq!(of("wallet"), url_wallet);
+    assert_eq!(of("transfers"), url_transfers);
+
+    // One height per subscription: the last block each printed.
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cursor).expect("cursor")).expect("JSON");
+    assert_eq!(
+        stored,
+        serde_json::json!({
+            "wallet": by_key.last().map(|e| e["height"].clone()),
+            "transfers": transfers.last().map(|e| e["height"].clone()),
+        })
+    );
+    let _ = node_process.start_kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_subscriptions_are_refused_cleanly() {
+    let harness = Harness::start().await;
+    let api = harness.api();
+    let run = |args: Vec<String>| async move {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            Command::new(BIN).args(&args).kill_on_drop(true).output(),
+        )
+        .await
+        .expect("exits")
+        .expect("runs")
+    };
+    // Refused on the command line, before connecting.
+    for (spec, says) in [
+        ("valid_things", "unknown stream"),
+        ("valid_blocks?from_height=x", "from_height"),
+    ] {
+        let output = run(vec![
+            "subscribe".into(),
+            api.clone(),
+            "--subscribe".into(),
+            spec.into(),
+        ])
+        .await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{spec}: {stderr}");
+        assert!(
+            stderr.contains(says) && !stderr.contains("panicked"),
+            "{spec}: {stderr}"
+        );
+    }
+    // Refused by the node: its JSON-RPC error, named and explained.
+    let output = run(vec![
+        "subscribe".into(),
+        api.clone(),
+        "--subscribe".into(),
+        "ok=valid_blocks".into(),
+        "--subscribe".into(),
+        "bad=valid_transactions?public_key=not-a-key".into(),
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the node refused subscription \"bad\"")
+            && stderr.contains("-32602")
+            && stderr.contains("public_key"),
+        "{stderr}"
+    );
+    // The single-stream flags and --subscribe do not mix.
+    let output = run(vec![
+        "subscribe".into(),
+        api,
+        "--blocks".into(),
+        "--subscribe".into(),
+        "valid_blocks".into(),
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+}
