@@ -1,7 +1,10 @@
 //! The live page (`GET /explorer`) in Debian's headless Chromium against a real node: after
 //! blocks are committed the page shows their transactions (checked on the DOM against what was
 //! written), the filter form validates what a user types and follows a public key, and the page
-//! resumes across a node restart without missing or repeating a block. Screenshots go to
+//! resumes across a node restart without missing or repeating a block. The page follows both
+//! streams over one JSON-RPC WebSocket: changing the filter (adding a key) must not open
+//! another one, which the test counts in Chromium's own network events and in the node's
+//! metrics. Screenshots go to
 //! `target/test-artifacts/`. Chromium is driven over its DevTools protocol with the WebSocket
 //! client the other tests already use; `make test` installs the `chromium` package.
 
@@ -56,6 +59,8 @@ struct Browser {
     next_id: u64,
     /// Uncaught exceptions and console errors of the page's own script.
     script_errors: Vec<String>,
+    /// WebSockets the page opened (`Network.webSocketCreated`).
+    websockets_created: usize,
     _child: Child,
     _profile: tempfile::TempDir,
 }
@@ -121,11 +126,13 @@ impl Browser {
             page: connect(&page_url).await,
             next_id: 0,
             script_errors: Vec::new(),
+            websockets_created: 0,
             _child: child,
             _profile: profile,
         };
         browser.call("Runtime.enable", json!({})).await;
         browser.call("Page.enable", json!({})).await;
+        browser.call("Network.enable", json!({})).await;
         browser
     }
 
@@ -166,6 +173,7 @@ impl Browser {
             Some("Runtime.consoleAPICalled") if params["type"] == "error" => self
                 .script_errors
                 .push(format!("console.error: {}", params["args"])),
+            Some("Network.webSocketCreated") => self.websockets_created += 1,
             _ => {}
         }
     }
@@ -320,11 +328,11 @@ fn key_for(first: &GeneratedBlock, second: &GeneratedBlock) -> String {
         .expect("the seeded chain has a key for the filter test")
 }
 
-fn matching(block: &GeneratedBlock, key: &str) -> (Vec<String>, Vec<String>) {
+fn matching(block: &GeneratedBlock, keys: &[&str]) -> (Vec<String>, Vec<String>) {
     block
         .transactions
         .iter()
-        .filter(|tx| tx.output_keys.iter().any(|k| k == key))
+        .filter(|tx| tx.output_keys.iter().any(|k| keys.contains(&k.as_str())))
         .map(|tx| (tx.id.clone(), tx.asset_id.clone()))
         .unzip()
 }
@@ -335,7 +343,7 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
     let chromium = chromium_binary();
     let mut harness = Harness::start().await;
     let api = harness.api();
-    let (_, discovery) = get_json(&harness.node().api_addr.to_string(), "/api/v1/").await;
+    let (_, catalogue) = get_json(&harness.node().api_addr.to_string(), "/api/v1/streams").await;
     let writer = PlanetmintWriter::connect(&harness.tarantool.address())
         .await
         .expect("writer");
@@ -355,10 +363,13 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
         .eval("document.getElementById('endpoints').innerText")
         .await;
     let endpoints = endpoints.as_str().unwrap_or_default();
-    for key in ["streams", "streamedblocks"] {
-        let url = discovery[key].as_str().expect("stream URL in /api/v1/");
-        assert!(endpoints.contains(url), "page names {url}: {endpoints}");
-    }
+    let rpc_url = catalogue["rpc_url"]
+        .as_str()
+        .expect("rpc_url in the catalogue");
+    assert!(
+        endpoints.contains(rpc_url),
+        "page names {rpc_url}: {endpoints}"
+    );
 
     // Blocks Planetmint 2.5.3 wrote, committed while the page is open: every one shows up
     // with its hash and its transactions.
@@ -431,8 +442,9 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
     // A wallet's public key: blocks after the last one received, only its transactions.
     let mut chain = ChainGenerator::new(8_080, 9, 4);
     let ninth = chain.block(6);
-    let tenth = chain.block(5);
-    let key = key_for(&ninth, &tenth);
+    let tenth = chain.block(6);
+    let eleventh = chain.block(5);
+    let key = key_for(&ninth, &eleventh);
     browser.type_into("filter", &key).await;
     browser.click("apply").await;
     browser
@@ -451,7 +463,7 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
     let shown = browser
         .wait_for("block 9", &shown_block_js(9), Duration::from_secs(20))
         .await;
-    let (ids, assets) = matching(&ninth, &key);
+    let (ids, assets) = matching(&ninth, &[&key]);
     assert_block_shown(&shown, 9, &ninth.app_hash, &ids, &assets);
     let summary = format!(
         "{} of {} transactions match",
@@ -466,7 +478,78 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
         "{summary}: {}",
         shown["text"]
     );
+
+    // A second key is added: the same socket carries the new subscriptions (no new WebSocket
+    // in the browser, one JSON-RPC connection on the node), and events of both keys arrive.
+    let second = tenth
+        .transactions
+        .iter()
+        .flat_map(|tx| tx.output_keys.iter())
+        .find(|k| {
+            **k != key
+                && tenth
+                    .transactions
+                    .iter()
+                    .any(|tx| tx.output_keys.contains(k) && !tx.output_keys.contains(&key))
+        })
+        .expect("block 10 has a transaction for another key")
+        .clone();
+    let sockets_before = browser.websockets_created;
+    assert_eq!(sockets_before, 1, "one WebSocket so far");
+    let both = format!("{key} {second}");
+    browser.type_into("filter", &both).await;
+    browser.click("apply").await;
+    browser
+        .wait_for(
+            "the two-key filter applied and live",
+            &format!(
+                "document.getElementById('active-filter').dataset.filter === {:?} && \
+                 document.getElementById('state').dataset.state === 'live'",
+                format!("{key},{second}")
+            ),
+            Duration::from_secs(10),
+        )
+        .await;
+    writer.write_block(&tenth).await.expect("write");
+    let shown = browser
+        .wait_for("block 10", &shown_block_js(10), Duration::from_secs(20))
+        .await;
+    let (ids, assets) = matching(&tenth, &[&key, &second]);
+    assert_block_shown(&shown, 10, &tenth.app_hash, &ids, &assets);
+    assert!(
+        ids.iter()
+            .any(|id| matching(&tenth, &[&second]).0.contains(id)),
+        "the second key's transactions arrive"
+    );
     let mut filtered_transactions = ids.len();
+    assert_eq!(
+        browser.websockets_created, sockets_before,
+        "adding a key opened no WebSocket"
+    );
+    let page_sockets = browser
+        .eval("document.getElementById('count-sockets').dataset.value")
+        .await;
+    assert_eq!(page_sockets, "1", "the page counts one connection");
+    let (_, metrics) = http_get(&harness.node().api_addr.to_string(), "/metrics").await;
+    assert_eq!(
+        metric(&metrics, "planetmint_streams_rpc_connections", ""),
+        1.0,
+        "one JSON-RPC connection on the node"
+    );
+    assert_eq!(
+        metric(&metrics, "planetmint_streams_rpc_subscriptions", ""),
+        2.0,
+        "the old subscriptions were ended, the new two are open"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "planetmint_streams_rpc_requests_total",
+            "method=\"unsubscribe\""
+        ),
+        4.0,
+        "each of the two filter changes unsubscribed both streams"
+    );
 
     // The node stops (1001, with the last height) and comes back on the same ports; a block
     // committed meanwhile is shown once, and nothing before it again.
@@ -481,17 +564,21 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
             Duration::from_secs(10),
         )
         .await;
-    writer.write_block(&tenth).await.expect("write");
+    writer.write_block(&eleventh).await.expect("write");
     let mut config = test_config(&harness.tarantool.address());
     config.streams.bind = streams_addr.to_string();
     config.api.bind = api_addr.to_string();
     harness.node = Some(planetmint_streams::start(config).await.expect("restart"));
     harness.wait_ready().await;
     let shown = browser
-        .wait_for("block 10", &shown_block_js(10), Duration::from_secs(30))
+        .wait_for("block 11", &shown_block_js(11), Duration::from_secs(30))
         .await;
-    let (ids, assets) = matching(&tenth, &key);
-    assert_block_shown(&shown, 10, &tenth.app_hash, &ids, &assets);
+    let (ids, assets) = matching(&eleventh, &[&key, &second]);
+    assert_block_shown(&shown, 11, &eleventh.app_hash, &ids, &assets);
+    assert!(
+        !matching(&eleventh, &[&key]).0.is_empty(),
+        "the first key's transactions arrive too"
+    );
     filtered_transactions += ids.len();
     browser
         .wait_for(
@@ -510,11 +597,11 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
                 closed: document.getElementById('last-close').innerText })",
         )
         .await;
-    assert_eq!(totals["heights"], json!(["10", "9"]), "{totals}");
+    assert_eq!(totals["heights"], json!(["11", "10"]), "{totals}");
     assert_eq!(totals["transactions"], filtered_transactions, "{totals}");
     assert_eq!(totals["counted"], filtered_transactions.to_string());
     assert_eq!(totals["duplicates"], "0", "{totals}");
-    assert!(totals["reconnects"].as_u64() >= Some(2), "{totals}");
+    assert!(totals["reconnects"].as_u64() >= Some(1), "{totals}");
     let closed = totals["closed"].as_str().unwrap_or_default();
     assert!(
         closed.contains("1001") && closed.contains("server shutting down"),
@@ -529,8 +616,8 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
     browser.click("apply").await;
     browser
         .wait_for(
-            "block 10 replayed",
-            &shown_block_js(10),
+            "block 11 replayed",
+            &shown_block_js(11),
             Duration::from_secs(20),
         )
         .await;
@@ -539,7 +626,10 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
         .await;
     assert_eq!(
         replayed,
-        fixture_transactions + ninth.transactions.len() + tenth.transactions.len(),
+        fixture_transactions
+            + ninth.transactions.len()
+            + tenth.transactions.len()
+            + eleventh.transactions.len(),
         "every transaction of the chain, once"
     );
     assert!(
