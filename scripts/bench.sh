@@ -7,6 +7,8 @@
 #   BENCH_SERVERS="streams limit" BENCH_SCENARIOS="S1 S2" scripts/bench.sh
 #   BENCH_SERVERS=streams BENCH_SCENARIOS=burst scripts/bench.sh   memory after connection bursts
 #   BENCH_SERVERS=streams BENCH_SCENARIOS=S7 scripts/bench.sh      as many subscribers as fit
+#   BENCH_SERVERS=streams BENCH_SCENARIOS=RPC100 scripts/bench.sh  one JSON-RPC connection with
+#                                         100 subscriptions vs 100 URL connections (same filters)
 #   BENCH_QUICK=1 scripts/bench.sh        tiny sizes: checks the script end to end (not results)
 #
 # Servers:
@@ -27,7 +29,7 @@ root="$PWD"
 
 quick="${BENCH_QUICK:-0}"
 servers="${BENCH_SERVERS:-streams limit planetmint}"
-scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5 H S7 burst}"
+scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5 H S7 burst RPC100}"
 out="${BENCH_OUT:-$root/target/bench}"   # BENCH_OUT: another directory, for runs side by side
 logs="$out/logs"
 runs="$out/runs.jsonl"
@@ -46,6 +48,7 @@ if [ "$quick" = 1 ]; then
     : "${H_SUBS:=20}" "${H_PREFILL:=50}" "${H_BLOCKS:=40}" "${H_TXS:=20}" "${H_RATE:=20}"
     : "${S7_SUBS:=500}" "${S7_BLOCKS:=5}" "${S7_TXS:=10}" "${S7_RATE:=1}"
     : "${BURST_SUBS:=500}" "${BURST_COUNT:=2}" "${BURST_HOLD:=2}" "${BURST_SETTLE:=5}"
+    : "${RPC_SUBS:=10}" "${RPC_BLOCKS:=20}" "${RPC_TXS:=10}" "${RPC_RATE:=20}" "${RPC_ROUNDS:=1}"
 else
     # S1 latency: 10 subscribers, 200 blocks x 10 txs at 20 blocks/s.
     : "${S1_SUBS:=10}" "${S1_BLOCKS:=200}" "${S1_TXS:=10}" "${S1_RATE:=20}"
@@ -71,6 +74,11 @@ else
     # leave; the node's RSS is then followed for BURST_SETTLE s (target: back within 20 % of
     # the level before the first burst within a minute, no ratchet from burst to burst).
     : "${BURST_SUBS:=15000}" "${BURST_COUNT:=3}" "${BURST_HOLD:=5}" "${BURST_SETTLE:=60}"
+    # RPC100: the same RPC_SUBS subscriptions (valid_transactions, partition=i/RPC_SUBS: together
+    # every transaction once) carried by RPC_SUBS URL connections, then by one JSON-RPC
+    # connection; RPC_BLOCKS x RPC_TXS at RPC_RATE blocks/s each time, a fresh node each time.
+    # RPC_ROUNDS rounds in the order url rpc, rpc url, ... so drift of a noisy machine evens out.
+    : "${RPC_SUBS:=100}" "${RPC_BLOCKS:=600}" "${RPC_TXS:=20}" "${RPC_RATE:=20}" "${RPC_ROUNDS:=2}"
 fi
 # S7's node limit (19,500 + 256 for the rest fits 20,000 open files) and its connect rate
 # (above what 2 busy cores accept, so "time to accept all" is the node's; at 20,000/s a loaded
@@ -332,6 +340,34 @@ streams_measure() {
     stop_streams
 }
 
+# rpc_measure CARRIER ROUND: fresh Tarantool and node; rpcload opens RPC_SUBS partitioned
+# subscriptions over RPC_SUBS URL connections (url) or one JSON-RPC connection (rpc), then
+# benchwriter commits the blocks; records the server's RSS and CPU per delivered event.
+rpc_measure() {
+    local carrier="$1" round="$2" role="$1-$2"
+    start_tarantool "RPC100-$role"
+    start_node "RPC100-$role"
+    local ready="$out/ready-RPC100-$role"
+    rm -f "$ready"
+    timeout 900 "$bin/benchwriter" --tarantool "127.0.0.1:$tt_port" --blocks "$RPC_BLOCKS" \
+        --txs "$RPC_TXS" --rate "$RPC_RATE" --wait-file "$ready" --wait-timeout 300 \
+        --label "streams/RPC100/$role" >"$logs/streams-RPC100-$role-writer.json" \
+        2>"$logs/streams-RPC100-$role-writer.log" &
+    local writer=$!
+    pids+=("$writer")
+    local file="$logs/streams-RPC100-$role.json"
+    timeout 900 "$bin/rpcload" --label "streams/RPC100/$role" --base "ws://127.0.0.1:$node_port" \
+        --carrier "$carrier" -n "$RPC_SUBS" --expect $((RPC_BLOCKS * RPC_TXS)) \
+        --server-pid "$node_pid" --ready-file "$ready" --duration 300 \
+        >"$file" 2>"$logs/streams-RPC100-$role.log" || true
+    cat "$logs/streams-RPC100-$role.log" >&2
+    record streams RPC100 "$role" "$file"
+    wait "$writer" || true
+    forget "$writer"
+    record streams RPC100 "$role-writer" "$logs/streams-RPC100-$role-writer.json"
+    stop_streams
+}
+
 run_streams() { # run_streams SCENARIO
     case "$1" in
     S1) streams_measure S1 load "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --duration 120 ;;
@@ -354,6 +390,18 @@ run_streams() { # run_streams SCENARIO
             --duration $((S7_BLOCKS / (S7_RATE > 0 ? S7_RATE : 1) + 120)) --read-buffer 4096 --quiet 10
         ;;
     burst) streams_burst ;;
+    RPC100)
+        local round
+        for round in $(seq "$RPC_ROUNDS"); do
+            if [ $((round % 2)) = 1 ]; then
+                rpc_measure url "$round"
+                rpc_measure rpc "$round"
+            else
+                rpc_measure rpc "$round"
+                rpc_measure url "$round"
+            fi
+        done
+        ;;
     S5)
         start_tarantool S5
         timeout 900 "$bin/benchwriter" --tarantool "127.0.0.1:$tt_port" --prefill \
@@ -454,7 +502,7 @@ run_limit() { # run_limit SCENARIO
         limit_measure S4 load "$S4_SUBS" "$S4_STALLED" "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
         limit_measure S4 baseline "$S4_SUBS" 0 "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
         ;;
-    S7 | burst) skip limit "$1" "planetmint-streams only" ;;
+    S7 | burst | RPC100) skip limit "$1" "planetmint-streams only" ;;
     S5) limit_measure S5 load 1 0 "$S5_BLOCKS" "$S5_TXS" 0 --expect $((S5_BLOCKS * S5_TXS)) --duration 300 ;;
     H) skip limit H "the limit server reads no database" ;;
     esac
@@ -524,6 +572,7 @@ run_planetmint() { # run_planetmint SCENARIO: the same parameters as the other s
     S5) skip planetmint S5 "Planetmint's server has no replay (from_height)" ;;
     H) skip planetmint H "Planetmint's server has no replay (from_height)" ;;
     S7 | burst) skip planetmint "$1" "planetmint-streams only" ;;
+    RPC100) skip planetmint RPC100 "Planetmint's server has no JSON-RPC channel" ;;
     esac
 }
 
@@ -572,7 +621,7 @@ machine = {
     "commit": sh("git rev-parse --short HEAD"),
     "quick": quick,
 }
-params = {k: v for k, v in os.environ.items() if k[:3] in ("S1_", "S2_", "S3_", "S4_", "S5_", "S7_") or k.startswith(("PM_S4_", "BURST_", "H_"))}
+params = {k: v for k, v in os.environ.items() if k[:3] in ("S1_", "S2_", "S3_", "S4_", "S5_", "S7_") or k.startswith(("PM_S4_", "BURST_", "H_", "RPC_"))}
 json.dump({"machine": machine, "params": params, "runs": runs}, open(f"{out}/results.json", "w"), indent=1)
 
 def get(server, scenario, role):
@@ -637,6 +686,16 @@ for i in range(1, 10):
     metric("burst", f"burst {i}: end / before first burst", f"after-{i}", lambda r: r["end_over_baseline"])
     metric("burst", f"burst {i}: s until within 20 %", f"after-{i}", lambda r: r["within_20pct_after_s"])
 
+for i in range(1, 10):
+    for carrier, what in (("url", "100 URL connections"), ("rpc", "1 JSON-RPC connection")):
+        role = f"{carrier}-{i}"
+        metric("RPC100", f"round {i}, {what}: events delivered (unique)", role, lambda r: f'{r["events"]} ({r["unique"]})')
+        metric("RPC100", f"round {i}, {what}: server RSS MiB subscribed", role, lambda r: r["server_rss"]["connected_kib"] / 1024)
+        metric("RPC100", f"round {i}, {what}: server RSS KiB added by subscribing", role, lambda r: r["server_rss"]["connected_over_before_kib"])
+        metric("RPC100", f"round {i}, {what}: server RSS MiB peak", role, lambda r: r["server_rss"]["peak_kib"] / 1024)
+        metric("RPC100", f"round {i}, {what}: server CPU s (delivery)", role, lambda r: r["server_cpu"]["run_s"])
+        metric("RPC100", f"round {i}, {what}: server CPU us per delivered event", role, lambda r: r["server_cpu"]["per_event_us"])
+
 def fmt(v):
     if v is None:
         return "-"
@@ -665,7 +724,7 @@ for sc, name, role, fn in rows:
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
             return f"{a / b:.3g}x"
         return "-"
-    if all(v is None or v == "skipped" for v in vals) and sc in ("S7", "burst"):
+    if all(v is None or v == "skipped" for v in vals) and sc in ("S7", "burst", "RPC100"):
         continue  # planetmint-streams only; bursts past BURST_COUNT
     if all(v is None for v in vals):
         continue

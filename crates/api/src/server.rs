@@ -255,12 +255,13 @@ async fn api_v1(ctx: web::Data<ApiContext>, client: web::Data<awc::Client>) -> H
     HttpResponse::Ok().json(api_v1_document(&ctx.advertised))
 }
 
-/// The live page: self-contained HTML and JavaScript (no CDN), connects to the advertised
-/// stream URL found in `/api/v1/`.
+/// The live page: self-contained HTML and JavaScript (no CDN), follows both streams over one
+/// WebSocket to the JSON-RPC channel named in the catalogue (`/api/v1/streams`, `rpc_url`).
 const EXPLORER_HTML: &str = include_str!("../assets/explorer.html");
 
 /// The page runs only its own inline script and style and talks only to this node's API and
-/// its streams.
+/// its streams (`connect-src`: the API itself, and `ws:`/`wss:` for the channel on the
+/// streams port, whose host and port the catalogue advertises).
 const EXPLORER_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
                             img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'";
 
