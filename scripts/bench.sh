@@ -687,7 +687,7 @@ for i in range(1, 10):
     metric("burst", f"burst {i}: s until within 20 %", f"after-{i}", lambda r: r["within_20pct_after_s"])
 
 for i in range(1, 10):
-    for carrier, what in (("url", "100 URL connections"), ("rpc", "1 JSON-RPC connection")):
+    for carrier, what in (("url", "URL connections (one per subscription)"), ("rpc", "one JSON-RPC connection")):
         role = f"{carrier}-{i}"
         metric("RPC100", f"round {i}, {what}: events delivered (unique)", role, lambda r: f'{r["events"]} ({r["unique"]})')
         metric("RPC100", f"round {i}, {what}: server RSS MiB subscribed", role, lambda r: r["server_rss"]["connected_kib"] / 1024)
