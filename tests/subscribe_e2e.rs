@@ -427,3 +427,102 @@ async fn bad_subscriptions_are_refused_cleanly() {
     .await;
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_mode_authenticates_with_the_token_file_and_refusals_end_cleanly() {
+    use planetmint_streams_auth::{
+        AuthMode, Grant, KeyConfig, KeyRing, SecretString, Stream, TokenAuthority, TokenPolicy,
+    };
+    const SECRET: [u8; 32] = [7; 32];
+    let hex: String = SECRET.iter().map(|b| format!("{b:02x}")).collect();
+    let harness = Harness::start_with(|config| {
+        config.auth.mode = AuthMode::Signed;
+        config.auth.keys = vec![KeyConfig {
+            id: "k1".into(),
+            secret: Some(SecretString::new(&hex)),
+            secret_file: None,
+        }];
+        config.auth.issuing_key = Some("k1".into());
+    })
+    .await;
+    let authority = TokenAuthority::new(
+        KeyRing::new("k1", &SECRET).expect("key"),
+        TokenPolicy {
+            default_ttl: Duration::from_secs(600),
+            max_ttl: Duration::from_secs(3600),
+            clock_skew: Duration::from_secs(30),
+        },
+    );
+    let issue = |grant: &Grant| authority.issue(grant, None).expect("issue").token;
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    for block in chain(80, 1, 3, 1) {
+        writer.write_block(&block).await.expect("write");
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let all = dir.path().join("all.token");
+    // A signed stream URL, as `token issue` prints it, is read for its token.
+    std::fs::write(
+        &all,
+        format!(
+            "ws://127.0.0.1:9985/api/v1/streams/valid_blocks?token={}\n",
+            issue(&Grant::new(Stream::ALL))
+        ),
+    )
+    .expect("write");
+    let transactions_only = dir.path().join("tx.token");
+    std::fs::write(
+        &transactions_only,
+        issue(&Grant::new([Stream::ValidTransactions])),
+    )
+    .expect("write");
+    let run = |token: Option<&std::path::Path>| {
+        let mut args = vec![
+            "subscribe".to_owned(),
+            harness.api(),
+            "--subscribe".into(),
+            "b=valid_blocks?from_height=0".into(),
+            "--limit".into(),
+            "3".into(),
+        ];
+        if let Some(path) = token {
+            args.push("--token-file".into());
+            args.push(path.display().to_string());
+        }
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                Command::new(BIN).args(&args).kill_on_drop(true).output(),
+            )
+            .await
+            .expect("exits")
+            .expect("runs")
+        }
+    };
+    let output = run(Some(&all)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let heights: Vec<u64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| {
+            let line: Value = serde_json::from_str(l).expect("JSON");
+            assert_eq!(line["subscription"], "b");
+            line["result"]["height"].as_u64().expect("height")
+        })
+        .collect();
+    assert_eq!(heights, vec![1, 2, 3]);
+    for (token, says) in [
+        (None, "-32001"),
+        (Some(transactions_only.as_path()), "-32001"),
+    ] {
+        let output = run(token).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("the node refused") && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty());
+    }
+}
