@@ -61,7 +61,8 @@ struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Follow a node's stream: one JSON line per event on stdout, reconnecting and resuming
-    /// by height (durably with --cursor-file).
+    /// by height (durably with --cursor-file); several subscriptions over one connection with
+    /// repeated --subscribe.
     Subscribe(SubscribeArgs),
     /// Signed stream URLs.
     #[command(subcommand)]

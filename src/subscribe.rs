@@ -49,10 +49,12 @@ pub struct SubscribeArgs {
     /// Follow valid_blocks (one line per block) instead of valid_transactions.
     #[arg(long, conflicts_with = "subscriptions")]
     pub blocks: bool,
-    /// Start after this height (ignored when the cursor file holds a height).
+    /// Start after this height (ignored when the cursor file holds a height; with --subscribe,
+    /// for every subscription without its own `from_height`).
     #[arg(long, value_name = "HEIGHT")]
     pub from_height: Option<u64>,
-    /// Where to keep the last fully processed height, to resume after a restart.
+    /// Where to keep the last fully processed height, to resume after a restart (with
+    /// --subscribe, one height per subscription name, as a JSON object).
     #[arg(long, value_name = "FILE")]
     pub cursor_file: Option<PathBuf>,
     /// Only transactions with an output to this key (repeatable).
@@ -442,13 +444,13 @@ mod tests {
             format: OutputFormat::Json,
             stream_url: None,
             limit: None,
-            include: None,
+            include: Some("transaction".into()),
             subscriptions: vec![],
             token_file: None,
         };
         assert_eq!(
             query_string(&args, Some(7)),
-            "public_key=K1&operation=TRANSFER&batch=block&from_height=7"
+            "public_key=K1&operation=TRANSFER&include=transaction&batch=block&from_height=7"
         );
         assert_eq!(
             query_string(
@@ -458,7 +460,7 @@ mod tests {
                 },
                 None
             ),
-            "public_key=K1&operation=TRANSFER"
+            "public_key=K1&operation=TRANSFER&include=transaction"
         );
     }
 }
