@@ -526,3 +526,125 @@ async fn signed_mode_authenticates_with_the_token_file_and_refusals_end_cleanly(
         assert!(output.stdout.is_empty());
     }
 }
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `child`.
+async fn signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_closed_with_4000_resumes_every_subscription_from_its_height() {
+    let harness = Harness::start_with(|config| {
+        config.streams.ping_interval = Duration::from_millis(200);
+        config.streams.pong_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let api_addr = harness.node().api_addr.to_string();
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    let blocks = chain(81, 1, 30, 2);
+    let specs = [
+        "blocks=valid_blocks".to_owned(),
+        "even=valid_transactions?partition=0/2".to_owned(),
+    ];
+    let dir = tempfile::tempdir().expect("tmp");
+    let cursor = dir.path().join("cursor.json");
+    let out = dir.path().join("events.jsonl");
+    let err = dir.path().join("stderr.log");
+    let port: u16 = api_addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let mut sub = rpc_subscriber(port, &specs, &cursor, &out, &err);
+    let wait_lines = |n: usize| {
+        let out = out.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while lines(&out).len() < n {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} of {n} lines",
+                    lines(&out).len()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let expected_until = |last: u64| {
+        let shown: Vec<_> = blocks
+            .iter()
+            .filter(|b| b.height <= last)
+            .cloned()
+            .collect();
+        let even = expected_where(&shown, |tx| {
+            u64::from_str_radix(&tx.id[..16], 16).is_ok_and(|n| n % 2 == 0)
+        });
+        (shown.len(), even)
+    };
+    // Both subscriptions are open before the first block is written.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = http_get(&api_addr, "/metrics").await;
+        if metric(&metrics, "planetmint_streams_rpc_subscriptions", "") >= 2.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for block in &blocks[..10] {
+        writer.write_block(block).await.expect("write");
+    }
+    let (n, even) = expected_until(10);
+    wait_lines(n + even.len()).await;
+
+    // Frozen: it answers no ping, and the node closes it with 4000 ("no pong").
+    signal(&sub, "-STOP").await;
+    for block in &blocks[10..20] {
+        writer.write_block(block).await.expect("write");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = http_get(&api_addr, "/metrics").await;
+        if metric(
+            &metrics,
+            "planetmint_streams_disconnects_total",
+            "pong_timeout",
+        ) >= 1.0
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&sub, "-CONT").await;
+    for block in &blocks[20..] {
+        writer.write_block(block).await.expect("write");
+    }
+    let (n, even) = expected_until(30);
+    wait_lines(n + even.len()).await;
+    stop(&mut sub).await;
+    let log = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(log.contains("closed by the node (4000)"), "{log}");
+    let got = lines(&out);
+    assert_eq!(got.len(), n + even.len(), "nothing twice:\n{log}");
+    let heights: Vec<u64> = got
+        .iter()
+        .filter(|l| l["subscription"] == "blocks")
+        .filter_map(|l| l["result"]["height"].as_u64())
+        .collect();
+    assert_eq!(heights, (1..=30).collect::<Vec<u64>>());
+    let evens: Vec<Value> = got
+        .iter()
+        .filter(|l| l["subscription"] == "even")
+        .map(|l| l["result"].clone())
+        .collect();
+    assert_eq!(evens, even);
+}
