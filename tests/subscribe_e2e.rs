@@ -1,6 +1,9 @@
 //! The `subscribe` command against a real node: the node is killed and restarted, the
 //! subscriber itself is stopped and restarted with its cursor file, and the concatenated
-//! stdout must hold every event exactly once, in order.
+//! stdout must hold every event exactly once, in order. The same with several `--subscribe`
+//! over one JSON-RPC connection (equal to the URL streams with the same filters, one height
+//! per subscription, across a node kill, a 1001 shutdown and a 4000 close), its signed-mode
+//! `authenticate`, and clean ends for bad specs and the node's refusals.
 
 mod support;
 
