@@ -9,7 +9,7 @@ use planetmint_streams_model::CommittedTransaction;
 use crate::published::PublishedBlock;
 use crate::queue::QueuedBlock;
 use crate::rpc::envelope::Envelope;
-use crate::subscription::{Filter, Framing, Partition, StreamKind, Subscription};
+use crate::subscription::{Filter, Framing, Partition, Payload, StreamKind, Subscription};
 
 /// What a subscriber receives: stream, filter and framing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct Selection {
     pub filter: Filter,
     /// Message framing.
     pub framing: Framing,
+    /// What each transaction event carries.
+    pub payload: Payload,
     /// On a JSON-RPC connection: the notification each message is wrapped in (`None`: the
     /// URL streams' bare messages).
     pub envelope: Option<Arc<Envelope>>,
@@ -31,6 +33,7 @@ impl From<&Subscription> for Selection {
             stream: s.stream,
             filter: s.filter.clone(),
             framing: s.framing,
+            payload: s.payload,
             envelope: None,
         }
     }
@@ -64,9 +67,19 @@ impl Selection {
     /// This subscriber's frames of `block`, or `None` when nothing in it is for them.
     pub fn frames(&self, block: &PublishedBlock) -> Option<QueuedBlock> {
         let frames = if !self.filter.has_values() {
-            unfiltered_frames(self.stream, self.framing, self.filter.partition, block)
+            unfiltered_frames(
+                self.stream,
+                (self.framing, self.payload),
+                self.filter.partition,
+                block,
+            )
         } else if self.admits_height(block.height()) {
-            filtered_frames(self.stream, self.framing, block, &self.matching(block))
+            filtered_frames(
+                self.stream,
+                (self.framing, self.payload),
+                block,
+                &self.matching(block),
+            )
         } else {
             None
         }?;
@@ -130,7 +143,7 @@ fn block_in_partition(stream: StreamKind, partition: Option<Partition>, height: 
 /// set of frames per distinct partition and framing, shared by every worker with it).
 pub fn unfiltered_frames(
     stream: StreamKind,
-    framing: Framing,
+    (framing, payload): (Framing, Payload),
     partition: Option<Partition>,
     block: &PublishedBlock,
 ) -> Option<QueuedBlock> {
@@ -145,7 +158,7 @@ pub fn unfiltered_frames(
             .filter(|(_, tx)| transaction_in_partition(stream, partition, tx))
             .map(|(i, _)| i)
             .collect();
-        return filtered_frames(stream, framing, block, &share);
+        return filtered_frames(stream, (framing, payload), block, &share);
     }
     match (stream, framing) {
         // Planetmint publishes nothing for the row `init_chain` stores.
@@ -153,11 +166,13 @@ pub fn unfiltered_frames(
         (StreamKind::ValidBlocks, _) if !block_in_partition(stream, partition, height) => None,
         (StreamKind::ValidBlocks, _) => Some(queued(height, block.block_frame().clone(), 1)),
         (StreamKind::ValidTransactions, _) if count == 0 => None,
-        (StreamKind::ValidTransactions, Framing::PerEvent) => {
-            Some(queued(height, block.transaction_frames().clone(), count))
-        }
+        (StreamKind::ValidTransactions, Framing::PerEvent) => Some(queued(
+            height,
+            block.transaction_frames(payload).clone(),
+            count,
+        )),
         (StreamKind::ValidTransactions, Framing::PerBlock) => {
-            Some(queued(height, block.batch_frame().clone(), 1))
+            Some(queued(height, block.batch_frame(payload).clone(), 1))
         }
     }
 }
@@ -166,7 +181,7 @@ pub fn unfiltered_frames(
 /// (ascending indices); `None` when nothing matches.
 pub fn filtered_frames(
     stream: StreamKind,
-    framing: Framing,
+    (framing, payload): (Framing, Payload),
     block: &PublishedBlock,
     matching: &[usize],
 ) -> Option<QueuedBlock> {
@@ -179,11 +194,11 @@ pub fn filtered_frames(
         (StreamKind::ValidBlocks, _) => queued(height, block.block_frame().clone(), 1),
         (StreamKind::ValidTransactions, Framing::PerEvent) => queued(
             height,
-            block.transaction_frames_of(matching),
+            block.transaction_frames_of(payload, matching),
             matching.len(),
         ),
         (StreamKind::ValidTransactions, Framing::PerBlock) => {
-            queued(height, block.batch_frame_of(matching), 1)
+            queued(height, block.batch_frame_of(payload, matching), 1)
         }
     })
 }
@@ -218,6 +233,7 @@ mod tests {
             hash: format!("{height:064x}"),
             transactions,
             chain_start: false,
+            rows: None,
         }))
     }
 
@@ -226,6 +242,7 @@ mod tests {
             stream,
             filter,
             framing,
+            payload: Payload::Event,
             envelope: None,
         }
     }
@@ -242,7 +259,7 @@ mod tests {
         let published = block(7, 10);
         let all = unfiltered_frames(
             StreamKind::ValidTransactions,
-            Framing::PerEvent,
+            (Framing::PerEvent, Payload::Event),
             None,
             &published,
         )
@@ -264,7 +281,10 @@ mod tests {
             );
             let frames = worker.frames(&published).expect("each worker has a share");
             assert_eq!(frames.messages as usize, matching.len());
-            assert_eq!(frames.frames, published.transaction_frames_of(&matching));
+            assert_eq!(
+                frames.frames,
+                published.transaction_frames_of(Payload::Event, &matching)
+            );
             shares.extend(matching);
         }
         shares.sort_unstable();
@@ -278,7 +298,7 @@ mod tests {
         );
         assert_eq!(
             one.frames(&published).expect("all").frames,
-            *published.batch_frame()
+            *published.batch_frame(Payload::Event)
         );
     }
 

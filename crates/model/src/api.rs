@@ -21,7 +21,14 @@
 //!
 //! Where Planetmint's own code would raise (a missing member it indexes), this returns an
 //! error rather than a guess: that API answers 500 for such a row.
+//!
+//! The ingest keeps each block's rows as Tarantool returned them ([`StoredRows`]: MessagePack,
+//! shared with the reply they came in), so the rebuild costs nothing until a subscriber asks
+//! for whole transactions, and then happens once per block.
 
+use std::collections::HashMap;
+
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 /// A row from which Planetmint's API could not build the transaction either.
@@ -220,6 +227,72 @@ fn build(row: &[Value], outputs: &[&[Value]]) -> Result<Value, String> {
         }
     }
     Ok(Value::Object(tx))
+}
+
+/// The rows one block was assembled from, as Tarantool returned them: one MessagePack array
+/// `[block_row, [transaction_row | nil, ...], [output_row, ...], ...]` (further elements are
+/// ignored). The bytes are a slice of the reply they came in, so keeping them copies nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRows(Bytes);
+
+impl std::fmt::Debug for StoredRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredRows({} bytes)", self.0.len())
+    }
+}
+
+/// Stored rows that do not have the shape of a block record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored rows of a block: {0}")]
+pub struct StoredRowsError(String);
+
+impl StoredRows {
+    /// Rows of one block record, MessagePack-encoded.
+    pub fn new(record: Bytes) -> Self {
+        Self(record)
+    }
+
+    /// Size of the stored rows in bytes (for caches bounded in bytes).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every transaction of the block, in block order, as Planetmint's API returns it: one
+    /// result per transaction row (an error where Planetmint's API could not build it either).
+    pub fn api_transactions(&self) -> Result<Vec<Result<Value, ApiShapeError>>, StoredRowsError> {
+        let record: Vec<Value> = rmp_serde::from_slice(&self.0)
+            .map_err(|e| StoredRowsError(format!("undecodable: {e}")))?;
+        let list = |index: usize, what: &str| -> Result<&Vec<Value>, StoredRowsError> {
+            match record.get(index) {
+                Some(Value::Array(items)) => Ok(items),
+                _ => Err(StoredRowsError(format!("no list of {what}"))),
+            }
+        };
+        let rows = list(1, "transaction rows")?;
+        let mut outputs: HashMap<&str, Vec<&[Value]>> = HashMap::new();
+        for output in list(2, "output rows")? {
+            let Some(fields) = output.as_array() else {
+                return Err(StoredRowsError("an output row is not a list".to_owned()));
+            };
+            if let Some(id) = fields.get(5).and_then(Value::as_str) {
+                outputs.entry(id).or_default().push(fields);
+            }
+        }
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let fields = row.as_array().map(Vec::as_slice).unwrap_or_default();
+                let id = fields.first().and_then(Value::as_str).unwrap_or_default();
+                let own = outputs.get(id).map(Vec::as_slice).unwrap_or_default();
+                api_transaction(fields, own)
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]
