@@ -67,6 +67,7 @@ fn block(rng: &mut Rng, height: u64) -> Arc<CommittedBlock> {
         transactions,
         chain_start: false,
         rows: None,
+        committed_at: None,
     })
 }
 

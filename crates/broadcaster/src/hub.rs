@@ -595,6 +595,7 @@ mod tests {
                 transactions: txs,
                 chain_start: false,
                 rows: None,
+                committed_at: None,
             });
             hub.publish(block.clone());
             blocks.push(block);
@@ -655,6 +656,7 @@ mod tests {
                 transactions: vec![],
                 chain_start: false,
                 rows: None,
+                committed_at: None,
             }));
         }
         // Ring holds 13..=15: 12 and below come from the source.
@@ -681,6 +683,7 @@ mod tests {
             transactions: vec![],
             chain_start: false,
             rows: None,
+            committed_at: None,
         }));
         assert_eq!(
             drain(&queue).iter().map(|b| b.0).collect::<Vec<_>>(),
@@ -705,6 +708,7 @@ mod tests {
                 transactions: vec![],
                 chain_start: false,
                 rows: None,
+                committed_at: None,
             }));
         }
         assert_eq!(

@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use planetmint_streams_model::api::StoredRows;
@@ -21,7 +21,8 @@ use crate::subscription::Payload;
 pub struct PublishedBlock {
     /// The block as read from the source (filters look at its transactions).
     pub block: Arc<CommittedBlock>,
-    /// When the ingest handed it over (start of the commit-to-send latency).
+    /// Start of the commit-to-send latency: when Tarantool committed the block, when the
+    /// source knows it, else when the ingest handed it over.
     pub received_at: Instant,
     /// The `valid_transactions` events as Planetmint sends them.
     events: EventFrames,
@@ -106,9 +107,17 @@ impl PublishedBlock {
         );
         let mut block_frame = Vec::new();
         encode_frame(OPCODE_TEXT, &block_event_json(&block), &mut block_frame);
+        let now = Instant::now();
+        // The commit time is on Tarantool's clock: as an age, so that a clock ahead of ours
+        // counts as no age rather than a negative one.
+        let received_at = block
+            .committed_at
+            .and_then(|at| SystemTime::now().duration_since(at).ok())
+            .and_then(|age| now.checked_sub(age))
+            .unwrap_or(now);
         Self {
             block,
-            received_at: Instant::now(),
+            received_at,
             events,
             events_with_transactions: OnceLock::new(),
             block_frame: Bytes::from(block_frame),

@@ -234,6 +234,7 @@ mod tests {
             transactions,
             chain_start: false,
             rows: None,
+            committed_at: None,
         }))
     }
 

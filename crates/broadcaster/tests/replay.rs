@@ -98,6 +98,7 @@ fn block(height: u64) -> CommittedBlock {
         transactions: vec![tx(0), tx(1)],
         chain_start: false,
         rows: None,
+        committed_at: None,
     }
 }
 

@@ -33,6 +33,7 @@ fn block(height: u64) -> Arc<CommittedBlock> {
         transactions: vec![tx(1, "A"), tx(2, "B")],
         chain_start: false,
         rows: None,
+        committed_at: None,
     })
 }
 

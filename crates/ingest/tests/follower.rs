@@ -58,6 +58,7 @@ fn block(height: u64) -> CommittedBlock {
         transactions: Vec::new(),
         chain_start: false,
         rows: None,
+        committed_at: None,
     }
 }
 

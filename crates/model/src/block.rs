@@ -40,6 +40,9 @@ pub struct CommittedBlock {
     /// The rows the block was read from, kept for `include=transaction` (rebuilt only when a
     /// subscriber asks); `None` for blocks that did not come from Planetmint's storage.
     pub rows: Option<StoredRows>,
+    /// When Tarantool committed the block (its clock), when the source knows it: the start of
+    /// the commit-to-send latency.
+    pub committed_at: Option<std::time::SystemTime>,
 }
 
 /// One entry of the stream's `asset_ids`.
@@ -232,6 +235,7 @@ impl CommittedBlock {
             transactions: assembled,
             chain_start: false,
             rows: None,
+            committed_at: None,
         })
     }
 

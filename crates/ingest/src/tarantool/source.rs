@@ -7,7 +7,7 @@
 //! pipelined over the one connection.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,7 +29,7 @@ use super::relay::{Relay, RelayConfig, RelayState};
 /// The Lua helpers (see the file for what they do and why).
 pub const STREAMS_LUA: &str = include_str!("streams.lua");
 /// Version of the protocol between this code and `streams.lua`.
-const LUA_PROTOCOL: u64 = 2;
+const LUA_PROTOCOL: u64 = 3;
 
 /// Committed blocks from Planetmint's Tarantool.
 pub struct TarantoolSource {
@@ -64,7 +64,7 @@ struct SpaceIds {
 }
 
 /// One block as `streams.lua` returns it: `[block_row, [tx_row | nil, ...], [output_row, ...],
-/// [positions of governance rows], chain_start]`.
+/// [positions of governance rows], chain_start, commit time | nil]`.
 #[derive(Deserialize)]
 struct BlockRecord(
     BlockTuple,
@@ -75,6 +75,7 @@ struct BlockRecord(
     #[allow(dead_code)]
     Vec<usize>,
     #[serde(default)] bool,
+    #[serde(default)] Option<f64>,
 );
 
 /// Names of Planetmint's spaces, as error reports give them.
@@ -145,9 +146,12 @@ pub fn decode_blocks_reply(bytes: Bytes) -> Result<BlockBatch, SourceError> {
         // decoded again field by field, to name the row at fault.
         let mut cursor = rest;
         let decoded = match rmp_serde::from_read::<_, BlockRecord>(&mut cursor) {
-            Ok(BlockRecord(row, txs, outputs, _, chain_start)) => {
+            Ok(BlockRecord(row, txs, outputs, _, chain_start, committed_at)) => {
                 rest = cursor;
-                assemble(row, txs, &outputs, chain_start)
+                assemble(row, txs, &outputs, chain_start).map(|mut block| {
+                    block.committed_at = committed_at.and_then(commit_time);
+                    block
+                })
             }
             Err(fast) => {
                 let mut cursor = rest;
@@ -191,6 +195,7 @@ fn decode_record(record: rmpv::Value) -> Result<CommittedBlock, SourceError> {
         .and_then(|v| rmpv::ext::from_value(v).ok())
         .unwrap_or_default();
     let chain_start = parts.next().and_then(|v| v.as_bool()).unwrap_or(false);
+    let committed_at = parts.next().and_then(|v| v.as_f64()).and_then(commit_time);
     let mut txs = Vec::with_capacity(raw_txs.len());
     for (position, raw) in raw_txs.into_iter().enumerate() {
         if raw.is_nil() {
@@ -208,7 +213,16 @@ fn decode_record(record: rmpv::Value) -> Result<CommittedBlock, SourceError> {
         .into_iter()
         .map(|raw| decode_row(SPACE_OUTPUTS, raw))
         .collect::<Result<Vec<OutputTuple>, _>>()?;
-    assemble(row, txs, &outputs, chain_start)
+    let mut block = assemble(row, txs, &outputs, chain_start)?;
+    block.committed_at = committed_at;
+    Ok(block)
+}
+
+/// A commit time in seconds since the epoch (Tarantool's `fiber.time()`), if it is one.
+fn commit_time(seconds: f64) -> Option<SystemTime> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .and_then(|since| UNIX_EPOCH.checked_add(since))
 }
 
 fn classify(err: tarantool_rs::Error) -> SourceError {
