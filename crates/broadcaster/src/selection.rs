@@ -255,6 +255,81 @@ mod tests {
         }
     }
 
+    /// Frames of a block whose stored rows say each transaction's operation is `op-i`.
+    fn block_with_rows(height: u64, count: u64) -> PublishedBlock {
+        let plain = block(height, count);
+        let rows: Vec<serde_json::Value> = plain
+            .block
+            .transactions
+            .iter()
+            .enumerate()
+            .map(|(i, tx)| serde_json::json!([tx.id, format!("op-{i}"), "3.0", null, [], [], null]))
+            .collect();
+        let record = serde_json::json!([["uuid", "", height, []], rows, []]);
+        let bytes = rmp_serde::to_vec(&record).expect("msgpack");
+        let mut with_rows = (*plain.block).clone();
+        with_rows.rows = Some(planetmint_streams_model::api::StoredRows::new(bytes.into()));
+        PublishedBlock::new(Arc::new(with_rows))
+    }
+
+    fn payloads(frames: &bytes::Bytes) -> Vec<serde_json::Value> {
+        texts(frames)
+            .iter()
+            .map(|t| serde_json::from_slice(t).expect("JSON"))
+            .collect()
+    }
+
+    fn texts(frames: &bytes::Bytes) -> Vec<Vec<u8>> {
+        // Unmasked text frames of small payloads: 2-byte or 4-byte headers.
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < frames.len() {
+            let (len, header) = match frames[at + 1] {
+                126 => (
+                    usize::from(u16::from_be_bytes([frames[at + 2], frames[at + 3]])),
+                    4,
+                ),
+                n => (usize::from(n), 2),
+            };
+            out.push(frames[at + header..at + header + len].to_vec());
+            at += header + len;
+        }
+        out
+    }
+
+    #[test]
+    fn whole_transactions_come_from_the_stored_rows_in_events_and_batches() {
+        let published = block_with_rows(9, 4);
+        let events = payloads(published.transaction_frames(Payload::WithTransaction));
+        assert_eq!(events.len(), 4);
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event["transaction"]["operation"], format!("op-{i}"));
+            assert_eq!(event["transaction"]["id"], event["transaction_id"]);
+        }
+        // The event's own members are unchanged, `transaction` comes last.
+        let plain_texts = texts(published.transaction_frames(Payload::Event));
+        for (plain, whole) in plain_texts.iter().zip(texts(
+            published.transaction_frames(Payload::WithTransaction),
+        )) {
+            let head = &plain[..plain.len() - 1];
+            assert!(whole.starts_with(head));
+            assert!(whole[head.len()..].starts_with(b",\"transaction\":{"));
+        }
+        let plain = payloads(published.transaction_frames(Payload::Event));
+        assert!(plain.iter().all(|e| e.get("transaction").is_none()));
+        // A filtered batch carries the same events, whole transactions included.
+        let batch = payloads(&published.batch_frame_of(Payload::WithTransaction, &[1, 3]));
+        assert_eq!(
+            batch[0]["transactions"],
+            serde_json::json!([events[1], events[3]])
+        );
+        // Without stored rows (not from Planetmint's storage) the member is null, not absent.
+        let bare = block(9, 2);
+        let events = payloads(bare.transaction_frames(Payload::WithTransaction));
+        assert!(events.iter().all(|e| e["transaction"].is_null()));
+        assert!(events.iter().all(|e| e.get("transaction").is_some()));
+    }
+
     #[test]
     fn four_workers_share_every_transaction_exactly_once_in_order() {
         let published = block(7, 10);
