@@ -8,7 +8,9 @@
 //! - bad values, and the option on valid_blocks, are refused naming `include`.
 //!
 //! What a transaction must be is worked out here from the fixture rows and Planetmint's
-//! hashing rule, never from the server's code.
+//! hashing rule (`model::api::planetmint_id`, which the rebuild does not use; the Python
+//! indexer checks the same rule with Python's own `json` and `hashlib`), never from the code
+//! that rebuilds transactions.
 
 mod support;
 
@@ -20,64 +22,13 @@ use futures_util::{SinkExt, StreamExt};
 use planetmint_streams_devchain::fixtures::Planetmint253;
 use planetmint_streams_devchain::writer::PlanetmintWriter;
 use planetmint_streams_ingest::tarantool::ReadMode;
+use planetmint_streams_model::api::planetmint_id;
 use serde_json::{json, Value};
-use sha3::{Digest, Sha3_256};
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
 const WITHIN: Duration = Duration::from_secs(30);
-
-/// Python's `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, which
-/// Planetmint hashes (for the strings, numbers and nulls of these transactions).
-fn canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-/// The id Planetmint derives from a transaction as its API returns it: SHA3-256 of the
-/// canonical JSON with `id` null (version 2.0 was signed with `asset`, the API names it
-/// `assets`).
-fn planetmint_id(transaction: &Value) -> String {
-    let mut signed = transaction.clone();
-    let object = signed.as_object_mut().expect("a transaction object");
-    object.insert("id".to_owned(), Value::Null);
-    if object.get("version") == Some(&json!("2.0")) {
-        let asset = object.remove("assets").expect("assets");
-        object.insert("asset".to_owned(), asset);
-    }
-    let mut text = String::new();
-    canonical(&signed, &mut text);
-    Sha3_256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// Checks one event's `transaction` against Planetmint's hashing rule and the stored rows.
 struct Rows {
