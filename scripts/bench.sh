@@ -9,6 +9,7 @@
 #   BENCH_SERVERS=streams BENCH_SCENARIOS=S7 scripts/bench.sh      as many subscribers as fit
 #   BENCH_SERVERS=streams BENCH_SCENARIOS=RPC100 scripts/bench.sh  one JSON-RPC connection with
 #                                         100 subscriptions vs 100 URL connections (same filters)
+#   BENCH_SERVERS=streams BENCH_SCENARIOS=T scripts/bench.sh       S1/S2 with include=transaction
 #   BENCH_QUICK=1 scripts/bench.sh        tiny sizes: checks the script end to end (not results)
 #
 # Servers:
@@ -29,7 +30,7 @@ root="$PWD"
 
 quick="${BENCH_QUICK:-0}"
 servers="${BENCH_SERVERS:-streams limit planetmint}"
-scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5 H S7 burst RPC100}"
+scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5 H T S7 burst RPC100}"
 out="${BENCH_OUT:-$root/target/bench}"   # BENCH_OUT: another directory, for runs side by side
 logs="$out/logs"
 runs="$out/runs.jsonl"
@@ -329,7 +330,8 @@ streams_measure() {
         2>"$logs/streams-$scenario-$role-writer.log" &
     local writer=$!
     pids+=("$writer")
-    wsload streams "$scenario" "$role" --url "ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions" \
+    wsload streams "$scenario" "$role" \
+        --url "ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions${STREAM_QUERY:-}" \
         -n "$subs" --stalled "$stalled" --expect $((blocks * txs)) --ready-file "$ready" \
         --server-pid "$node_pid" --connect-rate "$CONNECT_RATE" \
         --connect-concurrency "$CONNECT_CONCURRENCY" "$@"
@@ -337,6 +339,18 @@ streams_measure() {
     forget "$writer"
     cat "$logs/streams-$scenario-$role-writer.log" >&2
     record streams "$scenario" "$role-writer" "$logs/streams-$scenario-$role-writer.json"
+    # What the node wrote per event (frame bytes, from its own counters).
+    curl -s "http://127.0.0.1:$node_api_port/metrics" 2>/dev/null | python3 -c '
+import json, re, sys
+v = {}
+for line in sys.stdin:
+    m = re.match(r"planetmint_streams_(bytes|events)_sent_total\{stream=\"valid_transactions\"\} (\S+)", line)
+    if m:
+        v[m.group(1)] = float(m.group(2))
+print(json.dumps({"bytes_sent": v.get("bytes", 0), "events_sent": v.get("events", 0),
+                  "bytes_per_event": v.get("bytes", 0) / v["events"] if v.get("events") else None}))
+' >"$logs/streams-$scenario-$role-bytes.json" || true
+    record streams "$scenario" "$role-bytes" "$logs/streams-$scenario-$role-bytes.json"
     stop_streams
 }
 
@@ -372,6 +386,12 @@ run_streams() { # run_streams SCENARIO
     case "$1" in
     S1) streams_measure S1 load "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --duration 120 ;;
     S2) streams_measure S2 load "$S2_SUBS" 0 "$S2_BLOCKS" "$S2_TXS" 0 --duration 120 ;;
+    T) # include=transaction: the S1 and S2 shapes without and with whole transactions.
+        STREAM_QUERY="" streams_measure T S1-plain "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --duration 120
+        STREAM_QUERY="?include=transaction" streams_measure T S1-include "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --duration 120
+        STREAM_QUERY="" streams_measure T S2-plain "$S2_SUBS" 0 "$S2_BLOCKS" "$S2_TXS" 0 --duration 120
+        STREAM_QUERY="?include=transaction" streams_measure T S2-include "$S2_SUBS" 0 "$S2_BLOCKS" "$S2_TXS" 0 --duration 120
+        ;;
     S3)
         start_tarantool S3
         start_node S3
@@ -502,7 +522,7 @@ run_limit() { # run_limit SCENARIO
         limit_measure S4 load "$S4_SUBS" "$S4_STALLED" "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
         limit_measure S4 baseline "$S4_SUBS" 0 "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
         ;;
-    S7 | burst | RPC100) skip limit "$1" "planetmint-streams only" ;;
+    S7 | burst | T | RPC100) skip limit "$1" "planetmint-streams only" ;;
     S5) limit_measure S5 load 1 0 "$S5_BLOCKS" "$S5_TXS" 0 --expect $((S5_BLOCKS * S5_TXS)) --duration 300 ;;
     H) skip limit H "the limit server reads no database" ;;
     esac
@@ -571,6 +591,7 @@ run_planetmint() { # run_planetmint SCENARIO: the same parameters as the other s
         ;;
     S5) skip planetmint S5 "Planetmint's server has no replay (from_height)" ;;
     H) skip planetmint H "Planetmint's server has no replay (from_height)" ;;
+    T) skip planetmint T "Planetmint's server has no include=transaction" ;;
     S7 | burst) skip planetmint "$1" "planetmint-streams only" ;;
     RPC100) skip planetmint RPC100 "Planetmint's server has no JSON-RPC channel" ;;
     esac
@@ -648,6 +669,14 @@ metric("S1", "lost events", "load", lambda r: r["lost"])
 metric("S2", "delivered events/s (first to last arrival)", "load", lambda r: r["events_per_s"])
 metric("S2", "delivered events/s (first commit to last arrival)", "load", lambda r: r["events_per_s_since_first_commit"])
 metric("S2", "complete subscribers", "load", lambda r: r["complete"])
+for shape, include in (("S1", "plain"), ("S1", "include"), ("S2", "plain"), ("S2", "include")):
+    role = f"{shape}-{include}"
+    label = f"{shape} {'with' if include == 'include' else 'without'} include=transaction"
+    metric("T", f"{label}: p50 latency ms", role, lambda r: r["latency"]["p50_ms"])
+    metric("T", f"{label}: p99 latency ms", role, lambda r: r["latency"]["p99_ms"])
+    metric("T", f"{label}: delivered events/s", role, lambda r: r["events_per_s"])
+    metric("T", f"{label}: lost events", role, lambda r: r["lost"])
+    metric("T", f"{label}: bytes per event", f"{role}-bytes", lambda r: r["bytes_per_event"])
 metric("S3", "open at end", "idle", lambda r: r["open_at_end"])
 metric("S3", "RSS bytes per idle connection", "idle", lambda r: r["server_rss"]["per_connection_bytes"])
 metric("S4", "complete subscribers (with slow)", "load", lambda r: r["complete"])

@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use planetmint_streams_ingest::tarantool::source::decode_blocks_reply;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(batch) = decode_blocks_reply(data) {
+    if let Ok(batch) = decode_blocks_reply(data.to_vec().into()) {
         for block in &batch.blocks {
             let _ = block.transaction_ids().count();
         }

@@ -148,6 +148,7 @@ impl BlockTemplate {
                 asset_id: asset.into(),
                 asset_ids: vec![asset.into()],
                 height,
+                transaction: None,
             };
             let json = serde_json::to_vec(&event).unwrap_or_default();
             let start = frames.len();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use planetmint_streams_broadcaster::hub::Selection;
 use planetmint_streams_broadcaster::published::PublishedBlock;
 use planetmint_streams_broadcaster::queue::QueueLimits;
-use planetmint_streams_broadcaster::subscription::{Filter, Framing, StreamKind};
+use planetmint_streams_broadcaster::subscription::{Filter, Framing, Payload, StreamKind};
 use planetmint_streams_broadcaster::{BroadcastMetrics, Hub, SubscriberQueue};
 use planetmint_streams_model::{AssetIdsEntry, BlockSink, CommittedBlock, CommittedTransaction};
 
@@ -66,6 +66,8 @@ fn block(rng: &mut Rng, height: u64) -> Arc<CommittedBlock> {
         hash: format!("{height:064x}"),
         transactions,
         chain_start: false,
+        rows: None,
+        committed_at: None,
     })
 }
 
@@ -103,6 +105,7 @@ fn selections(filtered: bool) -> Vec<Arc<Selection>> {
                 stream: StreamKind::ValidTransactions,
                 filter,
                 framing: Framing::PerEvent,
+                payload: Payload::Event,
                 envelope: None,
             })
         })

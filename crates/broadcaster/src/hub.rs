@@ -11,7 +11,7 @@
 //! sees every block exactly once at the seam between history and live.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use planetmint_streams_model::{BlockSink, CommittedBlock};
@@ -24,7 +24,7 @@ use crate::published::PublishedBlock;
 use crate::queue::{Pushed, QueuedBlock, SubscriberQueue};
 pub use crate::selection::Selection;
 use crate::selection::{filtered_frames, unfiltered_frames};
-use crate::subscription::{Framing, Partition, StreamKind};
+use crate::subscription::{Framing, Partition, Payload, StreamKind};
 
 /// Identifies an attached subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,6 +77,9 @@ pub struct Hub {
     /// between two blocks' pushes); never taken while `state` is held.
     publish_order: Mutex<()>,
     next_id: AtomicU64,
+    /// Attached subscribers with `include=transaction` (changed under `state`): while there
+    /// are any, each block's whole transactions are framed before the state lock is taken.
+    whole_transaction_subscribers: AtomicUsize,
     ring_capacity: usize,
     started: Notify,
     metrics: BroadcastMetrics,
@@ -97,6 +100,7 @@ impl Hub {
             state: Mutex::new(HubState::default()),
             publish_order: Mutex::new(()),
             next_id: AtomicU64::new(1),
+            whole_transaction_subscribers: AtomicUsize::new(0),
             ring_capacity,
             started: Notify::new(),
             metrics,
@@ -132,6 +136,19 @@ impl Hub {
         }
     }
 
+    /// Counts a selection in or out of [`Hub::whole_transaction_subscribers`].
+    fn count_payload(&self, selection: &Selection, attached: bool) {
+        if selection.payload == Payload::WithTransaction {
+            if attached {
+                self.whole_transaction_subscribers
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.whole_transaction_subscribers
+                    .fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn attach_locked(
         &self,
         state: &mut HubState,
@@ -140,6 +157,7 @@ impl Hub {
         after: u64,
     ) -> SubscriberId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.count_payload(selection, true);
         let attached = Attached {
             queue: queue.clone(),
             selection: selection.clone(),
@@ -224,6 +242,8 @@ impl Hub {
                 attached
             }
         };
+        self.count_payload(&old.selection, false);
+        self.count_payload(selection, true);
         let attached = Attached {
             queue: old.queue,
             selection: selection.clone(),
@@ -241,10 +261,18 @@ impl Hub {
     /// Detaches a subscriber (its session ended).
     pub fn detach(&self, id: SubscriberId) {
         let mut state = self.lock();
-        if state.unfiltered.remove(&id.0).is_none() {
-            if let Some(attached) = state.filtered.remove(&id.0) {
-                state.index.remove(id.0, &attached.selection.filter);
+        let removed = match state.unfiltered.remove(&id.0) {
+            Some(attached) => Some(attached),
+            None => {
+                let attached = state.filtered.remove(&id.0);
+                if let Some(attached) = &attached {
+                    state.index.remove(id.0, &attached.selection.filter);
+                }
+                attached
             }
+        };
+        if let Some(attached) = removed {
+            self.count_payload(&attached.selection, false);
         }
     }
 
@@ -283,6 +311,10 @@ impl BlockSink for Hub {
     fn publish(&self, block: Arc<CommittedBlock>) {
         let height = block.height;
         let published = Arc::new(PublishedBlock::new(block));
+        if self.whole_transaction_subscribers.load(Ordering::Relaxed) > 0 {
+            // Rebuilding whole transactions is the costly part of framing: not under the lock.
+            published.transaction_frames(Payload::WithTransaction);
+        }
         let _publishing = self.publishing();
         let (mut overflowed, candidates) = {
             let mut state = self.lock();
@@ -322,16 +354,16 @@ impl BlockSink for Hub {
 /// Pushes `block` to every subscriber without filter (under the hub lock: a `Bytes` clone
 /// each); returns how many overflowed.
 ///
-/// They share one `Bytes` per (stream, framing), made once per block.
+/// They share one `Bytes` per (stream, framing, payload, partition), made once per block.
 fn fan_out_unfiltered(state: &HubState, block: &PublishedBlock) -> usize {
     let mut overflowed = 0;
-    let mut shared: HashMap<(StreamKind, Framing, Option<Partition>), Option<QueuedBlock>> =
-        HashMap::new();
+    type Shape = (StreamKind, (Framing, Payload), Option<Partition>);
+    let mut shared: HashMap<Shape, Option<QueuedBlock>> = HashMap::new();
     for attached in state.unfiltered.values() {
         let selection = &attached.selection;
         let key = (
             selection.stream,
-            selection.framing,
+            (selection.framing, selection.payload),
             selection.filter.partition,
         );
         let frames = shared
@@ -384,7 +416,8 @@ fn filtered_candidates(state: &HubState, block: &PublishedBlock) -> Vec<Candidat
 /// frames.
 fn fan_out_filtered(candidates: Vec<Candidate>, block: &PublishedBlock) -> usize {
     let mut overflowed = 0;
-    let mut built: HashMap<(Vec<usize>, StreamKind, Framing), Option<QueuedBlock>> = HashMap::new();
+    type Shape = (Vec<usize>, StreamKind, (Framing, Payload));
+    let mut built: HashMap<Shape, Option<QueuedBlock>> = HashMap::new();
     let transactions = &block.block.transactions;
     for candidate in candidates {
         let selection = &candidate.selection;
@@ -399,7 +432,11 @@ fn fan_out_filtered(candidates: Vec<Candidate>, block: &PublishedBlock) -> usize
         if matching.is_empty() {
             continue;
         }
-        let key = (matching, selection.stream, selection.framing);
+        let key = (
+            matching,
+            selection.stream,
+            (selection.framing, selection.payload),
+        );
         let frames = match built.get(&key) {
             Some(frames) => frames,
             None => {
@@ -536,6 +573,7 @@ mod tests {
                     filter(&mut rng, &keys, &assets)
                 },
                 framing: [Framing::PerEvent, Framing::PerBlock][rng.below(2) as usize],
+                payload: Payload::Event,
                 envelope: None,
             });
             let queue = Arc::new(SubscriberQueue::new(limits, None));
@@ -556,6 +594,8 @@ mod tests {
                 hash: format!("h{height}"),
                 transactions: txs,
                 chain_start: false,
+                rows: None,
+                committed_at: None,
             });
             hub.publish(block.clone());
             blocks.push(block);
@@ -601,6 +641,7 @@ mod tests {
             stream: StreamKind::ValidBlocks,
             filter: Filter::default(),
             framing: Framing::PerEvent,
+            payload: Payload::Event,
             envelope: None,
         });
         assert!(matches!(
@@ -614,6 +655,8 @@ mod tests {
                 hash: String::new(),
                 transactions: vec![],
                 chain_start: false,
+                rows: None,
+                committed_at: None,
             }));
         }
         // Ring holds 13..=15: 12 and below come from the source.
@@ -639,6 +682,8 @@ mod tests {
             hash: String::new(),
             transactions: vec![],
             chain_start: false,
+            rows: None,
+            committed_at: None,
         }));
         assert_eq!(
             drain(&queue).iter().map(|b| b.0).collect::<Vec<_>>(),
@@ -662,6 +707,8 @@ mod tests {
                 hash: String::new(),
                 transactions: vec![],
                 chain_start: false,
+                rows: None,
+                committed_at: None,
             }));
         }
         assert_eq!(

@@ -47,8 +47,9 @@ pub struct BroadcastMetrics {
     pub blocks_published: IntCounter,
     /// `planetmint_streams_published_height`: last height fanned out.
     pub published_height: IntGauge,
-    /// `planetmint_streams_commit_to_send_seconds`: from the ingest reading a committed block
-    /// to its batch being handed to a subscriber's socket.
+    /// `planetmint_streams_commit_to_send_seconds`: from Tarantool committing a block (when
+    /// the source knows when; else from the ingest reading it) to its batch being handed to a
+    /// subscriber's socket.
     pub commit_to_send: Histogram,
     /// `planetmint_streams_rpc_connections`: open JSON-RPC connections.
     pub rpc_connections: IntGauge,
@@ -152,7 +153,7 @@ impl BroadcastMetrics {
             commit_to_send: Histogram::with_opts(
                 HistogramOpts::new(
                     "planetmint_streams_commit_to_send_seconds",
-                    "Time from the ingest reading a committed block to its batch reaching a subscriber's socket",
+                    "Time from Tarantool committing a block (else from the ingest reading it) to its batch reaching a subscriber's socket",
                 )
                 .buckets(vec![
                     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -2,54 +2,125 @@
 
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use planetmint_streams_model::event::{block_batch_json, block_event_json, transaction_event_json};
+use planetmint_streams_model::api::StoredRows;
+use planetmint_streams_model::event::{
+    block_batch_json, block_event_json, transaction_event_json,
+    transaction_event_with_transaction_json,
+};
 use planetmint_streams_model::CommittedBlock;
+use tracing::warn;
 
 use crate::frame::{encode_frame, OPCODE_TEXT};
+use crate::subscription::Payload;
 
 /// A block's messages, framed: shared by all subscribers through an `Arc`.
 #[derive(Debug)]
 pub struct PublishedBlock {
     /// The block as read from the source (filters look at its transactions).
     pub block: Arc<CommittedBlock>,
-    /// When the ingest handed it over (start of the commit-to-send latency).
+    /// Start of the commit-to-send latency: when Tarantool committed the block, when the
+    /// source knows it, else when the ingest handed it over.
     pub received_at: Instant,
-    /// Every `valid_transactions` text frame, back to back, in block order.
-    transaction_frames: Bytes,
-    /// For each transaction, where its frame is in `transaction_frames`.
-    frame_ranges: Vec<FrameRange>,
+    /// The `valid_transactions` events as Planetmint sends them.
+    events: EventFrames,
+    /// The events with `"transaction"` (`include=transaction`), made on first use.
+    events_with_transactions: OnceLock<EventFrames>,
     /// The `valid_blocks` text frame.
     block_frame: Bytes,
+}
+
+/// One kind of a block's `valid_transactions` events, framed.
+#[derive(Debug)]
+struct EventFrames {
+    /// Every text frame, back to back, in block order.
+    frames: Bytes,
+    /// For each transaction, where its frame is in `frames`.
+    ranges: Vec<FrameRange>,
     /// The `batch=block` frame of all transactions, made on first use.
-    batch_frame: OnceLock<Bytes>,
+    batch: OnceLock<Bytes>,
+}
+
+impl EventFrames {
+    fn new(payloads: impl ExactSizeIterator<Item = Vec<u8>>) -> Self {
+        let mut frames = Vec::with_capacity(payloads.len() * 240);
+        let mut ranges = Vec::with_capacity(payloads.len());
+        for json in payloads {
+            let start = frames.len();
+            encode_frame(OPCODE_TEXT, &json, &mut frames);
+            ranges.push(FrameRange {
+                frame: start..frames.len(),
+                payload_start: frames.len() - json.len(),
+            });
+        }
+        Self {
+            frames: Bytes::from(frames),
+            ranges,
+            batch: OnceLock::new(),
+        }
+    }
+
+    /// JSON payload of transaction `index`'s message.
+    fn payload(&self, index: usize) -> &[u8] {
+        let range = &self.ranges[index];
+        &self.frames[range.payload_start..range.frame.end]
+    }
+
+    fn frames_of(&self, indices: &[usize]) -> Bytes {
+        if indices.len() == self.ranges.len() {
+            return self.frames.clone();
+        }
+        let mut out = Vec::with_capacity(indices.iter().map(|&i| self.ranges[i].frame.len()).sum());
+        for &i in indices {
+            out.extend_from_slice(&self.frames[self.ranges[i].frame.clone()]);
+        }
+        Bytes::from(out)
+    }
+
+    fn batch_of(&self, height: u64, indices: &[usize]) -> Bytes {
+        let json = block_batch_json(height, indices.iter().map(|&i| self.payload(i)));
+        let mut frame = Vec::with_capacity(json.len() + 10);
+        encode_frame(OPCODE_TEXT, &json, &mut frame);
+        Bytes::from(frame)
+    }
+
+    fn batch(&self, height: u64) -> &Bytes {
+        self.batch
+            .get_or_init(|| self.batch_of(height, &(0..self.ranges.len()).collect::<Vec<_>>()))
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.frames.len() + self.batch.get().map_or(0, Bytes::len)
+    }
 }
 
 impl PublishedBlock {
     /// Serializes and frames `block` once.
     pub fn new(block: Arc<CommittedBlock>) -> Self {
-        let mut frames = Vec::with_capacity(block.transactions.len() * 240);
-        let mut frame_ranges = Vec::with_capacity(block.transactions.len());
-        for tx in &block.transactions {
-            let json = transaction_event_json(block.height, tx);
-            let start = frames.len();
-            encode_frame(OPCODE_TEXT, &json, &mut frames);
-            frame_ranges.push(FrameRange {
-                frame: start..frames.len(),
-                payload_start: frames.len() - json.len(),
-            });
-        }
+        let events = EventFrames::new(
+            block
+                .transactions
+                .iter()
+                .map(|tx| transaction_event_json(block.height, tx)),
+        );
         let mut block_frame = Vec::new();
         encode_frame(OPCODE_TEXT, &block_event_json(&block), &mut block_frame);
+        let now = Instant::now();
+        // The commit time is on Tarantool's clock: as an age, so that a clock ahead of ours
+        // counts as no age rather than a negative one.
+        let received_at = block
+            .committed_at
+            .and_then(|at| SystemTime::now().duration_since(at).ok())
+            .and_then(|age| now.checked_sub(age))
+            .unwrap_or(now);
         Self {
             block,
-            received_at: Instant::now(),
-            transaction_frames: Bytes::from(frames),
-            frame_ranges,
+            received_at,
+            events,
+            events_with_transactions: OnceLock::new(),
             block_frame: Bytes::from(block_frame),
-            batch_frame: OnceLock::new(),
         }
     }
 
@@ -58,21 +129,24 @@ impl PublishedBlock {
         self.block.height
     }
 
-    /// Approximate memory this block holds: its frames, and about as much again for the
-    /// decoded block they were made from (for caches bounded in bytes).
+    /// Approximate memory this block holds: its frames, about as much again for the decoded
+    /// block they were made from, and the stored rows (counted twice: whole transactions made
+    /// from them later take about as much again).
     pub fn memory_bytes(&self) -> usize {
-        let frames = self.transaction_frames.len() + self.block_frame.len();
-        2 * frames + self.batch_frame.get().map_or(0, Bytes::len)
+        let frames = self.events.frames.len() + self.block_frame.len();
+        let rows = self.block.rows.as_ref().map_or(0, StoredRows::len);
+        2 * frames
+            + 2 * rows
+            + self.events.batch.get().map_or(0, Bytes::len)
+            + self
+                .events_with_transactions
+                .get()
+                .map_or(0, EventFrames::memory_bytes)
     }
 
     /// Number of transactions.
     pub fn transaction_count(&self) -> usize {
-        self.frame_ranges.len()
-    }
-
-    /// All `valid_transactions` frames of the block (empty for an empty block).
-    pub fn transaction_frames(&self) -> &Bytes {
-        &self.transaction_frames
+        self.events.ranges.len()
     }
 
     /// The `valid_blocks` frame.
@@ -80,41 +154,63 @@ impl PublishedBlock {
         &self.block_frame
     }
 
-    /// JSON payload of transaction `index`'s message.
-    fn event_json(&self, index: usize) -> &[u8] {
-        let range = &self.frame_ranges[index];
-        &self.transaction_frames[range.payload_start..range.frame.end]
+    /// All `valid_transactions` frames of the block (empty for an empty block).
+    pub fn transaction_frames(&self, payload: Payload) -> &Bytes {
+        &self.events(payload).frames
     }
 
     /// The frames of the transactions at `indices` (in block order), back to back.
-    pub fn transaction_frames_of(&self, indices: &[usize]) -> Bytes {
-        if indices.len() == self.frame_ranges.len() {
-            return self.transaction_frames.clone();
-        }
-        let mut out = Vec::with_capacity(
-            indices
-                .iter()
-                .map(|&i| self.frame_ranges[i].frame.len())
-                .sum(),
-        );
-        for &i in indices {
-            out.extend_from_slice(&self.transaction_frames[self.frame_ranges[i].frame.clone()]);
-        }
-        Bytes::from(out)
+    pub fn transaction_frames_of(&self, payload: Payload, indices: &[usize]) -> Bytes {
+        self.events(payload).frames_of(indices)
     }
 
     /// The `batch=block` frame: `{"height", "transactions": [...]}` with every transaction.
-    pub fn batch_frame(&self) -> &Bytes {
-        self.batch_frame
-            .get_or_init(|| self.batch_frame_of(&(0..self.frame_ranges.len()).collect::<Vec<_>>()))
+    pub fn batch_frame(&self, payload: Payload) -> &Bytes {
+        self.events(payload).batch(self.height())
     }
 
     /// A `batch=block` frame with the transactions at `indices`.
-    pub fn batch_frame_of(&self, indices: &[usize]) -> Bytes {
-        let json = block_batch_json(self.height(), indices.iter().map(|&i| self.event_json(i)));
-        let mut frame = Vec::with_capacity(json.len() + 10);
-        encode_frame(OPCODE_TEXT, &json, &mut frame);
-        Bytes::from(frame)
+    pub fn batch_frame_of(&self, payload: Payload, indices: &[usize]) -> Bytes {
+        self.events(payload).batch_of(self.height(), indices)
+    }
+
+    fn events(&self, payload: Payload) -> &EventFrames {
+        match payload {
+            Payload::Event => &self.events,
+            Payload::WithTransaction => self
+                .events_with_transactions
+                .get_or_init(|| self.frame_events_with_transactions()),
+        }
+    }
+
+    /// The events with the whole transaction of each, rebuilt from the block's stored rows
+    /// (once per block, whoever asks first). A transaction that cannot be rebuilt (a row
+    /// Planetmint's own API could not serve either) is sent as `"transaction": null`.
+    fn frame_events_with_transactions(&self) -> EventFrames {
+        let height = self.height();
+        let rebuilt = match &self.block.rows {
+            Some(rows) => rows.api_transactions().unwrap_or_else(|err| {
+                warn!(height, error = %err, "whole transactions unavailable for this block");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let payloads = self.block.transactions.iter().enumerate().map(|(i, tx)| {
+            let transaction = match rebuilt.get(i) {
+                Some(Ok(transaction))
+                    if transaction.get("id").and_then(|id| id.as_str()) == Some(tx.id.as_str()) =>
+                {
+                    Some(transaction)
+                }
+                Some(Err(err)) => {
+                    warn!(height, error = %err, "transaction cannot be rebuilt; sent as null");
+                    None
+                }
+                _ => None,
+            };
+            transaction_event_with_transaction_json(self.events.payload(i), transaction)
+        });
+        EventFrames::new(payloads)
     }
 }
 

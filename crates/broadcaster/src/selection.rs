@@ -9,7 +9,7 @@ use planetmint_streams_model::CommittedTransaction;
 use crate::published::PublishedBlock;
 use crate::queue::QueuedBlock;
 use crate::rpc::envelope::Envelope;
-use crate::subscription::{Filter, Framing, Partition, StreamKind, Subscription};
+use crate::subscription::{Filter, Framing, Partition, Payload, StreamKind, Subscription};
 
 /// What a subscriber receives: stream, filter and framing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct Selection {
     pub filter: Filter,
     /// Message framing.
     pub framing: Framing,
+    /// What each transaction event carries.
+    pub payload: Payload,
     /// On a JSON-RPC connection: the notification each message is wrapped in (`None`: the
     /// URL streams' bare messages).
     pub envelope: Option<Arc<Envelope>>,
@@ -31,6 +33,7 @@ impl From<&Subscription> for Selection {
             stream: s.stream,
             filter: s.filter.clone(),
             framing: s.framing,
+            payload: s.payload,
             envelope: None,
         }
     }
@@ -64,9 +67,19 @@ impl Selection {
     /// This subscriber's frames of `block`, or `None` when nothing in it is for them.
     pub fn frames(&self, block: &PublishedBlock) -> Option<QueuedBlock> {
         let frames = if !self.filter.has_values() {
-            unfiltered_frames(self.stream, self.framing, self.filter.partition, block)
+            unfiltered_frames(
+                self.stream,
+                (self.framing, self.payload),
+                self.filter.partition,
+                block,
+            )
         } else if self.admits_height(block.height()) {
-            filtered_frames(self.stream, self.framing, block, &self.matching(block))
+            filtered_frames(
+                self.stream,
+                (self.framing, self.payload),
+                block,
+                &self.matching(block),
+            )
         } else {
             None
         }?;
@@ -130,7 +143,7 @@ fn block_in_partition(stream: StreamKind, partition: Option<Partition>, height: 
 /// set of frames per distinct partition and framing, shared by every worker with it).
 pub fn unfiltered_frames(
     stream: StreamKind,
-    framing: Framing,
+    (framing, payload): (Framing, Payload),
     partition: Option<Partition>,
     block: &PublishedBlock,
 ) -> Option<QueuedBlock> {
@@ -145,7 +158,7 @@ pub fn unfiltered_frames(
             .filter(|(_, tx)| transaction_in_partition(stream, partition, tx))
             .map(|(i, _)| i)
             .collect();
-        return filtered_frames(stream, framing, block, &share);
+        return filtered_frames(stream, (framing, payload), block, &share);
     }
     match (stream, framing) {
         // Planetmint publishes nothing for the row `init_chain` stores.
@@ -153,11 +166,13 @@ pub fn unfiltered_frames(
         (StreamKind::ValidBlocks, _) if !block_in_partition(stream, partition, height) => None,
         (StreamKind::ValidBlocks, _) => Some(queued(height, block.block_frame().clone(), 1)),
         (StreamKind::ValidTransactions, _) if count == 0 => None,
-        (StreamKind::ValidTransactions, Framing::PerEvent) => {
-            Some(queued(height, block.transaction_frames().clone(), count))
-        }
+        (StreamKind::ValidTransactions, Framing::PerEvent) => Some(queued(
+            height,
+            block.transaction_frames(payload).clone(),
+            count,
+        )),
         (StreamKind::ValidTransactions, Framing::PerBlock) => {
-            Some(queued(height, block.batch_frame().clone(), 1))
+            Some(queued(height, block.batch_frame(payload).clone(), 1))
         }
     }
 }
@@ -166,7 +181,7 @@ pub fn unfiltered_frames(
 /// (ascending indices); `None` when nothing matches.
 pub fn filtered_frames(
     stream: StreamKind,
-    framing: Framing,
+    (framing, payload): (Framing, Payload),
     block: &PublishedBlock,
     matching: &[usize],
 ) -> Option<QueuedBlock> {
@@ -179,11 +194,11 @@ pub fn filtered_frames(
         (StreamKind::ValidBlocks, _) => queued(height, block.block_frame().clone(), 1),
         (StreamKind::ValidTransactions, Framing::PerEvent) => queued(
             height,
-            block.transaction_frames_of(matching),
+            block.transaction_frames_of(payload, matching),
             matching.len(),
         ),
         (StreamKind::ValidTransactions, Framing::PerBlock) => {
-            queued(height, block.batch_frame_of(matching), 1)
+            queued(height, block.batch_frame_of(payload, matching), 1)
         }
     })
 }
@@ -218,6 +233,8 @@ mod tests {
             hash: format!("{height:064x}"),
             transactions,
             chain_start: false,
+            rows: None,
+            committed_at: None,
         }))
     }
 
@@ -226,6 +243,7 @@ mod tests {
             stream,
             filter,
             framing,
+            payload: Payload::Event,
             envelope: None,
         }
     }
@@ -237,12 +255,87 @@ mod tests {
         }
     }
 
+    /// Frames of a block whose stored rows say each transaction's operation is `op-i`.
+    fn block_with_rows(height: u64, count: u64) -> PublishedBlock {
+        let plain = block(height, count);
+        let rows: Vec<serde_json::Value> = plain
+            .block
+            .transactions
+            .iter()
+            .enumerate()
+            .map(|(i, tx)| serde_json::json!([tx.id, format!("op-{i}"), "3.0", null, [], [], null]))
+            .collect();
+        let record = serde_json::json!([["uuid", "", height, []], rows, []]);
+        let bytes = rmp_serde::to_vec(&record).expect("msgpack");
+        let mut with_rows = (*plain.block).clone();
+        with_rows.rows = Some(planetmint_streams_model::api::StoredRows::new(bytes.into()));
+        PublishedBlock::new(Arc::new(with_rows))
+    }
+
+    fn payloads(frames: &bytes::Bytes) -> Vec<serde_json::Value> {
+        texts(frames)
+            .iter()
+            .map(|t| serde_json::from_slice(t).expect("JSON"))
+            .collect()
+    }
+
+    fn texts(frames: &bytes::Bytes) -> Vec<Vec<u8>> {
+        // Unmasked text frames of small payloads: 2-byte or 4-byte headers.
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < frames.len() {
+            let (len, header) = match frames[at + 1] {
+                126 => (
+                    usize::from(u16::from_be_bytes([frames[at + 2], frames[at + 3]])),
+                    4,
+                ),
+                n => (usize::from(n), 2),
+            };
+            out.push(frames[at + header..at + header + len].to_vec());
+            at += header + len;
+        }
+        out
+    }
+
+    #[test]
+    fn whole_transactions_come_from_the_stored_rows_in_events_and_batches() {
+        let published = block_with_rows(9, 4);
+        let events = payloads(published.transaction_frames(Payload::WithTransaction));
+        assert_eq!(events.len(), 4);
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event["transaction"]["operation"], format!("op-{i}"));
+            assert_eq!(event["transaction"]["id"], event["transaction_id"]);
+        }
+        // The event's own members are unchanged, `transaction` comes last.
+        let plain_texts = texts(published.transaction_frames(Payload::Event));
+        for (plain, whole) in plain_texts.iter().zip(texts(
+            published.transaction_frames(Payload::WithTransaction),
+        )) {
+            let head = &plain[..plain.len() - 1];
+            assert!(whole.starts_with(head));
+            assert!(whole[head.len()..].starts_with(b",\"transaction\":{"));
+        }
+        let plain = payloads(published.transaction_frames(Payload::Event));
+        assert!(plain.iter().all(|e| e.get("transaction").is_none()));
+        // A filtered batch carries the same events, whole transactions included.
+        let batch = payloads(&published.batch_frame_of(Payload::WithTransaction, &[1, 3]));
+        assert_eq!(
+            batch[0]["transactions"],
+            serde_json::json!([events[1], events[3]])
+        );
+        // Without stored rows (not from Planetmint's storage) the member is null, not absent.
+        let bare = block(9, 2);
+        let events = payloads(bare.transaction_frames(Payload::WithTransaction));
+        assert!(events.iter().all(|e| e["transaction"].is_null()));
+        assert!(events.iter().all(|e| e.get("transaction").is_some()));
+    }
+
     #[test]
     fn four_workers_share_every_transaction_exactly_once_in_order() {
         let published = block(7, 10);
         let all = unfiltered_frames(
             StreamKind::ValidTransactions,
-            Framing::PerEvent,
+            (Framing::PerEvent, Payload::Event),
             None,
             &published,
         )
@@ -264,7 +357,10 @@ mod tests {
             );
             let frames = worker.frames(&published).expect("each worker has a share");
             assert_eq!(frames.messages as usize, matching.len());
-            assert_eq!(frames.frames, published.transaction_frames_of(&matching));
+            assert_eq!(
+                frames.frames,
+                published.transaction_frames_of(Payload::Event, &matching)
+            );
             shares.extend(matching);
         }
         shares.sort_unstable();
@@ -278,7 +374,7 @@ mod tests {
         );
         assert_eq!(
             one.frames(&published).expect("all").frames,
-            *published.batch_frame()
+            *published.batch_frame(Payload::Event)
         );
     }
 

@@ -9,6 +9,7 @@
 //!   `asset_ids`, or the `id` of a version 2.0 asset object there).
 //! - `operation=OP` (repeatable): `CREATE`, `TRANSFER`, ...
 //! - `batch=block`: one message per block instead of one per transaction.
+//! - `include=transaction` (valid_transactions): each event also carries the whole transaction.
 //! - `partition=i/n`: one worker's share of the stream (see [`Partition`]).
 //! - `token=T`: reserved for signed stream URLs; ignored when they are off.
 //!
@@ -31,6 +32,17 @@ pub enum Framing {
     PerEvent,
     /// `batch=block`: one message per block with all its (matching) transactions.
     PerBlock,
+}
+
+/// What each `valid_transactions` event carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Payload {
+    /// Planetmint's event: the transaction's id, assets and height.
+    #[default]
+    Event,
+    /// `include=transaction`: the event and the whole transaction as Planetmint's API
+    /// returns it.
+    WithTransaction,
 }
 
 /// Where a `public_key` filter looks.
@@ -161,6 +173,8 @@ pub struct Subscription {
     pub filter: Filter,
     /// Message framing.
     pub framing: Framing,
+    /// What each transaction event carries.
+    pub payload: Payload,
 }
 
 /// One query parameter a stream URL accepts, as the stream catalogue publishes it.
@@ -221,6 +235,13 @@ pub const PARAMETERS: &[ParameterSpec] = &[
         repeatable: false,
         schema: r#"{"type": "string", "enum": ["block", "none"]}"#,
         example: "block",
+    },
+    ParameterSpec {
+        name: "include",
+        description: "transaction (valid_transactions only): each event also carries \"transaction\", the whole transaction exactly as Planetmint's GET /api/v1/transactions/<id> returns it (null in the rare case its stored rows cannot be read as one), so an indexer needs no request per event; also inside batch=block messages.",
+        repeatable: false,
+        schema: r#"{"type": "string", "enum": ["transaction", "none"]}"#,
+        example: "transaction",
     },
     ParameterSpec {
         name: "partition",
@@ -336,6 +357,7 @@ impl Subscription {
 pub struct SubscriptionBuilder {
     subscription: Subscription,
     seen_batch: bool,
+    seen_include: bool,
     seen_token: bool,
     seen_role: bool,
 }
@@ -349,8 +371,10 @@ impl SubscriptionBuilder {
                 from_height: None,
                 filter: Filter::default(),
                 framing: Framing::PerEvent,
+                payload: Payload::Event,
             },
             seen_batch: false,
+            seen_include: false,
             seen_token: false,
             seen_role: false,
         }
@@ -440,6 +464,17 @@ impl SubscriptionBuilder {
                     _ => return Err(refuse("batch", "expected \"block\" (or \"none\")")),
                 };
             }
+            "include" => {
+                if self.seen_include {
+                    return Err(refuse("include", "given more than once"));
+                }
+                self.seen_include = true;
+                subscription.payload = match value.as_str() {
+                    "transaction" => Payload::WithTransaction,
+                    "none" => Payload::Event,
+                    _ => return Err(refuse("include", "expected \"transaction\" (or \"none\")")),
+                };
+            }
             "partition" => {
                 if subscription.filter.partition.is_some() {
                     return Err(refuse("partition", "given more than once"));
@@ -483,6 +518,14 @@ impl SubscriptionBuilder {
     pub fn finish(self) -> Result<Subscription, ParamError> {
         if self.seen_role && self.subscription.filter.public_keys.is_empty() {
             return Err(refuse("public_key_in", "only meaningful with public_key"));
+        }
+        if self.subscription.payload == Payload::WithTransaction
+            && self.subscription.stream != StreamKind::ValidTransactions
+        {
+            return Err(refuse(
+                "include",
+                "only valid_transactions events carry transactions",
+            ));
         }
         Ok(self.subscription)
     }

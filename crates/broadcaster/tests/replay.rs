@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use planetmint_streams_broadcaster::hub::{Hub, Selection};
 use planetmint_streams_broadcaster::queue::{QueueLimits, SubscriberQueue};
 use planetmint_streams_broadcaster::replay::{BudgetLimits, ReplayError, ReplaySettings, Replayer};
-use planetmint_streams_broadcaster::subscription::{Filter, Framing, StreamKind};
+use planetmint_streams_broadcaster::subscription::{Filter, Framing, Payload, StreamKind};
 use planetmint_streams_broadcaster::BroadcastMetrics;
 use planetmint_streams_ingest::MemorySource;
 use planetmint_streams_model::block::AssetIdsEntry;
@@ -97,6 +97,8 @@ fn block(height: u64) -> CommittedBlock {
         hash: format!("{height:064X}"),
         transactions: vec![tx(0), tx(1)],
         chain_start: false,
+        rows: None,
+        committed_at: None,
     }
 }
 
@@ -131,6 +133,7 @@ fn blocks_selection() -> Arc<Selection> {
         stream: StreamKind::ValidBlocks,
         filter: Filter::default(),
         framing: Framing::PerEvent,
+        payload: Payload::Event,
         envelope: None,
     })
 }

@@ -11,7 +11,7 @@ use planetmint_streams_broadcaster::hub::Selection;
 use planetmint_streams_broadcaster::published::PublishedBlock;
 use planetmint_streams_broadcaster::queue::{QueueLimits, SubscriberQueue};
 use planetmint_streams_broadcaster::rpc::envelope::Envelope;
-use planetmint_streams_broadcaster::subscription::{Filter, Framing, StreamKind};
+use planetmint_streams_broadcaster::subscription::{Filter, Framing, Payload, StreamKind};
 use planetmint_streams_broadcaster::{BroadcastMetrics, Hub};
 use planetmint_streams_model::block::AssetIdsEntry;
 use planetmint_streams_model::{BlockSink, CommittedBlock, CommittedTransaction};
@@ -32,6 +32,8 @@ fn block(height: u64) -> Arc<CommittedBlock> {
         hash: format!("h{height}"),
         transactions: vec![tx(1, "A"), tx(2, "B")],
         chain_start: false,
+        rows: None,
+        committed_at: None,
     })
 }
 
@@ -43,6 +45,7 @@ fn selection(key: &str, envelope: &Arc<Envelope>) -> Arc<Selection> {
             ..Filter::default()
         },
         framing: Framing::PerEvent,
+        payload: Payload::Event,
         envelope: Some(envelope.clone()),
     })
 }
@@ -112,7 +115,7 @@ fn update_switches_filters_at_the_returned_height_with_nothing_skipped_or_repeat
             let index = if height <= after { 0 } else { 1 };
             let published = PublishedBlock::new(block(height));
             let message: Value = {
-                let frames = published.transaction_frames_of(&[index]);
+                let frames = published.transaction_frames_of(Payload::Event, &[index]);
                 payloads(&frames).remove(0)
             };
             json!({"jsonrpc": "2.0", "method": "subscription",

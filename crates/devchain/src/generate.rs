@@ -139,6 +139,21 @@ fn sha3_hex(data: &[u8]) -> String {
     hex(&Sha3_256::digest(data))
 }
 
+/// The id Planetmint would compute for the transaction of these rows (its id field empty): the
+/// hash of the transaction as its API shows it, so generated chains pass the id check that
+/// clients of `include=transaction` make. `None` if the rows do not form a transaction.
+fn planetmint_id_of_rows(row: &[Value], outputs: &[Value]) -> Option<String> {
+    let json = |v: &Value| rmpv::ext::from_value::<serde_json::Value>(v.clone()).ok();
+    let row: Vec<serde_json::Value> = row.iter().map(json).collect::<Option<_>>()?;
+    let outputs: Vec<Vec<serde_json::Value>> = outputs
+        .iter()
+        .map(|o| json(o).and_then(|o| serde_json::from_value(o).ok()))
+        .collect::<Option<_>>()?;
+    let outputs: Vec<&[serde_json::Value]> = outputs.iter().map(Vec::as_slice).collect();
+    let transaction = planetmint_streams_model::api::api_transaction(&row, &outputs).ok()?;
+    Some(planetmint_streams_model::api::planetmint_id(&transaction))
+}
+
 fn map(entries: Vec<(&str, Value)>) -> Value {
     Value::Map(
         entries
@@ -349,47 +364,51 @@ impl ChainGenerator {
                 ])
             })
             .collect();
-        // The id is SHA3-256 of the transaction body, as Planetmint's is (over its own
-        // serialization; ours is the MessagePack of the row without an id).
-        let mut body = Vec::new();
-        let unsigned = Value::Array(vec![
+        // Output rows first, with the transaction's id left empty: the id is computed from them.
+        let mut output_rows: Vec<Value> = outputs
+            .iter()
+            .enumerate()
+            .map(|(index, (owners, amount))| {
+                Value::Array(vec![
+                    Value::from(self.uuid_hex()),
+                    Value::from(*amount),
+                    strings(owners),
+                    self.condition(owners),
+                    Value::from(index as u64),
+                    Value::from(""),
+                ])
+            })
+            .collect();
+        let mut row = vec![
+            Value::from(""),
             Value::from(operation),
             Value::from(version),
-            metadata.clone(),
-            assets.clone(),
-            Value::Array(input_values.clone()),
-            Value::Array(
-                outputs
-                    .iter()
-                    .map(|(keys, amount)| Value::Array(vec![strings(keys), Value::from(*amount)]))
-                    .collect(),
-            ),
-            Value::from(self.rng.gen::<u64>()),
-        ]);
-        let _ = rmpv::encode::write_value(&mut body, &unsigned);
+            metadata,
+            assets,
+            Value::Array(input_values),
+            Value::Nil,
+        ];
         let id = match self.id_override.as_mut() {
             Some(ids) => ids(),
-            None => sha3_hex(&body),
+            None => planetmint_id_of_rows(&row, &output_rows)
+                .unwrap_or_else(|| sha3_hex(format!("{row:?}{output_rows:?}").as_bytes())),
         };
+        row[0] = Value::from(id.as_str());
+        for output in &mut output_rows {
+            if let Value::Array(fields) = output {
+                fields[5] = Value::from(id.as_str());
+            }
+        }
+        let row = Value::Array(row);
         let asset_id = asset_id.unwrap_or_else(|| id.clone());
         let asset_ids = asset_ids(&id);
         let mut output_keys: Vec<String> = Vec::new();
-        let mut output_rows = Vec::with_capacity(outputs.len());
         for (index, (owners, amount)) in outputs.iter().enumerate() {
             for key in owners {
                 if !output_keys.contains(key) {
                     output_keys.push(key.clone());
                 }
             }
-            let row_id = self.uuid_hex();
-            output_rows.push(Value::Array(vec![
-                Value::from(row_id),
-                Value::from(*amount),
-                strings(owners),
-                self.condition(owners),
-                Value::from(index as u64),
-                Value::from(id.as_str()),
-            ]));
             let unspent = Unspent {
                 transaction_id: id.clone(),
                 output_index: index as u64,
@@ -411,15 +430,6 @@ impl ChainGenerator {
                 }
             }
         }
-        let row = Value::Array(vec![
-            Value::from(id.as_str()),
-            Value::from(operation),
-            Value::from(version),
-            metadata,
-            assets,
-            Value::Array(input_values),
-            Value::Nil,
-        ]);
         GeneratedTransaction {
             id,
             operation: operation.to_owned(),
@@ -783,6 +793,44 @@ mod tests {
             empty.app_hash, blocks[19].app_hash,
             "an empty block repeats app_hash"
         );
+    }
+
+    #[test]
+    fn every_generated_transaction_has_the_id_planetmint_would_compute() {
+        let mut chain = ChainGenerator::new(5, 1, 6).with_all_operations();
+        let mut kinds = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
+        for block in (0..30).map(|_| chain.block(8)) {
+            for tx in &block.transactions {
+                let Value::Array(row) = &tx.row else {
+                    panic!("a row")
+                };
+                let mut blank = row.clone();
+                blank[0] = Value::from("");
+                let outputs: Vec<Value> = tx
+                    .outputs
+                    .iter()
+                    .map(|o| match o {
+                        Value::Array(f) => {
+                            let mut f = f.clone();
+                            f[5] = Value::from("");
+                            Value::Array(f)
+                        }
+                        other => other.clone(),
+                    })
+                    .collect();
+                assert_eq!(
+                    planetmint_id_of_rows(&blank, &outputs).as_deref(),
+                    Some(tx.id.as_str()),
+                    "{} {}",
+                    tx.operation,
+                    tx.version
+                );
+                kinds.insert((tx.operation.clone(), tx.version.clone()));
+                assert!(ids.insert(tx.id.clone()), "ids are unique");
+            }
+        }
+        assert!(kinds.len() >= 7, "{kinds:?}");
     }
 
     #[test]

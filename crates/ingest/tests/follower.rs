@@ -57,6 +57,8 @@ fn block(height: u64) -> CommittedBlock {
         hash: format!("{height:064X}"),
         transactions: Vec::new(),
         chain_start: false,
+        rows: None,
+        committed_at: None,
     }
 }
 

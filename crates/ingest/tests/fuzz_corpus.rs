@@ -27,7 +27,7 @@ fn corpus(name: &str) -> Vec<(String, Vec<u8>)> {
 fn blocks_reply_corpus_decodes_or_fails_cleanly() {
     let mut decoded = 0;
     for (name, bytes) in corpus("blocks_reply") {
-        if let Ok(batch) = decode_blocks_reply(&bytes) {
+        if let Ok(batch) = decode_blocks_reply(bytes.clone().into()) {
             decoded += 1;
             if name == "fixture-heights-1-8" {
                 assert_eq!(batch.head, 8);

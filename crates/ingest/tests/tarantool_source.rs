@@ -2,7 +2,7 @@
 //! tarantool-rs work there, the long-poll, bulk reads, poll mode, and restarts of Tarantool.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use planetmint_streams_devchain::fixtures::Planetmint253;
 use planetmint_streams_devchain::generate::ChainGenerator;
@@ -71,6 +71,21 @@ async fn reads_the_blocks_planetmint_wrote_with_its_own_fields() {
     assert_eq!(events, expected);
     for (block, want) in batch.blocks.iter().zip(&fixtures.expected_blocks) {
         assert_eq!(block.hash, want["hash"].as_str().unwrap_or_default());
+        // Kept for include=transaction: the rows rebuild this block's transactions.
+        let rebuilt = block.rows.as_ref().expect("rows kept").api_transactions();
+        let ids: Vec<String> = rebuilt
+            .expect("a block record")
+            .into_iter()
+            .map(|tx| {
+                tx.expect("a transaction")["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ids, block.transaction_ids().collect::<Vec<_>>());
+        // Committed before the helpers were installed: no commit time is known.
+        assert_eq!(block.committed_at, None);
     }
     // Bounded reads for replay.
     let middle = source.blocks_between(2, 5, 100).await.expect("range");
@@ -113,9 +128,18 @@ async fn a_commit_wakes_the_long_poll_at_once() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let written_at = Instant::now();
+    let before_write = SystemTime::now();
     writer.write_block(&block).await.expect("write");
     let batch = waiting.await.expect("join").expect("read");
     let woke_after = written_at.elapsed();
+    // The commit time (Tarantool's clock, the same host's) lies within the write.
+    let committed_at = batch.blocks[0].committed_at.expect("a commit time");
+    let slack = Duration::from_millis(50);
+    assert!(
+        committed_at + slack >= before_write,
+        "{committed_at:?} {before_write:?}"
+    );
+    assert!(committed_at <= SystemTime::now() + slack);
     assert_eq!(batch.blocks.len(), 1);
     assert_eq!(batch.blocks[0].height, 1);
     assert_eq!(

@@ -21,8 +21,16 @@
 //!
 //! Where Planetmint's own code would raise (a missing member it indexes), this returns an
 //! error rather than a guess: that API answers 500 for such a row.
+//!
+//! The ingest keeps each block's rows as Tarantool returned them ([`StoredRows`]: MessagePack,
+//! shared with the reply they came in), so the rebuild costs nothing until a subscriber asks
+//! for whole transactions, and then happens once per block.
 
+use std::collections::HashMap;
+
+use bytes::Bytes;
 use serde_json::{Map, Value};
+use sha3::{Digest, Sha3_256};
 
 /// A row from which Planetmint's API could not build the transaction either.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -222,6 +230,127 @@ fn build(row: &[Value], outputs: &[&[Value]]) -> Result<Value, String> {
     Ok(Value::Object(tx))
 }
 
+/// The rows one block was assembled from, as Tarantool returned them: one MessagePack array
+/// `[block_row, [transaction_row | nil, ...], [output_row, ...], ...]` (further elements are
+/// ignored). The bytes are a slice of the reply they came in, so keeping them copies nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRows(Bytes);
+
+impl std::fmt::Debug for StoredRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredRows({} bytes)", self.0.len())
+    }
+}
+
+/// Stored rows that do not have the shape of a block record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored rows of a block: {0}")]
+pub struct StoredRowsError(String);
+
+impl StoredRows {
+    /// Rows of one block record, MessagePack-encoded.
+    pub fn new(record: Bytes) -> Self {
+        Self(record)
+    }
+
+    /// Size of the stored rows in bytes (for caches bounded in bytes).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every transaction of the block, in block order, as Planetmint's API returns it: one
+    /// result per transaction row (an error where Planetmint's API could not build it either).
+    pub fn api_transactions(&self) -> Result<Vec<Result<Value, ApiShapeError>>, StoredRowsError> {
+        let record: Vec<Value> = rmp_serde::from_slice(&self.0)
+            .map_err(|e| StoredRowsError(format!("undecodable: {e}")))?;
+        let list = |index: usize, what: &str| -> Result<&Vec<Value>, StoredRowsError> {
+            match record.get(index) {
+                Some(Value::Array(items)) => Ok(items),
+                _ => Err(StoredRowsError(format!("no list of {what}"))),
+            }
+        };
+        let rows = list(1, "transaction rows")?;
+        let mut outputs: HashMap<&str, Vec<&[Value]>> = HashMap::new();
+        for output in list(2, "output rows")? {
+            let Some(fields) = output.as_array() else {
+                return Err(StoredRowsError("an output row is not a list".to_owned()));
+            };
+            if let Some(id) = fields.get(5).and_then(Value::as_str) {
+                outputs.entry(id).or_default().push(fields);
+            }
+        }
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let fields = row.as_array().map(Vec::as_slice).unwrap_or_default();
+                let id = fields.first().and_then(Value::as_str).unwrap_or_default();
+                let own = outputs.get(id).map(Vec::as_slice).unwrap_or_default();
+                api_transaction(fields, own)
+            })
+            .collect())
+    }
+}
+
+/// The id Planetmint derives from a transaction as its API returns it (planetmint-transactions'
+/// `Transaction.validate_id`): SHA3-256 of its canonical JSON (keys sorted, no spaces, UTF-8
+/// unescaped, as Python's `json.dumps(sort_keys=True, separators=(",", ":"),
+/// ensure_ascii=False)`), signatures included and `id` null. Version 2.0 transactions were
+/// signed with their one asset under `asset`, which the API names `assets`.
+pub fn planetmint_id(transaction: &Value) -> String {
+    let mut signed = transaction.clone();
+    if let Some(object) = signed.as_object_mut() {
+        object.insert("id".to_owned(), Value::Null);
+        if object.get("version").and_then(Value::as_str) == Some("2.0") {
+            if let Some(asset) = object.remove("assets") {
+                object.insert("asset".to_owned(), asset);
+            }
+        }
+    }
+    let mut text = String::new();
+    canonical_json(&signed, &mut text);
+    Sha3_256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Python's canonical JSON of `value` (see [`planetmint_id`]); transactions hold strings,
+/// integers, booleans and nulls, which both write alike.
+fn canonical_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical_json(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Planetmint derives a transaction's id from the transaction itself (SHA3-256 of its
@@ -231,7 +360,6 @@ mod tests {
     //! version 3.0 that is what the API returns; for version 2.0 the API differs from the
     //! signed form only by naming `asset` `assets`, which the test undoes before hashing.
     use super::*;
-    use sha3::{Digest, Sha3_256};
 
     fn fixture(name: &str) -> Vec<Value> {
         let path = format!(
@@ -243,54 +371,6 @@ mod tests {
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect()
-    }
-
-    /// Python's `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)` for
-    /// the plain values of these transactions.
-    fn canonical(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, key) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String(key.clone()).to_string());
-                    out.push(':');
-                    canonical(&map[key], out);
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    canonical(item, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-
-    fn hash_id(api: &Value) -> String {
-        let mut signed = api.clone();
-        let object = signed.as_object_mut().expect("object");
-        object.insert("id".to_owned(), Value::Null);
-        if object["version"] == "2.0" {
-            let asset = object.remove("assets").expect("assets");
-            object.insert("asset".to_owned(), asset);
-        }
-        let mut text = String::new();
-        canonical(&signed, &mut text);
-        Sha3_256::digest(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
             .collect()
     }
 
@@ -310,7 +390,7 @@ mod tests {
                 .map(Vec::as_slice)
                 .collect();
             let api = api_transaction(row, &own).expect("rebuilt");
-            assert_eq!(hash_id(&api), id, "{api}");
+            assert_eq!(planetmint_id(&api), id, "{api}");
             assert_eq!(api["id"], id);
             assert!(api.get("script").is_none(), "no script stored, none shown");
             let n = api["outputs"].as_array().expect("outputs").len();

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use crate::api::StoredRows;
 use crate::tuple::{AssetRef, BlockTuple, OutputTuple, TransactionTuple, SINGLE_ASSET_VERSION};
 
 /// Operations whose transaction creates an asset: their `asset_id` is their own id
@@ -36,6 +37,12 @@ pub struct CommittedBlock {
     /// The row Planetmint's `init_chain` stores (at genesis, and at the first height of a chain
     /// after a migration): an empty block Planetmint publishes no event for.
     pub chain_start: bool,
+    /// The rows the block was read from, kept for `include=transaction` (rebuilt only when a
+    /// subscriber asks); `None` for blocks that did not come from Planetmint's storage.
+    pub rows: Option<StoredRows>,
+    /// When Tarantool committed the block (its clock), when the source knows it: the start of
+    /// the commit-to-send latency.
+    pub committed_at: Option<std::time::SystemTime>,
 }
 
 /// One entry of the stream's `asset_ids`.
@@ -227,6 +234,8 @@ impl CommittedBlock {
             hash: block.app_hash,
             transactions: assembled,
             chain_start: false,
+            rows: None,
+            committed_at: None,
         })
     }
 

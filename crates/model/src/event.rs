@@ -32,6 +32,11 @@ pub struct TransactionEvent<'a> {
     pub asset_ids: Vec<AssetIdsItem<'a>>,
     /// Height of the block holding the transaction.
     pub height: u64,
+    /// With `include=transaction` only: the whole transaction as Planetmint's
+    /// `GET /api/v1/transactions/<id>` returns it (`null` when the stored rows cannot be read
+    /// as one, a row that API could not serve either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<Cow<'a, serde_json::Value>>,
 }
 
 /// One item of `asset_ids`: an asset id, or (version 2.0 transactions) the asset object.
@@ -103,6 +108,7 @@ impl<'a> TransactionEvent<'a> {
             asset_id: Cow::Borrowed(&tx.asset_id),
             asset_ids: tx.asset_ids.iter().map(AssetIdsItem::from).collect(),
             height,
+            transaction: None,
         }
     }
 }
@@ -126,6 +132,26 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 /// JSON of one `valid_transactions` message.
 pub fn transaction_event_json(height: u64, tx: &CommittedTransaction) -> Vec<u8> {
     to_json(&TransactionEvent::of(height, tx))
+}
+
+/// JSON of a `valid_transactions` message with `include=transaction`: the message `event`
+/// (as [`transaction_event_json`] made it) with `"transaction"` added as its last member,
+/// so the event's own members are serialized once whichever payload a subscriber asked for.
+pub fn transaction_event_with_transaction_json(
+    event: &[u8],
+    transaction: Option<&serde_json::Value>,
+) -> Vec<u8> {
+    let head = event.strip_suffix(b"}").unwrap_or(event);
+    let mut out = Vec::with_capacity(event.len() + 1024);
+    out.extend_from_slice(head);
+    out.extend_from_slice(b",\"transaction\":");
+    match transaction {
+        // Writing a JSON value into memory cannot fail.
+        Some(transaction) => serde_json::to_writer(&mut out, transaction).unwrap_or_default(),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+    out
 }
 
 /// JSON of the `valid_blocks` message of a block.

@@ -7,10 +7,12 @@
 //! pipelined over the one connection.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures_util::future::try_join_all;
+use planetmint_streams_model::api::StoredRows;
 use planetmint_streams_model::tuple::{BlockTuple, OutputTuple, TransactionTuple};
 use planetmint_streams_model::{
     BlockBatch, BlockSource, CommittedBlock, HeightBounds, SourceError,
@@ -27,7 +29,7 @@ use super::relay::{Relay, RelayConfig, RelayState};
 /// The Lua helpers (see the file for what they do and why).
 pub const STREAMS_LUA: &str = include_str!("streams.lua");
 /// Version of the protocol between this code and `streams.lua`.
-const LUA_PROTOCOL: u64 = 2;
+const LUA_PROTOCOL: u64 = 3;
 
 /// Committed blocks from Planetmint's Tarantool.
 pub struct TarantoolSource {
@@ -62,22 +64,19 @@ struct SpaceIds {
 }
 
 /// One block as `streams.lua` returns it: `[block_row, [tx_row | nil, ...], [output_row, ...],
-/// [positions of governance rows], chain_start]`.
+/// [positions of governance rows], chain_start, commit time | nil]`.
 #[derive(Deserialize)]
 struct BlockRecord(
     BlockTuple,
     Vec<Option<TransactionTuple>>,
     Vec<OutputTuple>,
-    // Positions of governance rows: only the row-by-row path (error reports) reads them.
+    // Positions of governance rows: only the field-by-field path (error reports) reads them.
     #[serde(default)]
     #[allow(dead_code)]
     Vec<usize>,
     #[serde(default)] bool,
+    #[serde(default)] Option<f64>,
 );
-
-/// The reply of `planetmint_streams.blocks`: `[watermark, [BlockRecord, ...]]`.
-#[derive(Deserialize)]
-struct BlocksReply(u64, Vec<BlockRecord>);
 
 /// Names of Planetmint's spaces, as error reports give them.
 const SPACE_BLOCKS: &str = "blocks";
@@ -126,50 +125,51 @@ fn assemble(
     Ok(block)
 }
 
-/// Decodes the MessagePack reply of `planetmint_streams.blocks` into committed blocks.
+/// Decodes the MessagePack reply of `planetmint_streams.blocks` into committed blocks, each
+/// keeping its record's bytes (a slice of `bytes`) for `include=transaction`.
 ///
 /// When a row in it cannot be used, the blocks before that row's block are returned (they
 /// stream), or, when it is in the first block, an [`SourceError::UnusableRow`] naming it.
-pub fn decode_blocks_reply(bytes: &[u8]) -> Result<BlockBatch, SourceError> {
-    let BlocksReply(head, records) = match rmp_serde::from_slice(bytes) {
-        Ok(reply) => reply,
-        Err(fast) => return decode_blocks_reply_row_by_row(bytes, &fast.to_string()),
-    };
-    let blocks = records
-        .into_iter()
-        .map(|BlockRecord(row, txs, outputs, _, chain_start)| {
-            assemble(row, txs, &outputs, chain_start)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(BlockBatch { head, blocks })
-}
-
-/// The slow path of [`decode_blocks_reply`], taken only when the reply does not decode at once:
-/// row by row, to keep the blocks before the first unusable row and to name that row.
-fn decode_blocks_reply_row_by_row(bytes: &[u8], fast: &str) -> Result<BlockBatch, SourceError> {
-    let corrupt = || SourceError::Corrupt(format!("undecodable blocks reply: {fast}"));
-    let value = rmpv::decode::read_value(&mut &bytes[..]).map_err(|_| corrupt())?;
-    let rmpv::Value::Array(mut reply) = value else {
-        return Err(corrupt());
-    };
-    if reply.len() != 2 {
-        return Err(corrupt());
+pub fn decode_blocks_reply(bytes: Bytes) -> Result<BlockBatch, SourceError> {
+    let corrupt = |what: &str| SourceError::Corrupt(format!("undecodable blocks reply: {what}"));
+    let mut rest: &[u8] = &bytes;
+    let outer = rmp::decode::read_array_len(&mut rest).map_err(|e| corrupt(&e.to_string()))?;
+    if outer != 2 {
+        return Err(corrupt("expected [watermark, records]"));
     }
-    let records = match reply.pop() {
-        Some(rmpv::Value::Array(records)) => records,
-        _ => return Err(corrupt()),
-    };
-    let head = reply.pop().and_then(|h| h.as_u64()).ok_or_else(corrupt)?;
-    let mut blocks = Vec::new();
-    for record in records {
-        match decode_record(record) {
-            Ok(block) => blocks.push(block),
+    let head: u64 = rmp::decode::read_int(&mut rest).map_err(|e| corrupt(&e.to_string()))?;
+    let count = rmp::decode::read_array_len(&mut rest).map_err(|e| corrupt(&e.to_string()))?;
+    let mut blocks = Vec::with_capacity(count.min(4096) as usize);
+    for _ in 0..count {
+        let start = bytes.len() - rest.len();
+        // Fast path: straight into the tuple types. A record that does not decode that way is
+        // decoded again field by field, to name the row at fault.
+        let mut cursor = rest;
+        let decoded = match rmp_serde::from_read::<_, BlockRecord>(&mut cursor) {
+            Ok(BlockRecord(row, txs, outputs, _, chain_start, committed_at)) => {
+                rest = cursor;
+                assemble(row, txs, &outputs, chain_start).map(|mut block| {
+                    block.committed_at = committed_at.and_then(commit_time);
+                    block
+                })
+            }
+            Err(fast) => {
+                let mut cursor = rest;
+                let record = rmpv::decode::read_value(&mut cursor)
+                    .map_err(|_| corrupt(&fast.to_string()))?;
+                rest = cursor;
+                decode_record(record)
+            }
+        };
+        match decoded {
+            Ok(mut block) => {
+                let end = bytes.len() - rest.len();
+                block.rows = Some(StoredRows::new(bytes.slice(start..end)));
+                blocks.push(block);
+            }
             Err(err) if blocks.is_empty() => return Err(err),
             Err(_) => break,
         }
-    }
-    if blocks.is_empty() {
-        return Err(corrupt());
     }
     Ok(BlockBatch { head, blocks })
 }
@@ -195,6 +195,7 @@ fn decode_record(record: rmpv::Value) -> Result<CommittedBlock, SourceError> {
         .and_then(|v| rmpv::ext::from_value(v).ok())
         .unwrap_or_default();
     let chain_start = parts.next().and_then(|v| v.as_bool()).unwrap_or(false);
+    let committed_at = parts.next().and_then(|v| v.as_f64()).and_then(commit_time);
     let mut txs = Vec::with_capacity(raw_txs.len());
     for (position, raw) in raw_txs.into_iter().enumerate() {
         if raw.is_nil() {
@@ -212,7 +213,16 @@ fn decode_record(record: rmpv::Value) -> Result<CommittedBlock, SourceError> {
         .into_iter()
         .map(|raw| decode_row(SPACE_OUTPUTS, raw))
         .collect::<Result<Vec<OutputTuple>, _>>()?;
-    assemble(row, txs, &outputs, chain_start)
+    let mut block = assemble(row, txs, &outputs, chain_start)?;
+    block.committed_at = committed_at;
+    Ok(block)
+}
+
+/// A commit time in seconds since the epoch (Tarantool's `fiber.time()`), if it is one.
+fn commit_time(seconds: f64) -> Option<SystemTime> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .and_then(|since| UNIX_EPOCH.checked_add(since))
 }
 
 fn classify(err: tarantool_rs::Error) -> SourceError {
@@ -434,15 +444,15 @@ async fn call_blocks(
         .decode_first()
         .map_err(|e| SourceError::Corrupt(format!("unexpected blocks reply: {e}")))?;
     let bytes = match value {
-        rmpv::Value::String(s) => s.into_bytes(),
-        rmpv::Value::Binary(b) => b,
+        rmpv::Value::String(s) => Bytes::from(s.into_bytes()),
+        rmpv::Value::Binary(b) => Bytes::from(b),
         other => {
             return Err(SourceError::Corrupt(format!(
                 "blocks reply is not a MessagePack string: {other}"
             )))
         }
     };
-    decode_blocks_reply(&bytes)
+    decode_blocks_reply(bytes)
 }
 
 async fn space_ids(conn: &Connection) -> Result<SpaceIds, SourceError> {
@@ -492,45 +502,44 @@ async fn space_ids(conn: &Connection) -> Result<SpaceIds, SourceError> {
 }
 
 /// Rows of `space` (through `index`) equal to `key`, each decoded or reported by space and key.
-async fn select_rows<T: serde::de::DeserializeOwned>(
+/// The raw rows of `space` whose `index` key is `key`, as the server sent them.
+async fn select_raw(
     conn: &Connection,
     (space, index): (u32, u32),
-    name: &str,
     limit: Option<u32>,
     key: &str,
-) -> Result<Vec<T>, SourceError> {
-    let rows: Vec<rmpv::Value> = conn
-        .select(space, index, limit, None, Some(IteratorType::Eq), (key,))
+) -> Result<Vec<rmpv::Value>, SourceError> {
+    conn.select(space, index, limit, None, Some(IteratorType::Eq), (key,))
         .await
-        .map_err(classify)?;
-    rows.into_iter().map(|row| decode_row(name, row)).collect()
+        .map_err(classify)
 }
 
+/// The raw row of transaction `id` and whether it is in `governance` (`None`: stored nowhere).
 async fn select_transaction(
     conn: &Connection,
     ids: SpaceIds,
     id: &str,
-) -> Result<Option<TransactionTuple>, SourceError> {
-    let rows = select_rows(conn, (ids.transactions, 0), SPACE_TRANSACTIONS, Some(1), id).await?;
+) -> Result<Option<(rmpv::Value, bool)>, SourceError> {
+    let rows = select_raw(conn, (ids.transactions, 0), Some(1), id).await?;
     if let Some(row) = rows.into_iter().next() {
-        return Ok(Some(row));
+        return Ok(Some((row, false)));
     }
     let Some(governance) = ids.governance else {
         return Ok(None);
     };
-    let rows = select_rows(conn, (governance, 0), SPACE_GOVERNANCE, Some(1), id).await?;
-    Ok(rows.into_iter().next())
+    let rows = select_raw(conn, (governance, 0), Some(1), id).await?;
+    Ok(rows.into_iter().next().map(|row| (row, true)))
 }
 
 async fn select_outputs(
     conn: &Connection,
     ids: SpaceIds,
     id: &str,
-) -> Result<Vec<OutputTuple>, SourceError> {
+) -> Result<Vec<rmpv::Value>, SourceError> {
     let Some(outputs) = ids.outputs else {
         return Ok(Vec::new());
     };
-    select_rows(conn, outputs, SPACE_OUTPUTS, None, id).await
+    select_raw(conn, outputs, None, id).await
 }
 
 /// Whether an `abci_chains` row has `height`: the empty block row there is `init_chain`'s.
@@ -552,10 +561,13 @@ async fn starts_chain(conn: &Connection, ids: SpaceIds, height: u64) -> Result<b
     Ok(!rows.is_empty())
 }
 
+/// The block of block row `raw` (already read as `row`): its rows are gathered into the record
+/// shape `streams.lua` returns, so both read modes decode, and keep, blocks the same way.
 async fn select_block(
     conn: &Connection,
     ids: SpaceIds,
-    row: BlockTuple,
+    raw: rmpv::Value,
+    row: &BlockTuple,
 ) -> Result<CommittedBlock, SourceError> {
     let txs = try_join_all(
         row.transaction_ids
@@ -563,7 +575,7 @@ async fn select_block(
             .map(|id| select_transaction(conn, ids, id)),
     )
     .await?;
-    let outputs: Vec<OutputTuple> = try_join_all(
+    let outputs: Vec<rmpv::Value> = try_join_all(
         row.transaction_ids
             .iter()
             .map(|id| select_outputs(conn, ids, id)),
@@ -573,7 +585,32 @@ async fn select_block(
     .flatten()
     .collect();
     let chain_start = row.transaction_ids.is_empty() && starts_chain(conn, ids, row.height).await?;
-    assemble(row, txs, &outputs, chain_start)
+    let mut in_governance = Vec::new();
+    let mut tx_rows = Vec::with_capacity(txs.len());
+    for (position, found) in txs.into_iter().enumerate() {
+        match found {
+            Some((tx, governance)) => {
+                if governance {
+                    in_governance.push(rmpv::Value::from(position));
+                }
+                tx_rows.push(tx);
+            }
+            None => tx_rows.push(rmpv::Value::Nil),
+        }
+    }
+    let record = rmpv::Value::Array(vec![
+        raw,
+        rmpv::Value::Array(tx_rows),
+        rmpv::Value::Array(outputs),
+        rmpv::Value::Array(in_governance),
+        rmpv::Value::Boolean(chain_start),
+    ]);
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &record)
+        .map_err(|e| SourceError::Corrupt(format!("re-encoding block {}: {e}", row.height)))?;
+    let mut block = decode_record(record)?;
+    block.rows = Some(StoredRows::new(Bytes::from(bytes)));
+    Ok(block)
 }
 
 async fn select_blocks(
@@ -599,9 +636,9 @@ async fn select_blocks(
     let mut blocks = Vec::with_capacity(rows.len());
     for raw in rows {
         // Blocks before an unusable row stream; the error is reported when it comes first.
-        let block = match decode_row::<BlockTuple>(SPACE_BLOCKS, raw) {
+        let block = match decode_row::<BlockTuple>(SPACE_BLOCKS, raw.clone()) {
             Ok(row) if upto.is_some_and(|upto| row.height > upto) => break,
-            Ok(row) => select_block(conn, ids, row).await,
+            Ok(row) => select_block(conn, ids, raw, &row).await,
             Err(err) => Err(err),
         };
         match block {

@@ -6,7 +6,7 @@
 -- read whole blocks (row, transactions, outputs) in one round trip. On Tarantool 2.6 other
 -- fibers can see a row before its WAL write has committed, so readers only go up to a
 -- watermark that `box.on_commit` advances.
-local PROTOCOL = 2
+local PROTOCOL = 3
 
 local fiber = require('fiber')
 local msgpack = require('msgpack')
@@ -38,6 +38,10 @@ if M == nil then
 end
 M.protocol = PROTOCOL
 M.cond = M.cond or fiber.cond()
+-- When each recent block committed (Tarantool's clock), for the commit-to-send latency the
+-- stream service reports: a ring of COMMIT_TIMES slots keyed by height, so it never grows.
+local COMMIT_TIMES = 4096
+M.commit_times = M.commit_times or {}
 
 local function highest()
     local t = by_height:max()
@@ -56,6 +60,7 @@ local function on_block(old, new)
     local height = tonumber(new[3])
     if height == nil then return end
     pcall(box.on_commit, function()
+        M.commit_times[height % COMMIT_TIMES] = {height, fiber.time()}
         if height > M.committed then
             M.committed = height
         end
@@ -76,6 +81,13 @@ local function find_transaction(id)
     return box.NULL, false
 end
 
+-- When block `height` committed (seconds since the epoch), or box.NULL when not seen.
+local function commit_time(height)
+    local slot = M.commit_times[height % COMMIT_TIMES]
+    if slot ~= nil and slot[1] == height then return slot[2] end
+    return box.NULL
+end
+
 local function starts_chain(row, ids)
     if chains_by_height == nil or #ids > 0 then return false end
     return chains_by_height:count({row[3]}) > 0
@@ -85,7 +97,7 @@ end
 -- max_blocks of them and about max_txs transactions (always at least one block). When none is
 -- committed yet, waits up to `wait` seconds for one. Returns a MessagePack string:
 -- [watermark, [[block_row, [tx_row | nil, ...], [output_row, ...], [governance positions],
---               chain_start], ...]]
+--               chain_start, commit time | nil], ...]]
 -- Rows are passed on whole, whatever their length: the reader decides what it can use.
 function M.blocks(after, upto, max_blocks, max_txs, wait)
     if wait > 0 and M.committed <= after then
@@ -120,7 +132,8 @@ function M.blocks(after, upto, max_blocks, max_txs, wait)
                 end
             end
         end
-        out[#out + 1] = {row, txs, outs, in_governance, starts_chain(row, ids)}
+        out[#out + 1] = {row, txs, outs, in_governance, starts_chain(row, ids),
+                         commit_time(row[3])}
         txs_total = txs_total + #ids
     end
     return msgpack.encode({M.committed, out})

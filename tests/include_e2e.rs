@@ -1,0 +1,337 @@
+//! `include=transaction` end to end, on a real Tarantool holding the blocks Planetmint 2.5.3's
+//! own storage code wrote with every operation kind (`tests/fixtures/planetmint-2.5.3-all-ops`):
+//! - every event carries its whole transaction, live and replayed, per event and in
+//!   `batch=block`, filtered or not, in both read modes, and on the JSON-RPC channel;
+//! - an independent indexer (Python `websockets`, four partitioned workers) gets every event
+//!   exactly once and trusts each transaction by Planetmint's own rule: its id is the SHA3-256 of
+//!   its canonical JSON;
+//! - bad values, and the option on valid_blocks, are refused naming `include`.
+//!
+//! What a transaction must be is worked out here from the fixture rows and Planetmint's
+//! hashing rule (`model::api::planetmint_id`, which the rebuild does not use; the Python
+//! indexer checks the same rule with Python's own `json` and `hashlib`), never from the code
+//! that rebuilds transactions.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use planetmint_streams_devchain::fixtures::Planetmint253;
+use planetmint_streams_devchain::writer::PlanetmintWriter;
+use planetmint_streams_ingest::tarantool::ReadMode;
+use planetmint_streams_model::api::planetmint_id;
+use serde_json::{json, Value};
+use support::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// Checks one event's `transaction` against Planetmint's hashing rule and the stored rows.
+struct Rows {
+    /// Transaction rows (`transactions` and `governance`) by id.
+    transactions: HashMap<String, Value>,
+    /// Output rows by transaction id.
+    outputs: HashMap<String, Vec<Value>>,
+}
+
+impl Rows {
+    fn of(fixtures: &Planetmint253) -> Self {
+        let transactions = fixtures
+            .transactions
+            .iter()
+            .chain(&fixtures.governance)
+            .map(|row| (row[0].as_str().expect("id").to_owned(), row.clone()))
+            .collect();
+        let mut outputs: HashMap<String, Vec<Value>> = HashMap::new();
+        for row in &fixtures.outputs {
+            outputs
+                .entry(row[5].as_str().expect("tx id").to_owned())
+                .or_default()
+                .push(row.clone());
+        }
+        Self {
+            transactions,
+            outputs,
+        }
+    }
+
+    fn check(&self, event: &Value) {
+        let id = event["transaction_id"].as_str().expect("transaction_id");
+        let tx = &event["transaction"];
+        assert_eq!(tx["id"], id, "{event}");
+        assert_eq!(planetmint_id(tx), id, "not exactly what was signed: {tx}");
+        let row = &self.transactions[id];
+        assert_eq!(tx["operation"], row[1]);
+        assert_eq!(tx["version"], row[2]);
+        assert_eq!(tx["metadata"], row[3]);
+        assert_eq!(
+            tx["inputs"].as_array().map(Vec::len),
+            row[5].as_array().map(Vec::len)
+        );
+        // Planetmint's API: outputs in output_index order, amounts as decimal strings.
+        let mut outputs = self.outputs.get(id).cloned().unwrap_or_default();
+        outputs.sort_by_key(|o| o[4].as_u64());
+        let api_outputs = tx["outputs"].as_array().expect("outputs");
+        assert_eq!(api_outputs.len(), outputs.len(), "{tx}");
+        for (api, row) in api_outputs.iter().zip(&outputs) {
+            assert_eq!(api["amount"], json!(row[1].to_string()), "{tx}");
+            assert_eq!(api["public_keys"], row[2], "{tx}");
+        }
+        // Version 2.0: the one asset object; later versions: the list.
+        if tx["version"] == "2.0" {
+            assert!(tx["assets"].is_object(), "{tx}");
+        } else {
+            assert!(tx["assets"].is_array(), "{tx}");
+        }
+    }
+}
+
+/// The four stream fields of an event (the rest is `transaction`).
+fn stream_fields(event: &Value) -> Value {
+    json!({
+        "transaction_id": event["transaction_id"], "asset_id": event["asset_id"],
+        "asset_ids": event["asset_ids"], "height": event["height"],
+    })
+}
+
+fn expected(fixtures: &Planetmint253) -> Vec<Value> {
+    fixtures
+        .heights()
+        .into_iter()
+        .flat_map(|h| fixtures.expected_events(h))
+        .collect()
+}
+
+async fn write_all(fixtures: &Planetmint253, writer: &PlanetmintWriter) {
+    for height in fixtures.heights() {
+        fixtures.write_block(writer, height).await.expect("write");
+    }
+}
+
+async fn every_event_carries_its_whole_transaction(mode: ReadMode) {
+    let harness = Harness::start_with(|config| config.tarantool.mode = mode).await;
+    let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
+    let rows = Rows::of(&fixtures);
+    let expected = expected(&fixtures);
+    assert_eq!(expected.len(), 64);
+    let base = harness.streams_base();
+    let url = |query: &str| format!("{base}/api/v1/streams/valid_transactions?{query}");
+
+    // Live: one subscriber with whole transactions, one without, one filtered with them.
+    let mut live = connect(&url("include=transaction")).await;
+    let mut plain = connect(&url("")).await;
+    let mut votes = connect(&url("include=transaction&operation=VOTE")).await;
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    write_all(&fixtures, &writer).await;
+
+    let got = take_json(&mut live, 64, WITHIN).await;
+    assert_eq!(got.iter().map(stream_fields).collect::<Vec<_>>(), expected);
+    got.iter().for_each(|e| rows.check(e));
+    let kinds: std::collections::BTreeSet<(String, String)> = got
+        .iter()
+        .map(|e| {
+            (
+                e["transaction"]["operation"].to_string(),
+                e["transaction"]["version"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds.len(),
+        9,
+        "every operation kind and both versions: {kinds:?}"
+    );
+
+    // Subscribers without the option get Planetmint's messages, unchanged.
+    let got_plain = take_json(&mut plain, 64, WITHIN).await;
+    assert_eq!(got_plain, expected);
+
+    let want_votes: Vec<&Value> = got
+        .iter()
+        .filter(|e| e["transaction"]["operation"] == "VOTE")
+        .collect();
+    assert_eq!(want_votes.len(), 4);
+    let got_votes = take_json(&mut votes, 4, WITHIN).await;
+    assert_eq!(got_votes.iter().collect::<Vec<_>>(), want_votes);
+
+    // Replayed from the source, one message per block: the same transactions.
+    let mut replay = connect(&url("include=transaction&batch=block&from_height=0")).await;
+    let batches = take_json(&mut replay, 8, WITHIN).await;
+    let replayed: Vec<Value> = batches
+        .iter()
+        .flat_map(|b| b["transactions"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        replayed, got,
+        "replayed batches carry the same whole transactions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_carries_its_whole_transaction_in_push_mode() {
+    every_event_carries_its_whole_transaction(ReadMode::Push).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_carries_its_whole_transaction_in_poll_mode() {
+    every_event_carries_its_whole_transaction(ReadMode::Poll).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_indexer_with_four_workers_trusts_every_transaction_without_the_api() {
+    let harness = Harness::start().await;
+    let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
+    let rows = Rows::of(&fixtures);
+    let expected = expected(&fixtures);
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    // Half the chain is history when the indexer starts, the rest is committed live.
+    let heights = fixtures.heights();
+    let (history, live) = heights.split_at(heights.len() / 2);
+    for &height in history {
+        fixtures.write_block(&writer, height).await.expect("write");
+    }
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/indexer.py");
+    let mut child = tokio::process::Command::new(python())
+        .args([script, &harness.streams_base(), "4", "64", "0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut written_live = false;
+    let mut by_worker: HashMap<u64, Vec<Value>> = HashMap::new();
+    let mut all = Vec::new();
+    while all.len() < 64 {
+        let line = tokio::time::timeout(WITHIN, lines.next_line())
+            .await
+            .expect("events in time")
+            .expect("read")
+            .expect("the indexer ended early");
+        let line: Value = serde_json::from_str(&line).expect("JSON line");
+        assert_eq!(line["verified"], true, "Planetmint's id rule holds: {line}");
+        rows.check(&line["event"]);
+        let worker = line["worker"].as_u64().expect("worker");
+        let id = line["event"]["transaction_id"].as_str().expect("id");
+        let number = u64::from_str_radix(&id[..16], 16).expect("hex");
+        assert_eq!(
+            number % 4,
+            worker,
+            "each event goes to its partition's worker"
+        );
+        by_worker
+            .entry(worker)
+            .or_default()
+            .push(line["event"].clone());
+        all.push(stream_fields(&line["event"]));
+        if !written_live {
+            written_live = true;
+            for &height in live {
+                fixtures.write_block(&writer, height).await.expect("write");
+            }
+        }
+    }
+    let _ = child.kill().await;
+    // Exactly once: the workers' events are the chain's, each worker's in chain order.
+    let position: HashMap<String, usize> = expected
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e["transaction_id"].as_str().expect("id").to_owned(), i))
+        .collect();
+    let mut sorted = all.clone();
+    sorted.sort_by_key(|e| position[e["transaction_id"].as_str().expect("id")]);
+    assert_eq!(sorted, expected);
+    for (worker, events) in by_worker {
+        let order: Vec<usize> = events
+            .iter()
+            .map(|e| position[e["transaction_id"].as_str().expect("id")])
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "worker {worker} in order"
+        );
+    }
+}
+
+/// The next JSON-RPC message (answers and notifications).
+async fn rpc_next(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(WITHIN, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("connection open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).expect("JSON");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rpc_channel_takes_include_and_bad_values_name_it() {
+    let harness = Harness::start().await;
+    let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
+    let rows = Rows::of(&fixtures);
+    let expected = expected(&fixtures);
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    write_all(&fixtures, &writer).await;
+    let streams = harness.node().streams_addr.to_string();
+
+    for query in [
+        "valid_transactions?include=everything",
+        "valid_transactions?include=transaction&include=none",
+        "valid_blocks?include=transaction",
+    ] {
+        let (status, body) = get_json(&streams, &format!("/api/v1/streams/{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["parameter"], "include", "{query}: {body}");
+    }
+
+    let mut rpc = connect(&format!("ws://{streams}/api/v1/streams")).await;
+    let request = |id: u64, params: Value| {
+        Message::Text(
+            json!({"jsonrpc": "2.0", "id": id, "method": "subscribe", "params": params})
+                .to_string()
+                .into(),
+        )
+    };
+    rpc.send(request(
+        1,
+        json!({"stream": "valid_blocks", "include": "transaction"}),
+    ))
+    .await
+    .expect("send");
+    let answer = rpc_next(&mut rpc).await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert_eq!(answer["error"]["data"]["parameter"], "include", "{answer}");
+
+    rpc.send(request(
+        2,
+        json!({"stream": "valid_transactions", "include": "transaction", "from_height": 0}),
+    ))
+    .await
+    .expect("send");
+    let answer = rpc_next(&mut rpc).await;
+    let id = answer["result"].clone();
+    assert!(id.is_string(), "{answer}");
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let n = rpc_next(&mut rpc).await;
+        assert_eq!(n["method"], "subscription", "{n}");
+        assert_eq!(n["params"]["subscription"], id, "{n}");
+        let event = n["params"]["result"].clone();
+        rows.check(&event);
+        got.push(stream_fields(&event));
+    }
+    assert_eq!(got, expected);
+}
