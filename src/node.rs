@@ -103,10 +103,7 @@ async fn start_with(
     tasks.push(tokio::spawn(follower.run(shutdown.child_token())));
 
     let authority = if config.auth.is_signed() || config.auth.admin.enabled {
-        let authority = config
-            .auth
-            .authority()
-            .map_err(|(key, message)| anyhow::anyhow!("invalid configuration: {key}: {message}"))?;
+        let authority = config.auth.authority()?;
         Some(Arc::new(authority))
     } else {
         None
@@ -169,8 +166,7 @@ async fn start_with(
     if let (true, Some(authority)) = (config.auth.admin.enabled, authority) {
         let secret = config
             .auth
-            .admin_secret()
-            .map_err(|(key, message)| anyhow::anyhow!("invalid configuration: {key}: {message}"))?
+            .admin_secret()?
             .context("auth.admin.enabled needs auth.admin.secret or auth.admin.secret_file")?;
         let listener = bind(&config.auth.admin.bind, "auth.admin.bind")?;
         admin_addr = Some(listener.local_addr()?);

@@ -12,12 +12,14 @@
 //!   rebuilt from its rows.
 //! - [`ids`]: validation of transaction ids and public keys given by clients.
 //! - [`backoff`]: the retry schedule every reconnect and retry loop uses.
+//! - [`config`]: [`ConfigProblem`], the error every configuration section's `validate` returns.
 //! - [`vocabulary`]: stream names and paths, operations, close codes, the JSON error shape.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod backoff;
 pub mod block;
+pub mod config;
 pub mod event;
 pub mod ids;
 pub mod source;
@@ -25,4 +27,5 @@ pub mod tuple;
 pub mod vocabulary;
 
 pub use block::{AssemblyError, AssetIdsEntry, CommittedBlock, CommittedTransaction};
+pub use config::ConfigProblem;
 pub use source::{BlockBatch, BlockSink, BlockSource, HeightBounds, SourceError};
