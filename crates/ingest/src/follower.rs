@@ -230,21 +230,21 @@ impl Follower {
     }
 
     fn on_error(&self, err: &SourceError, cursor: Option<u64>) {
-        let unreachable = matches!(err, SourceError::Unavailable(_));
+        let unreachable = matches!(err, SourceError::Unavailable { .. });
         let first = self.status.mark_failed(err.kind(), unreachable);
         match (first, cursor) {
             (true, Some(cursor)) => warn!(
-                error = %err,
+                error = %err.chain(),
                 resume_after = cursor,
                 "lost Tarantool; subscribers stay connected, streaming resumes from the cursor when it is back"
             ),
             (true, None) => {
-                warn!(error = %err, "cannot reach Tarantool yet; retrying with backoff")
+                warn!(error = %err.chain(), "cannot reach Tarantool yet; retrying with backoff")
             }
             (false, _) if !unreachable => {
-                error!(error = %err, kind = err.kind(), "reading blocks failed; retrying with backoff")
+                error!(error = %err.chain(), kind = err.kind(), "reading blocks failed; retrying with backoff")
             }
-            (false, _) => debug!(error = %err, "Tarantool still unavailable"),
+            (false, _) => debug!(error = %err.chain(), "Tarantool still unavailable"),
         }
     }
 }
