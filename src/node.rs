@@ -93,12 +93,7 @@ async fn start_with(
         source.clone(),
         hub.clone(),
         status.clone(),
-        FollowerConfig {
-            batch_blocks: config.tarantool.batch_blocks,
-            long_poll: config.tarantool.long_poll,
-            retry_min: config.tarantool.reconnect_min,
-            retry_max: config.tarantool.reconnect_max,
-        },
+        FollowerConfig::from(&config.tarantool),
     );
     tasks.push(tokio::spawn(follower.run(shutdown.child_token())));
 
