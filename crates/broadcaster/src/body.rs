@@ -18,15 +18,38 @@ use bytes::Bytes;
 use prometheus::IntCounter;
 
 use crate::metrics::BroadcastMetrics;
-use crate::queue::SubscriberQueue;
+use crate::queue::{QueuedBlock, SubscriberQueue};
 use crate::subscription::StreamKind;
 
-/// Counters of one connection, resolved once.
-struct SentCounters {
+/// The sent-data metrics of one stream, resolved once per connection.
+pub(crate) struct SentCounters {
     events: IntCounter,
     bytes: IntCounter,
     batches: IntCounter,
     latency: prometheus::Histogram,
+}
+
+impl SentCounters {
+    /// The counters labelled with `stream`.
+    pub(crate) fn new(metrics: &BroadcastMetrics, stream: StreamKind) -> Self {
+        let label = [stream.name()];
+        Self {
+            events: metrics.events_sent.with_label_values(&label),
+            bytes: metrics.bytes_sent.with_label_values(&label),
+            batches: metrics.batches_sent.with_label_values(&label),
+            latency: metrics.commit_to_send.clone(),
+        }
+    }
+
+    /// Counts a block handed to the socket (and, for a live block, its commit-to-send time).
+    pub(crate) fn count(&self, block: &QueuedBlock) {
+        self.events.inc_by(u64::from(block.messages));
+        self.bytes.inc_by(block.frames.len() as u64);
+        self.batches.inc();
+        if let Some(at) = block.received_at {
+            self.latency.observe(at.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// actix-ws's own body (pings, pongs, the close frame), and when the connection may end:
@@ -82,16 +105,10 @@ impl StreamBody {
         stream: StreamKind,
         metrics: &BroadcastMetrics,
     ) -> Self {
-        let label = [stream.name()];
         Self {
             control: ControlFrames::new(control),
             queue,
-            counters: SentCounters {
-                events: metrics.events_sent.with_label_values(&label),
-                bytes: metrics.bytes_sent.with_label_values(&label),
-                batches: metrics.batches_sent.with_label_values(&label),
-                latency: metrics.commit_to_send.clone(),
-            },
+            counters: SentCounters::new(metrics, stream),
         }
     }
 }
@@ -113,12 +130,7 @@ impl MessageBody for StreamBody {
         }
         match this.queue.poll_next_block(cx) {
             Poll::Ready(block) => {
-                this.counters.events.inc_by(u64::from(block.messages));
-                this.counters.bytes.inc_by(block.frames.len() as u64);
-                this.counters.batches.inc();
-                if let Some(at) = block.received_at {
-                    this.counters.latency.observe(at.elapsed().as_secs_f64());
-                }
+                this.counters.count(&block);
                 Poll::Ready(Some(Ok(block.frames)))
             }
             Poll::Pending => Poll::Pending,
