@@ -6,6 +6,8 @@
 //! - [`block`]: a [`CommittedBlock`] assembled from those rows, with the asset rules of the
 //!   stream (`asset_id`, `asset_ids`) applied once.
 //! - [`event`]: the JSON messages clients receive, serialized once per block.
+//! - [`frame`]: the WebSocket frames they travel in (a server's frames are never masked, so
+//!   one encoding serves every socket).
 //! - [`source`]: the seam between storage and fan-out: [`BlockSource`] (read committed blocks)
 //!   and [`BlockSink`] (receive them in order), so either side can be tested alone.
 //! - [`api`]: a transaction as Planetmint's `GET /api/v1/transactions/<id>` returns it,
@@ -21,6 +23,7 @@ pub mod backoff;
 pub mod block;
 pub mod config;
 pub mod event;
+pub mod frame;
 pub mod ids;
 pub mod source;
 pub mod tuple;
