@@ -608,7 +608,7 @@ impl Connection {
                 self.remove(key, "history_unavailable");
                 Ok(())
             }
-            Started::Ended(ending) => Err(ending.into()),
+            Started::Ended(ending) => Err(ending),
         }
     }
 
