@@ -78,7 +78,7 @@ impl ControlFrames {
     /// close); closing a socket with unread data in it makes the kernel reset the connection
     /// and discard what the client had not read yet, the close frame with the heights to
     /// resume from included.
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, queue: &SubscriberQueue) -> Option<Chunk> {
+    fn poll(&mut self, cx: &mut Context<'_>, queue: &SubscriberQueue) -> Option<Chunk> {
         if !self.done {
             match Pin::new(&mut self.body).poll_next(cx) {
                 Poll::Ready(Some(chunk)) => return Some(Poll::Ready(Some(chunk))),
@@ -87,6 +87,23 @@ impl ControlFrames {
             }
         }
         self.done.then(|| queue.poll_finished(cx).map(|()| None))
+    }
+
+    /// What the connection's body yields next: a control frame, its end, or the queue's next
+    /// block, handed to `sent` (to count it) on its way to the socket.
+    pub(crate) fn next_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        queue: &SubscriberQueue,
+        sent: impl FnOnce(&QueuedBlock),
+    ) -> Chunk {
+        if let Some(chunk) = self.poll(cx, queue) {
+            return chunk;
+        }
+        queue.poll_next_block(cx).map(|block| {
+            sent(&block);
+            Some(Ok(block.frames))
+        })
     }
 }
 
@@ -125,15 +142,7 @@ impl MessageBody for StreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        if let Some(chunk) = this.control.poll(cx, &this.queue) {
-            return chunk;
-        }
-        match this.queue.poll_next_block(cx) {
-            Poll::Ready(block) => {
-                this.counters.count(&block);
-                Poll::Ready(Some(Ok(block.frames)))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        this.control
+            .next_chunk(cx, &this.queue, |block| this.counters.count(block))
     }
 }

@@ -109,21 +109,15 @@ impl MessageBody for RpcBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        if let Some(chunk) = this.control.poll(cx, &this.queue) {
-            return chunk;
-        }
-        match this.queue.poll_next_block(cx) {
-            Poll::Ready(block) => {
-                let stream = block
-                    .subscription
-                    .and_then(|key| this.progress.sent(key, block.height));
-                if let Some(stream) = stream {
-                    this.counters[usize::from(stream == StreamKind::ValidBlocks)].count(&block);
-                }
-                Poll::Ready(Some(Ok(block.frames)))
+        this.control.next_chunk(cx, &this.queue, |block| {
+            // Answers carry no subscription; notifications advance theirs.
+            let stream = block
+                .subscription
+                .and_then(|key| this.progress.sent(key, block.height));
+            if let Some(stream) = stream {
+                this.counters[usize::from(stream == StreamKind::ValidBlocks)].count(block);
             }
-            Poll::Pending => Poll::Pending,
-        }
+        })
     }
 }
 
