@@ -412,6 +412,8 @@ pub struct Bystander {
     writer: tokio::task::JoinHandle<Vec<planetmint_streams_devchain::generate::GeneratedBlock>>,
     reader: tokio::task::JoinHandle<Vec<Value>>,
     stop: tokio_util::sync::CancellationToken,
+    /// How many blocks the writer has committed so far.
+    written: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Bystander {
@@ -423,6 +425,7 @@ impl Bystander {
         let mut ws = connect(&url).await;
         let stop = tokio_util::sync::CancellationToken::new();
         let address = harness.tarantool.address();
+        let (progress, written) = tokio::sync::watch::channel(0usize);
         let writer = {
             let stop = stop.clone();
             tokio::spawn(async move {
@@ -440,6 +443,7 @@ impl Bystander {
                         .await
                         .expect("write");
                     written.push(block);
+                    let _ = progress.send(written.len());
                     tokio::time::sleep(Duration::from_millis(30)).await;
                 }
                 written
@@ -475,11 +479,18 @@ impl Bystander {
             writer,
             reader,
             stop,
+            written,
         }
     }
 
     /// Stops writing and checks every written event reached the bystander, in order.
-    pub async fn finish(self) {
+    pub async fn finish(mut self) {
+        // A hostile step can be over before the writer's first commit: wait for it, so the
+        // check below is about something.
+        tokio::time::timeout(Duration::from_secs(30), self.written.wait_for(|n| *n > 0))
+            .await
+            .expect("the bystander's writer committed a block in time")
+            .expect("the writer is running");
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.stop.cancel();
         let written = self.writer.await.expect("writer");
