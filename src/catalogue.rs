@@ -11,9 +11,7 @@ use planetmint_streams_broadcaster::rpc::protocol::{
 use planetmint_streams_broadcaster::rpc::RPC_PATH;
 use planetmint_streams_broadcaster::subscription::{ParameterSpec, PARAMETERS};
 use planetmint_streams_model::event::{BlockBatchEvent, BlockEvent, TransactionEvent};
-use planetmint_streams_model::vocabulary::{
-    ASYNCAPI_PATH, VALID_BLOCKS_PATH, VALID_TRANSACTIONS_PATH,
-};
+use planetmint_streams_model::vocabulary::{StreamKind, ASYNCAPI_PATH};
 use serde_json::{json, Map, Value};
 
 fn schema_of<T: schemars::JsonSchema>() -> Value {
@@ -30,6 +28,116 @@ fn parameter(p: &ParameterSpec) -> Value {
     })
 }
 
+/// A parameter's JSON Schema, with its description, as an array when it may repeat.
+fn parameter_schema(p: &ParameterSpec) -> Value {
+    let mut schema: Value = serde_json::from_str(p.schema).unwrap_or(Value::Null);
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("description".into(), p.description.into());
+    }
+    if p.repeatable {
+        json!({"type": "array", "items": schema})
+    } else {
+        schema
+    }
+}
+
+/// The schema of a stream's name.
+fn stream_name_schema() -> Value {
+    let names: Vec<&str> = StreamKind::ALL.iter().map(|s| s.name()).collect();
+    json!({"type": "string", "enum": names})
+}
+
+/// One message a stream sends, as both documents describe it.
+struct MessageDoc {
+    /// Its name in the AsyncAPI document.
+    name: &'static str,
+    /// Its AsyncAPI title.
+    title: &'static str,
+    /// The catalogue's key for its schema.
+    catalogue_key: &'static str,
+    /// Its JSON Schema.
+    schema: fn() -> Value,
+}
+
+/// One URL stream, as both documents describe it.
+struct StreamDoc {
+    kind: StreamKind,
+    /// The catalogue's description.
+    description: &'static str,
+    /// The AsyncAPI channel's description.
+    channel_description: &'static str,
+    /// The AsyncAPI operation receiving it.
+    operation: &'static str,
+    messages: &'static [MessageDoc],
+}
+
+/// The URL streams, in the catalogue's order.
+const STREAMS: [StreamDoc; 2] = [
+    StreamDoc {
+        kind: StreamKind::ValidTransactions,
+        description: "One message per committed transaction, in block height order and in the block's order; all messages of a block are written back to back. Without parameters: blocks committed after the client connected (Planetmint's behaviour).",
+        channel_description: "Committed transactions, one message each (or one per block with batch=block).",
+        operation: "receiveTransactions",
+        messages: &[
+            MessageDoc {
+                name: "transaction",
+                title: "A committed transaction",
+                catalogue_key: "message_schema",
+                schema: schema_of::<TransactionEvent<'static>>,
+            },
+            MessageDoc {
+                name: "blockBatch",
+                title: "A block's transactions (batch=block)",
+                catalogue_key: "batch_message_schema",
+                schema: schema_of::<BlockBatchEvent<'static>>,
+            },
+        ],
+    },
+    StreamDoc {
+        kind: StreamKind::ValidBlocks,
+        description: "One message per committed block (empty blocks included), in height order.",
+        channel_description: "Committed blocks, one message each.",
+        operation: "receiveBlocks",
+        messages: &[MessageDoc {
+            name: "block",
+            title: "A committed block",
+            catalogue_key: "message_schema",
+            schema: schema_of::<BlockEvent<'static>>,
+        }],
+    },
+];
+
+/// The JSON-RPC channel's messages: what clients send, then what they receive.
+const RPC_SENT: &[&str] = &["request"];
+const RPC_RECEIVED: &[&str] = &["answer", "notification", "closing", "subscriptionError"];
+
+/// A channel's `messages`: each named message, by reference to the components.
+fn channel_messages<'a>(names: impl IntoIterator<Item = &'a str>) -> Value {
+    names
+        .into_iter()
+        .map(|name| {
+            (
+                name.to_owned(),
+                json!({"$ref": format!("#/components/messages/{name}")}),
+            )
+        })
+        .collect::<Map<String, Value>>()
+        .into()
+}
+
+/// An operation: `action` on `channel` with the named messages of that channel.
+fn operation<'a>(action: &str, channel: &str, names: impl IntoIterator<Item = &'a str>) -> Value {
+    let messages: Vec<Value> = names
+        .into_iter()
+        .map(|name| json!({"$ref": format!("#/channels/{channel}/messages/{name}")}))
+        .collect();
+    json!({
+        "action": action,
+        "channel": {"$ref": format!("#/channels/{channel}")},
+        "messages": messages,
+    })
+}
+
 /// What the server sends (nothing sends 1011: internal failures close with 1001 on shutdown).
 const CLOSE_CODES: &[(u16, &str)] = planetmint_streams_model::vocabulary::close::ALL;
 
@@ -41,24 +149,25 @@ pub fn catalogue(advertised: &Advertised) -> Value {
         .iter()
         .map(|(code, meaning)| (code.to_string(), Value::from(*meaning)))
         .collect();
-    json!({
-        "streams": [
-            {
-                "name": "valid_transactions",
-                "url": advertised.valid_transactions(),
-                "description": "One message per committed transaction, in block height order and in the block's order; all messages of a block are written back to back. Without parameters: blocks committed after the client connected (Planetmint's behaviour).",
-                "message_schema": schema_of::<TransactionEvent<'static>>(),
-                "batch_message_schema": schema_of::<BlockBatchEvent<'static>>(),
+    let streams: Vec<Value> = STREAMS
+        .iter()
+        .map(|stream| {
+            let mut entry = json!({
+                "name": stream.kind.name(),
+                "url": format!("{}{}", advertised.base(), stream.kind.path()),
+                "description": stream.description,
                 "parameters": parameters,
-            },
-            {
-                "name": "valid_blocks",
-                "url": advertised.valid_blocks(),
-                "description": "One message per committed block (empty blocks included), in height order.",
-                "message_schema": schema_of::<BlockEvent<'static>>(),
-                "parameters": parameters,
+            });
+            if let Some(entry) = entry.as_object_mut() {
+                for message in stream.messages {
+                    entry.insert(message.catalogue_key.into(), (message.schema)());
+                }
             }
-        ],
+            entry
+        })
+        .collect();
+    json!({
+        "streams": streams,
         "close_codes": close_codes,
         "rpc_url": rpc_url(advertised),
         "asyncapi": ASYNCAPI_PATH,
@@ -76,23 +185,9 @@ fn subscribe_options() -> Value {
     let mut properties: Map<String, Value> = PARAMETERS
         .iter()
         .filter(|p| p.name != "token")
-        .map(|p| {
-            let mut schema: Value = serde_json::from_str(p.schema).unwrap_or(Value::Null);
-            if let Some(object) = schema.as_object_mut() {
-                object.insert("description".into(), p.description.into());
-            }
-            let schema = if p.repeatable {
-                json!({"type": "array", "items": schema})
-            } else {
-                schema
-            };
-            (p.name.to_owned(), schema)
-        })
+        .map(|p| (p.name.to_owned(), parameter_schema(p)))
         .collect();
-    properties.insert(
-        "stream".into(),
-        json!({"type": "string", "enum": ["valid_transactions", "valid_blocks"]}),
-    );
+    properties.insert("stream".into(), stream_name_schema());
     json!({"type": "object", "required": ["stream"], "properties": properties, "additionalProperties": false})
 }
 
@@ -120,8 +215,25 @@ fn rpc_messages() -> Value {
         })
     };
     let string_param = |name: &str| json!({"type": "object", "required": [name], "properties": {name: {"type": "string"}}, "additionalProperties": false});
-    let stream_param = json!({"type": "object", "required": ["stream"], "properties": {"stream": {"type": "string", "enum": ["valid_transactions", "valid_blocks"]}}, "additionalProperties": false});
+    let stream_param = json!({"type": "object", "required": ["stream"], "properties": {"stream": stream_name_schema()}, "additionalProperties": false});
+    // A message the server sends unasked: a JSON-RPC notification of `method`.
+    let notification = |method: &str, params: Value| {
+        json!({
+            "type": "object",
+            "required": ["jsonrpc", "method", "params"],
+            "properties": {
+                "jsonrpc": {"const": "2.0"},
+                "method": {"const": method},
+                "params": params,
+            },
+        })
+    };
     let methods: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+    let stream_payloads: Vec<Value> = STREAMS
+        .iter()
+        .flat_map(|stream| stream.messages)
+        .map(|message| json!({"$ref": format!("#/components/messages/{}/payload", message.name)}))
+        .collect();
     json!({
         "request": {
             "name": "request",
@@ -162,61 +274,36 @@ fn rpc_messages() -> Value {
         "notification": {
             "name": "notification",
             "title": "One message of a subscription, exactly as the URL stream with the same options sends it",
-            "payload": {
+            "payload": notification(NOTIFICATION_METHOD, json!({
                 "type": "object",
-                "required": ["jsonrpc", "method", "params"],
+                "required": ["subscription", "result"],
                 "properties": {
-                    "jsonrpc": {"const": "2.0"},
-                    "method": {"const": NOTIFICATION_METHOD},
-                    "params": {
-                        "type": "object",
-                        "required": ["subscription", "result"],
-                        "properties": {
-                            "subscription": {"type": "string"},
-                            "result": {"oneOf": [
-                                {"$ref": "#/components/messages/transaction/payload"},
-                                {"$ref": "#/components/messages/blockBatch/payload"},
-                                {"$ref": "#/components/messages/block/payload"},
-                            ]},
-                        },
-                    },
+                    "subscription": {"type": "string"},
+                    "result": {"oneOf": stream_payloads},
                 },
-            },
+            })),
         },
         "closing": {
             "name": "closing",
             "title": "Sent just before the server closes the connection (too slow, shutdown, token expired, flooding)",
             "summary": "Carries every subscription's last height completely sent; resubscribe with from_height = that height. The close frame carries the same when it fits its 123 bytes.",
-            "payload": {
+            "payload": notification(CLOSING_METHOD, json!({
                 "type": "object",
-                "required": ["jsonrpc", "method", "params"],
+                "required": ["code", "reason", "last_heights"],
                 "properties": {
-                    "jsonrpc": {"const": "2.0"},
-                    "method": {"const": CLOSING_METHOD},
-                    "params": {
-                        "type": "object",
-                        "required": ["code", "reason", "last_heights"],
-                        "properties": {
-                            "code": {"type": "integer"},
-                            "reason": {"type": "string"},
-                            "last_heights": {"type": "object", "additionalProperties": {"type": ["integer", "null"]}},
-                        },
-                    },
+                    "code": {"type": "integer"},
+                    "reason": {"type": "string"},
+                    "last_heights": {"type": "object", "additionalProperties": {"type": ["integer", "null"]}},
                 },
-            },
+            })),
         },
         "subscriptionError": {
             "name": "subscriptionError",
             "title": "One subscription ended by the server (its replay found the history pruned)",
-            "payload": {
-                "type": "object",
-                "required": ["jsonrpc", "method", "params"],
-                "properties": {
-                    "jsonrpc": {"const": "2.0"},
-                    "method": {"const": SUBSCRIPTION_ERROR_METHOD},
-                    "params": {"type": "object", "required": ["subscription", "error"]},
-                },
-            },
+            "payload": notification(
+                SUBSCRIPTION_ERROR_METHOD,
+                json!({"type": "object", "required": ["subscription", "error"]}),
+            ),
         },
     })
 }
@@ -225,28 +312,57 @@ fn rpc_messages() -> Value {
 pub fn asyncapi(advertised: &Advertised, version: &str) -> Value {
     let query: Map<String, Value> = PARAMETERS
         .iter()
-        .map(|p| {
-            let mut schema: Value = serde_json::from_str(p.schema).unwrap_or(Value::Null);
-            if let Some(object) = schema.as_object_mut() {
-                object.insert("description".into(), p.description.into());
-            }
-            let schema = if p.repeatable {
-                json!({"type": "array", "items": schema})
-            } else {
-                schema
-            };
-            (p.name.to_owned(), schema)
-        })
+        .map(|p| (p.name.to_owned(), parameter_schema(p)))
         .collect();
     let bindings = json!({"ws": {"method": "GET", "query": {"type": "object", "properties": query}, "bindingVersion": "0.1.0"}});
-    let mut messages = json!({
-        "transaction": {"name": "transaction", "title": "A committed transaction", "payload": schema_of::<TransactionEvent<'static>>()},
-        "blockBatch": {"name": "blockBatch", "title": "A block's transactions (batch=block)", "payload": schema_of::<BlockBatchEvent<'static>>()},
-        "block": {"name": "block", "title": "A committed block", "payload": schema_of::<BlockEvent<'static>>()},
-    });
-    if let (Some(all), Value::Object(rpc)) = (messages.as_object_mut(), rpc_messages()) {
-        all.extend(rpc);
+    let mut messages = Map::new();
+    let mut channels = Map::new();
+    let mut operations = Map::new();
+    for stream in &STREAMS {
+        let name = stream.kind.name();
+        for message in stream.messages {
+            messages.insert(
+                message.name.into(),
+                json!({"name": message.name, "title": message.title, "payload": (message.schema)()}),
+            );
+        }
+        let message_names = || stream.messages.iter().map(|m| m.name);
+        channels.insert(
+            name.into(),
+            json!({
+                "address": stream.kind.path(),
+                "description": stream.channel_description,
+                "servers": [{"$ref": "#/servers/streams"}],
+                "messages": channel_messages(message_names()),
+                "bindings": bindings,
+            }),
+        );
+        operations.insert(
+            stream.operation.into(),
+            operation("receive", name, message_names()),
+        );
     }
+    if let Value::Object(rpc) = rpc_messages() {
+        messages.extend(rpc);
+    }
+    channels.insert(
+        "rpc".into(),
+        json!({
+            "address": RPC_PATH,
+            "description": "One socket, many subscriptions: JSON-RPC 2.0 requests (authenticate, subscribe, unsubscribe, update, describe) and subscription notifications whose result is what the URL stream with the same options sends. With auth.mode = signed the first request must be authenticate (or the URL carries token=).",
+            "servers": [{"$ref": "#/servers/streams"}],
+            "messages": channel_messages(RPC_SENT.iter().chain(RPC_RECEIVED).copied()),
+            "bindings": {"ws": {"method": "GET", "query": {"type": "object", "properties": {"token": {"type": "string", "description": "Signed stream token (optional: prefer the authenticate request, which keeps it out of URLs)"}}}, "bindingVersion": "0.1.0"}},
+        }),
+    );
+    operations.insert(
+        "sendRpcRequests".into(),
+        operation("send", "rpc", RPC_SENT.iter().copied()),
+    );
+    operations.insert(
+        "receiveRpc".into(),
+        operation("receive", "rpc", RPC_RECEIVED.iter().copied()),
+    );
     json!({
         "asyncapi": "3.0.0",
         "info": {
@@ -262,68 +378,8 @@ pub fn asyncapi(advertised: &Advertised, version: &str) -> Value {
                 "description": "The stream server (Planetmint's event stream port).",
             }
         },
-        "channels": {
-            "valid_transactions": {
-                "address": VALID_TRANSACTIONS_PATH,
-                "description": "Committed transactions, one message each (or one per block with batch=block).",
-                "servers": [{"$ref": "#/servers/streams"}],
-                "messages": {
-                    "transaction": {"$ref": "#/components/messages/transaction"},
-                    "blockBatch": {"$ref": "#/components/messages/blockBatch"},
-                },
-                "bindings": bindings,
-            },
-            "valid_blocks": {
-                "address": VALID_BLOCKS_PATH,
-                "description": "Committed blocks, one message each.",
-                "servers": [{"$ref": "#/servers/streams"}],
-                "messages": {"block": {"$ref": "#/components/messages/block"}},
-                "bindings": bindings,
-            },
-            "rpc": {
-                "address": RPC_PATH,
-                "description": "One socket, many subscriptions: JSON-RPC 2.0 requests (authenticate, subscribe, unsubscribe, update, describe) and subscription notifications whose result is what the URL stream with the same options sends. With auth.mode = signed the first request must be authenticate (or the URL carries token=).",
-                "servers": [{"$ref": "#/servers/streams"}],
-                "messages": {
-                    "request": {"$ref": "#/components/messages/request"},
-                    "answer": {"$ref": "#/components/messages/answer"},
-                    "notification": {"$ref": "#/components/messages/notification"},
-                    "closing": {"$ref": "#/components/messages/closing"},
-                    "subscriptionError": {"$ref": "#/components/messages/subscriptionError"},
-                },
-                "bindings": {"ws": {"method": "GET", "query": {"type": "object", "properties": {"token": {"type": "string", "description": "Signed stream token (optional: prefer the authenticate request, which keeps it out of URLs)"}}}, "bindingVersion": "0.1.0"}},
-            }
-        },
-        "operations": {
-            "receiveTransactions": {
-                "action": "receive",
-                "channel": {"$ref": "#/channels/valid_transactions"},
-                "messages": [
-                    {"$ref": "#/channels/valid_transactions/messages/transaction"},
-                    {"$ref": "#/channels/valid_transactions/messages/blockBatch"},
-                ],
-            },
-            "receiveBlocks": {
-                "action": "receive",
-                "channel": {"$ref": "#/channels/valid_blocks"},
-                "messages": [{"$ref": "#/channels/valid_blocks/messages/block"}],
-            },
-            "sendRpcRequests": {
-                "action": "send",
-                "channel": {"$ref": "#/channels/rpc"},
-                "messages": [{"$ref": "#/channels/rpc/messages/request"}],
-            },
-            "receiveRpc": {
-                "action": "receive",
-                "channel": {"$ref": "#/channels/rpc"},
-                "messages": [
-                    {"$ref": "#/channels/rpc/messages/answer"},
-                    {"$ref": "#/channels/rpc/messages/notification"},
-                    {"$ref": "#/channels/rpc/messages/closing"},
-                    {"$ref": "#/channels/rpc/messages/subscriptionError"},
-                ],
-            }
-        },
+        "channels": channels,
+        "operations": operations,
         "components": {"messages": messages}
     })
 }

@@ -13,6 +13,7 @@ use planetmint_streams_api::ApiConfig;
 use planetmint_streams_auth::AuthConfig;
 use planetmint_streams_broadcaster::StreamsConfig;
 use planetmint_streams_ingest::TarantoolConfig;
+use planetmint_streams_model::ConfigProblem;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables read.
@@ -72,14 +73,9 @@ pub struct Config {
 /// A configuration problem, naming the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A value is present but not acceptable.
-    #[error("invalid configuration: {key}: {message}")]
-    Invalid {
-        /// Dotted key, e.g. `streams.ping_interval`.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// A value is present but not acceptable (the problem names the key).
+    #[error(transparent)]
+    Invalid(#[from] ConfigProblem),
     /// The layers could not be read or merged (unknown key, wrong type, unreadable file).
     #[error("invalid configuration: {0}")]
     Load(String),
@@ -121,25 +117,21 @@ impl Config {
 
     /// Checks every section.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.tarantool
-            .validate()
-            .and_then(|()| self.streams.validate())
-            .and_then(|()| self.api.validate())
-            .and_then(|()| validate_log(&self.log))
-            .and_then(|()| self.auth.validate())
-            .and_then(|()| self.tls.validate())
-            .and_then(|()| self.validate_admin_transport())
-            .map_err(|(key, message)| ConfigError::Invalid {
-                key: key.to_owned(),
-                message,
-            })
+        self.tarantool.validate()?;
+        self.streams.validate()?;
+        self.api.validate()?;
+        validate_log(&self.log)?;
+        self.auth.validate()?;
+        self.tls.validate()?;
+        self.validate_admin_transport()?;
+        Ok(())
     }
 }
 
 impl Config {
     /// The admin endpoint carries the bearer secret and hands out tokens: off loopback it must
     /// be TLS (`[tls]`), never plain HTTP.
-    fn validate_admin_transport(&self) -> Result<(), (&'static str, String)> {
+    fn validate_admin_transport(&self) -> Result<(), ConfigProblem> {
         let admin = &self.auth.admin;
         if !admin.enabled || self.tls.enabled() {
             return Ok(());
@@ -151,7 +143,7 @@ impl Config {
         if loopback {
             return Ok(());
         }
-        Err((
+        Err(ConfigProblem::new(
             "auth.admin.bind",
             format!(
                 "{} is not a loopback address and [tls] is not set: the admin endpoint would \
@@ -163,10 +155,10 @@ impl Config {
     }
 }
 
-fn validate_log(log: &LogConfig) -> Result<(), (&'static str, String)> {
+fn validate_log(log: &LogConfig) -> Result<(), ConfigProblem> {
     tracing_subscriber::EnvFilter::try_new(&log.level)
         .map(|_| ())
-        .map_err(|e| ("log.level", format!("not a valid filter: {e}")))
+        .map_err(|e| ConfigProblem::new("log.level", format!("not a valid filter: {e}")))
 }
 
 /// One figment error as "key: what (from where)".
@@ -277,11 +269,11 @@ mod admin_transport {
         }
         for bind in ["0.0.0.0:9987", "[::]:9987", "10.0.0.5:9987"] {
             config.auth.admin.bind = bind.into();
-            let (key, message) = config.validate_admin_transport().expect_err(bind);
-            assert_eq!(key, "auth.admin.bind");
+            let problem = config.validate_admin_transport().expect_err(bind);
+            assert_eq!(problem.key, "auth.admin.bind");
             assert!(
-                message.contains(bind) && message.contains("[tls]"),
-                "{message}"
+                problem.problem.contains(bind) && problem.problem.contains("[tls]"),
+                "{problem}"
             );
         }
         config.tls.cert_file = Some("cert.pem".into());

@@ -93,20 +93,12 @@ async fn start_with(
         source.clone(),
         hub.clone(),
         status.clone(),
-        FollowerConfig {
-            batch_blocks: config.tarantool.batch_blocks,
-            long_poll: config.tarantool.long_poll,
-            retry_min: config.tarantool.reconnect_min,
-            retry_max: config.tarantool.reconnect_max,
-        },
+        FollowerConfig::from(&config.tarantool),
     );
     tasks.push(tokio::spawn(follower.run(shutdown.child_token())));
 
     let authority = if config.auth.is_signed() || config.auth.admin.enabled {
-        let authority = config
-            .auth
-            .authority()
-            .map_err(|(key, message)| anyhow::anyhow!("invalid configuration: {key}: {message}"))?;
+        let authority = config.auth.authority()?;
         Some(Arc::new(authority))
     } else {
         None
@@ -169,8 +161,7 @@ async fn start_with(
     if let (true, Some(authority)) = (config.auth.admin.enabled, authority) {
         let secret = config
             .auth
-            .admin_secret()
-            .map_err(|(key, message)| anyhow::anyhow!("invalid configuration: {key}: {message}"))?
+            .admin_secret()?
             .context("auth.admin.enabled needs auth.admin.secret or auth.admin.secret_file")?;
         let listener = bind(&config.auth.admin.bind, "auth.admin.bind")?;
         admin_addr = Some(listener.local_addr()?);

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use planetmint_streams_model::ConfigProblem;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -30,26 +31,26 @@ impl TlsConfig {
     }
 
     /// Checks the combination; the error names the offending key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
         match (&self.cert_file, &self.key_file) {
             (Some(_), None) => {
-                return Err((
+                return Err(ConfigProblem::new(
                     "tls.key_file",
-                    "tls.cert_file is set but tls.key_file is not".into(),
+                    "tls.cert_file is set but tls.key_file is not",
                 ))
             }
             (None, Some(_)) => {
-                return Err((
+                return Err(ConfigProblem::new(
                     "tls.cert_file",
-                    "tls.key_file is set but tls.cert_file is not".into(),
+                    "tls.key_file is set but tls.cert_file is not",
                 ))
             }
             _ => {}
         }
         if self.client_ca_file.is_some() && self.cert_file.is_none() {
-            return Err((
+            return Err(ConfigProblem::new(
                 "tls.client_ca_file",
-                "client certificates need tls.cert_file and tls.key_file".into(),
+                "client certificates need tls.cert_file and tls.key_file",
             ));
         }
         Ok(())

@@ -39,10 +39,7 @@ pub struct IssueArgs {
 
 /// Issues a token as configured; returns what to print.
 pub fn issue(config: &Config, args: &IssueArgs) -> anyhow::Result<String> {
-    let authority = config
-        .auth
-        .authority()
-        .map_err(|(key, message)| anyhow::anyhow!("invalid configuration: {key}: {message}"))?;
+    let authority = config.auth.authority()?;
     let mut streams = Vec::new();
     for name in &args.streams {
         streams.push(

@@ -43,6 +43,16 @@ fn signed(config: &mut Config) {
     config.auth.admin.secret = Some(SecretString::new(ADMIN_SECRET));
 }
 
+/// The transactions paying to [`KEY`] in the fixtures, as a stream filtered on it sends them.
+fn expected_for_key(fixtures: &Planetmint253) -> Vec<Value> {
+    fixtures
+        .expected_transactions
+        .iter()
+        .filter(|e| e["public_keys"].as_array().is_some_and(|k| k.iter().any(|k| k == KEY)))
+        .map(|e| serde_json::json!({"transaction_id": e["transaction_id"], "asset_id": e["asset_id"], "asset_ids": e["asset_ids"], "height": e["height"]}))
+        .collect()
+}
+
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
@@ -167,12 +177,7 @@ async fn signed_mode_refuses_every_bad_token_and_streams_with_a_good_one() {
     for height in fixtures.heights() {
         fixtures.write_block(&writer, height).await.expect("write");
     }
-    let expected: Vec<Value> = fixtures
-        .expected_transactions
-        .iter()
-        .filter(|e| e["public_keys"].as_array().is_some_and(|k| k.iter().any(|k| k == KEY)))
-        .map(|e| serde_json::json!({"transaction_id": e["transaction_id"], "asset_id": e["asset_id"], "asset_ids": e["asset_ids"], "height": e["height"]}))
-        .collect();
+    let expected = expected_for_key(&fixtures);
     assert_eq!(
         take_json(&mut ws, expected.len(), Duration::from_secs(10)).await,
         expected
@@ -297,8 +302,8 @@ async fn the_token_issue_command_prints_a_working_url() {
         ),
     )
     .expect("config");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_planetmint-streams"))
-        .args([
+    let url = stdout_of(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_planetmint-streams")).args([
             "--config",
             &config.display().to_string(),
             "token",
@@ -309,16 +314,10 @@ async fn the_token_issue_command_prints_a_working_url() {
             "valid_transactions",
             "--public-key",
             KEY,
-        ])
-        .output()
-        .await
-        .expect("runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        ]),
+    )
+    .await;
+    let url = url.trim().to_owned();
     assert!(
         url.contains(&format!("public_key={KEY}")) && url.contains("&token=v1.new."),
         "{url}"
@@ -371,12 +370,7 @@ async fn a_pinned_token_resumes_at_any_height_and_looks_anywhere_for_its_key() {
 
     // Resuming from the first height under the same token replays the key's history.
     let first = fixtures.heights().into_iter().min().expect("a block");
-    let expected: Vec<Value> = fixtures
-        .expected_transactions
-        .iter()
-        .filter(|e| e["public_keys"].as_array().is_some_and(|k| k.iter().any(|k| k == KEY)))
-        .map(|e| serde_json::json!({"transaction_id": e["transaction_id"], "asset_id": e["asset_id"], "asset_ids": e["asset_ids"], "height": e["height"]}))
-        .collect();
+    let expected = expected_for_key(&fixtures);
     assert!(!expected.is_empty());
     let mut ws = connect(&format!(
         "ws://{streams}{tx}?public_key={KEY}&public_key_in=outputs&from_height={first}&token={token}"

@@ -116,7 +116,6 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4000_and_resumes_without
         c.streams.pong_timeout = Duration::from_secs(120);
     })
     .await;
-    let api = harness.node().api_addr.to_string();
     let url = format!(
         "{}/api/v1/streams/valid_transactions",
         harness.streams_base()
@@ -140,30 +139,15 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4000_and_resumes_without
     };
 
     // Commit blocks until the slow subscriber (which reads nothing) has been found too slow.
-    let mut writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
-    let mut written = 0usize;
-    let mut normal_had_at_overflow = 0usize;
-    for block in &blocks {
-        writer
-            .write_block_retrying(&harness.tarantool.address(), block, Duration::from_secs(10))
-            .await
-            .expect("write");
-        written += 1;
-        if written.is_multiple_of(10) {
-            let (_, text) = http_get(&api, "/metrics").await;
-            if metric(
-                &text,
-                "planetmint_streams_disconnects_total",
-                "reason=\"too_slow\"",
-            ) >= 1.0
-            {
-                normal_had_at_overflow = normal_events.lock().expect("lock").len();
-                break;
-            }
-        }
-    }
+    let written = write_until_metric(
+        &harness,
+        &blocks,
+        "planetmint_streams_disconnects_total",
+        "reason=\"too_slow\"",
+        1.0,
+    )
+    .await;
+    let normal_had_at_overflow = normal_events.lock().expect("lock").len();
     assert!(
         written < blocks.len(),
         "the slow subscriber overflowed its 8-block queue"

@@ -138,6 +138,18 @@ impl Rpc {
         }
     }
 
+    /// Reads up to the `closing` notification and returns it (the notifications before it are
+    /// kept).
+    async fn closing(&mut self) -> Value {
+        loop {
+            let message = self.next().await.expect("the closing notification");
+            if message["method"] == "closing" {
+                return message;
+            }
+            self.notifications.push(message);
+        }
+    }
+
     /// The results of subscription `id`, in order.
     fn results(&self, id: &str) -> Vec<Value> {
         self.notifications
@@ -632,13 +644,7 @@ async fn shutdown_closes_with_1001_and_every_subscriptions_last_height() {
     let node = harness.node.take().expect("node");
     let stop = tokio::spawn(node.shutdown());
     // The closing notification, then the close frame, both with last_heights.
-    let closing = loop {
-        let message = rpc.next().await.expect("the closing notification");
-        if message["method"] == "closing" {
-            break message;
-        }
-        rpc.notifications.push(message);
-    };
+    let closing = rpc.closing().await;
     let heights = &closing["params"]["last_heights"];
     assert_eq!(closing["params"]["code"], 1001);
     assert_eq!(heights[&all], 6);
@@ -668,7 +674,6 @@ async fn a_connection_that_stops_reading_gets_4000_and_resumes_each_subscription
         c.streams.pong_timeout = Duration::from_secs(120);
     })
     .await;
-    let api = harness.node().api_addr.to_string();
     let rpc_url = format!("{}/api/v1/streams", harness.streams_base());
     let mut slow = Rpc::connect(&rpc_url).await;
     let blocks_sub = slow.subscribe(json!({"stream": "valid_blocks"})).await;
@@ -676,40 +681,20 @@ async fn a_connection_that_stops_reading_gets_4000_and_resumes_each_subscription
         .subscribe(json!({"stream": "valid_transactions", "batch": "block"}))
         .await;
     let blocks = chain(61, 1, 1500, 40);
-    let mut writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
-    let mut written = 0usize;
-    for block in &blocks {
-        writer
-            .write_block_retrying(&harness.tarantool.address(), block, Duration::from_secs(10))
-            .await
-            .expect("write");
-        written += 1;
-        if written.is_multiple_of(10) {
-            let (_, text) = http_get(&api, "/metrics").await;
-            if metric(
-                &text,
-                "planetmint_streams_disconnects_total",
-                "reason=\"too_slow\"",
-            ) >= 2.0
-            {
-                break;
-            }
-        }
-    }
+    let written = write_until_metric(
+        &harness,
+        &blocks,
+        "planetmint_streams_disconnects_total",
+        "reason=\"too_slow\"",
+        2.0,
+    )
+    .await;
     assert!(
         written < blocks.len(),
         "the connection overflowed its queue"
     );
     // Now it reads: whole blocks up to each last height, the closing notification, the close.
-    let closing = loop {
-        let message = slow.next().await.expect("the closing notification");
-        if message["method"] == "closing" {
-            break message;
-        }
-        slow.notifications.push(message);
-    };
+    let closing = slow.closing().await;
     assert_eq!(closing["params"]["code"], 4000);
     assert_eq!(closing["params"]["reason"], "too slow");
     let (code, reason) = slow.next().await.expect_err("closed").expect("close frame");

@@ -126,25 +126,17 @@ async fn blocks_with_a_limit_and_pretty_output() {
         writer.write_block(block).await.expect("write");
     }
     let api = harness.api();
-    let output = Command::new(BIN)
-        .args([
-            "subscribe",
-            &api,
-            "--blocks",
-            "--from-height",
-            "1",
-            "--limit",
-            "3",
-        ])
-        .output()
-        .await
-        .expect("runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let heights: Vec<u64> = String::from_utf8_lossy(&output.stdout)
+    let output = stdout_of(Command::new(BIN).args([
+        "subscribe",
+        &api,
+        "--blocks",
+        "--from-height",
+        "1",
+        "--limit",
+        "3",
+    ]))
+    .await;
+    let heights: Vec<u64> = output
         .lines()
         .map(|l| {
             serde_json::from_str::<Value>(l).expect("JSON")["height"]
@@ -153,21 +145,17 @@ async fn blocks_with_a_limit_and_pretty_output() {
         })
         .collect();
     assert_eq!(heights, vec![2, 3, 4]);
-    let output = Command::new(BIN)
-        .args([
-            "subscribe",
-            &api,
-            "--from-height",
-            "4",
-            "--limit",
-            "1",
-            "--format",
-            "pretty",
-        ])
-        .output()
-        .await
-        .expect("runs");
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = stdout_of(Command::new(BIN).args([
+        "subscribe",
+        &api,
+        "--from-height",
+        "4",
+        "--limit",
+        "1",
+        "--format",
+        "pretty",
+    ]))
+    .await;
     assert!(text.starts_with("block        5  tx "), "{text}");
     assert!(text.contains(&blocks[4].transactions[0].id));
 }

@@ -7,6 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use planetmint_streams::config::Config;
 use planetmint_streams_devchain::fixtures::Planetmint253;
 use planetmint_streams_devchain::writer::PlanetmintWriter;
 use rcgen::{
@@ -24,6 +25,16 @@ struct Pki {
     ca: CertificateDer<'static>,
     client_chain: Vec<CertificateDer<'static>>,
     client_key: Vec<u8>,
+}
+
+impl Pki {
+    /// Has the node serve TLS with this PKI's server certificate, advertised as `localhost`.
+    fn serve_tls(&self, config: &mut Config) {
+        let dir = self.dir.path();
+        config.streams.advertised_host = "localhost".into();
+        config.tls.cert_file = Some(dir.join("server.pem"));
+        config.tls.key_file = Some(dir.join("server.key"));
+    }
 }
 
 fn pki() -> Pki {
@@ -98,14 +109,8 @@ async fn https_get(
     let mut response = Vec::new();
     // A refused client certificate shows up as an error while reading.
     tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response)).await??;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+    let (status, body) = parse_http_response(&response);
+    Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 
 async fn wss(
@@ -125,11 +130,8 @@ async fn wss(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_ports_serve_tls_and_the_root_document_advertises_wss() {
     let pki = pki();
-    let dir = pki.dir.path().to_owned();
     let harness = Harness::start_with(|c| {
-        c.streams.advertised_host = "localhost".into();
-        c.tls.cert_file = Some(dir.join("server.pem"));
-        c.tls.key_file = Some(dir.join("server.key"));
+        pki.serve_tls(c);
     })
     .await;
     let client = client_config(&pki, false);
@@ -175,9 +177,7 @@ async fn client_certificates_are_required_when_a_ca_is_configured() {
     let pki = pki();
     let dir = pki.dir.path().to_owned();
     let harness = Harness::start_with(|c| {
-        c.streams.advertised_host = "localhost".into();
-        c.tls.cert_file = Some(dir.join("server.pem"));
-        c.tls.key_file = Some(dir.join("server.key"));
+        pki.serve_tls(c);
         c.tls.client_ca_file = Some(dir.join("ca.pem"));
     })
     .await;
@@ -257,12 +257,9 @@ async fn with_tls_the_admin_endpoint_is_https_and_the_proxy_says_https_upstream(
     tokio::spawn(server);
 
     let pki = pki();
-    let dir = pki.dir.path().to_owned();
     let admin_secret = "admin-secret-admin-secret-admin-secret-01";
     let harness = Harness::start_with(|c| {
-        c.streams.advertised_host = "localhost".into();
-        c.tls.cert_file = Some(dir.join("server.pem"));
-        c.tls.key_file = Some(dir.join("server.key"));
+        pki.serve_tls(c);
         c.api.upstream = Some(upstream.clone());
         c.auth.mode = planetmint_streams_auth::AuthMode::Signed;
         c.auth.keys = vec![planetmint_streams_auth::KeyConfig {

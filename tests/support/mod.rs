@@ -137,7 +137,12 @@ pub async fn http_request(addr: &str, request: &str) -> (u16, String) {
         }
         response.extend_from_slice(&chunk[..n]);
     }
-    let text = String::from_utf8_lossy(&response).into_owned();
+    parse_http_response(&response)
+}
+
+/// The status and body of a raw HTTP response (status 0 when it has no status line).
+pub fn parse_http_response(response: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(response);
     let status = text
         .split_whitespace()
         .nth(1)
@@ -407,6 +412,8 @@ pub struct Bystander {
     writer: tokio::task::JoinHandle<Vec<planetmint_streams_devchain::generate::GeneratedBlock>>,
     reader: tokio::task::JoinHandle<Vec<Value>>,
     stop: tokio_util::sync::CancellationToken,
+    /// How many blocks the writer has committed so far.
+    written: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Bystander {
@@ -418,6 +425,7 @@ impl Bystander {
         let mut ws = connect(&url).await;
         let stop = tokio_util::sync::CancellationToken::new();
         let address = harness.tarantool.address();
+        let (progress, written) = tokio::sync::watch::channel(0usize);
         let writer = {
             let stop = stop.clone();
             tokio::spawn(async move {
@@ -435,6 +443,7 @@ impl Bystander {
                         .await
                         .expect("write");
                     written.push(block);
+                    let _ = progress.send(written.len());
                     tokio::time::sleep(Duration::from_millis(30)).await;
                 }
                 written
@@ -470,11 +479,18 @@ impl Bystander {
             writer,
             reader,
             stop,
+            written,
         }
     }
 
     /// Stops writing and checks every written event reached the bystander, in order.
-    pub async fn finish(self) {
+    pub async fn finish(mut self) {
+        // A hostile step can be over before the writer's first commit: wait for it, so the
+        // check below is about something.
+        tokio::time::timeout(Duration::from_secs(30), self.written.wait_for(|n| *n > 0))
+            .await
+            .expect("the bystander's writer committed a block in time")
+            .expect("the writer is running");
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.stop.cancel();
         let written = self.writer.await.expect("writer");
@@ -620,6 +636,48 @@ pub fn spawn_writer(
         }
     });
     (task, watch)
+}
+
+/// Runs `command` to its end, checks that it succeeded (showing its stderr if not) and
+/// returns its stdout.
+pub async fn stdout_of(command: &mut tokio::process::Command) -> String {
+    let output = command.output().await.expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Writes `blocks` in order into the harness's Tarantool, reading `/metrics` after every tenth,
+/// until the counter `name{labels}` reaches `at_least`; returns how many blocks were written
+/// (all of them when it never did).
+pub async fn write_until_metric(
+    harness: &Harness,
+    blocks: &[planetmint_streams_devchain::generate::GeneratedBlock],
+    name: &str,
+    labels: &str,
+    at_least: f64,
+) -> usize {
+    let address = harness.tarantool.address();
+    let api = harness.node().api_addr.to_string();
+    let mut writer = planetmint_streams_devchain::writer::PlanetmintWriter::connect(&address)
+        .await
+        .expect("writer");
+    for (written, block) in (1usize..).zip(blocks) {
+        writer
+            .write_block_retrying(&address, block, Duration::from_secs(10))
+            .await
+            .expect("write");
+        if written.is_multiple_of(10) {
+            let (_, text) = http_get(&api, "/metrics").await;
+            if metric(&text, name, labels) >= at_least {
+                return written;
+            }
+        }
+    }
+    blocks.len()
 }
 
 /// The `planetmint-streams` binary run as a process on fixed loopback ports, to be killed and

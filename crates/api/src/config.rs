@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use planetmint_streams_model::ConfigProblem;
 use serde::{Deserialize, Serialize};
 
 /// Default bind address: Planetmint's HTTP API port.
@@ -66,45 +67,62 @@ impl Default for ApiConfig {
 
 impl ApiConfig {
     /// Checks the values; the error names the offending key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
         if self.bind.trim().is_empty() {
-            return Err(("api.bind", "must be an address such as 0.0.0.0:9984".into()));
+            return Err(ConfigProblem::new(
+                "api.bind",
+                "must be an address such as 0.0.0.0:9984",
+            ));
         }
         if let Some(upstream) = &self.upstream {
             let rest = upstream
                 .strip_prefix("http://")
                 .or_else(|| upstream.strip_prefix("https://"));
             if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
-                return Err((
+                return Err(ConfigProblem::new(
                     "api.upstream",
                     format!("expected http://host:port, got {upstream:?}"),
                 ));
             }
             if upstream.starts_with("https://") {
-                return Err((
+                return Err(ConfigProblem::new(
                     "api.upstream",
-                    "https upstreams are not supported: point it at Planetmint's plain HTTP port"
-                        .into(),
+                    "https upstreams are not supported: point it at Planetmint's plain HTTP port",
                 ));
             }
         }
         if self.upstream_timeout.is_zero() {
-            return Err(("api.upstream_timeout", "must be greater than zero".into()));
+            return Err(ConfigProblem::new(
+                "api.upstream_timeout",
+                "must be greater than zero",
+            ));
         }
         if self.upstream_max_body == 0 {
-            return Err(("api.upstream_max_body", "must be at least 1".into()));
+            return Err(ConfigProblem::new(
+                "api.upstream_max_body",
+                "must be at least 1",
+            ));
         }
         if self.body_timeout.is_zero() {
-            return Err(("api.body_timeout", "must be greater than zero".into()));
+            return Err(ConfigProblem::new(
+                "api.body_timeout",
+                "must be greater than zero",
+            ));
         }
         if self.max_connections == 0 {
-            return Err(("api.max_connections", "must be at least 1".into()));
+            return Err(ConfigProblem::new(
+                "api.max_connections",
+                "must be at least 1",
+            ));
         }
         if self.max_connections_per_ip == 0 {
-            return Err(("api.max_connections_per_ip", "must be at least 1".into()));
+            return Err(ConfigProblem::new(
+                "api.max_connections_per_ip",
+                "must be at least 1",
+            ));
         }
         if self.max_connections_per_ip > self.max_connections {
-            return Err((
+            return Err(ConfigProblem::new(
                 "api.max_connections_per_ip",
                 format!(
                     "must not exceed api.max_connections ({})",

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use planetmint_streams_model::ConfigProblem;
 use serde::{Deserialize, Serialize};
 
 use crate::bearer::BearerSecret;
@@ -121,9 +122,6 @@ impl Default for AuthConfig {
     }
 }
 
-/// A configuration problem: the dotted key and what is wrong (as the other sections report).
-pub type ConfigProblem = (&'static str, String);
-
 impl AuthConfig {
     /// True in `signed` mode.
     pub fn is_signed(&self) -> bool {
@@ -143,15 +141,15 @@ impl AuthConfig {
     /// secrets are decoded here, so a bad one stops the node at start-up.
     pub fn validate(&self) -> Result<(), ConfigProblem> {
         if self.is_signed() && self.keys.is_empty() {
-            return Err((
+            return Err(ConfigProblem::new(
                 "auth.keys",
-                "signed mode needs at least one key ([[auth.keys]] with id and secret_file)".into(),
+                "signed mode needs at least one key ([[auth.keys]] with id and secret_file)",
             ));
         }
         let mut ids = HashSet::new();
         for key in &self.keys {
             if !is_key_id(&key.id) {
-                return Err((
+                return Err(ConfigProblem::new(
                     "auth.keys",
                     format!(
                         "key id {:?} must be 1 to 32 characters of A-Z, a-z, 0-9, _ and -",
@@ -160,19 +158,20 @@ impl AuthConfig {
                 ));
             }
             if !ids.insert(key.id.as_str()) {
-                return Err((
+                return Err(ConfigProblem::new(
                     "auth.keys",
                     format!("key id {:?} is given more than once", key.id),
                 ));
             }
             match (&key.secret, &key.secret_file) {
                 (Some(secret), None) => {
-                    decode_key(secret.expose())
-                        .map_err(|err| ("auth.keys", format!("key {:?}: secret {err}", key.id)))?;
+                    decode_key(secret.expose()).map_err(|err| {
+                        ConfigProblem::new("auth.keys", format!("key {:?}: secret {err}", key.id))
+                    })?;
                 }
                 (None, Some(_)) => {}
                 _ => {
-                    return Err((
+                    return Err(ConfigProblem::new(
                         "auth.keys",
                         format!(
                             "key {:?}: give exactly one of secret and secret_file",
@@ -184,15 +183,15 @@ impl AuthConfig {
         }
         match &self.issuing_key {
             Some(id) if !ids.contains(id.as_str()) => {
-                return Err((
+                return Err(ConfigProblem::new(
                     "auth.issuing_key",
                     format!("{id:?} is not the id of a key in auth.keys"),
                 ));
             }
             None if self.keys.len() > 1 => {
-                return Err((
+                return Err(ConfigProblem::new(
                     "auth.issuing_key",
-                    "required when auth.keys has more than one key".into(),
+                    "required when auth.keys has more than one key",
                 ));
             }
             _ => {}
@@ -207,14 +206,14 @@ impl AuthConfig {
             ("auth.max_ttl", self.max_ttl),
         ] {
             if value < Duration::from_secs(1) {
-                return Err((key, "must be at least 1s".into()));
+                return Err(ConfigProblem::new(key, "must be at least 1s"));
             }
         }
         if self.max_ttl > MAX_MAX_TTL {
-            return Err(("auth.max_ttl", "must be at most 366d".into()));
+            return Err(ConfigProblem::new("auth.max_ttl", "must be at most 366d"));
         }
         if self.default_ttl > self.max_ttl {
-            return Err((
+            return Err(ConfigProblem::new(
                 "auth.default_ttl",
                 format!(
                     "must be at most auth.max_ttl ({})",
@@ -223,7 +222,7 @@ impl AuthConfig {
             ));
         }
         if self.clock_skew > MAX_CLOCK_SKEW {
-            return Err(("auth.clock_skew", "must be at most 5m".into()));
+            return Err(ConfigProblem::new("auth.clock_skew", "must be at most 5m"));
         }
         Ok(())
     }
@@ -231,7 +230,7 @@ impl AuthConfig {
     fn validate_admin(&self) -> Result<(), ConfigProblem> {
         let admin = &self.admin;
         if admin.bind.parse::<SocketAddr>().is_err() {
-            return Err((
+            return Err(ConfigProblem::new(
                 "auth.admin.bind",
                 format!(
                     "expected an address such as {DEFAULT_ADMIN_BIND}, got {:?}",
@@ -243,19 +242,19 @@ impl AuthConfig {
             return Ok(());
         }
         if !self.is_signed() {
-            return Err((
+            return Err(ConfigProblem::new(
                 "auth.admin.enabled",
-                "the token endpoint needs auth.mode = \"signed\"".into(),
+                "the token endpoint needs auth.mode = \"signed\"",
             ));
         }
         match (&admin.secret, &admin.secret_file) {
             (Some(secret), None) => BearerSecret::new(secret.expose())
                 .map(|_| ())
-                .map_err(|err| ("auth.admin.secret", format!("the admin secret {err}"))),
+                .map_err(|err| ConfigProblem::new("auth.admin.secret", format!("the admin secret {err}"))),
             (None, Some(_)) => Ok(()),
-            _ => Err((
+            _ => Err(ConfigProblem::new(
                 "auth.admin.secret",
-                "the enabled admin endpoint needs exactly one of auth.admin.secret and auth.admin.secret_file".into(),
+                "the enabled admin endpoint needs exactly one of auth.admin.secret and auth.admin.secret_file",
             )),
         }
     }
@@ -273,7 +272,7 @@ impl AuthConfig {
                 }
                 // `validate` refuses this above; say so again rather than panic.
                 (None, None) => {
-                    return Err((
+                    return Err(ConfigProblem::new(
                         "auth.keys",
                         format!(
                             "key {:?}: give exactly one of secret and secret_file",
@@ -282,26 +281,30 @@ impl AuthConfig {
                     ))
                 }
             }
-            .map_err(|err| ("auth.keys", format!("key {:?}: secret {err}", key.id)))?;
+            .map_err(|err| {
+                ConfigProblem::new("auth.keys", format!("key {:?}: secret {err}", key.id))
+            })?;
             match ring.as_mut() {
                 None => {
                     ring = Some(
                         KeyRing::new(&key.id, &bytes)
-                            .map_err(|err| ("auth.keys", err.to_string()))?,
+                            .map_err(|err| ConfigProblem::new("auth.keys", err.to_string()))?,
                     )
                 }
                 Some(ring) => ring
                     .add(&key.id, &bytes)
-                    .map_err(|err| ("auth.keys", err.to_string()))?,
+                    .map_err(|err| ConfigProblem::new("auth.keys", err.to_string()))?,
             }
         }
-        let mut ring = ring.ok_or((
-            "auth.keys",
-            "no keys configured: tokens can be neither issued nor verified".to_owned(),
-        ))?;
+        let mut ring = ring.ok_or_else(|| {
+            ConfigProblem::new(
+                "auth.keys",
+                "no keys configured: tokens can be neither issued nor verified",
+            )
+        })?;
         if let Some(id) = &self.issuing_key {
             ring.set_issuing(id)
-                .map_err(|err| ("auth.issuing_key", err.to_string()))?;
+                .map_err(|err| ConfigProblem::new("auth.issuing_key", err.to_string()))?;
         }
         Ok(TokenAuthority::new(ring, self.policy()))
     }
@@ -318,20 +321,20 @@ impl AuthConfig {
                 (Some(secret), _) => secret.clone(),
                 (None, Some(path)) => read_admin_file(path)?,
                 // `validate` refuses this above; say so again rather than panic.
-                (None, None) => return Err((
+                (None, None) => return Err(ConfigProblem::new(
                     "auth.admin.secret",
-                    "the enabled admin endpoint needs auth.admin.secret or auth.admin.secret_file"
-                        .into(),
+                    "the enabled admin endpoint needs auth.admin.secret or auth.admin.secret_file",
                 )),
             };
-        BearerSecret::new(text.expose())
-            .map(Some)
-            .map_err(|err| ("auth.admin.secret_file", format!("the admin secret {err}")))
+        BearerSecret::new(text.expose()).map(Some).map_err(|err| {
+            ConfigProblem::new("auth.admin.secret_file", format!("the admin secret {err}"))
+        })
     }
 }
 
 fn read_admin_file(path: &Path) -> Result<SecretString, ConfigProblem> {
-    read_secret_file(path).map_err(|err| ("auth.admin.secret_file", err.to_string()))
+    read_secret_file(path)
+        .map_err(|err| ConfigProblem::new("auth.admin.secret_file", err.to_string()))
 }
 
 #[cfg(test)]
@@ -358,7 +361,7 @@ mod tests {
     }
 
     fn problem_key(config: &AuthConfig) -> &'static str {
-        config.validate().expect_err("invalid").0
+        config.validate().expect_err("invalid").key
     }
 
     #[test]
@@ -508,7 +511,10 @@ mod tests {
             secret: Some(SecretString::new(bad)),
             ..key("k1")
         }]);
-        let (key, message) = config.validate().expect_err("bad key");
+        let ConfigProblem {
+            key,
+            problem: message,
+        } = config.validate().expect_err("bad key");
         assert_eq!(key, "auth.keys");
         assert!(message.contains("\"k1\""), "{message}");
         assert!(!message.contains(bad), "{message}");
@@ -550,11 +556,14 @@ mod tests {
             }],
             ..signed(vec![])
         };
-        let (key, message) = missing.authority().expect_err("no file");
+        let ConfigProblem {
+            key,
+            problem: message,
+        } = missing.authority().expect_err("no file");
         assert_eq!(key, "auth.keys");
         assert!(message.contains("absent"), "{message}");
 
-        let (key, _) = AuthConfig::default().authority().expect_err("no keys");
+        let ConfigProblem { key, .. } = AuthConfig::default().authority().expect_err("no keys");
         assert_eq!(key, "auth.keys");
     }
 
@@ -571,7 +580,10 @@ mod tests {
             secret: None,
             secret_file: Some(path.clone()),
         }]);
-        let (key, message) = config.authority().expect_err("shared key file");
+        let ConfigProblem {
+            key,
+            problem: message,
+        } = config.authority().expect_err("shared key file");
         assert_eq!(key, "auth.keys");
         assert!(message.contains("\"k1\""), "{message}");
         assert!(message.contains(&path.display().to_string()), "{message}");

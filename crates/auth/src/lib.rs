@@ -61,7 +61,7 @@ pub mod token;
 
 pub use bearer::{BearerError, BearerSecret};
 pub use claims::{Claims, Grant, Pins, Requested, Stream, UnknownStream};
-pub use config::{AdminConfig, AuthConfig, AuthMode, ConfigProblem, KeyConfig};
+pub use config::{AdminConfig, AuthConfig, AuthMode, KeyConfig};
 pub use error::{AuthError, IssueError, KeyError, SecretError, AUTH_REASONS};
 pub use keyring::{is_key_id, KeyRing};
 pub use secret::{decode_key, write_secret_file, SecretString, MIN_BEARER_CHARS, MIN_SECRET_BYTES};

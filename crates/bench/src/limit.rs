@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use planetmint_streams_model::event::TransactionEvent;
+use planetmint_streams_model::frame::{encode_frame, OPCODE_TEXT};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -100,22 +101,6 @@ pub struct LimitReport {
     pub lagged_blocks: u64,
 }
 
-/// Appends one final, unmasked text frame (RFC 6455 section 5.2) holding `payload`.
-pub fn encode_text_frame(payload: &[u8], out: &mut Vec<u8>) {
-    out.push(0x81);
-    let len = payload.len();
-    if len < 126 {
-        out.push(len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.push(126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(payload);
-}
-
 /// A block's frames with the places where each transaction's id digits go.
 #[derive(Debug, Clone)]
 pub struct BlockTemplate {
@@ -152,7 +137,7 @@ impl BlockTemplate {
             };
             let json = serde_json::to_vec(&event).unwrap_or_default();
             let start = frames.len();
-            encode_text_frame(&json, &mut frames);
+            encode_frame(OPCODE_TEXT, &json, &mut frames);
             let offsets = frames[start..]
                 .windows(ID_LEN)
                 .enumerate()
@@ -542,24 +527,6 @@ async fn publish(
 mod tests {
     use super::*;
     use crate::stats::Received;
-    use crate::wsframe::OPCODE_TEXT;
-
-    #[test]
-    fn frames_use_the_shortest_length_form() {
-        for (len, header) in [
-            (0usize, 2usize),
-            (125, 2),
-            (126, 4),
-            (65535, 4),
-            (65536, 10),
-        ] {
-            let mut out = Vec::new();
-            encode_text_frame(&vec![b'x'; len], &mut out);
-            assert_eq!(out.len(), header + len);
-            assert_eq!(out[0], 0x81);
-            assert_eq!(out[1] & 0x80, 0, "server frames are not masked");
-        }
-    }
 
     #[test]
     fn stamped_blocks_are_our_messages_with_commit_time_ids() {

@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures_util::future::try_join_all;
 use planetmint_streams_devchain::generate::{ChainGenerator, GeneratedBlock};
-use planetmint_streams_devchain::writer::PlanetmintWriter;
+use planetmint_streams_devchain::writer::{PlanetmintWriter, Spaces};
 use serde::Serialize;
 use tarantool_rs::{ExecutorExt, Value};
 use tokio::time::Instant;
@@ -145,33 +145,6 @@ pub struct WriterReport {
     pub ended_by: String,
     /// Rows written per block on average (transactions, outputs, block row).
     pub rows_per_block: f64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Spaces {
-    blocks: u32,
-    transactions: u32,
-    governance: u32,
-    outputs: u32,
-}
-
-async fn spaces(writer: &PlanetmintWriter) -> anyhow::Result<Spaces> {
-    let conn = writer.connection();
-    let id = |name: &'static str| {
-        let conn = conn.clone();
-        async move {
-            conn.space(name)
-                .await?
-                .map(|s| s.metadata().id())
-                .with_context(|| format!("space {name} is missing: load Planetmint's schema"))
-        }
-    };
-    Ok(Spaces {
-        blocks: id("blocks").await?,
-        transactions: id("transactions").await?,
-        governance: id("governance").await?,
-        outputs: id("outputs").await?,
-    })
 }
 
 async fn wait_for_file(path: &Path, limit: Duration) -> anyhow::Result<()> {
@@ -299,7 +272,7 @@ pub async fn run(config: WriterConfig) -> anyhow::Result<WriterReport> {
     .await
     .with_context(|| format!("connecting to Tarantool at {} timed out", config.tarantool))?
     .with_context(|| format!("connecting to Tarantool at {}", config.tarantool))?;
-    let spaces = spaces(&writer).await?;
+    let spaces = writer.space_ids();
     let first = writer.head_height().await?.map_or(1, |h| h + 1);
     let mut clock = CommitClock::new();
     let mut chain =

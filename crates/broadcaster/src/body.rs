@@ -18,15 +18,38 @@ use bytes::Bytes;
 use prometheus::IntCounter;
 
 use crate::metrics::BroadcastMetrics;
-use crate::queue::SubscriberQueue;
+use crate::queue::{QueuedBlock, SubscriberQueue};
 use crate::subscription::StreamKind;
 
-/// Counters of one connection, resolved once.
-struct SentCounters {
+/// The sent-data metrics of one stream, resolved once per connection.
+pub(crate) struct SentCounters {
     events: IntCounter,
     bytes: IntCounter,
     batches: IntCounter,
     latency: prometheus::Histogram,
+}
+
+impl SentCounters {
+    /// The counters labelled with `stream`.
+    pub(crate) fn new(metrics: &BroadcastMetrics, stream: StreamKind) -> Self {
+        let label = [stream.name()];
+        Self {
+            events: metrics.events_sent.with_label_values(&label),
+            bytes: metrics.bytes_sent.with_label_values(&label),
+            batches: metrics.batches_sent.with_label_values(&label),
+            latency: metrics.commit_to_send.clone(),
+        }
+    }
+
+    /// Counts a block handed to the socket (and, for a live block, its commit-to-send time).
+    pub(crate) fn count(&self, block: &QueuedBlock) {
+        self.events.inc_by(u64::from(block.messages));
+        self.bytes.inc_by(block.frames.len() as u64);
+        self.batches.inc();
+        if let Some(at) = block.received_at {
+            self.latency.observe(at.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// actix-ws's own body (pings, pongs, the close frame), and when the connection may end:
@@ -55,7 +78,7 @@ impl ControlFrames {
     /// close); closing a socket with unread data in it makes the kernel reset the connection
     /// and discard what the client had not read yet, the close frame with the heights to
     /// resume from included.
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, queue: &SubscriberQueue) -> Option<Chunk> {
+    fn poll(&mut self, cx: &mut Context<'_>, queue: &SubscriberQueue) -> Option<Chunk> {
         if !self.done {
             match Pin::new(&mut self.body).poll_next(cx) {
                 Poll::Ready(Some(chunk)) => return Some(Poll::Ready(Some(chunk))),
@@ -64,6 +87,23 @@ impl ControlFrames {
             }
         }
         self.done.then(|| queue.poll_finished(cx).map(|()| None))
+    }
+
+    /// What the connection's body yields next: a control frame, its end, or the queue's next
+    /// block, handed to `sent` (to count it) on its way to the socket.
+    pub(crate) fn next_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        queue: &SubscriberQueue,
+        sent: impl FnOnce(&QueuedBlock),
+    ) -> Chunk {
+        if let Some(chunk) = self.poll(cx, queue) {
+            return chunk;
+        }
+        queue.poll_next_block(cx).map(|block| {
+            sent(&block);
+            Some(Ok(block.frames))
+        })
     }
 }
 
@@ -82,16 +122,10 @@ impl StreamBody {
         stream: StreamKind,
         metrics: &BroadcastMetrics,
     ) -> Self {
-        let label = [stream.name()];
         Self {
             control: ControlFrames::new(control),
             queue,
-            counters: SentCounters {
-                events: metrics.events_sent.with_label_values(&label),
-                bytes: metrics.bytes_sent.with_label_values(&label),
-                batches: metrics.batches_sent.with_label_values(&label),
-                latency: metrics.commit_to_send.clone(),
-            },
+            counters: SentCounters::new(metrics, stream),
         }
     }
 }
@@ -108,20 +142,7 @@ impl MessageBody for StreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        if let Some(chunk) = this.control.poll(cx, &this.queue) {
-            return chunk;
-        }
-        match this.queue.poll_next_block(cx) {
-            Poll::Ready(block) => {
-                this.counters.events.inc_by(u64::from(block.messages));
-                this.counters.bytes.inc_by(block.frames.len() as u64);
-                this.counters.batches.inc();
-                if let Some(at) = block.received_at {
-                    this.counters.latency.observe(at.elapsed().as_secs_f64());
-                }
-                Poll::Ready(Some(Ok(block.frames)))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        this.control
+            .next_chunk(cx, &this.queue, |block| this.counters.count(block))
     }
 }

@@ -1,14 +1,13 @@
-//! How a subscriber's session ends: the reasons, their metric labels, and the close frame
-//! each one sends (code and JSON reason, with the last height the client can resume from).
+//! How a connection ends, on a URL stream or the JSON-RPC channel: the reasons, their metric
+//! labels, and the close frame each one sends (code and JSON reason, with where the client can
+//! resume: `last_height` on a URL stream, `last_heights` on JSON-RPC).
 
 use std::time::Duration;
 
 use actix_ws::{CloseCode, CloseReason};
+use serde_json::{json, Map, Value};
 
 use crate::config::StreamsConfig;
-
-use crate::subscription::Subscription;
-use crate::StreamContext;
 
 /// Close code: the subscriber fell behind; the reason carries `last_height`.
 pub const CLOSE_TOO_SLOW: u16 = planetmint_streams_model::vocabulary::close::TOO_SLOW;
@@ -21,7 +20,18 @@ pub const CLOSE_HISTORY_UNAVAILABLE: u16 =
 /// kernel sooner (`streams.tcp_user_timeout`).
 pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why a session ended.
+/// Which channel a connection serves. Both close alike, but for the frame rate that counts as
+/// flooding (`streams.inbound_frames_per_second` on a URL stream, `rpc_requests_per_second` on
+/// JSON-RPC, whose closing for it says where to resume).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Channel {
+    /// A URL stream (`/api/v1/streams/valid_*`).
+    Url,
+    /// The JSON-RPC channel.
+    Rpc,
+}
+
+/// Why a connection ended.
 #[derive(Debug)]
 pub(crate) enum Ending {
     /// The client sent a close frame.
@@ -39,16 +49,35 @@ pub(crate) enum Ending {
     /// The client sent more frames than allowed.
     Flooding,
     /// `from_height` is below what the source still holds.
-    HistoryUnavailable { lowest: u64 },
+    HistoryUnavailable {
+        /// The `from_height` asked for.
+        from_height: Option<u64>,
+        /// The lowest height still stored.
+        lowest: u64,
+    },
     /// The server is shutting down.
     Shutdown,
-    /// The subscriber's token expired (with `auth.close_on_expiry`).
+    /// The token expired (with `auth.close_on_expiry`).
     TokenExpired,
+    /// JSON-RPC in signed mode, and the first request was not `authenticate`.
+    NotAuthenticated,
     /// The connection is gone (nothing can be sent).
     SocketGone,
 }
 
+/// What the close frame for an [`Ending`] says, before the channel adds where to resume.
+pub(crate) struct Closing {
+    /// The close code.
+    pub code: CloseCode,
+    /// The JSON reason; `None` when the close echoes the client's.
+    pub reason: Option<Map<String, Value>>,
+    /// Whether the reason also says where to resume (the channel adds `last_height` or
+    /// `last_heights`).
+    pub resumable: bool,
+}
+
 impl Ending {
+    /// The `reason` label of `planetmint_streams_disconnects_total`.
     pub(crate) fn label(&self) -> &'static str {
         match self {
             Ending::ClientClosed(_) => "client",
@@ -61,6 +90,7 @@ impl Ending {
             Ending::HistoryUnavailable { .. } => "history_unavailable",
             Ending::Shutdown => "shutdown",
             Ending::TokenExpired => "token_expired",
+            Ending::NotAuthenticated => "not_authenticated",
             Ending::SocketGone => "socket",
         }
     }
@@ -71,9 +101,10 @@ impl Ending {
     /// close is what RFC 6455 and the conformance cases ask).
     pub(crate) fn close_handshake_wait(&self, config: &StreamsConfig) -> Option<Duration> {
         match self {
-            Ending::TooSlow | Ending::HistoryUnavailable { .. } | Ending::TokenExpired => {
-                Some(CLOSE_HANDSHAKE_TIMEOUT)
-            }
+            Ending::TooSlow
+            | Ending::HistoryUnavailable { .. }
+            | Ending::TokenExpired
+            | Ending::NotAuthenticated => Some(CLOSE_HANDSHAKE_TIMEOUT),
             // The server stops after its grace period whatever the clients do.
             Ending::Shutdown => Some(config.shutdown_grace),
             Ending::ClientClosed(_)
@@ -86,65 +117,172 @@ impl Ending {
         }
     }
 
-    /// The close frame to send, given the last height completely handed to the socket.
-    pub(crate) fn close_frame(
-        &self,
-        ctx: &StreamContext,
-        subscription: &Subscription,
-        last_height: Option<u64>,
-    ) -> Option<CloseReason> {
-        let with = |code: CloseCode, json: serde_json::Value| {
-            Some(CloseReason {
+    /// The close code and JSON reason on `channel`; `None` when no close frame can be sent.
+    pub(crate) fn closing(&self, config: &StreamsConfig, channel: Channel) -> Option<Closing> {
+        let with = |code: CloseCode, reason: Value, resumable: bool| {
+            let reason = match reason {
+                Value::Object(fields) => Some(fields),
+                _ => None,
+            };
+            Some(Closing {
                 code,
-                description: Some(json.to_string()),
+                reason,
+                resumable,
             })
         };
         match self {
-            Ending::ClientClosed(reason) => Some(CloseReason {
-                code: reason.as_ref().map_or(CloseCode::Normal, |r| r.code),
-                description: None,
-            }),
+            Ending::ClientClosed(reason) => with(
+                reason.as_ref().map_or(CloseCode::Normal, |r| r.code),
+                Value::Null,
+                false,
+            ),
             Ending::TooSlow => with(
                 CloseCode::Other(CLOSE_TOO_SLOW),
-                serde_json::json!({"reason": "too slow", "last_height": last_height}),
+                json!({"reason": "too slow"}),
+                true,
             ),
             Ending::NoPong => with(
                 CloseCode::Other(CLOSE_TOO_SLOW),
-                serde_json::json!({"reason": "no pong", "last_height": last_height}),
+                json!({"reason": "no pong"}),
+                true,
             ),
             Ending::FrameTooBig => with(
                 CloseCode::Size,
-                serde_json::json!({"reason": "frame too big", "max_bytes": ctx.config.max_frame_size}),
+                json!({"reason": "frame too big", "max_bytes": config.max_frame_size}),
+                false,
             ),
             Ending::ProtocolError(_) => with(
                 CloseCode::Protocol,
-                serde_json::json!({"reason": "protocol error"}),
+                json!({"reason": "protocol error"}),
+                false,
             ),
             Ending::InvalidText => with(
                 CloseCode::Invalid,
-                serde_json::json!({"reason": "text frame is not UTF-8"}),
+                json!({"reason": "text frame is not UTF-8"}),
+                false,
             ),
-            Ending::Flooding => with(
-                CloseCode::Policy,
-                serde_json::json!({"reason": "too many frames", "max_per_second": ctx.config.inbound_frames_per_second}),
-            ),
-            Ending::HistoryUnavailable { lowest } => with(
+            Ending::Flooding => {
+                let max_per_second = match channel {
+                    Channel::Url => config.inbound_frames_per_second,
+                    Channel::Rpc => config.rpc_requests_per_second,
+                };
+                with(
+                    CloseCode::Policy,
+                    json!({"reason": "too many frames", "max_per_second": max_per_second}),
+                    channel == Channel::Rpc,
+                )
+            }
+            Ending::HistoryUnavailable {
+                from_height,
+                lowest,
+            } => with(
                 CloseCode::Other(CLOSE_HISTORY_UNAVAILABLE),
-                serde_json::json!({
+                json!({
                     "reason": "history not available",
-                    "from_height": subscription.from_height,
+                    "from_height": from_height,
                     "lowest_height": lowest,
                 }),
+                false,
             ),
             Ending::Shutdown => with(
                 CloseCode::Away,
-                serde_json::json!({"reason": "server shutting down", "last_height": last_height}),
+                json!({"reason": "server shutting down"}),
+                true,
             ),
-            Ending::TokenExpired => with(
+            Ending::TokenExpired => {
+                with(CloseCode::Policy, json!({"reason": "token expired"}), true)
+            }
+            Ending::NotAuthenticated => with(
                 CloseCode::Policy,
-                serde_json::json!({"reason": "token expired", "last_height": last_height}),
+                json!({"reason": "not authenticated"}),
+                false,
             ),
             Ending::SocketGone => None,
         }
+    }
+
+    /// The close frame of a URL stream, given the last height completely handed to the
+    /// socket.
+    pub(crate) fn close_frame(
+        &self,
+        config: &StreamsConfig,
+        last_height: Option<u64>,
+    ) -> Option<CloseReason> {
+        let Closing {
+            code,
+            reason,
+            resumable,
+        } = self.closing(config, Channel::Url)?;
+        let description = reason.map(|mut fields| {
+            if resumable {
+                fields.insert("last_height".into(), json!(last_height));
+            }
+            Value::Object(fields).to_string()
+        });
+        Some(CloseReason { code, description })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn description(ending: &Ending, last_height: Option<u64>) -> Value {
+        let frame = ending
+            .close_frame(&StreamsConfig::default(), last_height)
+            .expect("a close frame");
+        serde_json::from_str(&frame.description.expect("a reason")).expect("JSON")
+    }
+
+    #[test]
+    fn a_url_stream_says_where_to_resume_when_the_client_can() {
+        let reason = description(&Ending::TooSlow, Some(7));
+        assert_eq!(reason, json!({"reason": "too slow", "last_height": 7}));
+        let reason = description(&Ending::Shutdown, None);
+        assert_eq!(
+            reason,
+            json!({"reason": "server shutting down", "last_height": null})
+        );
+        let reason = description(
+            &Ending::HistoryUnavailable {
+                from_height: Some(3),
+                lowest: 10,
+            },
+            Some(3),
+        );
+        assert_eq!(
+            reason,
+            json!({"reason": "history not available", "from_height": 3, "lowest_height": 10})
+        );
+    }
+
+    #[test]
+    fn flooding_names_each_channels_own_limit() {
+        let config = StreamsConfig::default();
+        let url = description(&Ending::Flooding, Some(7));
+        assert_eq!(
+            url,
+            json!({"reason": "too many frames", "max_per_second": config.inbound_frames_per_second})
+        );
+        let rpc = Ending::Flooding
+            .closing(&config, Channel::Rpc)
+            .expect("a close frame");
+        assert_eq!(rpc.code, CloseCode::Policy);
+        assert!(rpc.resumable, "JSON-RPC adds last_heights");
+        assert_eq!(
+            rpc.reason.and_then(|r| r.get("max_per_second").cloned()),
+            Some(json!(config.rpc_requests_per_second))
+        );
+    }
+
+    #[test]
+    fn a_client_close_is_echoed_without_reason_and_a_gone_socket_gets_nothing() {
+        let config = StreamsConfig::default();
+        let echoed = Ending::ClientClosed(None)
+            .close_frame(&config, Some(1))
+            .expect("a close frame");
+        assert_eq!(echoed.code, CloseCode::Normal);
+        assert_eq!(echoed.description, None);
+        assert!(Ending::SocketGone.close_frame(&config, Some(1)).is_none());
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use planetmint_streams_model::ConfigProblem;
 use serde::{Deserialize, Serialize};
 
 use crate::queue::QueueLimits;
@@ -171,37 +172,46 @@ impl Default for StreamsConfig {
 
 impl StreamsConfig {
     /// Checks the values; the error names the offending key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
         if let Some(scheme) = self
             .advertised_scheme
             .as_deref()
             .filter(|s| !matches!(*s, "ws" | "wss"))
         {
-            return Err((
+            return Err(ConfigProblem::new(
                 "streams.advertised_scheme",
                 format!("expected \"ws\" or \"wss\", got {scheme:?}"),
             ));
         }
         if self.advertised_host.trim().is_empty() || self.advertised_host.contains('/') {
-            return Err((
+            return Err(ConfigProblem::new(
                 "streams.advertised_host",
                 format!("expected a host name, got {:?}", self.advertised_host),
             ));
         }
         if self.advertised_port == Some(0) {
-            return Err((
+            return Err(ConfigProblem::new(
                 "streams.advertised_port",
-                "must be a port from 1 to 65535".into(),
+                "must be a port from 1 to 65535",
             ));
         }
         if self.ping_interval.is_zero() {
-            return Err(("streams.ping_interval", "must be greater than zero".into()));
+            return Err(ConfigProblem::new(
+                "streams.ping_interval",
+                "must be greater than zero",
+            ));
         }
         if self.ping_interval > Duration::from_secs(300) {
-            return Err(("streams.ping_interval", "must be at most 300s".into()));
+            return Err(ConfigProblem::new(
+                "streams.ping_interval",
+                "must be at most 300s",
+            ));
         }
         if self.pong_timeout.is_zero() {
-            return Err(("streams.pong_timeout", "must be greater than zero".into()));
+            return Err(ConfigProblem::new(
+                "streams.pong_timeout",
+                "must be greater than zero",
+            ));
         }
         for (key, value) in [
             ("streams.queue_max_blocks", self.queue_max_blocks),
@@ -217,7 +227,7 @@ impl StreamsConfig {
             ("streams.replay_max_per_ip", self.replay_max_per_ip),
         ] {
             if value == 0 {
-                return Err((key, "must be at least 1".into()));
+                return Err(ConfigProblem::new(key, "must be at least 1"));
             }
         }
         for (key, value) in [
@@ -246,19 +256,19 @@ impl StreamsConfig {
             ),
         ] {
             if value == 0 {
-                return Err((key, "must be at least 1".into()));
+                return Err(ConfigProblem::new(key, "must be at least 1"));
             }
         }
         if self.handshake_timeout.is_zero() {
-            return Err((
+            return Err(ConfigProblem::new(
                 "streams.handshake_timeout",
-                "must be greater than zero".into(),
+                "must be greater than zero",
             ));
         }
         if self.tcp_user_timeout.is_zero() {
-            return Err((
+            return Err(ConfigProblem::new(
                 "streams.tcp_user_timeout",
-                "must be greater than zero".into(),
+                "must be greater than zero",
             ));
         }
         if let Some(origin) = self
@@ -266,15 +276,15 @@ impl StreamsConfig {
             .iter()
             .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
         {
-            return Err((
+            return Err(ConfigProblem::new(
                 "streams.allowed_origins",
                 format!("{origin:?} is not an origin like https://wallet.example.com (scheme and host, no path)"),
             ));
         }
         if self.max_frame_size < 125 {
-            return Err((
+            return Err(ConfigProblem::new(
                 "streams.max_frame_size",
-                "must be at least 125 (a control frame)".into(),
+                "must be at least 125 (a control frame)",
             ));
         }
         Ok(())

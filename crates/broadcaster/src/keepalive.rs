@@ -42,6 +42,16 @@ impl KeepAlive {
     }
 }
 
+/// Answers the client's ping with a pong carrying its payload.
+pub(crate) async fn answer_ping(session: &mut Session, payload: &[u8]) -> Result<(), Ending> {
+    match tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.pong(payload)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::SocketGone),
+        // The client does not read what we send.
+        Err(_) => Err(Ending::TooSlow),
+    }
+}
+
 /// Sends a ping when one is due; ends the session when a pong is overdue.
 pub(crate) async fn on_timer(
     session: &mut Session,

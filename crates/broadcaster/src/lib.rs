@@ -17,7 +17,6 @@
 pub mod body;
 pub mod close;
 pub mod config;
-pub mod frame;
 pub mod hub;
 pub mod index;
 pub mod keepalive;
@@ -32,6 +31,8 @@ pub mod server;
 pub mod session;
 pub mod subscription;
 pub mod utf8;
+/// Server-to-client WebSocket frames (shared with the load tools, so it lives in the model).
+pub use planetmint_streams_model::frame;
 
 use std::sync::Arc;
 

@@ -16,7 +16,7 @@ use tracing::{debug, info};
 
 use crate::close::Ending;
 use crate::hub::{Selection, SubscriberId};
-use crate::keepalive::{on_timer, KeepAlive, CONTROL_SEND_TIMEOUT};
+use crate::keepalive::{answer_ping, on_timer, KeepAlive, CONTROL_SEND_TIMEOUT};
 use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::queue::SubscriberQueue;
 use crate::replay::ReplayError;
@@ -36,13 +36,7 @@ async fn on_inbound(
         return Err(Ending::Flooding);
     }
     match message {
-        Some(Ok(Message::Ping(payload))) => {
-            match tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.pong(&payload)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(Ending::SocketGone),
-                Err(_) => Err(Ending::TooSlow),
-            }
-        }
+        Some(Ok(Message::Ping(payload))) => answer_ping(session, &payload).await,
         Some(Ok(Message::Pong(_))) => {
             keep_alive.pong_received();
             Ok(())
@@ -112,7 +106,10 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, par
             .await;
         drop(replay_slot); // caught up: no longer replaying from the source
         attached.map_err(|err| match err {
-            ReplayError::HistoryUnavailable { lowest } => Ending::HistoryUnavailable { lowest },
+            ReplayError::HistoryUnavailable { lowest } => Ending::HistoryUnavailable {
+                from_height: subscription.from_height,
+                lowest,
+            },
             ReplayError::QueueClosed => Ending::SocketGone,
         })
     };
@@ -162,7 +159,7 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, par
             "subscriber session ended"
         ),
     }
-    if let Some(close) = ending.close_frame(&ctx, &subscription, last_height) {
+    if let Some(close) = ending.close_frame(&ctx.config, last_height) {
         let sent = tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.close(Some(close))).await;
         if matches!(sent, Ok(Ok(()))) {
             if let Some(wait) = ending.close_handshake_wait(&ctx.config) {

@@ -34,12 +34,17 @@ pub enum WriteError {
     BadRow(String),
 }
 
+/// The ids of Planetmint's spaces a block is written to.
 #[derive(Debug, Clone, Copy)]
-struct Spaces {
-    blocks: u32,
-    transactions: u32,
-    governance: u32,
-    outputs: u32,
+pub struct Spaces {
+    /// `blocks`.
+    pub blocks: u32,
+    /// `transactions`.
+    pub transactions: u32,
+    /// `governance`.
+    pub governance: u32,
+    /// `outputs`.
+    pub outputs: u32,
 }
 
 /// A writer connected to one Tarantool.
@@ -59,6 +64,11 @@ fn tuple_fields(row: &Value) -> Result<Vec<TValue>, WriteError> {
 }
 
 impl PlanetmintWriter {
+    /// The ids of the spaces it writes to, looked up when it connected.
+    pub fn space_ids(&self) -> Spaces {
+        self.spaces
+    }
+
     /// Connects to the Tarantool at `address` (2.6 or 2.10+).
     pub async fn connect(address: &str) -> Result<Self, WriteError> {
         let connection = connect(

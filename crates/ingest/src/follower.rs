@@ -13,32 +13,41 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::status::IngestStatus;
+use crate::tarantool::TarantoolConfig;
 use planetmint_streams_model::backoff::Backoff;
 
 /// How often the error about a row that stays unusable is repeated in the log.
 pub const STALL_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
-/// How the follower reads.
+/// How the follower reads: the `[tarantool]` settings that concern it, built from
+/// [`TarantoolConfig`] so that each default is set in one place.
 #[derive(Debug, Clone)]
 pub struct FollowerConfig {
-    /// Most blocks per read.
+    /// Most blocks per read (`tarantool.batch_blocks`).
     pub batch_blocks: usize,
-    /// How long one read may wait on the source for a new block.
+    /// How long one read may wait on the source for a new block (`tarantool.long_poll`).
     pub long_poll: Duration,
-    /// First pause after a failed read.
+    /// First pause after a failed read (`tarantool.reconnect_min`).
     pub retry_min: Duration,
-    /// Longest pause between failed reads.
+    /// Longest pause between failed reads (`tarantool.reconnect_max`).
     pub retry_max: Duration,
 }
 
-impl Default for FollowerConfig {
-    fn default() -> Self {
+impl From<&TarantoolConfig> for FollowerConfig {
+    fn from(config: &TarantoolConfig) -> Self {
         Self {
-            batch_blocks: 10,
-            long_poll: Duration::from_secs(1),
-            retry_min: Duration::from_millis(100),
-            retry_max: Duration::from_secs(5),
+            batch_blocks: config.batch_blocks,
+            long_poll: config.long_poll,
+            retry_min: config.reconnect_min,
+            retry_max: config.reconnect_max,
         }
+    }
+}
+
+impl Default for FollowerConfig {
+    /// The `[tarantool]` defaults.
+    fn default() -> Self {
+        Self::from(&TarantoolConfig::default())
     }
 }
 
@@ -230,21 +239,42 @@ impl Follower {
     }
 
     fn on_error(&self, err: &SourceError, cursor: Option<u64>) {
-        let unreachable = matches!(err, SourceError::Unavailable(_));
+        let unreachable = matches!(err, SourceError::Unavailable { .. });
         let first = self.status.mark_failed(err.kind(), unreachable);
         match (first, cursor) {
             (true, Some(cursor)) => warn!(
-                error = %err,
+                error = %err.chain(),
                 resume_after = cursor,
                 "lost Tarantool; subscribers stay connected, streaming resumes from the cursor when it is back"
             ),
             (true, None) => {
-                warn!(error = %err, "cannot reach Tarantool yet; retrying with backoff")
+                warn!(error = %err.chain(), "cannot reach Tarantool yet; retrying with backoff")
             }
             (false, _) if !unreachable => {
-                error!(error = %err, kind = err.kind(), "reading blocks failed; retrying with backoff")
+                error!(error = %err.chain(), kind = err.kind(), "reading blocks failed; retrying with backoff")
             }
-            (false, _) => debug!(error = %err, "Tarantool still unavailable"),
+            (false, _) => debug!(error = %err.chain(), "Tarantool still unavailable"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_follower_reads_as_the_tarantool_section_says() {
+        let tarantool = TarantoolConfig {
+            batch_blocks: 7,
+            long_poll: Duration::from_millis(1500),
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(9),
+            ..TarantoolConfig::default()
+        };
+        let config = FollowerConfig::from(&tarantool);
+        assert_eq!(config.batch_blocks, 7);
+        assert_eq!(config.long_poll, Duration::from_millis(1500));
+        assert_eq!(config.retry_min, Duration::from_millis(250));
+        assert_eq!(config.retry_max, Duration::from_secs(9));
     }
 }

@@ -54,9 +54,7 @@ impl MemorySource {
     fn collect(&self, after: u64, upto: u64, max_blocks: usize) -> Result<BlockBatch, SourceError> {
         let state = self.state();
         if state.unavailable {
-            return Err(SourceError::Unavailable(
-                "memory source switched off".into(),
-            ));
+            return Err(SourceError::unavailable("memory source switched off"));
         }
         let head = state.blocks.keys().next_back().copied().unwrap_or(0);
         let blocks = state
@@ -103,9 +101,7 @@ impl BlockSource for MemorySource {
     async fn bounds(&self) -> Result<Option<HeightBounds>, SourceError> {
         let state = self.state();
         if state.unavailable {
-            return Err(SourceError::Unavailable(
-                "memory source switched off".into(),
-            ));
+            return Err(SourceError::unavailable("memory source switched off"));
         }
         let lowest = state.blocks.keys().next().copied();
         let highest = state.blocks.keys().next_back().copied();

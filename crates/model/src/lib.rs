@@ -6,23 +6,29 @@
 //! - [`block`]: a [`CommittedBlock`] assembled from those rows, with the asset rules of the
 //!   stream (`asset_id`, `asset_ids`) applied once.
 //! - [`event`]: the JSON messages clients receive, serialized once per block.
+//! - [`frame`]: the WebSocket frames they travel in (a server's frames are never masked, so
+//!   one encoding serves every socket).
 //! - [`source`]: the seam between storage and fan-out: [`BlockSource`] (read committed blocks)
 //!   and [`BlockSink`] (receive them in order), so either side can be tested alone.
 //! - [`api`]: a transaction as Planetmint's `GET /api/v1/transactions/<id>` returns it,
 //!   rebuilt from its rows.
 //! - [`ids`]: validation of transaction ids and public keys given by clients.
 //! - [`backoff`]: the retry schedule every reconnect and retry loop uses.
+//! - [`config`]: [`ConfigProblem`], the error every configuration section's `validate` returns.
 //! - [`vocabulary`]: stream names and paths, operations, close codes, the JSON error shape.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod backoff;
 pub mod block;
+pub mod config;
 pub mod event;
+pub mod frame;
 pub mod ids;
 pub mod source;
 pub mod tuple;
 pub mod vocabulary;
 
 pub use block::{AssemblyError, AssetIdsEntry, CommittedBlock, CommittedTransaction};
+pub use config::ConfigProblem;
 pub use source::{BlockBatch, BlockSink, BlockSource, HeightBounds, SourceError};

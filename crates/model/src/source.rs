@@ -30,19 +30,43 @@ pub struct HeightBounds {
     pub highest: u64,
 }
 
+/// The error underneath a [`SourceError`] (a connection's I/O error, a decoder's complaint),
+/// shared so that the error stays `Clone` (replays hand one read's result to many waiters).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a source could not answer. Every variant is worth retrying; the kind says what to log
-/// and which `reason` label to count.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// and which `reason` label to count. The error it comes from, when there is one, is its
+/// [`source`](std::error::Error::source): log it with [`SourceError::chain`] (or `{:#}` under
+/// `anyhow`) to see the whole story.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
     /// The database cannot be reached or did not answer in time.
-    #[error("source unavailable: {0}")]
-    Unavailable(String),
+    #[error("source unavailable: {message}")]
+    Unavailable {
+        /// What happened.
+        message: String,
+        /// The error it comes from.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The database answered with an error.
-    #[error("source refused the request: {0}")]
-    Refused(String),
+    #[error("source refused the request: {message}")]
+    Refused {
+        /// What happened.
+        message: String,
+        /// The error it comes from.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The database answered with data the stream cannot use (a reply of the wrong shape).
-    #[error("source returned unusable data: {0}")]
-    Corrupt(String),
+    #[error("source returned unusable data: {message}")]
+    Corrupt {
+        /// What happened.
+        message: String,
+        /// The error it comes from.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// A stored row the stream cannot use: a field missing or of the wrong type, or a block
     /// row naming a transaction stored nowhere. Nothing after it is streamed (a block is never
     /// skipped) until the row is readable.
@@ -58,14 +82,72 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// The database cannot be reached or did not answer in time.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// The database answered with an error.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::Refused {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// The database answered with data the stream cannot use.
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Self::Corrupt {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// The same error, caused by `cause` (kept as its source, not copied into the message).
+    pub fn because(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        match &mut self {
+            Self::Unavailable { cause: slot, .. }
+            | Self::Refused { cause: slot, .. }
+            | Self::Corrupt { cause: slot, .. } => *slot = Some(Arc::new(cause)),
+            // A row's problem is its own message; nothing lies beneath it.
+            Self::UnusableRow { .. } => {}
+        }
+        self
+    }
+
     /// A short, fixed label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            SourceError::Unavailable(_) => "unavailable",
-            SourceError::Refused(_) => "refused",
-            SourceError::Corrupt(_) => "corrupt",
+            SourceError::Unavailable { .. } => "unavailable",
+            SourceError::Refused { .. } => "refused",
+            SourceError::Corrupt { .. } => "corrupt",
             SourceError::UnusableRow { .. } => "unusable_row",
         }
+    }
+
+    /// The message followed by each cause, `outer: inner: innermost`, for logs.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+}
+
+/// An error shown with its causes, `outer: inner: innermost` (what `{:#}` shows under
+/// `anyhow`); see [`SourceError::chain`].
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
     }
 }
 
@@ -103,4 +185,37 @@ pub trait BlockSink: Send + Sync + 'static {
 
     /// Delivers the next block; heights strictly increase across calls.
     fn publish(&self, block: Arc<CommittedBlock>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn the_cause_is_the_source_and_shows_in_the_chain_not_the_message() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by peer");
+        let err = SourceError::unavailable("no answer from Tarantool").because(refused);
+        assert_eq!(
+            err.to_string(),
+            "source unavailable: no answer from Tarantool"
+        );
+        assert_eq!(
+            err.chain().to_string(),
+            "source unavailable: no answer from Tarantool: refused by peer"
+        );
+        let copy = err.clone();
+        assert_eq!(
+            copy.source().map(ToString::to_string).as_deref(),
+            Some("refused by peer")
+        );
+        assert_eq!(copy.kind(), "unavailable");
+    }
+
+    #[test]
+    fn without_a_cause_the_chain_is_the_message() {
+        let err = SourceError::corrupt("a blocks reply record is not an array");
+        assert!(err.source().is_none());
+        assert_eq!(err.chain().to_string(), err.to_string());
+    }
 }

@@ -114,7 +114,7 @@ where
                     .with_label_values(&[err.kind()])
                     .inc();
                 if !logged {
-                    warn!(error = %err, "replay waits for the source");
+                    warn!(error = %err.chain(), "replay waits for the source");
                     logged = true;
                 }
                 tokio::time::sleep(backoff.next_delay()).await;

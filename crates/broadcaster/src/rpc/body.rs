@@ -14,9 +14,8 @@ use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use bytes::Bytes;
-use prometheus::IntCounter;
 
-use crate::body::ControlFrames;
+use crate::body::{ControlFrames, SentCounters};
 use crate::metrics::BroadcastMetrics;
 use crate::queue::SubscriberQueue;
 use crate::subscription::StreamKind;
@@ -72,20 +71,13 @@ impl Progress {
     }
 }
 
-/// Counters of one stream, resolved once.
-struct SentCounters {
-    events: IntCounter,
-    bytes: IntCounter,
-    batches: IntCounter,
-}
-
 /// The body of one JSON-RPC connection.
 pub struct RpcBody {
     control: ControlFrames,
     queue: Arc<SubscriberQueue>,
     progress: Arc<Progress>,
+    /// Indexed as [`StreamKind::ALL`].
     counters: [SentCounters; 2],
-    latency: prometheus::Histogram,
 }
 
 impl RpcBody {
@@ -96,20 +88,11 @@ impl RpcBody {
         progress: Arc<Progress>,
         metrics: &BroadcastMetrics,
     ) -> Self {
-        let counters = StreamKind::ALL.map(|stream| {
-            let label = [stream.name()];
-            SentCounters {
-                events: metrics.events_sent.with_label_values(&label),
-                bytes: metrics.bytes_sent.with_label_values(&label),
-                batches: metrics.batches_sent.with_label_values(&label),
-            }
-        });
         Self {
             control: ControlFrames::new(control),
             queue,
             progress,
-            counters,
-            latency: metrics.commit_to_send.clone(),
+            counters: StreamKind::ALL.map(|stream| SentCounters::new(metrics, stream)),
         }
     }
 }
@@ -126,27 +109,15 @@ impl MessageBody for RpcBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        if let Some(chunk) = this.control.poll(cx, &this.queue) {
-            return chunk;
-        }
-        match this.queue.poll_next_block(cx) {
-            Poll::Ready(block) => {
-                let stream = block
-                    .subscription
-                    .and_then(|key| this.progress.sent(key, block.height));
-                if let Some(stream) = stream {
-                    let counters = &this.counters[usize::from(stream == StreamKind::ValidBlocks)];
-                    counters.events.inc_by(u64::from(block.messages));
-                    counters.bytes.inc_by(block.frames.len() as u64);
-                    counters.batches.inc();
-                    if let Some(at) = block.received_at {
-                        this.latency.observe(at.elapsed().as_secs_f64());
-                    }
-                }
-                Poll::Ready(Some(Ok(block.frames)))
+        this.control.next_chunk(cx, &this.queue, |block| {
+            // Answers carry no subscription; notifications advance theirs.
+            let stream = block
+                .subscription
+                .and_then(|key| this.progress.sent(key, block.height));
+            if let Some(stream) = stream {
+                this.counters[usize::from(stream == StreamKind::ValidBlocks)].count(block);
             }
-            Poll::Pending => Poll::Pending,
-        }
+        })
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_ws::Session;
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseReason, ProtocolError};
 use futures_util::future::{AbortHandle, Abortable, Aborted, LocalBoxFuture};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use planetmint_streams_auth::{unix_now, AuthError, Claims, Requested};
@@ -36,10 +36,10 @@ use super::protocol::{
     RpcError, CLOSING_METHOD, HISTORY_UNAVAILABLE, INVALID_REQUEST, LIMIT_REACHED, NOT_AUTHORIZED,
     SUBSCRIPTION_ERROR_METHOD,
 };
-use crate::close::{Ending, CLOSE_HANDSHAKE_TIMEOUT, CLOSE_TOO_SLOW};
+use crate::close::{Channel, Closing, Ending};
 use crate::frame::{encode_frame, OPCODE_TEXT};
 use crate::hub::{Selection, SubscriberId};
-use crate::keepalive::{on_timer, KeepAlive, CONTROL_SEND_TIMEOUT};
+use crate::keepalive::{answer_ping, on_timer, KeepAlive, CONTROL_SEND_TIMEOUT};
 use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::metrics::BroadcastMetrics;
 use crate::queue::{Pushed, QueuedBlock, SubscriberQueue};
@@ -68,134 +68,6 @@ pub(crate) struct RpcParts {
     pub claims: Option<Claims>,
     /// The client's address.
     pub peer: Option<std::net::IpAddr>,
-}
-
-/// Why a connection ended.
-#[derive(Debug)]
-enum RpcEnding {
-    /// The client sent a close frame.
-    ClientClosed(Option<CloseReason>),
-    /// The queue overflowed.
-    TooSlow,
-    /// No pong in time.
-    NoPong,
-    /// The client sent a frame larger than allowed.
-    FrameTooBig,
-    /// The client broke the protocol.
-    ProtocolError(String),
-    /// The client sent text that is not UTF-8.
-    InvalidText,
-    /// The client sent more frames than allowed.
-    Flooding,
-    /// The server is shutting down.
-    Shutdown,
-    /// The connection's token expired (with `auth.close_on_expiry`).
-    TokenExpired,
-    /// Signed mode, and the first request was not `authenticate`.
-    NotAuthenticated,
-    /// The connection is gone (nothing can be sent).
-    SocketGone,
-}
-
-impl From<Ending> for RpcEnding {
-    fn from(ending: Ending) -> Self {
-        match ending {
-            Ending::NoPong => RpcEnding::NoPong,
-            Ending::TooSlow => RpcEnding::TooSlow,
-            _ => RpcEnding::SocketGone,
-        }
-    }
-}
-
-impl RpcEnding {
-    fn label(&self) -> &'static str {
-        match self {
-            RpcEnding::ClientClosed(_) => "client",
-            RpcEnding::TooSlow => "too_slow",
-            RpcEnding::NoPong => "pong_timeout",
-            RpcEnding::FrameTooBig => "frame_too_big",
-            RpcEnding::ProtocolError(_) => "protocol_error",
-            RpcEnding::InvalidText => "invalid_text",
-            RpcEnding::Flooding => "flooding",
-            RpcEnding::Shutdown => "shutdown",
-            RpcEnding::TokenExpired => "token_expired",
-            RpcEnding::NotAuthenticated => "not_authenticated",
-            RpcEnding::SocketGone => "socket",
-        }
-    }
-
-    /// How long to wait for the client's close frame after ours (see
-    /// [`crate::close::CLOSE_HANDSHAKE_TIMEOUT`]); `None`: close at once.
-    fn close_handshake_wait(&self, ctx: &StreamContext) -> Option<Duration> {
-        match self {
-            RpcEnding::TooSlow | RpcEnding::TokenExpired | RpcEnding::NotAuthenticated => {
-                Some(CLOSE_HANDSHAKE_TIMEOUT)
-            }
-            RpcEnding::Shutdown => Some(ctx.config.shutdown_grace),
-            RpcEnding::ClientClosed(_)
-            | RpcEnding::NoPong
-            | RpcEnding::FrameTooBig
-            | RpcEnding::ProtocolError(_)
-            | RpcEnding::InvalidText
-            | RpcEnding::Flooding
-            | RpcEnding::SocketGone => None,
-        }
-    }
-
-    /// Close code, reason, and whether the reason carries `last_heights`.
-    fn close(&self, ctx: &StreamContext) -> Option<(CloseCode, Value, bool)> {
-        Some(match self {
-            RpcEnding::ClientClosed(reason) => (
-                reason.as_ref().map_or(CloseCode::Normal, |r| r.code),
-                Value::Null,
-                false,
-            ),
-            RpcEnding::TooSlow => (
-                CloseCode::Other(CLOSE_TOO_SLOW),
-                json!({"reason": "too slow"}),
-                true,
-            ),
-            RpcEnding::NoPong => (
-                CloseCode::Other(CLOSE_TOO_SLOW),
-                json!({"reason": "no pong"}),
-                true,
-            ),
-            RpcEnding::FrameTooBig => (
-                CloseCode::Size,
-                json!({"reason": "frame too big", "max_bytes": ctx.config.max_frame_size}),
-                false,
-            ),
-            RpcEnding::ProtocolError(_) => (
-                CloseCode::Protocol,
-                json!({"reason": "protocol error"}),
-                false,
-            ),
-            RpcEnding::InvalidText => (
-                CloseCode::Invalid,
-                json!({"reason": "text frame is not UTF-8"}),
-                false,
-            ),
-            RpcEnding::Flooding => (
-                CloseCode::Policy,
-                json!({"reason": "too many frames", "max_per_second": ctx.config.rpc_requests_per_second}),
-                true,
-            ),
-            RpcEnding::Shutdown => (
-                CloseCode::Away,
-                json!({"reason": "server shutting down"}),
-                true,
-            ),
-            RpcEnding::TokenExpired => {
-                (CloseCode::Policy, json!({"reason": "token expired"}), true)
-            }
-            RpcEnding::NotAuthenticated => (
-                CloseCode::Policy,
-                json!({"reason": "not authenticated"}),
-                false,
-            ),
-            RpcEnding::SocketGone => return None,
-        })
-    }
 }
 
 /// Who the connection speaks for.
@@ -337,9 +209,13 @@ fn start(
         drop(replay_slot); // caught up: no longer replaying from the source
         match attached {
             Ok(id) => (key, Started::Attached(id)),
-            Err(ReplayError::HistoryUnavailable { lowest }) => {
-                (key, Started::Ended(Ending::HistoryUnavailable { lowest }))
-            }
+            Err(ReplayError::HistoryUnavailable { lowest }) => (
+                key,
+                Started::Ended(Ending::HistoryUnavailable {
+                    from_height,
+                    lowest,
+                }),
+            ),
             Err(ReplayError::QueueClosed) => (key, Started::Ended(Ending::SocketGone)),
         }
     })
@@ -357,7 +233,7 @@ impl Connection {
     }
 
     /// Handles one request; `Err` ends the connection.
-    fn on_request(&mut self, text: &[u8]) -> Result<(), RpcEnding> {
+    fn on_request(&mut self, text: &[u8]) -> Result<(), Ending> {
         let request = match parse_request(text) {
             Ok(request) => request,
             Err(refused) => {
@@ -374,7 +250,7 @@ impl Connection {
             )
             .with_data(json!({"reason": "missing_token"}));
             self.answer_error(Some(method), &id, &error);
-            return Err(RpcEnding::NotAuthenticated);
+            return Err(Ending::NotAuthenticated);
         }
         let outcome = match request.call {
             Call::Authenticate { token } => self.authenticate(&token).map(Some),
@@ -685,7 +561,7 @@ impl Connection {
     }
 
     /// A subscription's start ended; `Err` ends the connection.
-    fn on_started(&mut self, key: u64, started: Started) -> Result<(), RpcEnding> {
+    fn on_started(&mut self, key: u64, started: Started) -> Result<(), Ending> {
         match started {
             Started::Attached(subscriber) => {
                 let Some(sub) = self.subscriptions.get_mut(&key) else {
@@ -714,7 +590,7 @@ impl Connection {
                 self.remove(key, "history_unavailable");
                 Ok(())
             }
-            Started::Ended(Ending::HistoryUnavailable { lowest }) => {
+            Started::Ended(Ending::HistoryUnavailable { lowest, .. }) => {
                 // The history was pruned between the check and the replay: only this
                 // subscription ends.
                 let error = RpcError::new(
@@ -732,7 +608,7 @@ impl Connection {
                 self.remove(key, "history_unavailable");
                 Ok(())
             }
-            Started::Ended(ending) => Err(ending.into()),
+            Started::Ended(ending) => Err(ending),
         }
     }
 
@@ -743,9 +619,9 @@ impl Connection {
         session: &mut Session,
         keep_alive: &mut KeepAlive,
         budget: &mut TokenBucket,
-    ) -> Result<(), RpcEnding> {
+    ) -> Result<(), Ending> {
         if matches!(message, Some(Ok(_))) && !budget.take() {
-            return Err(RpcEnding::Flooding);
+            return Err(Ending::Flooding);
         }
         match message {
             Some(Ok(AggregatedMessage::Text(text))) => self.on_request(text.as_bytes()),
@@ -757,31 +633,25 @@ impl Connection {
                 );
                 Ok(())
             }
-            Some(Ok(AggregatedMessage::Ping(payload))) => {
-                match tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.pong(&payload)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) => Err(RpcEnding::SocketGone),
-                    Err(_) => Err(RpcEnding::TooSlow),
-                }
-            }
+            Some(Ok(AggregatedMessage::Ping(payload))) => answer_ping(session, &payload).await,
             Some(Ok(AggregatedMessage::Pong(_))) => {
                 keep_alive.pong_received();
                 Ok(())
             }
-            Some(Ok(AggregatedMessage::Close(reason))) => Err(RpcEnding::ClientClosed(reason)),
-            Some(Err(ProtocolError::Overflow)) => Err(RpcEnding::FrameTooBig),
+            Some(Ok(AggregatedMessage::Close(reason))) => Err(Ending::ClientClosed(reason)),
+            Some(Err(ProtocolError::Overflow)) => Err(Ending::FrameTooBig),
             Some(Err(ProtocolError::Io(err))) if err.kind() == std::io::ErrorKind::InvalidData => {
-                Err(RpcEnding::InvalidText)
+                Err(Ending::InvalidText)
             }
-            Some(Err(err)) => Err(RpcEnding::ProtocolError(err.to_string())),
-            None => Err(RpcEnding::SocketGone),
+            Some(Err(err)) => Err(Ending::ProtocolError(err.to_string())),
+            None => Err(Ending::SocketGone),
         }
     }
 
     /// Ends every subscription and closes the connection with `ending`.
     /// Detaches every subscription and sends the close frame; returns how long to wait for
     /// the client's close frame (`None`: no close frame went out, or none is awaited).
-    async fn finish(mut self, ending: RpcEnding, mut session: Session) -> Option<Duration> {
+    async fn finish(mut self, ending: Ending, mut session: Session) -> Option<Duration> {
         let label = ending.label();
         let keys: Vec<u64> = self.subscriptions.keys().copied().collect();
         for key in keys {
@@ -801,7 +671,7 @@ impl Connection {
                 .dec();
             self.metrics.disconnects.with_label_values(&[label]).inc();
         }
-        if matches!(ending, RpcEnding::NotAuthenticated) {
+        if matches!(ending, Ending::NotAuthenticated) {
             // The refusal is queued: let it out before the close frame.
             let _ = tokio::time::timeout(CONTROL_SEND_TIMEOUT, self.queue.drained()).await;
         }
@@ -809,18 +679,22 @@ impl Connection {
         let last_heights = self.progress.last_heights();
         self.metrics.rpc_connections.dec();
         match &ending {
-            RpcEnding::TooSlow | RpcEnding::NoPong => info!(
+            Ending::TooSlow | Ending::NoPong => info!(
                 reason = label,
                 subscriptions = last_heights.len(),
                 "closing a JSON-RPC connection that fell behind"
             ),
-            RpcEnding::ProtocolError(err) => debug!(error = %err, "closing on a protocol error"),
+            Ending::ProtocolError(err) => debug!(error = %err, "closing on a protocol error"),
             _ => debug!(reason = label, "JSON-RPC connection ended"),
         }
-        let (code, reason, with_heights) = ending.close(&self.ctx)?;
+        let Closing {
+            code,
+            reason,
+            resumable,
+        } = ending.closing(&self.ctx.config, Channel::Rpc)?;
         let mut description = None;
-        if let Value::Object(mut fields) = reason {
-            if with_heights {
+        if let Some(mut fields) = reason {
+            if resumable {
                 let heights = json!(last_heights);
                 let mut notice = fields.clone();
                 notice.insert("code".into(), u16::from(code).into());
@@ -842,7 +716,7 @@ impl Connection {
         let close = CloseReason { code, description };
         let sent = tokio::time::timeout(CONTROL_SEND_TIMEOUT, session.close(Some(close))).await;
         match sent {
-            Ok(Ok(())) => ending.close_handshake_wait(&self.ctx),
+            Ok(Ok(())) => ending.close_handshake_wait(&self.ctx.config),
             _ => None,
         }
     }
@@ -917,15 +791,15 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, parts: RpcParts) {
                 Err(Aborted) => Ok(()),
             },
             _ = sleep_until(keep_alive.next_deadline()) => {
-                on_timer(&mut session, &mut keep_alive).await.map_err(RpcEnding::from)
+                on_timer(&mut session, &mut keep_alive).await
             }
             message = inbound.recv() => {
                 connection.on_inbound(message, &mut session, &mut keep_alive, &mut budget).await
             }
-            _ = queue.overflowed() => Err(RpcEnding::TooSlow),
-            _ = ctx.shutdown.cancelled() => Err(RpcEnding::Shutdown),
+            _ = queue.overflowed() => Err(Ending::TooSlow),
+            _ = ctx.shutdown.cancelled() => Err(Ending::Shutdown),
             _ = sleep_until(expiry.unwrap_or_else(far_future)), if expiry.is_some() => {
-                Err(RpcEnding::TokenExpired)
+                Err(Ending::TokenExpired)
             }
         };
         if let Err(ending) = step {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use planetmint_streams_model::ConfigProblem;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// What a [`Password`] shows instead of itself.
@@ -129,9 +130,9 @@ impl Default for TarantoolConfig {
 
 impl TarantoolConfig {
     /// Checks the values; the error names the offending key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
         if self.address.trim().is_empty() || !self.address.contains(':') {
-            return Err((
+            return Err(ConfigProblem::new(
                 "tarantool.address",
                 format!("expected host:port, got {:?}", self.address),
             ));
@@ -141,15 +142,15 @@ impl TarantoolConfig {
             .iter()
             .find(|a| a.trim().is_empty() || !a.contains(':'))
         {
-            return Err((
+            return Err(ConfigProblem::new(
                 "tarantool.fallbacks",
                 format!("expected host:port entries, got {bad:?}"),
             ));
         }
         if self.failback_interval.is_zero() {
-            return Err((
+            return Err(ConfigProblem::new(
                 "tarantool.failback_interval",
-                "must be greater than zero".to_owned(),
+                "must be greater than zero",
             ));
         }
         let positive = [
@@ -160,28 +161,31 @@ impl TarantoolConfig {
         ];
         for (key, value) in positive {
             if value.is_zero() {
-                return Err((key, "must be greater than zero".to_owned()));
+                return Err(ConfigProblem::new(key, "must be greater than zero"));
             }
         }
         if self.reconnect_max < self.reconnect_min {
-            return Err((
+            return Err(ConfigProblem::new(
                 "tarantool.reconnect_max",
-                "must not be below reconnect_min".to_owned(),
+                "must not be below reconnect_min",
             ));
         }
         if self.batch_blocks == 0 {
-            return Err(("tarantool.batch_blocks", "must be at least 1".to_owned()));
+            return Err(ConfigProblem::new(
+                "tarantool.batch_blocks",
+                "must be at least 1",
+            ));
         }
         if self.batch_transactions == 0 {
-            return Err((
+            return Err(ConfigProblem::new(
                 "tarantool.batch_transactions",
-                "must be at least 1".to_owned(),
+                "must be at least 1",
             ));
         }
         if self.password.is_some() && self.user.is_none() {
-            return Err((
+            return Err(ConfigProblem::new(
                 "tarantool.password",
-                "is set but tarantool.user is not".to_owned(),
+                "is set but tarantool.user is not",
             ));
         }
         Ok(())

@@ -129,7 +129,7 @@ impl FailoverSource {
                 continue;
             }
             if index == active && endpoint.known_down() && self.endpoints.len() > 1 {
-                first_error.get_or_insert(SourceError::Unavailable(format!(
+                first_error.get_or_insert(SourceError::unavailable(format!(
                     "{} is unreachable",
                     endpoint.address
                 )));
@@ -142,9 +142,9 @@ impl FailoverSource {
                     }
                     return Ok(value);
                 }
-                Err(err @ SourceError::Unavailable(_)) => {
+                Err(err @ SourceError::Unavailable { .. }) => {
                     if index == active && self.endpoints.len() > 1 {
-                        warn!(endpoint = %endpoint.address, error = %err, "Tarantool endpoint unavailable; trying the others");
+                        warn!(endpoint = %endpoint.address, error = %err.chain(), "Tarantool endpoint unavailable; trying the others");
                     }
                     first_error.get_or_insert(err);
                 }
@@ -153,7 +153,7 @@ impl FailoverSource {
             }
         }
         Err(first_error
-            .unwrap_or_else(|| SourceError::Unavailable("no Tarantool endpoint configured".into())))
+            .unwrap_or_else(|| SourceError::unavailable("no Tarantool endpoint configured")))
     }
 }
 
@@ -198,7 +198,7 @@ impl Read {
 }
 
 fn mismatched() -> SourceError {
-    SourceError::Corrupt("internal: a read answered with the wrong kind of reply".into())
+    SourceError::corrupt("internal: a read answered with the wrong kind of reply")
 }
 
 #[async_trait]

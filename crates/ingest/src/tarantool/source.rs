@@ -131,7 +131,7 @@ fn assemble(
 /// When a row in it cannot be used, the blocks before that row's block are returned (they
 /// stream), or, when it is in the first block, an [`SourceError::UnusableRow`] naming it.
 pub fn decode_blocks_reply(bytes: Bytes) -> Result<BlockBatch, SourceError> {
-    let corrupt = |what: &str| SourceError::Corrupt(format!("undecodable blocks reply: {what}"));
+    let corrupt = |what: &str| SourceError::corrupt(format!("undecodable blocks reply: {what}"));
     let mut rest: &[u8] = &bytes;
     let outer = rmp::decode::read_array_len(&mut rest).map_err(|e| corrupt(&e.to_string()))?;
     if outer != 2 {
@@ -176,8 +176,8 @@ pub fn decode_blocks_reply(bytes: Bytes) -> Result<BlockBatch, SourceError> {
 
 fn decode_record(record: rmpv::Value) -> Result<CommittedBlock, SourceError> {
     let rmpv::Value::Array(parts) = record else {
-        return Err(SourceError::Corrupt(
-            "a blocks reply record is not an array".into(),
+        return Err(SourceError::corrupt(
+            "a blocks reply record is not an array",
         ));
     };
     let mut parts = parts.into_iter();
@@ -228,17 +228,12 @@ fn commit_time(seconds: f64) -> Option<SystemTime> {
 fn classify(err: tarantool_rs::Error) -> SourceError {
     use tarantool_rs::Error as E;
     match err {
-        E::Response(resp) => {
-            SourceError::Refused(format!("{} (code {})", resp.description, resp.code))
-        }
-        E::Auth(resp) => SourceError::Refused(format!(
-            "authentication failed: {} (code {})",
-            resp.description, resp.code
-        )),
-        E::CallEval(value) => SourceError::Refused(format!("Lua error: {value}")),
-        E::Decode(e) => SourceError::Corrupt(e.to_string()),
-        E::Encode(e) => SourceError::Corrupt(e.to_string()),
-        other => SourceError::Unavailable(other.to_string()),
+        E::Response(resp) => SourceError::refused(resp.to_string()),
+        E::Auth(resp) => SourceError::refused("authentication failed").because(resp),
+        E::CallEval(value) => SourceError::refused(format!("Lua error: {value}")),
+        E::Decode(e) => SourceError::corrupt("undecodable reply").because(e),
+        E::Encode(e) => SourceError::corrupt("unencodable request").because(e),
+        other => SourceError::unavailable("no answer from Tarantool").because(other),
     }
 }
 
@@ -287,7 +282,7 @@ impl TarantoolSource {
         tokio::time::timeout(self.config.request_timeout + extra, fut)
             .await
             .unwrap_or_else(|_| {
-                Err(SourceError::Unavailable(format!(
+                Err(SourceError::unavailable(format!(
                     "{what}: no answer from Tarantool at {} within {:?}",
                     self.config.address,
                     self.config.request_timeout + extra
@@ -311,7 +306,7 @@ impl TarantoolSource {
         }
         let client = guard
             .as_mut()
-            .ok_or_else(|| SourceError::Unavailable("not connected".into()))?;
+            .ok_or_else(|| SourceError::unavailable("not connected"))?;
         let session = self.relay.state().sessions();
         let needs_setup = match client.active {
             ActiveMode::Push => client.installed_in != Some(session),
@@ -335,9 +330,9 @@ impl TarantoolSource {
                     return Ok(());
                 }
                 Err(err) if self.config.mode == ReadMode::Push => return Err(err),
-                Err(err @ SourceError::Unavailable(_)) => return Err(err),
+                Err(err @ SourceError::Unavailable { .. }) => return Err(err),
                 Err(err) => warn!(
-                    error = %err,
+                    error = %err.chain(),
                     poll_interval_ms = self.config.poll_interval.as_millis() as u64,
                     "cannot install the long-poll in Tarantool (eval not allowed?); polling instead"
                 ),
@@ -350,7 +345,8 @@ impl TarantoolSource {
 
     /// Forgets the installation after an error that suggests the server lost it.
     async fn invalidate_on(&self, err: &SourceError) {
-        if matches!(err, SourceError::Refused(msg) if msg.contains("planetmint_streams")) {
+        if matches!(err, SourceError::Refused { message, .. } if message.contains("planetmint_streams"))
+        {
             if let Some(client) = self.client.lock().await.as_mut() {
                 client.installed_in = None;
             }
@@ -406,12 +402,10 @@ impl TarantoolSource {
 async fn install_lua(conn: &Connection) -> Result<String, SourceError> {
     let reply = conn.eval(STREAMS_LUA, ()).await.map_err(classify)?;
     let (protocol, version): (u64, String) = reply.decode_two().map_err(|e| {
-        SourceError::Corrupt(format!(
-            "unexpected reply from installing the Lua helpers: {e}"
-        ))
+        SourceError::corrupt("unexpected reply from installing the Lua helpers").because(e)
     })?;
     if protocol != LUA_PROTOCOL {
-        return Err(SourceError::Refused(format!(
+        return Err(SourceError::refused(format!(
             "Lua helpers speak protocol {protocol}, expected {LUA_PROTOCOL}"
         )));
     }
@@ -442,12 +436,12 @@ async fn call_blocks(
         .map_err(classify)?;
     let value: rmpv::Value = reply
         .decode_first()
-        .map_err(|e| SourceError::Corrupt(format!("unexpected blocks reply: {e}")))?;
+        .map_err(|e| SourceError::corrupt("unexpected blocks reply").because(e))?;
     let bytes = match value {
         rmpv::Value::String(s) => Bytes::from(s.into_bytes()),
         rmpv::Value::Binary(b) => Bytes::from(b),
         other => {
-            return Err(SourceError::Corrupt(format!(
+            return Err(SourceError::corrupt(format!(
                 "blocks reply is not a MessagePack string: {other}"
             )))
         }
@@ -456,7 +450,7 @@ async fn call_blocks(
 }
 
 async fn space_ids(conn: &Connection) -> Result<SpaceIds, SourceError> {
-    let missing = |what: &str| SourceError::Refused(format!("Planetmint schema: {what} not found"));
+    let missing = |what: &str| SourceError::refused(format!("Planetmint schema: {what} not found"));
     let blocks = conn
         .space("blocks")
         .await
@@ -606,8 +600,9 @@ async fn select_block(
         rmpv::Value::Boolean(chain_start),
     ]);
     let mut bytes = Vec::new();
-    rmpv::encode::write_value(&mut bytes, &record)
-        .map_err(|e| SourceError::Corrupt(format!("re-encoding block {}: {e}", row.height)))?;
+    rmpv::encode::write_value(&mut bytes, &record).map_err(|e| {
+        SourceError::corrupt(format!("re-encoding block {}", row.height)).because(e)
+    })?;
     let mut block = decode_record(record)?;
     block.rows = Some(StoredRows::new(Bytes::from(bytes)));
     Ok(block)
@@ -722,7 +717,7 @@ impl BlockSource for TarantoolSource {
                             .await
                             .map_err(classify)?;
                         let bounds: Vec<u64> = reply.decode_first().map_err(|e| {
-                            SourceError::Corrupt(format!("unexpected bounds reply: {e}"))
+                            SourceError::corrupt("unexpected bounds reply").because(e)
                         })?;
                         Ok(match bounds.as_slice() {
                             [lowest, highest] => Some(HeightBounds {
