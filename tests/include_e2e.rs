@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use planetmint_streams_devchain::fixtures::Planetmint253;
 use planetmint_streams_devchain::writer::PlanetmintWriter;
 use planetmint_streams_ingest::tarantool::ReadMode;
@@ -26,7 +25,6 @@ use planetmint_streams_model::api::planetmint_id;
 use serde_json::{json, Value};
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio_tungstenite::tungstenite::Message;
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -261,20 +259,6 @@ async fn a_python_indexer_with_four_workers_trusts_every_transaction_without_the
     }
 }
 
-/// The next JSON-RPC message (answers and notifications).
-async fn rpc_next(ws: &mut Ws) -> Value {
-    loop {
-        let message = tokio::time::timeout(WITHIN, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("connection open")
-            .expect("a frame");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(text.as_str()).expect("JSON");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rpc_channel_takes_include_and_bad_values_name_it() {
     let harness = Harness::start().await;
@@ -298,40 +282,25 @@ async fn the_rpc_channel_takes_include_and_bad_values_name_it() {
     }
 
     let mut rpc = connect(&format!("ws://{streams}/api/v1/streams")).await;
-    let request = |id: u64, params: Value| {
-        Message::Text(
-            json!({"jsonrpc": "2.0", "id": id, "method": "subscribe", "params": params})
-                .to_string()
-                .into(),
-        )
-    };
-    rpc.send(request(
+    let answer = rpc_subscribe(
+        &mut rpc,
         1,
         json!({"stream": "valid_blocks", "include": "transaction"}),
-    ))
-    .await
-    .expect("send");
-    let answer = rpc_next(&mut rpc).await;
+    )
+    .await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
     assert_eq!(answer["error"]["data"]["parameter"], "include", "{answer}");
 
-    rpc.send(request(
+    let answer = rpc_subscribe(
+        &mut rpc,
         2,
         json!({"stream": "valid_transactions", "include": "transaction", "from_height": 0}),
-    ))
-    .await
-    .expect("send");
-    let answer = rpc_next(&mut rpc).await;
+    )
+    .await;
     let id = answer["result"].clone();
     assert!(id.is_string(), "{answer}");
-    let mut got = Vec::new();
-    while got.len() < expected.len() {
-        let n = rpc_next(&mut rpc).await;
-        assert_eq!(n["method"], "subscription", "{n}");
-        assert_eq!(n["params"]["subscription"], id, "{n}");
-        let event = n["params"]["result"].clone();
-        rows.check(&event);
-        got.push(stream_fields(&event));
-    }
+    let events = rpc_results(&mut rpc, &id, expected.len()).await;
+    events.iter().for_each(|e| rows.check(e));
+    let got: Vec<Value> = events.iter().map(stream_fields).collect();
     assert_eq!(got, expected);
 }

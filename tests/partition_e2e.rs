@@ -8,10 +8,8 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::*;
-use tokio_tungstenite::tungstenite::Message;
 
 const WORKERS: u64 = 4;
 
@@ -117,21 +115,6 @@ async fn four_workers_get_every_event_exactly_once_and_each_resumes_by_height() 
     assert_eq!(heights, vec![2, 5, 8, 11, 14, 17, 20, 23]);
 }
 
-/// The next JSON-RPC message (answers and notifications are not stream messages, so the
-/// stream schema check of `next_json` does not apply).
-async fn rpc_next(ws: &mut Ws) -> Value {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("connection open")
-            .expect("a frame");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(text.as_str()).expect("JSON");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rpc_channel_takes_partition_and_bad_values_name_it() {
     let harness = Harness::start().await;
@@ -161,43 +144,28 @@ async fn the_rpc_channel_takes_partition_and_bad_values_name_it() {
     }
 
     let mut rpc = connect(&format!("ws://{streams}/api/v1/streams")).await;
-    let request = |id: u64, params: Value| {
-        Message::Text(
-            json!({"jsonrpc": "2.0", "id": id, "method": "subscribe", "params": params})
-                .to_string()
-                .into(),
-        )
-    };
-    rpc.send(request(
+    let answer = rpc_subscribe(
+        &mut rpc,
         1,
         json!({"stream": "valid_transactions", "partition": "9/4"}),
-    ))
-    .await
-    .expect("send");
-    let answer = rpc_next(&mut rpc).await;
+    )
+    .await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
     assert_eq!(
         answer["error"]["data"]["parameter"], "partition",
         "{answer}"
     );
 
-    rpc.send(request(
+    let answer = rpc_subscribe(
+        &mut rpc,
         2,
         json!({"stream": "valid_transactions", "partition": "3/4", "from_height": 0}),
-    ))
-    .await
-    .expect("send");
-    let answer = rpc_next(&mut rpc).await;
+    )
+    .await;
     let id = answer["result"].clone();
     assert!(id.is_string(), "{answer}");
     let want = share(&expected, 3, 4);
-    let mut got = Vec::new();
-    while got.len() < want.len() {
-        let n = rpc_next(&mut rpc).await;
-        assert_eq!(n["method"], "subscription", "{n}");
-        assert_eq!(n["params"]["subscription"], id, "{n}");
-        got.push(n["params"]["result"].clone());
-    }
+    let got = rpc_results(&mut rpc, &id, want.len()).await;
     assert_eq!(
         got, want,
         "the RPC subscription gets what partition=3/4 does"

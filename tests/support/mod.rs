@@ -223,6 +223,47 @@ pub async fn next_json(ws: &mut Ws, within: Duration) -> Value {
     }
 }
 
+/// The next JSON-RPC message on the channel (an answer or a notification; not a stream
+/// message, so the stream schemas do not apply), skipping pings and pongs.
+pub async fn rpc_next(ws: &mut Ws, within: Duration) -> Value {
+    loop {
+        let message = tokio::time::timeout(within, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("connection open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).expect("JSON");
+        }
+    }
+}
+
+/// Sends `subscribe` with `params` (request id `id`) and returns the answer: `result` is the
+/// subscription id, or `error` says why not.
+pub async fn rpc_subscribe(ws: &mut Ws, id: u64, params: Value) -> Value {
+    let request =
+        serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "subscribe", "params": params});
+    ws.send(Message::Text(request.to_string().into()))
+        .await
+        .expect("send");
+    rpc_next(ws, Duration::from_secs(20)).await
+}
+
+/// The `result` of the next `n` notifications, each of which must be for `subscription`.
+pub async fn rpc_results(ws: &mut Ws, subscription: &Value, n: usize) -> Vec<Value> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let notification = rpc_next(ws, Duration::from_secs(30)).await;
+        assert_eq!(notification["method"], "subscription", "{notification}");
+        assert_eq!(
+            notification["params"]["subscription"], *subscription,
+            "{notification}"
+        );
+        out.push(notification["params"]["result"].clone());
+    }
+    out
+}
+
 /// Reads `n` JSON messages.
 pub async fn take_json(ws: &mut Ws, n: usize, within: Duration) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + within;
