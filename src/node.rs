@@ -85,7 +85,10 @@ async fn start_with(
 
     let metrics = BroadcastMetrics::new(&registry)?;
     crate::nofile::check(config.streams.max_connections, &registry)?;
-    let hub = Arc::new(Hub::new(config.streams.ring_blocks, metrics));
+    let hub = Arc::new(
+        Hub::new(config.streams.ring_blocks, metrics)
+            .with_ring_max_bytes(config.streams.ring_max_bytes),
+    );
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 

@@ -24,6 +24,8 @@ pub const DEFAULT_QUEUE_MAX_BLOCKS: usize = 256;
 pub const DEFAULT_QUEUE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Default number of recent blocks kept in memory for resumes.
 pub const DEFAULT_RING_BLOCKS: usize = 1024;
+/// Default most bytes the recent blocks kept for resumes may hold (big blocks: fewer of them).
+pub const DEFAULT_RING_MAX_BYTES: usize = 128 * 1024 * 1024;
 /// Default largest frame a client may send (clients send only pings, pongs and close).
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 * 1024;
 /// Default most open subscriptions.
@@ -81,6 +83,9 @@ pub struct StreamsConfig {
     pub queue_max_bytes: usize,
     /// Recent blocks kept in memory to serve `from_height` without reading Tarantool.
     pub ring_blocks: usize,
+    /// Most bytes those recent blocks may hold (frames, decoded block, stored rows): when
+    /// blocks are big, fewer than `ring_blocks` are kept, and older resumes read Tarantool.
+    pub ring_max_bytes: usize,
     /// Blocks read from Tarantool per request when replaying older history.
     pub replay_batch_blocks: usize,
     /// Most bytes of replayed history kept for other subscribers resuming from nearby heights.
@@ -145,6 +150,7 @@ impl Default for StreamsConfig {
             queue_max_blocks: DEFAULT_QUEUE_MAX_BLOCKS,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             ring_blocks: DEFAULT_RING_BLOCKS,
+            ring_max_bytes: DEFAULT_RING_MAX_BYTES,
             replay_batch_blocks: DEFAULT_REPLAY_BATCH_BLOCKS,
             replay_cache_bytes: DEFAULT_REPLAY_CACHE_BYTES,
             replay_reads_in_flight: DEFAULT_REPLAY_READS_IN_FLIGHT,
@@ -217,6 +223,7 @@ impl StreamsConfig {
             ("streams.queue_max_blocks", self.queue_max_blocks),
             ("streams.queue_max_bytes", self.queue_max_bytes),
             ("streams.replay_batch_blocks", self.replay_batch_blocks),
+            ("streams.ring_max_bytes", self.ring_max_bytes),
             ("streams.max_query_length", self.max_query_length),
             ("streams.max_filter_values", self.max_filter_values),
             (

@@ -63,6 +63,8 @@ struct HubState {
     filtered: HashMap<u64, Attached>,
     index: FilterIndex,
     ring: VecDeque<Arc<PublishedBlock>>,
+    /// What the ring's blocks hold ([`PublishedBlock::memory_bytes`] when they entered it).
+    ring_bytes: usize,
     /// The ring holds every published block above this height.
     ring_complete_after: u64,
     /// Last published height (the follower's start before the first block); `None` until the
@@ -81,6 +83,8 @@ pub struct Hub {
     /// are any, each block's whole transactions are framed before the state lock is taken.
     whole_transaction_subscribers: AtomicUsize,
     ring_capacity: usize,
+    /// Most bytes the ring may hold (the newest block stays even if it alone is bigger).
+    ring_max_bytes: usize,
     started: Notify,
     metrics: BroadcastMetrics,
 }
@@ -102,9 +106,16 @@ impl Hub {
             next_id: AtomicU64::new(1),
             whole_transaction_subscribers: AtomicUsize::new(0),
             ring_capacity,
+            ring_max_bytes: usize::MAX,
             started: Notify::new(),
             metrics,
         }
+    }
+
+    /// Bounds the ring in bytes as well as in blocks.
+    pub fn with_ring_max_bytes(mut self, bytes: usize) -> Self {
+        self.ring_max_bytes = bytes;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
@@ -299,6 +310,7 @@ impl BlockSink for Hub {
                     state.last_published = Some(height);
                     state.ring_complete_after = height;
                     state.ring.clear();
+                    state.ring_bytes = 0;
                 }
             }
         }
@@ -325,9 +337,13 @@ impl BlockSink for Hub {
                 );
                 return;
             }
+            state.ring_bytes += published.memory_bytes();
             state.ring.push_back(published.clone());
-            while state.ring.len() > self.ring_capacity {
+            while state.ring.len() > self.ring_capacity
+                || (state.ring_bytes > self.ring_max_bytes && state.ring.len() > 1)
+            {
                 if let Some(evicted) = state.ring.pop_front() {
+                    state.ring_bytes = state.ring_bytes.saturating_sub(evicted.memory_bytes());
                     state.ring_complete_after = evicted.height();
                 }
             }
@@ -625,6 +641,62 @@ mod tests {
         }
         assert_eq!(hub.subscriber_count(), 0);
         assert_eq!(hub.indexed_values(), 0);
+    }
+
+    #[test]
+    fn the_ring_is_bounded_in_bytes_as_well_as_in_blocks() {
+        let block = |height: u64| {
+            Arc::new(CommittedBlock {
+                height,
+                hash: format!("{height:064x}"),
+                transactions: vec![],
+                chain_start: false,
+                rows: None,
+                committed_at: None,
+            })
+        };
+        let one = PublishedBlock::new(block(1)).memory_bytes();
+        // Room for 100 blocks by count, for 3 by bytes.
+        let hub = Hub::new(100, BroadcastMetrics::unregistered().expect("metrics"))
+            .with_ring_max_bytes(3 * one + one / 2);
+        let queue = Arc::new(SubscriberQueue::new(
+            QueueLimits {
+                max_blocks: 10,
+                max_bytes: 1 << 20,
+            },
+            None,
+        ));
+        let selection = Arc::new(Selection {
+            stream: StreamKind::ValidBlocks,
+            filter: Filter::default(),
+            framing: Framing::PerEvent,
+            payload: Payload::Event,
+            envelope: None,
+        });
+        hub.start_after(0);
+        for height in 1..=10 {
+            hub.publish(block(height));
+        }
+        match hub.catch_up(&queue, &selection, 7) {
+            Catchup::FromMemory(blocks) => assert_eq!(
+                blocks.iter().map(|b| b.height()).collect::<Vec<_>>(),
+                vec![8, 9, 10]
+            ),
+            other => panic!("expected memory, got {other:?}"),
+        }
+        assert!(matches!(
+            hub.catch_up(&queue, &selection, 6),
+            Catchup::FromSource { after: 6, upto: 7 }
+        ));
+        // A block bigger than the whole bound still stays (the newest is always kept).
+        let tiny = Hub::new(100, BroadcastMetrics::unregistered().expect("metrics"))
+            .with_ring_max_bytes(1);
+        tiny.start_after(0);
+        tiny.publish(block(1));
+        assert!(matches!(
+            tiny.catch_up(&queue, &selection, 0),
+            Catchup::FromMemory(blocks) if blocks.len() == 1
+        ));
     }
 
     #[test]

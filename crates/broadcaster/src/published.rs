@@ -90,10 +90,6 @@ impl EventFrames {
         self.batch
             .get_or_init(|| self.batch_of(height, &(0..self.ranges.len()).collect::<Vec<_>>()))
     }
-
-    fn memory_bytes(&self) -> usize {
-        self.frames.len() + self.batch.get().map_or(0, Bytes::len)
-    }
 }
 
 impl PublishedBlock {
@@ -129,19 +125,14 @@ impl PublishedBlock {
         self.block.height
     }
 
-    /// Approximate memory this block holds: its frames, about as much again for the decoded
-    /// block they were made from, and the stored rows (counted twice: whole transactions made
-    /// from them later take about as much again).
+    /// Approximate memory this block holds, fixed when it is made (so a holder bounded in
+    /// bytes adds and removes the same amount): its frames, about as much again for the
+    /// decoded block they were made from, and the stored rows counted twice (the
+    /// `batch=block` and whole-transaction frames made later from them take about as much).
     pub fn memory_bytes(&self) -> usize {
         let frames = self.events.frames.len() + self.block_frame.len();
         let rows = self.block.rows.as_ref().map_or(0, StoredRows::len);
-        2 * frames
-            + 2 * rows
-            + self.events.batch.get().map_or(0, Bytes::len)
-            + self
-                .events_with_transactions
-                .get()
-                .map_or(0, EventFrames::memory_bytes)
+        3 * frames + 2 * rows
     }
 
     /// Number of transactions.
