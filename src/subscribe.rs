@@ -19,18 +19,15 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
-use planetmint_streams_model::backoff::Backoff;
+use planetmint_streams_model::vocabulary::close;
 
 mod rpc;
+mod socket;
 
-/// First wait before reconnecting (and again after a session that printed something).
-const RECONNECT_MIN: Duration = Duration::from_millis(250);
-/// Longest wait between reconnects.
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
+use socket::{Ended, Subscription};
 
 /// How events are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -143,14 +140,6 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Why a connection ended.
-enum Ended {
-    /// Reconnect (after a pause).
-    Retry(String),
-    /// Stop for good.
-    Done,
 }
 
 struct Subscriber {
@@ -275,6 +264,17 @@ impl Subscriber {
         }
         Ok(())
     }
+}
+
+impl Subscription for Subscriber {
+    fn printed(&self) -> u64 {
+        self.printed
+    }
+
+    fn resumes_from(&self) -> String {
+        let height = self.complete.map_or("(live)".to_owned(), |h| h.to_string());
+        format!("height {height}")
+    }
 
     async fn session(
         &mut self,
@@ -292,60 +292,20 @@ impl Subscriber {
         } else {
             format!("{base}?{query}")
         };
-        let (_, mut socket) = match self
-            .client
-            .ws(url.as_str())
-            .max_frame_size(64 << 20)
-            .connect()
-            .await
-        {
-            Ok(connected) => connected,
-            Err(err) => return Ok(Ended::Retry(format!("cannot connect to {url}: {err}"))),
+        let mut socket = match socket::connect(&self.client, &url).await {
+            Ok(socket) => socket,
+            Err(ended) => return Ok(ended),
         };
-        eprintln!("connected to {url}");
-        loop {
-            let frame = tokio::select! {
-                frame = socket.next() => frame,
-                _ = shutdown.changed() => {
-                    let _ = socket.send(awc::ws::Message::Close(Some(awc::ws::CloseCode::Normal.into()))).await;
-                    return Ok(Ended::Done);
-                }
-            };
-            match frame {
-                Some(Ok(awc::ws::Frame::Text(bytes))) => {
-                    let text =
-                        std::str::from_utf8(&bytes).context("a text frame that is not UTF-8")?;
-                    self.on_message(text)?;
-                    if self.args.limit.is_some_and(|limit| self.printed >= limit) {
-                        let _ = socket
-                            .send(awc::ws::Message::Close(Some(
-                                awc::ws::CloseCode::Normal.into(),
-                            )))
-                            .await;
-                        return Ok(Ended::Done);
-                    }
-                }
-                Some(Ok(awc::ws::Frame::Ping(payload))) => {
-                    let _ = socket.send(awc::ws::Message::Pong(payload)).await;
-                }
-                Some(Ok(awc::ws::Frame::Close(reason))) => {
-                    let code = reason.as_ref().map(|r| u16::from(r.code));
-                    let description = reason.and_then(|r| r.description).unwrap_or_default();
-                    if code
-                        == Some(planetmint_streams_model::vocabulary::close::HISTORY_UNAVAILABLE)
-                    {
-                        bail!("the node no longer has the history asked for: {description}");
-                    }
-                    return Ok(Ended::Retry(format!(
-                        "closed by the node ({}) {description}",
-                        code.unwrap_or(1005)
-                    )));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(err)) => return Ok(Ended::Retry(format!("stream error: {err}"))),
-                None => return Ok(Ended::Retry("connection lost".into())),
-            }
-        }
+        let on_text = |text: &str| {
+            self.on_message(text)?;
+            let done = self.args.limit.is_some_and(|limit| self.printed >= limit);
+            Ok(done.then_some(Ended::Done))
+        };
+        let fatal = |code, description: &str| {
+            (code == close::HISTORY_UNAVAILABLE)
+                .then(|| anyhow!("the node no longer has the history asked for: {description}"))
+        };
+        socket::read_until_end(&mut socket, shutdown, on_text, fatal).await
     }
 }
 
@@ -377,40 +337,12 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<()> {
         Some(path) => read_cursor(path)?.or(args.from_height),
         None => args.from_height,
     };
-    let system = actix_web::rt::System::new();
-    system.block_on(async move {
-        let mut stop_rx = stop_on_signal();
-        let mut subscriber = Subscriber {
-            progress: std::io::stderr().is_terminal(),
-            client: awc::Client::builder().disable_redirects().finish(),
-            complete,
-            printed: 0,
-            args,
-        };
-        let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
-        loop {
-            let printed_before = subscriber.printed;
-            match subscriber.session(&mut stop_rx).await? {
-                Ended::Done => return Ok(()),
-                Ended::Retry(reason) => {
-                    if subscriber.printed > printed_before {
-                        backoff.reset();
-                    }
-                    let delay = backoff.next_delay();
-                    eprintln!(
-                        "{reason}; reconnecting in {:.1}s from height {}",
-                        delay.as_secs_f64(),
-                        subscriber
-                            .complete
-                            .map_or("(live)".to_owned(), |h| h.to_string())
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop_rx.changed() => return Ok(()),
-                    }
-                }
-            }
-        }
+    socket::run_reconnecting(|| Subscriber {
+        progress: std::io::stderr().is_terminal(),
+        client: awc::Client::builder().disable_redirects().finish(),
+        complete,
+        printed: 0,
+        args,
     })
 }
 

@@ -21,15 +21,14 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::{anyhow, bail, Context};
+use futures_util::SinkExt;
 use serde_json::{json, Map, Value};
 
-use planetmint_streams_model::backoff::Backoff;
 use planetmint_streams_model::vocabulary::{close, StreamKind, STREAMS_PATH};
 
-use super::{stop_on_signal, write_atomically, Ended, OutputFormat, SubscribeArgs};
-use super::{RECONNECT_MAX, RECONNECT_MIN};
+use super::socket::{self, Ended, Subscription};
+use super::{write_atomically, OutputFormat, SubscribeArgs};
 
 /// The JSON-RPC notification carrying a subscription's message.
 const NOTIFICATION: &str = "subscription";
@@ -362,6 +361,30 @@ impl Follower {
         Ok(None)
     }
 
+    fn resume_heights(&self) -> String {
+        self.specs
+            .iter()
+            .zip(&self.complete)
+            .map(|(spec, height)| {
+                let height = height
+                    .or(spec.from_height)
+                    .map_or("(live)".to_owned(), |h| h.to_string());
+                format!("{} {height}", spec.name)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Subscription for Follower {
+    fn printed(&self) -> u64 {
+        self.printed
+    }
+
+    fn resumes_from(&self) -> String {
+        format!("heights: {}", self.resume_heights())
+    }
+
     async fn session(
         &mut self,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
@@ -370,17 +393,10 @@ impl Follower {
             Ok(url) => url,
             Err(err) => return Ok(Ended::Retry(format!("discovery failed: {err}"))),
         };
-        let (_, mut socket) = match self
-            .client
-            .ws(url.as_str())
-            .max_frame_size(64 << 20)
-            .connect()
-            .await
-        {
-            Ok(connected) => connected,
-            Err(err) => return Ok(Ended::Retry(format!("cannot connect to {url}: {err}"))),
+        let mut socket = match socket::connect(&self.client, &url).await {
+            Ok(socket) => socket,
+            Err(ended) => return Ok(ended),
         };
-        eprintln!("connected to {url}");
         let mut pending = HashMap::new();
         let mut requests = Vec::new();
         if let Some(token) = &self.token {
@@ -404,69 +420,19 @@ impl Follower {
             }
         }
         let mut by_id = HashMap::new();
-        loop {
-            let frame = tokio::select! {
-                frame = socket.next() => frame,
-                _ = shutdown.changed() => {
-                    let _ = socket.send(awc::ws::Message::Close(Some(awc::ws::CloseCode::Normal.into()))).await;
-                    return Ok(Ended::Done);
-                }
-            };
-            match frame {
-                Some(Ok(awc::ws::Frame::Text(bytes))) => {
-                    let text =
-                        std::str::from_utf8(&bytes).context("a text frame that is not UTF-8")?;
-                    if let Some(ended) = self.on_text(text, &mut pending, &mut by_id)? {
-                        let _ = socket
-                            .send(awc::ws::Message::Close(Some(
-                                awc::ws::CloseCode::Normal.into(),
-                            )))
-                            .await;
-                        return Ok(ended);
-                    }
-                    if self.limit.is_some_and(|limit| self.printed >= limit) {
-                        let _ = socket
-                            .send(awc::ws::Message::Close(Some(
-                                awc::ws::CloseCode::Normal.into(),
-                            )))
-                            .await;
-                        return Ok(Ended::Done);
-                    }
-                }
-                Some(Ok(awc::ws::Frame::Ping(payload))) => {
-                    let _ = socket.send(awc::ws::Message::Pong(payload)).await;
-                }
-                Some(Ok(awc::ws::Frame::Close(reason))) => {
-                    let code = reason.as_ref().map(|r| u16::from(r.code));
-                    let description = reason.and_then(|r| r.description).unwrap_or_default();
-                    if code == Some(close::POLICY) {
-                        // A refused or expired token: reconnecting would not help.
-                        bail!("the node closed the connection (1008) {description}");
-                    }
-                    return Ok(Ended::Retry(format!(
-                        "closed by the node ({}) {description}",
-                        code.unwrap_or(1005)
-                    )));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(err)) => return Ok(Ended::Retry(format!("stream error: {err}"))),
-                None => return Ok(Ended::Retry("connection lost".into())),
+        let on_text = |text: &str| {
+            if let Some(ended) = self.on_text(text, &mut pending, &mut by_id)? {
+                return Ok(Some(ended));
             }
-        }
-    }
-
-    fn resume_heights(&self) -> String {
-        self.specs
-            .iter()
-            .zip(&self.complete)
-            .map(|(spec, height)| {
-                let height = height
-                    .or(spec.from_height)
-                    .map_or("(live)".to_owned(), |h| h.to_string());
-                format!("{} {height}", spec.name)
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+            let done = self.limit.is_some_and(|limit| self.printed >= limit);
+            Ok(done.then_some(Ended::Done))
+        };
+        // A refused or expired token: reconnecting would not help.
+        let fatal = |code, description: &str| {
+            (code == close::POLICY)
+                .then(|| anyhow!("the node closed the connection (1008) {description}"))
+        };
+        socket::read_until_end(&mut socket, shutdown, on_text, fatal).await
     }
 }
 
@@ -517,44 +483,18 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<()> {
         })
         .collect();
     let token = args.token_file.as_deref().map(read_token).transpose()?;
-    let system = actix_web::rt::System::new();
-    system.block_on(async move {
-        let mut stop_rx = stop_on_signal();
-        let mut follower = Follower {
-            specs,
-            complete,
-            api: args.api,
-            stream_url: args.stream_url,
-            cursor_file: args.cursor_file,
-            token,
-            format: args.format,
-            limit: args.limit,
-            client: awc::Client::builder().disable_redirects().finish(),
-            printed: 0,
-            progress: std::io::stderr().is_terminal(),
-        };
-        let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
-        loop {
-            let printed_before = follower.printed;
-            match follower.session(&mut stop_rx).await? {
-                Ended::Done => return Ok(()),
-                Ended::Retry(reason) => {
-                    if follower.printed > printed_before {
-                        backoff.reset();
-                    }
-                    let delay = backoff.next_delay();
-                    eprintln!(
-                        "{reason}; reconnecting in {:.1}s from heights: {}",
-                        delay.as_secs_f64(),
-                        follower.resume_heights()
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop_rx.changed() => return Ok(()),
-                    }
-                }
-            }
-        }
+    socket::run_reconnecting(|| Follower {
+        specs,
+        complete,
+        api: args.api,
+        stream_url: args.stream_url,
+        cursor_file: args.cursor_file,
+        token,
+        format: args.format,
+        limit: args.limit,
+        client: awc::Client::builder().disable_redirects().finish(),
+        printed: 0,
+        progress: std::io::stderr().is_terminal(),
     })
 }
 

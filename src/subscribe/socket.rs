@@ -1,0 +1,168 @@
+//! The WebSocket side both `subscribe` modes share: connecting, reading frames until the
+//! connection ends (answering pings, closing normally when the subscriber is stopped or has
+//! printed enough, turning the node's close frame into a reconnect or an exit), and
+//! reconnecting with backoff between connections.
+//!
+//! Each mode keeps only what differs: what a text message means (a stream message, or a
+//! JSON-RPC answer or notification), which close code ends the subscriber for good, and where
+//! it resumes.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use awc::error::WsProtocolError;
+use awc::ws::{CloseCode, Frame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+
+use planetmint_streams_model::backoff::Backoff;
+
+use super::stop_on_signal;
+
+/// First wait before reconnecting (and again after a session that printed something).
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+/// Longest wait between reconnects.
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// Largest frame read from the node (a whole block of transactions in one message).
+const MAX_FRAME_BYTES: usize = 64 << 20;
+/// The close code reported when the node's close frame carries none (RFC 6455 "no status").
+const NO_STATUS: u16 = 1005;
+
+/// Why a connection ended.
+pub(super) enum Ended {
+    /// Reconnect (after a pause).
+    Retry(String),
+    /// Stop for good.
+    Done,
+}
+
+/// A WebSocket connection to the node, as `awc` gives it.
+pub(super) trait Socket:
+    Stream<Item = Result<Frame, WsProtocolError>> + Sink<Message, Error = WsProtocolError> + Unpin
+{
+}
+
+impl<T> Socket for T where
+    T: Stream<Item = Result<Frame, WsProtocolError>>
+        + Sink<Message, Error = WsProtocolError>
+        + Unpin
+{
+}
+
+/// Connects to `url` and says so on stderr; a failure is worth a reconnect.
+pub(super) async fn connect(client: &awc::Client, url: &str) -> Result<impl Socket, Ended> {
+    match client
+        .ws(url)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .connect()
+        .await
+    {
+        Ok((_, socket)) => {
+            eprintln!("connected to {url}");
+            Ok(socket)
+        }
+        Err(err) => Err(Ended::Retry(format!("cannot connect to {url}: {err}"))),
+    }
+}
+
+/// Closes the connection normally (1000); the node may already be gone.
+async fn close(socket: &mut impl Socket) {
+    let _ = socket
+        .send(Message::Close(Some(CloseCode::Normal.into())))
+        .await;
+}
+
+/// Reads `socket` until the connection ends.
+///
+/// Each text message goes to `on_text`; when it returns an ending (the limit is reached, or
+/// the mode wants a reconnect) the connection is closed normally and that is the result. A
+/// close frame from the node ends in a reconnect, unless `fatal` turns its code and
+/// description into an error (a close that reconnecting would not help). A stop request
+/// (`shutdown`) closes normally and ends for good; a broken or lost connection reconnects.
+pub(super) async fn read_until_end(
+    socket: &mut impl Socket,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    mut on_text: impl FnMut(&str) -> anyhow::Result<Option<Ended>>,
+    fatal: impl Fn(u16, &str) -> Option<anyhow::Error>,
+) -> anyhow::Result<Ended> {
+    loop {
+        let frame = tokio::select! {
+            frame = socket.next() => frame,
+            _ = shutdown.changed() => {
+                close(socket).await;
+                return Ok(Ended::Done);
+            }
+        };
+        match frame {
+            Some(Ok(Frame::Text(bytes))) => {
+                let text = std::str::from_utf8(&bytes).context("a text frame that is not UTF-8")?;
+                if let Some(ended) = on_text(text)? {
+                    close(socket).await;
+                    return Ok(ended);
+                }
+            }
+            Some(Ok(Frame::Ping(payload))) => {
+                let _ = socket.send(Message::Pong(payload)).await;
+            }
+            Some(Ok(Frame::Close(reason))) => {
+                let code = reason.as_ref().map(|r| u16::from(r.code));
+                let description = reason.and_then(|r| r.description).unwrap_or_default();
+                if let Some(err) = code.and_then(|code| fatal(code, &description)) {
+                    return Err(err);
+                }
+                return Ok(Ended::Retry(format!(
+                    "closed by the node ({}) {description}",
+                    code.unwrap_or(NO_STATUS)
+                )));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Ok(Ended::Retry(format!("stream error: {err}"))),
+            None => return Ok(Ended::Retry("connection lost".into())),
+        }
+    }
+}
+
+/// One mode of the subscriber, as the reconnect loop sees it.
+pub(super) trait Subscription {
+    /// Events printed so far (a session that printed something resets the backoff).
+    fn printed(&self) -> u64;
+    /// Where the next connection resumes, as it ends the line "reconnecting in 1.0s from …".
+    fn resumes_from(&self) -> String;
+    /// One connection, from connecting until it ends.
+    async fn session(
+        &mut self,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Ended>;
+}
+
+/// Runs a subscriber until it is stopped (SIGTERM/SIGINT), is done, or fails: every ended
+/// session is followed by a pause (growing while sessions print nothing) and a new one.
+/// `start` builds it inside the runtime.
+pub(super) fn run_reconnecting<S: Subscription>(start: impl FnOnce() -> S) -> anyhow::Result<()> {
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let mut stop_rx = stop_on_signal();
+        let mut subscriber = start();
+        let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
+        loop {
+            let printed_before = subscriber.printed();
+            match subscriber.session(&mut stop_rx).await? {
+                Ended::Done => return Ok(()),
+                Ended::Retry(reason) => {
+                    if subscriber.printed() > printed_before {
+                        backoff.reset();
+                    }
+                    let delay = backoff.next_delay();
+                    eprintln!(
+                        "{reason}; reconnecting in {:.1}s from {}",
+                        delay.as_secs_f64(),
+                        subscriber.resumes_from()
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop_rx.changed() => return Ok(()),
+                    }
+                }
+            }
+        }
+    })
+}
