@@ -142,6 +142,26 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many of `count` new events to print so that no more than `limit` are printed in all,
+/// `printed` being printed already.
+fn within_limit(limit: Option<u64>, printed: u64, count: usize) -> usize {
+    limit.map_or(count, |limit| {
+        (limit.saturating_sub(printed) as usize).min(count)
+    })
+}
+
+/// Prints `events`, one `line` each, in one write to stdout: a block reaches stdout whole.
+fn print_events(events: &[Value], line: impl Fn(&Value) -> String) -> std::io::Result<()> {
+    let mut out = String::new();
+    for event in events {
+        out.push_str(&line(event));
+        out.push('\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()
+}
+
 struct Subscriber {
     args: SubscribeArgs,
     client: awc::Client,
@@ -206,29 +226,21 @@ impl Subscriber {
     }
 
     fn emit(&mut self, lines: &[Value]) -> anyhow::Result<()> {
-        let mut out = String::new();
-        for event in lines {
-            match self.args.format {
-                OutputFormat::Json => out.push_str(&event.to_string()),
-                OutputFormat::Pretty if self.args.blocks => out.push_str(&format!(
-                    "block {:>8}  {} transactions  {}",
-                    event["height"].as_u64().unwrap_or_default(),
-                    event["transaction_ids"].as_array().map_or(0, Vec::len),
-                    event["hash"].as_str().unwrap_or("")
-                )),
-                OutputFormat::Pretty => out.push_str(&format!(
-                    "block {:>8}  tx {}  asset {}",
-                    event["height"].as_u64().unwrap_or_default(),
-                    event["transaction_id"].as_str().unwrap_or(""),
-                    event["asset_id"].as_str().unwrap_or("")
-                )),
-            }
-            out.push('\n');
-        }
-        // One write per block: a block reaches stdout whole.
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(out.as_bytes())?;
-        stdout.flush()?;
+        print_events(lines, |event| match self.args.format {
+            OutputFormat::Json => event.to_string(),
+            OutputFormat::Pretty if self.args.blocks => format!(
+                "block {:>8}  {} transactions  {}",
+                event["height"].as_u64().unwrap_or_default(),
+                event["transaction_ids"].as_array().map_or(0, Vec::len),
+                event["hash"].as_str().unwrap_or("")
+            ),
+            OutputFormat::Pretty => format!(
+                "block {:>8}  tx {}  asset {}",
+                event["height"].as_u64().unwrap_or_default(),
+                event["transaction_id"].as_str().unwrap_or(""),
+                event["asset_id"].as_str().unwrap_or("")
+            ),
+        })?;
         self.printed += lines.len() as u64;
         Ok(())
     }
@@ -247,11 +259,7 @@ impl Subscriber {
             Some(transactions) => transactions.clone(),
             None => vec![message],
         };
-        let remaining = self
-            .args
-            .limit
-            .map(|limit| limit.saturating_sub(self.printed) as usize);
-        let take = remaining.map_or(lines.len(), |r| r.min(lines.len()));
+        let take = within_limit(self.args.limit, self.printed, lines.len());
         self.emit(&lines[..take])?;
         if take == lines.len() {
             self.complete = Some(height);
@@ -361,6 +369,15 @@ mod tests {
         assert_eq!(read_cursor(&path).expect("read"), Some(43));
         std::fs::write(&path, "forty-two").expect("write");
         assert!(read_cursor(&path).is_err());
+    }
+
+    #[test]
+    fn the_limit_cuts_a_block_at_the_events_still_allowed() {
+        assert_eq!(within_limit(None, 1_000, 7), 7);
+        assert_eq!(within_limit(Some(10), 0, 7), 7);
+        assert_eq!(within_limit(Some(10), 5, 7), 5);
+        assert_eq!(within_limit(Some(10), 10, 7), 0);
+        assert_eq!(within_limit(Some(10), 12, 7), 0);
     }
 
     #[test]

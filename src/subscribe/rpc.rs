@@ -17,7 +17,7 @@
 //! subscription where it stopped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 use planetmint_streams_model::vocabulary::{close, StreamKind, STREAMS_PATH};
 
 use super::socket::{self, Ended, Subscription};
-use super::{write_atomically, OutputFormat, SubscribeArgs};
+use super::{print_events, within_limit, write_atomically, OutputFormat, SubscribeArgs};
 
 /// The JSON-RPC notification carrying a subscription's message.
 const NOTIFICATION: &str = "subscription";
@@ -233,42 +233,33 @@ impl Follower {
 
     fn emit(&mut self, index: usize, lines: &[Value]) -> anyhow::Result<()> {
         let spec = &self.specs[index];
-        let mut out = String::new();
-        for event in lines {
-            match self.format {
-                OutputFormat::Json => {
-                    out.push_str(&json!({"subscription": spec.name, "result": event}).to_string())
-                }
-                OutputFormat::Pretty => {
-                    let height = event["height"].as_u64().unwrap_or_default();
-                    if let Some(ids) = event["transaction_ids"].as_array() {
-                        out.push_str(&format!(
-                            "{}  block {height:>8}  {} transactions  {}",
-                            spec.name,
-                            ids.len(),
-                            event["hash"].as_str().unwrap_or("")
-                        ));
-                    } else if let Some(txs) = event["transactions"].as_array() {
-                        out.push_str(&format!(
-                            "{}  block {height:>8}  {} transactions",
-                            spec.name,
-                            txs.len()
-                        ));
-                    } else {
-                        out.push_str(&format!(
-                            "{}  block {height:>8}  tx {}  asset {}",
-                            spec.name,
-                            event["transaction_id"].as_str().unwrap_or(""),
-                            event["asset_id"].as_str().unwrap_or("")
-                        ));
-                    }
+        print_events(lines, |event| match self.format {
+            OutputFormat::Json => json!({"subscription": spec.name, "result": event}).to_string(),
+            OutputFormat::Pretty => {
+                let height = event["height"].as_u64().unwrap_or_default();
+                if let Some(ids) = event["transaction_ids"].as_array() {
+                    format!(
+                        "{}  block {height:>8}  {} transactions  {}",
+                        spec.name,
+                        ids.len(),
+                        event["hash"].as_str().unwrap_or("")
+                    )
+                } else if let Some(txs) = event["transactions"].as_array() {
+                    format!(
+                        "{}  block {height:>8}  {} transactions",
+                        spec.name,
+                        txs.len()
+                    )
+                } else {
+                    format!(
+                        "{}  block {height:>8}  tx {}  asset {}",
+                        spec.name,
+                        event["transaction_id"].as_str().unwrap_or(""),
+                        event["asset_id"].as_str().unwrap_or("")
+                    )
                 }
             }
-            out.push('\n');
-        }
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(out.as_bytes())?;
-        stdout.flush()?;
+        })?;
         self.printed += lines.len() as u64;
         Ok(())
     }
@@ -286,10 +277,7 @@ impl Follower {
             Some(transactions) if !spec.per_block => transactions.clone(),
             _ => vec![message.clone()],
         };
-        let remaining = self
-            .limit
-            .map(|limit| limit.saturating_sub(self.printed) as usize);
-        let take = remaining.map_or(lines.len(), |r| r.min(lines.len()));
+        let take = within_limit(self.limit, self.printed, lines.len());
         self.emit(index, &lines[..take])?;
         if take == lines.len() {
             self.complete[index] = Some(height);
