@@ -27,7 +27,7 @@ use planetmint_streams_model::vocabulary::close;
 mod rpc;
 mod socket;
 
-use socket::{Ended, Subscription};
+use socket::{Ended, Socket, Subscription};
 
 /// How events are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -284,14 +284,12 @@ impl Subscription for Subscriber {
         format!("height {height}")
     }
 
-    async fn session(
-        &mut self,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> anyhow::Result<Ended> {
-        let base = match self.discover().await {
-            Ok(url) => url,
-            Err(err) => return Ok(Ended::Retry(format!("discovery failed: {err:#}"))),
-        };
+    fn client(&self) -> &awc::Client {
+        &self.client
+    }
+
+    async fn url(&self) -> Result<String, String> {
+        let base = self.discover().await.map_err(|err| format!("{err:#}"))?;
         let query = query_string(&self.args, self.complete);
         let url = if query.is_empty() {
             base
@@ -300,10 +298,15 @@ impl Subscription for Subscriber {
         } else {
             format!("{base}?{query}")
         };
-        let mut socket = match socket::connect(&self.client, &url).await {
-            Ok(socket) => socket,
-            Err(ended) => return Ok(ended),
-        };
+        Ok(url)
+    }
+
+    async fn follow(
+        &mut self,
+        socket: &mut impl Socket,
+        _url: &str,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Ended> {
         let on_text = |text: &str| {
             self.on_message(text)?;
             let done = self.args.limit.is_some_and(|limit| self.printed >= limit);
@@ -313,7 +316,7 @@ impl Subscription for Subscriber {
             (code == close::HISTORY_UNAVAILABLE)
                 .then(|| anyhow!("the node no longer has the history asked for: {description}"))
         };
-        socket::read_until_end(&mut socket, shutdown, on_text, fatal).await
+        socket::read_until_end(socket, shutdown, on_text, fatal).await
     }
 }
 

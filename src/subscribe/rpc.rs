@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 
 use planetmint_streams_model::vocabulary::{close, StreamKind, STREAMS_PATH};
 
-use super::socket::{self, Ended, Subscription};
+use super::socket::{self, Ended, Socket, Subscription};
 use super::{print_events, within_limit, write_atomically, OutputFormat, SubscribeArgs};
 
 /// The JSON-RPC notification carrying a subscription's message.
@@ -373,18 +373,20 @@ impl Subscription for Follower {
         format!("heights: {}", self.resume_heights())
     }
 
-    async fn session(
+    fn client(&self) -> &awc::Client {
+        &self.client
+    }
+
+    async fn url(&self) -> Result<String, String> {
+        self.discover().await
+    }
+
+    async fn follow(
         &mut self,
+        socket: &mut impl Socket,
+        url: &str,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<Ended> {
-        let url = match self.discover().await {
-            Ok(url) => url,
-            Err(err) => return Ok(Ended::Retry(format!("discovery failed: {err}"))),
-        };
-        let mut socket = match socket::connect(&self.client, &url).await {
-            Ok(socket) => socket,
-            Err(ended) => return Ok(ended),
-        };
         let mut pending = HashMap::new();
         let mut requests = Vec::new();
         if let Some(token) = &self.token {
@@ -420,7 +422,7 @@ impl Subscription for Follower {
             (code == close::POLICY)
                 .then(|| anyhow!("the node closed the connection (1008) {description}"))
         };
-        socket::read_until_end(&mut socket, shutdown, on_text, fatal).await
+        socket::read_until_end(socket, shutdown, on_text, fatal).await
     }
 }
 

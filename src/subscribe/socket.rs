@@ -48,20 +48,28 @@ impl<T> Socket for T where
 {
 }
 
-/// Connects to `url` and says so on stderr; a failure is worth a reconnect.
-pub(super) async fn connect(client: &awc::Client, url: &str) -> Result<impl Socket, Ended> {
-    match client
-        .ws(url)
+/// One connection: finds the URL, connects (saying so on stderr) and lets the mode follow
+/// it. A failure to find the URL or to connect is worth a reconnect.
+async fn session(
+    subscriber: &mut impl Subscription,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Ended> {
+    let url = match subscriber.url().await {
+        Ok(url) => url,
+        Err(err) => return Ok(Ended::Retry(format!("discovery failed: {err}"))),
+    };
+    let connected = subscriber
+        .client()
+        .ws(url.as_str())
         .max_frame_size(MAX_FRAME_BYTES)
         .connect()
-        .await
-    {
-        Ok((_, socket)) => {
-            eprintln!("connected to {url}");
-            Ok(socket)
-        }
-        Err(err) => Err(Ended::Retry(format!("cannot connect to {url}: {err}"))),
-    }
+        .await;
+    let mut socket = match connected {
+        Ok((_, socket)) => socket,
+        Err(err) => return Ok(Ended::Retry(format!("cannot connect to {url}: {err}"))),
+    };
+    eprintln!("connected to {url}");
+    subscriber.follow(&mut socket, &url, shutdown).await
 }
 
 /// Closes the connection normally (1000); the node may already be gone.
@@ -127,9 +135,16 @@ pub(super) trait Subscription {
     fn printed(&self) -> u64;
     /// Where the next connection resumes, as it ends the line "reconnecting in 1.0s from …".
     fn resumes_from(&self) -> String;
-    /// One connection, from connecting until it ends.
-    async fn session(
+    /// The HTTP client it connects with.
+    fn client(&self) -> &awc::Client;
+    /// The URL of the next connection (found in the node's API unless given); an error says
+    /// why there is none yet.
+    async fn url(&self) -> Result<String, String>;
+    /// Follows one connection to `url` until it ends (see [`read_until_end`]).
+    async fn follow(
         &mut self,
+        socket: &mut impl Socket,
+        url: &str,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<Ended>;
 }
@@ -145,7 +160,7 @@ pub(super) fn run_reconnecting<S: Subscription>(start: impl FnOnce() -> S) -> an
         let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
         loop {
             let printed_before = subscriber.printed();
-            match subscriber.session(&mut stop_rx).await? {
+            match session(&mut subscriber, &mut stop_rx).await? {
                 Ended::Done => return Ok(()),
                 Ended::Retry(reason) => {
                     if subscriber.printed() > printed_before {
