@@ -19,7 +19,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use serde_json::Value;
 
 use planetmint_streams_model::vocabulary::close;
@@ -28,6 +28,11 @@ mod rpc;
 mod socket;
 
 use socket::{Ended, Socket, Subscription};
+
+/// How long a discovery request (`GET /api/v1/` or the stream catalogue) may take.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest API root document read while discovering the stream URL (it is a few hundred bytes).
+const API_MAX_BYTES: usize = 2 << 20;
 
 /// How events are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -162,6 +167,25 @@ fn print_events(events: &[Value], line: impl Fn(&Value) -> String) -> std::io::R
     stdout.flush()
 }
 
+/// Reads the JSON document at `url` (the node's API root or stream catalogue), at most
+/// `max_bytes` of it; the error names the URL and what went wrong.
+async fn get_json(client: &awc::Client, url: &str, max_bytes: usize) -> Result<Value, String> {
+    let mut response = client
+        .get(url)
+        .timeout(DISCOVERY_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", response.status()));
+    }
+    response
+        .json()
+        .limit(max_bytes)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))
+}
+
 struct Subscriber {
     args: SubscribeArgs,
     client: awc::Client,
@@ -200,20 +224,9 @@ impl Subscriber {
             return Ok(url.clone());
         }
         let url = format!("{}/api/v1/", self.args.api.trim_end_matches('/'));
-        let mut response = self
-            .client
-            .get(&url)
-            .timeout(Duration::from_secs(10))
-            .send()
+        let doc = get_json(&self.client, &url, API_MAX_BYTES)
             .await
-            .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-        if !response.status().is_success() {
-            bail!("GET {url}: HTTP {}", response.status());
-        }
-        let doc: Value = response
-            .json()
-            .await
-            .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
+            .map_err(anyhow::Error::msg)?;
         let key = if self.args.blocks {
             "streamedblocks"
         } else {

@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::SinkExt;
@@ -28,7 +27,7 @@ use serde_json::{json, Map, Value};
 use planetmint_streams_model::vocabulary::{close, StreamKind, STREAMS_PATH};
 
 use super::socket::{self, Ended, Socket, Subscription};
-use super::{print_events, within_limit, write_atomically, OutputFormat, SubscribeArgs};
+use super::{get_json, print_events, within_limit, write_atomically, OutputFormat, SubscribeArgs};
 
 /// The JSON-RPC notification carrying a subscription's message.
 const NOTIFICATION: &str = "subscription";
@@ -200,21 +199,7 @@ impl Follower {
             return Ok(url.clone());
         }
         let url = format!("{}{STREAMS_PATH}", self.api.trim_end_matches('/'));
-        let mut response = self
-            .client
-            .get(&url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", response.status()));
-        }
-        let doc: Value = response
-            .json()
-            .limit(CATALOGUE_MAX_BYTES)
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+        let doc = get_json(&self.client, &url, CATALOGUE_MAX_BYTES).await?;
         doc["rpc_url"].as_str().map(str::to_owned).ok_or_else(|| {
             format!(
                 "{url} names no rpc_url: this node has no JSON-RPC channel (--stream-url sets it)"
