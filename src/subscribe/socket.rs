@@ -1,11 +1,12 @@
-//! The WebSocket side both `subscribe` modes share: connecting, reading frames until the
-//! connection ends (answering pings, closing normally when the subscriber is stopped or has
-//! printed enough, turning the node's close frame into a reconnect or an exit), and
-//! reconnecting with backoff between connections.
+//! The WebSocket side both `subscribe` modes share: connecting (to the URL the mode found),
+//! reading frames until the connection ends (answering pings, closing normally when the
+//! subscriber is stopped or has printed enough, turning the node's close frame into a
+//! reconnect or an exit), and reconnecting with backoff between connections.
 //!
-//! Each mode keeps only what differs: what a text message means (a stream message, or a
-//! JSON-RPC answer or notification), which close code ends the subscriber for good, and where
-//! it resumes.
+//! Each mode keeps only what differs (the [`Subscription`] it implements): where it connects,
+//! what a text message means (a stream message, or a JSON-RPC answer or notification), which
+//! close code ends the subscriber for good (4001 in URL mode, 1008 in RPC mode), and where it
+//! resumes.
 
 use std::time::Duration;
 
