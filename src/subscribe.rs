@@ -19,18 +19,20 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::{anyhow, Context};
 use serde_json::Value;
 
-use planetmint_streams_model::backoff::Backoff;
+use planetmint_streams_model::vocabulary::close;
 
 mod rpc;
+mod socket;
 
-/// First wait before reconnecting (and again after a session that printed something).
-const RECONNECT_MIN: Duration = Duration::from_millis(250);
-/// Longest wait between reconnects.
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
+use socket::{Ended, Socket, Subscription};
+
+/// How long a discovery request (`GET /api/v1/` or the stream catalogue) may take.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest API root document read while discovering the stream URL (it is a few hundred bytes).
+const API_MAX_BYTES: usize = 2 << 20;
 
 /// How events are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -145,12 +147,43 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Why a connection ended.
-enum Ended {
-    /// Reconnect (after a pause).
-    Retry(String),
-    /// Stop for good.
-    Done,
+/// How many of `count` new events to print so that no more than `limit` are printed in all,
+/// `printed` being printed already.
+fn within_limit(limit: Option<u64>, printed: u64, count: usize) -> usize {
+    limit.map_or(count, |limit| {
+        (limit.saturating_sub(printed) as usize).min(count)
+    })
+}
+
+/// Prints `events`, one `line` each, in one write to stdout: a block reaches stdout whole.
+fn print_events(events: &[Value], line: impl Fn(&Value) -> String) -> std::io::Result<()> {
+    let mut out = String::new();
+    for event in events {
+        out.push_str(&line(event));
+        out.push('\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()
+}
+
+/// Reads the JSON document at `url` (the node's API root or stream catalogue), at most
+/// `max_bytes` of it; the error names the URL and what went wrong.
+async fn get_json(client: &awc::Client, url: &str, max_bytes: usize) -> Result<Value, String> {
+    let mut response = client
+        .get(url)
+        .timeout(DISCOVERY_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", response.status()));
+    }
+    response
+        .json()
+        .limit(max_bytes)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))
 }
 
 struct Subscriber {
@@ -191,20 +224,9 @@ impl Subscriber {
             return Ok(url.clone());
         }
         let url = format!("{}/api/v1/", self.args.api.trim_end_matches('/'));
-        let mut response = self
-            .client
-            .get(&url)
-            .timeout(Duration::from_secs(10))
-            .send()
+        let doc = get_json(&self.client, &url, API_MAX_BYTES)
             .await
-            .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-        if !response.status().is_success() {
-            bail!("GET {url}: HTTP {}", response.status());
-        }
-        let doc: Value = response
-            .json()
-            .await
-            .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
+            .map_err(anyhow::Error::msg)?;
         let key = if self.args.blocks {
             "streamedblocks"
         } else {
@@ -217,29 +239,21 @@ impl Subscriber {
     }
 
     fn emit(&mut self, lines: &[Value]) -> anyhow::Result<()> {
-        let mut out = String::new();
-        for event in lines {
-            match self.args.format {
-                OutputFormat::Json => out.push_str(&event.to_string()),
-                OutputFormat::Pretty if self.args.blocks => out.push_str(&format!(
-                    "block {:>8}  {} transactions  {}",
-                    event["height"].as_u64().unwrap_or_default(),
-                    event["transaction_ids"].as_array().map_or(0, Vec::len),
-                    event["hash"].as_str().unwrap_or("")
-                )),
-                OutputFormat::Pretty => out.push_str(&format!(
-                    "block {:>8}  tx {}  asset {}",
-                    event["height"].as_u64().unwrap_or_default(),
-                    event["transaction_id"].as_str().unwrap_or(""),
-                    event["asset_id"].as_str().unwrap_or("")
-                )),
-            }
-            out.push('\n');
-        }
-        // One write per block: a block reaches stdout whole.
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(out.as_bytes())?;
-        stdout.flush()?;
+        print_events(lines, |event| match self.args.format {
+            OutputFormat::Json => event.to_string(),
+            OutputFormat::Pretty if self.args.blocks => format!(
+                "block {:>8}  {} transactions  {}",
+                event["height"].as_u64().unwrap_or_default(),
+                event["transaction_ids"].as_array().map_or(0, Vec::len),
+                event["hash"].as_str().unwrap_or("")
+            ),
+            OutputFormat::Pretty => format!(
+                "block {:>8}  tx {}  asset {}",
+                event["height"].as_u64().unwrap_or_default(),
+                event["transaction_id"].as_str().unwrap_or(""),
+                event["asset_id"].as_str().unwrap_or("")
+            ),
+        })?;
         self.printed += lines.len() as u64;
         Ok(())
     }
@@ -258,11 +272,7 @@ impl Subscriber {
             Some(transactions) => transactions.clone(),
             None => vec![message],
         };
-        let remaining = self
-            .args
-            .limit
-            .map(|limit| limit.saturating_sub(self.printed) as usize);
-        let take = remaining.map_or(lines.len(), |r| r.min(lines.len()));
+        let take = within_limit(self.args.limit, self.printed, lines.len());
         self.emit(&lines[..take])?;
         if take == lines.len() {
             self.complete = Some(height);
@@ -275,15 +285,24 @@ impl Subscriber {
         }
         Ok(())
     }
+}
 
-    async fn session(
-        &mut self,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> anyhow::Result<Ended> {
-        let base = match self.discover().await {
-            Ok(url) => url,
-            Err(err) => return Ok(Ended::Retry(format!("discovery failed: {err:#}"))),
-        };
+impl Subscription for Subscriber {
+    fn printed(&self) -> u64 {
+        self.printed
+    }
+
+    fn resumes_from(&self) -> String {
+        let height = self.complete.map_or("(live)".to_owned(), |h| h.to_string());
+        format!("height {height}")
+    }
+
+    fn client(&self) -> &awc::Client {
+        &self.client
+    }
+
+    async fn url(&self) -> Result<String, String> {
+        let base = self.discover().await.map_err(|err| format!("{err:#}"))?;
         let query = query_string(&self.args, self.complete);
         let url = if query.is_empty() {
             base
@@ -292,60 +311,25 @@ impl Subscriber {
         } else {
             format!("{base}?{query}")
         };
-        let (_, mut socket) = match self
-            .client
-            .ws(url.as_str())
-            .max_frame_size(64 << 20)
-            .connect()
-            .await
-        {
-            Ok(connected) => connected,
-            Err(err) => return Ok(Ended::Retry(format!("cannot connect to {url}: {err}"))),
+        Ok(url)
+    }
+
+    async fn follow(
+        &mut self,
+        socket: &mut impl Socket,
+        _url: &str,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Ended> {
+        let on_text = |text: &str| {
+            self.on_message(text)?;
+            let done = self.args.limit.is_some_and(|limit| self.printed >= limit);
+            Ok(done.then_some(Ended::Done))
         };
-        eprintln!("connected to {url}");
-        loop {
-            let frame = tokio::select! {
-                frame = socket.next() => frame,
-                _ = shutdown.changed() => {
-                    let _ = socket.send(awc::ws::Message::Close(Some(awc::ws::CloseCode::Normal.into()))).await;
-                    return Ok(Ended::Done);
-                }
-            };
-            match frame {
-                Some(Ok(awc::ws::Frame::Text(bytes))) => {
-                    let text =
-                        std::str::from_utf8(&bytes).context("a text frame that is not UTF-8")?;
-                    self.on_message(text)?;
-                    if self.args.limit.is_some_and(|limit| self.printed >= limit) {
-                        let _ = socket
-                            .send(awc::ws::Message::Close(Some(
-                                awc::ws::CloseCode::Normal.into(),
-                            )))
-                            .await;
-                        return Ok(Ended::Done);
-                    }
-                }
-                Some(Ok(awc::ws::Frame::Ping(payload))) => {
-                    let _ = socket.send(awc::ws::Message::Pong(payload)).await;
-                }
-                Some(Ok(awc::ws::Frame::Close(reason))) => {
-                    let code = reason.as_ref().map(|r| u16::from(r.code));
-                    let description = reason.and_then(|r| r.description).unwrap_or_default();
-                    if code
-                        == Some(planetmint_streams_model::vocabulary::close::HISTORY_UNAVAILABLE)
-                    {
-                        bail!("the node no longer has the history asked for: {description}");
-                    }
-                    return Ok(Ended::Retry(format!(
-                        "closed by the node ({}) {description}",
-                        code.unwrap_or(1005)
-                    )));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(err)) => return Ok(Ended::Retry(format!("stream error: {err}"))),
-                None => return Ok(Ended::Retry("connection lost".into())),
-            }
-        }
+        let fatal = |code, description: &str| {
+            (code == close::HISTORY_UNAVAILABLE)
+                .then(|| anyhow!("the node no longer has the history asked for: {description}"))
+        };
+        socket::read_until_end(socket, shutdown, on_text, fatal).await
     }
 }
 
@@ -377,40 +361,12 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<()> {
         Some(path) => read_cursor(path)?.or(args.from_height),
         None => args.from_height,
     };
-    let system = actix_web::rt::System::new();
-    system.block_on(async move {
-        let mut stop_rx = stop_on_signal();
-        let mut subscriber = Subscriber {
-            progress: std::io::stderr().is_terminal(),
-            client: awc::Client::builder().disable_redirects().finish(),
-            complete,
-            printed: 0,
-            args,
-        };
-        let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
-        loop {
-            let printed_before = subscriber.printed;
-            match subscriber.session(&mut stop_rx).await? {
-                Ended::Done => return Ok(()),
-                Ended::Retry(reason) => {
-                    if subscriber.printed > printed_before {
-                        backoff.reset();
-                    }
-                    let delay = backoff.next_delay();
-                    eprintln!(
-                        "{reason}; reconnecting in {:.1}s from height {}",
-                        delay.as_secs_f64(),
-                        subscriber
-                            .complete
-                            .map_or("(live)".to_owned(), |h| h.to_string())
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop_rx.changed() => return Ok(()),
-                    }
-                }
-            }
-        }
+    socket::run_reconnecting(|| Subscriber {
+        progress: std::io::stderr().is_terminal(),
+        client: awc::Client::builder().disable_redirects().finish(),
+        complete,
+        printed: 0,
+        args,
     })
 }
 
@@ -429,6 +385,15 @@ mod tests {
         assert_eq!(read_cursor(&path).expect("read"), Some(43));
         std::fs::write(&path, "forty-two").expect("write");
         assert!(read_cursor(&path).is_err());
+    }
+
+    #[test]
+    fn the_limit_cuts_a_block_at_the_events_still_allowed() {
+        assert_eq!(within_limit(None, 1_000, 7), 7);
+        assert_eq!(within_limit(Some(10), 0, 7), 7);
+        assert_eq!(within_limit(Some(10), 5, 7), 5);
+        assert_eq!(within_limit(Some(10), 10, 7), 0);
+        assert_eq!(within_limit(Some(10), 12, 7), 0);
     }
 
     #[test]

@@ -19,26 +19,159 @@ use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_planetmint-streams");
 
-fn subscriber(api_port: u16, cursor: &std::path::Path, out: &std::path::Path) -> Child {
-    let stdout = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out)
-        .expect("output file");
+/// A node process on its own Tarantool, to be killed, stopped and started again.
+struct RestartableNode {
+    tarantool: TarantoolProcess,
+    node: NodeProcess,
+    process: Child,
+}
+
+impl RestartableNode {
+    /// Tarantool and the node, ready.
+    async fn start() -> Self {
+        let tarantool = TarantoolProcess::start().await.expect("tarantool");
+        let node = NodeProcess::new(&tarantool.address());
+        let process = node.spawn();
+        node.wait_ready().await;
+        Self {
+            tarantool,
+            node,
+            process,
+        }
+    }
+
+    fn api_port(&self) -> u16 {
+        self.node.api_port
+    }
+
+    /// Writes `blocks` into its Tarantool, one every 25 ms, in the background (see
+    /// [`spawn_writer`]).
+    fn write(
+        &self,
+        blocks: &[planetmint_streams_devchain::generate::GeneratedBlock],
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Receiver<u64>,
+    ) {
+        spawn_writer(
+            self.tarantool.address(),
+            blocks.to_vec(),
+            Duration::from_millis(25),
+        )
+    }
+
+    /// The node dies without a goodbye: its subscribers just lose the connection.
+    async fn kill(&mut self) {
+        let _ = self.process.start_kill();
+        let _ = self.process.wait().await;
+    }
+
+    /// The node shuts down cleanly on SIGTERM (1001 with the last heights).
+    async fn terminate(&mut self) {
+        if let Some(pid) = self.process.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.process.wait()).await;
+    }
+
+    /// Starts the node again (on the same ports) and waits until it is ready.
+    async fn restart(&mut self) {
+        self.process = self.node.spawn();
+        self.node.wait_ready().await;
+    }
+}
+
+/// Where a subscriber keeps its cursor, its stdout and its stderr (appended to, across its
+/// restarts), in a directory removed at the end.
+struct SubscriberFiles {
+    _dir: tempfile::TempDir,
+    cursor: std::path::PathBuf,
+    out: std::path::PathBuf,
+    err: std::path::PathBuf,
+}
+
+impl SubscriberFiles {
+    /// The cursor file is called `cursor`.
+    fn new(cursor: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        Self {
+            cursor: dir.path().join(cursor),
+            out: dir.path().join("events.jsonl"),
+            err: dir.path().join("stderr.log"),
+            _dir: dir,
+        }
+    }
+
+    /// The JSON lines printed so far.
+    fn lines(&self) -> Vec<Value> {
+        lines(&self.out)
+    }
+
+    /// What the subscriber said on stderr so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Waits (up to 30 s) until `n` lines are printed; returns how many there are.
+    async fn wait_for_lines(&self, n: usize) -> usize {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let printed = self.lines().len();
+            if printed >= n || tokio::time::Instant::now() >= deadline {
+                return printed;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Opens `path` for appending, to be a child's stdout or stderr.
+fn append_to(path: &std::path::Path) -> Stdio {
+    Stdio::from(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("output file"),
+    )
+}
+
+/// `subscribe` from height 0 with the cursor and output of `files`, each `--subscribe` of
+/// `specs` (none: the single-stream mode).
+fn subscriber(api_port: u16, specs: &[String], files: &SubscriberFiles) -> Child {
+    let mut args = vec![
+        "subscribe".to_owned(),
+        format!("http://127.0.0.1:{api_port}"),
+        "--from-height".into(),
+        "0".into(),
+        "--cursor-file".into(),
+        files.cursor.display().to_string(),
+    ];
+    for spec in specs {
+        args.push("--subscribe".into());
+        args.push(spec.clone());
+    }
     Command::new(BIN)
-        .args([
-            "subscribe",
-            &format!("http://127.0.0.1:{api_port}"),
-            "--from-height",
-            "0",
-            "--cursor-file",
-            &cursor.display().to_string(),
-        ])
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::null())
+        .args(&args)
+        .stdout(append_to(&files.out))
+        .stderr(append_to(&files.err))
         .kill_on_drop(true)
         .spawn()
         .expect("subscriber starts")
+}
+
+/// Runs the binary with `args` to its end (within `within`).
+async fn run_to_end(args: &[String], within: Duration) -> std::process::Output {
+    tokio::time::timeout(
+        within,
+        Command::new(BIN).args(args).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("exits in time")
+    .expect("runs")
 }
 
 async fn stop(child: &mut Child) {
@@ -55,63 +188,55 @@ async fn stop(child: &mut Child) {
     assert!(status.success(), "stops cleanly on SIGTERM: {status}");
 }
 
-fn lines(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+/// The JSON lines in `text`.
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect()
 }
 
+/// The JSON lines in the file at `path` (none when it does not exist yet).
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    json_lines(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_exactly_once_across_node_and_subscriber_restarts() {
-    let tarantool = TarantoolProcess::start().await.expect("tarantool");
-    let node = NodeProcess::new(&tarantool.address());
-    let mut node_process = node.spawn();
-    node.wait_ready().await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let cursor = dir.path().join("cursor");
-    let out = dir.path().join("events.jsonl");
-    let mut sub = subscriber(node.api_port, &cursor, &out);
+    let mut node = RestartableNode::start().await;
+    let files = SubscriberFiles::new("cursor");
+    let mut sub = subscriber(node.api_port(), &[], &files);
 
     let blocks = chain(77, 1, 120, 2);
     let expected = expected_events(&blocks);
-    let (writer, mut progress) = spawn_writer(
-        tarantool.address(),
-        blocks.clone(),
-        Duration::from_millis(25),
-    );
+    let (writer, mut progress) = node.write(&blocks);
 
     progress.wait_for(|h| *h >= 30).await.expect("progress");
     stop(&mut sub).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sub = subscriber(node.api_port, &cursor, &out);
+    sub = subscriber(node.api_port(), &[], &files);
 
     progress.wait_for(|h| *h >= 60).await.expect("progress");
-    let _ = node_process.start_kill(); // the node dies without a goodbye
-    let _ = node_process.wait().await;
+    node.kill().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    node_process = node.spawn();
-    node.wait_ready().await;
+    node.restart().await;
 
     progress.wait_for(|h| *h >= 90).await.expect("progress");
     stop(&mut sub).await;
-    sub = subscriber(node.api_port, &cursor, &out);
+    sub = subscriber(node.api_port(), &[], &files);
 
     writer.await.expect("writer");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while lines(&out).len() < expected.len() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    files.wait_for_lines(expected.len()).await;
     stop(&mut sub).await;
-    let got = lines(&out);
+    let got = files.lines();
     assert_eq!(got.len(), expected.len(), "every event once");
     assert_eq!(got, expected, "in order");
     assert_eq!(
-        std::fs::read_to_string(&cursor).expect("cursor").trim(),
+        std::fs::read_to_string(&files.cursor)
+            .expect("cursor")
+            .trim(),
         "120"
     );
-    let _ = node_process.start_kill();
+    node.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,45 +305,6 @@ fn expected_where(
         .collect()
 }
 
-/// `subscribe --subscribe ...` for two filters over one connection, output appended to `out`.
-fn rpc_subscriber(
-    api_port: u16,
-    specs: &[String],
-    cursor: &std::path::Path,
-    out: &std::path::Path,
-    err: &std::path::Path,
-) -> Child {
-    let stdout = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out)
-        .expect("output file");
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(err)
-        .expect("stderr file");
-    let mut args = vec![
-        "subscribe".to_owned(),
-        format!("http://127.0.0.1:{api_port}"),
-        "--from-height".into(),
-        "0".into(),
-        "--cursor-file".into(),
-        cursor.display().to_string(),
-    ];
-    for spec in specs {
-        args.push("--subscribe".into());
-        args.push(spec.clone());
-    }
-    Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("subscriber starts")
-}
-
 /// What the single-stream mode prints for these filter flags, from height 0, `limit` events.
 async fn url_mode_events(api_port: u16, filter: &[&str], limit: usize) -> Vec<Value> {
     let mut args = vec![
@@ -230,30 +316,18 @@ async fn url_mode_events(api_port: u16, filter: &[&str], limit: usize) -> Vec<Va
         limit.to_string(),
     ];
     args.extend(filter.iter().map(|s| (*s).to_owned()));
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new(BIN).args(&args).kill_on_drop(true).output(),
-    )
-    .await
-    .expect("the URL-mode subscriber finishes")
-    .expect("runs");
+    let output = run_to_end(&args, Duration::from_secs(60)).await;
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
+    json_lines(&String::from_utf8_lossy(&output.stdout))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_filters_over_one_connection_get_what_two_url_streams_get_across_restarts() {
-    let tarantool = TarantoolProcess::start().await.expect("tarantool");
-    let node = NodeProcess::new(&tarantool.address());
-    let mut node_process = node.spawn();
-    node.wait_ready().await;
+    let mut node = RestartableNode::start().await;
     let blocks = chain(79, 1, 120, 3);
     // The key that receives most often: a wallet following itself.
     let mut counts = std::collections::HashMap::<&str, usize>::new();
@@ -275,50 +349,31 @@ async fn two_filters_over_one_connection_get_what_two_url_streams_get_across_res
         "transfers=valid_transactions?operation=TRANSFER".to_owned(),
     ];
 
-    let dir = tempfile::tempdir().expect("tmp");
-    let cursor = dir.path().join("cursor.json");
-    let out = dir.path().join("events.jsonl");
-    let err = dir.path().join("stderr.log");
-    let mut sub = rpc_subscriber(node.api_port, &specs, &cursor, &out, &err);
-    let (writer, mut progress) = spawn_writer(
-        tarantool.address(),
-        blocks.clone(),
-        Duration::from_millis(25),
-    );
+    let files = SubscriberFiles::new("cursor.json");
+    let mut sub = subscriber(node.api_port(), &specs, &files);
+    let (writer, mut progress) = node.write(&blocks);
 
     // The subscriber stops and starts again from its cursor file.
     progress.wait_for(|h| *h >= 30).await.expect("progress");
     stop(&mut sub).await;
-    sub = rpc_subscriber(node.api_port, &specs, &cursor, &out, &err);
+    sub = subscriber(node.api_port(), &specs, &files);
 
     // The node dies without a goodbye (connection lost) and comes back.
     progress.wait_for(|h| *h >= 60).await.expect("progress");
-    let _ = node_process.start_kill();
-    let _ = node_process.wait().await;
-    node_process = node.spawn();
-    node.wait_ready().await;
+    node.kill().await;
+    node.restart().await;
 
     // The node shuts down cleanly (1001 with last_heights) and comes back.
     progress.wait_for(|h| *h >= 90).await.expect("progress");
-    if let Some(pid) = node_process.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(15), node_process.wait()).await;
-    node_process = node.spawn();
-    node.wait_ready().await;
+    node.terminate().await;
+    node.restart().await;
 
     writer.await.expect("writer");
     let want = by_key.len() + transfers.len();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while lines(&out).len() < want && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    files.wait_for_lines(want).await;
     stop(&mut sub).await;
-    let log = std::fs::read_to_string(&err).unwrap_or_default();
-    let got = lines(&out);
+    let log = files.log();
+    let got = files.lines();
     let of = |name: &str| -> Vec<Value> {
         got.iter()
             .filter(|line| line["subscription"] == name)
@@ -338,15 +393,20 @@ async fn two_filters_over_one_connection_get_what_two_url_streams_get_across_res
     );
 
     // Exactly what the two equivalent URL streams deliver.
-    let url_wallet = url_mode_events(node.api_port, &["--public-key", &key], by_key.len()).await;
-    let url_transfers =
-        url_mode_events(node.api_port, &["--operation", "TRANSFER"], transfers.len()).await;
+    let url_wallet = url_mode_events(node.api_port(), &["--public-key", &key], by_key.len()).await;
+    let url_transfers = url_mode_events(
+        node.api_port(),
+        &["--operation", "TRANSFER"],
+        transfers.len(),
+    )
+    .await;
     assert_eq!(of("wallet"), url_wallet);
     assert_eq!(of("transfers"), url_transfers);
 
     // One height per subscription: the last block each printed.
     let stored: Value =
-        serde_json::from_str(&std::fs::read_to_string(&cursor).expect("cursor")).expect("JSON");
+        serde_json::from_str(&std::fs::read_to_string(&files.cursor).expect("cursor"))
+            .expect("JSON");
     assert_eq!(
         stored,
         serde_json::json!({
@@ -354,22 +414,14 @@ async fn two_filters_over_one_connection_get_what_two_url_streams_get_across_res
             "transfers": transfers.last().map(|e| e["height"].clone()),
         })
     );
-    let _ = node_process.start_kill();
+    node.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_subscriptions_are_refused_cleanly() {
     let harness = Harness::start().await;
     let api = harness.api();
-    let run = |args: Vec<String>| async move {
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            Command::new(BIN).args(&args).kill_on_drop(true).output(),
-        )
-        .await
-        .expect("exits")
-        .expect("runs")
-    };
+    let run = |args: Vec<String>| async move { run_to_end(&args, Duration::from_secs(30)).await };
     // Refused on the command line, before connecting.
     for (spec, says) in [
         ("valid_things", "unknown stream"),
@@ -481,15 +533,7 @@ async fn signed_mode_authenticates_with_the_token_file_and_refusals_end_cleanly(
             args.push("--token-file".into());
             args.push(path.display().to_string());
         }
-        async move {
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                Command::new(BIN).args(&args).kill_on_drop(true).output(),
-            )
-            .await
-            .expect("exits")
-            .expect("runs")
-        }
+        async move { run_to_end(&args, Duration::from_secs(30)).await }
     };
     let output = run(Some(&all)).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -515,6 +559,24 @@ async fn signed_mode_authenticates_with_the_token_file_and_refusals_end_cleanly(
             "{stderr}"
         );
         assert!(output.stdout.is_empty());
+    }
+}
+
+/// Waits (up to 20 s) until the node on `api_addr` reports `name{labels}` of at least
+/// `at_least` on `/metrics`.
+async fn wait_for_metric(api_addr: &str, name: &str, labels: &str, at_least: f64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = http_get(api_addr, "/metrics").await;
+        let value = metric(&metrics, name, labels);
+        if value >= at_least {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}{{{labels}}} is {value}, never {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -545,28 +607,18 @@ async fn a_subscriber_closed_with_4000_resumes_every_subscription_from_its_heigh
         "blocks=valid_blocks".to_owned(),
         "even=valid_transactions?partition=0/2".to_owned(),
     ];
-    let dir = tempfile::tempdir().expect("tmp");
-    let cursor = dir.path().join("cursor.json");
-    let out = dir.path().join("events.jsonl");
-    let err = dir.path().join("stderr.log");
+    let files = SubscriberFiles::new("cursor.json");
     let port: u16 = api_addr
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
-    let mut sub = rpc_subscriber(port, &specs, &cursor, &out, &err);
+    let mut sub = subscriber(port, &specs, &files);
     let wait_lines = |n: usize| {
-        let out = out.clone();
+        let files = &files;
         async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while lines(&out).len() < n {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{} of {n} lines",
-                    lines(&out).len()
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let printed = files.wait_for_lines(n).await;
+            assert!(printed >= n, "{printed} of {n} lines");
         }
     };
     let expected_until = |last: u64| {
@@ -581,15 +633,7 @@ async fn a_subscriber_closed_with_4000_resumes_every_subscription_from_its_heigh
         (shown.len(), even)
     };
     // Both subscriptions are open before the first block is written.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, metrics) = http_get(&api_addr, "/metrics").await;
-        if metric(&metrics, "planetmint_streams_rpc_subscriptions", "") >= 2.0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_metric(&api_addr, "planetmint_streams_rpc_subscriptions", "", 2.0).await;
     for block in &blocks[..10] {
         writer.write_block(block).await.expect("write");
     }
@@ -601,20 +645,13 @@ async fn a_subscriber_closed_with_4000_resumes_every_subscription_from_its_heigh
     for block in &blocks[10..20] {
         writer.write_block(block).await.expect("write");
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, metrics) = http_get(&api_addr, "/metrics").await;
-        if metric(
-            &metrics,
-            "planetmint_streams_disconnects_total",
-            "pong_timeout",
-        ) >= 1.0
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never closed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_metric(
+        &api_addr,
+        "planetmint_streams_disconnects_total",
+        "pong_timeout",
+        1.0,
+    )
+    .await;
     signal(&sub, "-CONT").await;
     for block in &blocks[20..] {
         writer.write_block(block).await.expect("write");
@@ -622,9 +659,9 @@ async fn a_subscriber_closed_with_4000_resumes_every_subscription_from_its_heigh
     let (n, even) = expected_until(30);
     wait_lines(n + even.len()).await;
     stop(&mut sub).await;
-    let log = std::fs::read_to_string(&err).unwrap_or_default();
+    let log = files.log();
     assert!(log.contains("closed by the node (4000)"), "{log}");
-    let got = lines(&out);
+    let got = files.lines();
     assert_eq!(got.len(), n + even.len(), "nothing twice:\n{log}");
     let heights: Vec<u64> = got
         .iter()

@@ -17,19 +17,17 @@
 //! subscription where it stopped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::{bail, Context};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::{anyhow, bail, Context};
+use futures_util::SinkExt;
 use serde_json::{json, Map, Value};
 
-use planetmint_streams_model::backoff::Backoff;
 use planetmint_streams_model::vocabulary::{close, StreamKind, STREAMS_PATH};
 
-use super::{stop_on_signal, write_atomically, Ended, OutputFormat, SubscribeArgs};
-use super::{RECONNECT_MAX, RECONNECT_MIN};
+use super::socket::{self, Ended, Socket, Subscription};
+use super::{get_json, print_events, within_limit, write_atomically, OutputFormat, SubscribeArgs};
 
 /// The JSON-RPC notification carrying a subscription's message.
 const NOTIFICATION: &str = "subscription";
@@ -201,21 +199,7 @@ impl Follower {
             return Ok(url.clone());
         }
         let url = format!("{}{STREAMS_PATH}", self.api.trim_end_matches('/'));
-        let mut response = self
-            .client
-            .get(&url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", response.status()));
-        }
-        let doc: Value = response
-            .json()
-            .limit(CATALOGUE_MAX_BYTES)
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+        let doc = get_json(&self.client, &url, CATALOGUE_MAX_BYTES).await?;
         doc["rpc_url"].as_str().map(str::to_owned).ok_or_else(|| {
             format!(
                 "{url} names no rpc_url: this node has no JSON-RPC channel (--stream-url sets it)"
@@ -234,42 +218,33 @@ impl Follower {
 
     fn emit(&mut self, index: usize, lines: &[Value]) -> anyhow::Result<()> {
         let spec = &self.specs[index];
-        let mut out = String::new();
-        for event in lines {
-            match self.format {
-                OutputFormat::Json => {
-                    out.push_str(&json!({"subscription": spec.name, "result": event}).to_string())
-                }
-                OutputFormat::Pretty => {
-                    let height = event["height"].as_u64().unwrap_or_default();
-                    if let Some(ids) = event["transaction_ids"].as_array() {
-                        out.push_str(&format!(
-                            "{}  block {height:>8}  {} transactions  {}",
-                            spec.name,
-                            ids.len(),
-                            event["hash"].as_str().unwrap_or("")
-                        ));
-                    } else if let Some(txs) = event["transactions"].as_array() {
-                        out.push_str(&format!(
-                            "{}  block {height:>8}  {} transactions",
-                            spec.name,
-                            txs.len()
-                        ));
-                    } else {
-                        out.push_str(&format!(
-                            "{}  block {height:>8}  tx {}  asset {}",
-                            spec.name,
-                            event["transaction_id"].as_str().unwrap_or(""),
-                            event["asset_id"].as_str().unwrap_or("")
-                        ));
-                    }
+        print_events(lines, |event| match self.format {
+            OutputFormat::Json => json!({"subscription": spec.name, "result": event}).to_string(),
+            OutputFormat::Pretty => {
+                let height = event["height"].as_u64().unwrap_or_default();
+                if let Some(ids) = event["transaction_ids"].as_array() {
+                    format!(
+                        "{}  block {height:>8}  {} transactions  {}",
+                        spec.name,
+                        ids.len(),
+                        event["hash"].as_str().unwrap_or("")
+                    )
+                } else if let Some(txs) = event["transactions"].as_array() {
+                    format!(
+                        "{}  block {height:>8}  {} transactions",
+                        spec.name,
+                        txs.len()
+                    )
+                } else {
+                    format!(
+                        "{}  block {height:>8}  tx {}  asset {}",
+                        spec.name,
+                        event["transaction_id"].as_str().unwrap_or(""),
+                        event["asset_id"].as_str().unwrap_or("")
+                    )
                 }
             }
-            out.push('\n');
-        }
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(out.as_bytes())?;
-        stdout.flush()?;
+        })?;
         self.printed += lines.len() as u64;
         Ok(())
     }
@@ -287,10 +262,7 @@ impl Follower {
             Some(transactions) if !spec.per_block => transactions.clone(),
             _ => vec![message.clone()],
         };
-        let remaining = self
-            .limit
-            .map(|limit| limit.saturating_sub(self.printed) as usize);
-        let take = remaining.map_or(lines.len(), |r| r.min(lines.len()));
+        let take = within_limit(self.limit, self.printed, lines.len());
         self.emit(index, &lines[..take])?;
         if take == lines.len() {
             self.complete[index] = Some(height);
@@ -362,25 +334,44 @@ impl Follower {
         Ok(None)
     }
 
-    async fn session(
+    fn resume_heights(&self) -> String {
+        self.specs
+            .iter()
+            .zip(&self.complete)
+            .map(|(spec, height)| {
+                let height = height
+                    .or(spec.from_height)
+                    .map_or("(live)".to_owned(), |h| h.to_string());
+                format!("{} {height}", spec.name)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Subscription for Follower {
+    fn printed(&self) -> u64 {
+        self.printed
+    }
+
+    fn resumes_from(&self) -> String {
+        format!("heights: {}", self.resume_heights())
+    }
+
+    fn client(&self) -> &awc::Client {
+        &self.client
+    }
+
+    async fn url(&self) -> Result<String, String> {
+        self.discover().await
+    }
+
+    async fn follow(
         &mut self,
+        socket: &mut impl Socket,
+        url: &str,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<Ended> {
-        let url = match self.discover().await {
-            Ok(url) => url,
-            Err(err) => return Ok(Ended::Retry(format!("discovery failed: {err}"))),
-        };
-        let (_, mut socket) = match self
-            .client
-            .ws(url.as_str())
-            .max_frame_size(64 << 20)
-            .connect()
-            .await
-        {
-            Ok(connected) => connected,
-            Err(err) => return Ok(Ended::Retry(format!("cannot connect to {url}: {err}"))),
-        };
-        eprintln!("connected to {url}");
         let mut pending = HashMap::new();
         let mut requests = Vec::new();
         if let Some(token) = &self.token {
@@ -404,69 +395,19 @@ impl Follower {
             }
         }
         let mut by_id = HashMap::new();
-        loop {
-            let frame = tokio::select! {
-                frame = socket.next() => frame,
-                _ = shutdown.changed() => {
-                    let _ = socket.send(awc::ws::Message::Close(Some(awc::ws::CloseCode::Normal.into()))).await;
-                    return Ok(Ended::Done);
-                }
-            };
-            match frame {
-                Some(Ok(awc::ws::Frame::Text(bytes))) => {
-                    let text =
-                        std::str::from_utf8(&bytes).context("a text frame that is not UTF-8")?;
-                    if let Some(ended) = self.on_text(text, &mut pending, &mut by_id)? {
-                        let _ = socket
-                            .send(awc::ws::Message::Close(Some(
-                                awc::ws::CloseCode::Normal.into(),
-                            )))
-                            .await;
-                        return Ok(ended);
-                    }
-                    if self.limit.is_some_and(|limit| self.printed >= limit) {
-                        let _ = socket
-                            .send(awc::ws::Message::Close(Some(
-                                awc::ws::CloseCode::Normal.into(),
-                            )))
-                            .await;
-                        return Ok(Ended::Done);
-                    }
-                }
-                Some(Ok(awc::ws::Frame::Ping(payload))) => {
-                    let _ = socket.send(awc::ws::Message::Pong(payload)).await;
-                }
-                Some(Ok(awc::ws::Frame::Close(reason))) => {
-                    let code = reason.as_ref().map(|r| u16::from(r.code));
-                    let description = reason.and_then(|r| r.description).unwrap_or_default();
-                    if code == Some(close::POLICY) {
-                        // A refused or expired token: reconnecting would not help.
-                        bail!("the node closed the connection (1008) {description}");
-                    }
-                    return Ok(Ended::Retry(format!(
-                        "closed by the node ({}) {description}",
-                        code.unwrap_or(1005)
-                    )));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(err)) => return Ok(Ended::Retry(format!("stream error: {err}"))),
-                None => return Ok(Ended::Retry("connection lost".into())),
+        let on_text = |text: &str| {
+            if let Some(ended) = self.on_text(text, &mut pending, &mut by_id)? {
+                return Ok(Some(ended));
             }
-        }
-    }
-
-    fn resume_heights(&self) -> String {
-        self.specs
-            .iter()
-            .zip(&self.complete)
-            .map(|(spec, height)| {
-                let height = height
-                    .or(spec.from_height)
-                    .map_or("(live)".to_owned(), |h| h.to_string());
-                format!("{} {height}", spec.name)
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+            let done = self.limit.is_some_and(|limit| self.printed >= limit);
+            Ok(done.then_some(Ended::Done))
+        };
+        // A refused or expired token: reconnecting would not help.
+        let fatal = |code, description: &str| {
+            (code == close::POLICY)
+                .then(|| anyhow!("the node closed the connection (1008) {description}"))
+        };
+        socket::read_until_end(socket, shutdown, on_text, fatal).await
     }
 }
 
@@ -517,44 +458,18 @@ pub fn run(args: SubscribeArgs) -> anyhow::Result<()> {
         })
         .collect();
     let token = args.token_file.as_deref().map(read_token).transpose()?;
-    let system = actix_web::rt::System::new();
-    system.block_on(async move {
-        let mut stop_rx = stop_on_signal();
-        let mut follower = Follower {
-            specs,
-            complete,
-            api: args.api,
-            stream_url: args.stream_url,
-            cursor_file: args.cursor_file,
-            token,
-            format: args.format,
-            limit: args.limit,
-            client: awc::Client::builder().disable_redirects().finish(),
-            printed: 0,
-            progress: std::io::stderr().is_terminal(),
-        };
-        let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
-        loop {
-            let printed_before = follower.printed;
-            match follower.session(&mut stop_rx).await? {
-                Ended::Done => return Ok(()),
-                Ended::Retry(reason) => {
-                    if follower.printed > printed_before {
-                        backoff.reset();
-                    }
-                    let delay = backoff.next_delay();
-                    eprintln!(
-                        "{reason}; reconnecting in {:.1}s from heights: {}",
-                        delay.as_secs_f64(),
-                        follower.resume_heights()
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop_rx.changed() => return Ok(()),
-                    }
-                }
-            }
-        }
+    socket::run_reconnecting(|| Follower {
+        specs,
+        complete,
+        api: args.api,
+        stream_url: args.stream_url,
+        cursor_file: args.cursor_file,
+        token,
+        format: args.format,
+        limit: args.limit,
+        client: awc::Client::builder().disable_redirects().finish(),
+        printed: 0,
+        progress: std::io::stderr().is_terminal(),
     })
 }
 
