@@ -30,6 +30,7 @@ pub mod rpc;
 pub mod selection;
 pub mod server;
 pub mod session;
+mod shrink;
 pub mod subscription;
 pub mod utf8;
 
