@@ -46,7 +46,7 @@ if [ "$quick" = 1 ]; then
     : "${S5_BLOCKS:=50}" "${S5_TXS:=100}"
     : "${H_SUBS:=20}" "${H_PREFILL:=50}" "${H_BLOCKS:=40}" "${H_TXS:=20}" "${H_RATE:=20}"
     : "${S7_SUBS:=500}" "${S7_BLOCKS:=5}" "${S7_TXS:=10}" "${S7_RATE:=1}"
-    : "${BURST_SUBS:=500}" "${BURST_COUNT:=2}" "${BURST_HOLD:=2}" "${BURST_SETTLE:=5}"
+    : "${BURST_SUBS:=500}" "${BURST_COUNT:=2}" "${BURST_HOLD:=2}" "${BURST_SETTLE:=5}" "${BURST_REST:=3}"
 else
     # S1 latency: 10 subscribers, 200 blocks x 10 txs at 20 blocks/s.
     : "${S1_SUBS:=10}" "${S1_BLOCKS:=200}" "${S1_TXS:=10}" "${S1_RATE:=20}"
