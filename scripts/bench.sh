@@ -11,6 +11,7 @@
 #                                         100 subscriptions vs 100 URL connections (same filters)
 #   BENCH_SERVERS=streams BENCH_SCENARIOS=T scripts/bench.sh       S1/S2 with include=transaction
 #   BENCH_QUICK=1 scripts/bench.sh        tiny sizes: checks the script end to end (not results)
+#   BENCH_BUILD=0 NODE_BIN=... scripts/bench.sh   runs binaries already built (no cargo build)
 #
 # Servers:
 #   streams     planetmint-streams (target/release/planetmint-streams, its RSS measured), fed
@@ -48,7 +49,7 @@ if [ "$quick" = 1 ]; then
     : "${S5_BLOCKS:=50}" "${S5_TXS:=100}"
     : "${H_SUBS:=20}" "${H_PREFILL:=50}" "${H_BLOCKS:=40}" "${H_TXS:=20}" "${H_RATE:=20}"
     : "${S7_SUBS:=500}" "${S7_BLOCKS:=5}" "${S7_TXS:=10}" "${S7_RATE:=1}"
-    : "${BURST_SUBS:=500}" "${BURST_COUNT:=2}" "${BURST_HOLD:=2}" "${BURST_SETTLE:=5}"
+    : "${BURST_SUBS:=500}" "${BURST_COUNT:=2}" "${BURST_HOLD:=2}" "${BURST_SETTLE:=5}" "${BURST_REST:=3}"
     : "${RPC_SUBS:=10}" "${RPC_BLOCKS:=20}" "${RPC_TXS:=10}" "${RPC_RATE:=20}" "${RPC_ROUNDS:=1}"
 else
     # S1 latency: 10 subscribers, 200 blocks x 10 txs at 20 blocks/s.
@@ -81,6 +82,9 @@ else
     # RPC_ROUNDS rounds in the order url rpc, rpc url, ... so drift of a noisy machine evens out.
     : "${RPC_SUBS:=100}" "${RPC_BLOCKS:=600}" "${RPC_TXS:=20}" "${RPC_RATE:=20}" "${RPC_ROUNDS:=2}"
 fi
+# The burst check's wait between the node's start and the first burst (its RSS before is the
+# reference): longer than jemalloc's 10 s decay of what start-up freed.
+: "${BURST_REST:=30}"
 # S7's node limit (19,500 + 256 for the rest fits 20,000 open files) and its connect rate
 # (above what 2 busy cores accept, so "time to accept all" is the node's; at 20,000/s a loaded
 # machine's node answered part of them 408 after actix's 5 s request timeout).
@@ -442,12 +446,15 @@ run_streams() { # run_streams SCENARIO
     esac
 }
 
-# rss_follow PID SECONDS BASELINE_KIB: the node's VmRSS every second for SECONDS (JSON line):
-# when it first came within 20 % of BASELINE_KIB, where it ended, relative to the baseline.
+# rss_follow PID SECONDS BASELINE_KIB [API_PORT]: the node's VmRSS every second for SECONDS
+# (JSON line): when it first came within 20 % of BASELINE_KIB, where it ended, relative to the
+# baseline; with API_PORT, also jemalloc's statistics from /metrics at the start and the end
+# (planetmint_streams_allocator_bytes: what our structures hold against what jemalloc keeps).
 rss_follow() {
     python3 - "$@" <<'PY'
 import json, sys, time
 pid, seconds, baseline = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+api = sys.argv[4] if len(sys.argv) > 4 else None
 def rss():
     try:
         for line in open(f"/proc/{pid}/status"):
@@ -455,18 +462,70 @@ def rss():
                 return int(line.split()[1])
     except OSError:
         return None
+def allocator():
+    if api is None:
+        return None
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{api}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except Exception:
+        return None
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("planetmint_streams_allocator_bytes{"):
+            kind = line.split('kind="', 1)[1].split('"', 1)[0]
+            out[kind] = int(float(line.rsplit(" ", 1)[1]))
+    return out or None
 samples, start = [], time.monotonic()
+alloc_start = allocator()
 for i in range(seconds + 1):
     time.sleep(max(0.0, start + i - time.monotonic()))
     samples.append(rss())
+alloc_end = allocator()
 good = [i for i, v in enumerate(samples) if v is not None and v <= baseline * 1.2]
 end = samples[-1]
 print(json.dumps({"tool": "rss_follow", "pid": pid, "baseline_kib": baseline,
                   "start_kib": samples[0], "end_kib": end, "seconds": seconds,
                   "within_20pct_after_s": good[0] if good else None,
                   "end_over_baseline": end / baseline if end and baseline else None,
+                  "allocator_start": alloc_start, "allocator_end": alloc_end,
                   "samples_kib": samples}))
 PY
+}
+
+# memory_sampler PID API_PORT FILE: every second, the node's VmRSS (RssAnon, RssFile) and
+# jemalloc's statistics (from /metrics) as one JSON line in FILE, until stopped (the burst check's timeline: before,
+# during and after each burst).
+memory_sampler() {
+    python3 - "$@" <<'PY' &
+import json, sys, time, urllib.request
+pid, api, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+start = time.monotonic()
+with open(path, "w", buffering=1) as out:
+    while True:
+        row = {"t": round(time.monotonic() - start, 1)}
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                for field in ("VmRSS", "RssAnon", "RssFile"):
+                    if line.startswith(field + ":"):
+                        row[field] = int(line.split()[1])
+        except OSError:
+            break
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{api}/metrics", timeout=2) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("planetmint_streams_allocator_bytes{"):
+                        kind = line.split('kind="', 1)[1].split('"', 1)[0]
+                        row[kind] = int(float(line.rsplit(" ", 1)[1]))
+                    elif line.startswith("planetmint_streams_subscribers{"):
+                        row["subscribers"] = row.get("subscribers", 0) + int(float(line.rsplit(" ", 1)[1]))
+        except Exception:
+            pass
+        out.write(json.dumps(row) + "\n")
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - start) % 1.0))
+PY
+    pids+=("$!")
 }
 
 # streams_burst: one node; BURST_COUNT bursts of BURST_SUBS idle subscribers, each followed by
@@ -475,6 +534,11 @@ streams_burst() {
     start_tarantool burst
     start_node burst
     local i baseline="" url="ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions"
+    memory_sampler "$node_pid" "$node_api_port" "$logs/streams-burst-memory.jsonl"
+    local sampler="${pids[-1]}"
+    # The node at rest: memory freed at start (configuration, documents) purged first, so the
+    # level the bursts are compared with is the idle node's, not its start-up's.
+    sleep "$BURST_REST"
     for i in $(seq "$BURST_COUNT"); do
         wsload streams burst "idle-$i" --url "$url" -n "$BURST_SUBS" --mode idle \
             --duration "$BURST_HOLD" --server-pid "$node_pid" --settle 2 \
@@ -484,11 +548,12 @@ streams_burst() {
                 "$logs/streams-burst-idle-$i.json" 2>/dev/null || true)"
             [ -n "$baseline" ] || baseline="$(awk '/^VmRSS:/ {print $2}' "/proc/$node_pid/status")"
         fi
-        rss_follow "$node_pid" "$BURST_SETTLE" "$baseline" >"$logs/streams-burst-after-$i.json"
+        rss_follow "$node_pid" "$BURST_SETTLE" "$baseline" "$node_api_port" >"$logs/streams-burst-after-$i.json"
         record streams burst "after-$i" "$logs/streams-burst-after-$i.json"
         python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("burst %s: RSS %s KiB right after, %s KiB after %s s (%.2fx the %s KiB before the first burst; within 20 %% after %s s)" % (sys.argv[2], r["start_kib"], r["end_kib"], r["seconds"], r["end_over_baseline"] or 0, r["baseline_kib"], r["within_20pct_after_s"]))' \
             "$logs/streams-burst-after-$i.json" "$i" >&2 || true
     done
+    stop_pid "$sampler"
     stop_streams
 }
 
@@ -602,8 +667,10 @@ mkdir -p "$logs"
 : >"$runs"
 scripts/ensure-deps.sh --no-python >&2
 command -v python3 >/dev/null || { echo "python3 is needed (apt-get install -y python3)" >&2; exit 1; }
-log "building the tools (release)"
-cargo build --release --locked -p planetmint-streams -p planetmint-streams-bench --bins >&2
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+    log "building the tools (release)"
+    cargo build --release --locked -p planetmint-streams -p planetmint-streams-bench --bins >&2
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 for need in "S3:$S3_SUBS" "S7:$S7_SUBS" "burst:$BURST_SUBS"; do
     case " $scenarios " in *" ${need%%:*} "*) ;; *) continue ;; esac
@@ -714,6 +781,8 @@ for i in range(1, 10):
     metric("burst", f"burst {i}: RSS MiB at the end of the wait", f"after-{i}", lambda r: r["end_kib"] / 1024)
     metric("burst", f"burst {i}: end / before first burst", f"after-{i}", lambda r: r["end_over_baseline"])
     metric("burst", f"burst {i}: s until within 20 %", f"after-{i}", lambda r: r["within_20pct_after_s"])
+    metric("burst", f"burst {i}: jemalloc allocated / active / metadata / resident MiB at the end", f"after-{i}",
+           lambda r: " / ".join(f'{r["allocator_end"][k] / 1048576:.1f}' for k in ("allocated", "active", "metadata", "resident")))
 
 for i in range(1, 10):
     for carrier, what in (("url", "URL connections (one per subscription)"), ("rpc", "one JSON-RPC connection")):

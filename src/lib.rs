@@ -2,13 +2,14 @@
 //!
 //! It follows the blocks a Planetmint node commits to its Tarantool and pushes them to
 //! WebSocket subscribers, compatible on the wire with Planetmint's own event stream. This crate
-//! is the binary's library half: [`config`] (the layered, validated configuration), [`node`]
+//! is the binary's library half: [`allocator`] (jemalloc's statistics), [`config`] (the layered, validated configuration), [`node`]
 //! (wiring the ingest, broadcaster and API crates together), [`nofile`] (the open-file limit
 //! against `streams.max_connections`), [`catalogue`] (the described
 //! streams and AsyncAPI document), [`subscribe`] (the durable subscriber command) and
 //! [`logging`].
 #![forbid(unsafe_code)]
 
+pub mod allocator;
 pub mod catalogue;
 pub mod config;
 pub mod logging;

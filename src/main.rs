@@ -98,6 +98,8 @@ impl Args {
 }
 
 fn main() -> std::process::ExitCode {
+    #[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+    planetmint_streams::allocator::install();
     let args = Args::parse();
     if let Some(Command::Token(TokenCommand::Issue(issue))) = &args.command {
         let config = match Config::load(args.config.as_deref(), args.overrides()) {

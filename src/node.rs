@@ -85,6 +85,7 @@ async fn start_with(
 
     let metrics = BroadcastMetrics::new(&registry)?;
     crate::nofile::check(config.streams.max_connections, &registry)?;
+    crate::allocator::register(&registry)?;
     let hub = Arc::new(
         Hub::new(config.streams.ring_blocks, metrics)
             .with_ring_max_bytes(config.streams.ring_max_bytes),

@@ -73,9 +73,57 @@ async fn a_node_on_a_replica_fails_over_to_the_master_and_back_without_loss() {
     node.shutdown().await;
 }
 
+/// nginx in its own process group (its master and worker): stopped as a group, so that no
+/// worker outlives the test, whether it ends or panics.
 struct Nginx {
     child: Child,
+    /// The group's id: the master's pid (it leads the group it was started in).
+    pgid: u32,
     _dir: tempfile::TempDir,
+}
+
+/// Sends `signal` (a name, as `kill -s` takes it) to every process of group `pgid`; whether
+/// any process received it (false once the group is empty).
+fn signal_group(pgid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args(["-s", signal, "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+impl Nginx {
+    /// Stops nginx (SIGTERM to the group: nginx's fast shutdown, which does not wait for the
+    /// proxied WebSockets to end; the master reaps its worker before exiting), reaps the master
+    /// and checks that nothing of the group is left.
+    async fn stop(mut self) {
+        signal_group(self.pgid, "TERM");
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            signal_group(self.pgid, "KILL");
+            let _ = self.child.wait().await;
+        }
+        // Only zombies or nothing may be left; the worker's parent was the master, which
+        // reaped it, so the group must be empty.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while signal_group(self.pgid, "0") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a process of nginx's group {} outlived its master",
+                self.pgid
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Nginx {
+    /// A test that panics still takes the worker down with the master.
+    fn drop(&mut self) {
+        signal_group(self.pgid, "KILL");
+    }
 }
 
 fn start_nginx(listen: u16, upstreams: &[u16]) -> Nginx {
@@ -107,12 +155,18 @@ fn start_nginx(listen: u16, upstreams: &[u16]) -> Nginx {
             &path.display().to_string(),
         ])
         .stderr(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .expect(
             "this test needs nginx (Debian package): run `make test` or scripts/ensure-deps.sh",
         );
-    Nginx { child, _dir: dir }
+    let pgid = child.id().expect("nginx's pid, just started");
+    Nginx {
+        child,
+        pgid,
+        _dir: dir,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +180,7 @@ async fn a_client_behind_a_load_balancer_resumes_on_the_other_node_exactly_once(
         node.wait_ready().await;
     }
     let lb_port = free_port().expect("port");
-    let mut nginx = start_nginx(
+    let nginx = start_nginx(
         lb_port,
         &node_processes
             .iter()
@@ -182,5 +236,9 @@ async fn a_client_behind_a_load_balancer_resumes_on_the_other_node_exactly_once(
         client.events, expected,
         "every event exactly once, in order, through the balancer"
     );
-    let _ = nginx.child.start_kill();
+    nginx.stop().await;
+    for mut node in nodes {
+        let _ = node.start_kill();
+        let _ = node.wait().await;
+    }
 }

@@ -24,6 +24,7 @@ use crate::published::PublishedBlock;
 use crate::queue::{Pushed, QueuedBlock, SubscriberQueue};
 pub use crate::selection::Selection;
 use crate::selection::{filtered_frames, unfiltered_frames};
+use crate::shrink::release_unused;
 use crate::subscription::{Framing, Partition, Payload, StreamKind};
 
 /// Identifies an attached subscriber.
@@ -285,6 +286,9 @@ impl Hub {
         if let Some(attached) = removed {
             self.count_payload(&attached.selection, false);
         }
+        // After a crowd has left, give back the slots it needed (ADR 0005).
+        release_unused(&mut state.unfiltered);
+        release_unused(&mut state.filtered);
     }
 
     /// Number of attached subscribers.
@@ -296,6 +300,13 @@ impl Hub {
     /// Number of distinct filter values indexed (for tests).
     pub fn indexed_values(&self) -> usize {
         self.lock().index.len()
+    }
+
+    /// Slots the registry of attached subscribers holds (for tests: it shrinks after a crowd
+    /// has left).
+    pub fn registry_capacity(&self) -> usize {
+        let state = self.lock();
+        state.unfiltered.capacity() + state.filtered.capacity()
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use planetmint_streams_model::CommittedBlock;
 
+use crate::shrink::{release_unused, release_unused_vec};
 use crate::subscription::Filter;
 
 /// Subscriber ids by filter value.
@@ -33,9 +34,12 @@ fn remove(map: &mut HashMap<String, Vec<u64>>, values: impl IntoIterator<Item = 
             ids.retain(|&other| other != id);
             if ids.is_empty() {
                 map.remove(&value);
+            } else {
+                release_unused_vec(ids);
             }
         }
     }
+    release_unused(map);
 }
 
 impl FilterIndex {

@@ -29,6 +29,7 @@ pub mod rpc;
 pub mod selection;
 pub mod server;
 pub mod session;
+mod shrink;
 pub mod subscription;
 pub mod utf8;
 /// Server-to-client WebSocket frames (shared with the load tools, so it lives in the model).

@@ -111,6 +111,7 @@ impl Drop for ConnectionSlot {
                 *n -= 1;
                 if *n == 0 {
                     counts.by_ip.remove(&ip);
+                    crate::shrink::release_unused(&mut counts.by_ip);
                 }
             }
         }
