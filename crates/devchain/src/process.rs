@@ -49,6 +49,9 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
+/// How many ports [`TarantoolProcess::start_with`] tries when the one it chose is taken.
+const PORT_ATTEMPTS: u32 = 5;
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
@@ -62,8 +65,24 @@ impl TarantoolProcess {
         Self::start_with(TarantoolOptions::default()).await
     }
 
-    /// Starts Tarantool with `options`.
+    /// Starts Tarantool with `options`. The port is one that was free a moment ago; when
+    /// another process took it in between (parallel tests on a busy machine), Tarantool cannot
+    /// bind and it is started again on another one.
     pub async fn start_with(options: TarantoolOptions) -> Result<Self, StartError> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_on_free_port(&options).await {
+                Err(StartError::NotListening { log, .. })
+                    if attempt < PORT_ATTEMPTS && log.contains("Address already in use") =>
+                {
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_on_free_port(options: &TarantoolOptions) -> Result<Self, StartError> {
         let dir = tempfile::Builder::new()
             .prefix("pms-tarantool-")
             .tempdir()?;
