@@ -80,6 +80,10 @@ pub struct SubscribeArgs {
     /// node as the `include` parameter.
     #[arg(long, conflicts_with = "subscriptions", value_name = "WHAT")]
     pub include: Option<String>,
+    /// Only this worker's share of the stream, `I/N` (worker I of N; N workers together get
+    /// every event once, each resuming on its own); passed as the `partition` parameter.
+    #[arg(long, conflicts_with = "subscriptions", value_name = "I/N")]
+    pub partition: Option<String>,
     /// Follow several subscriptions over one connection (the JSON-RPC channel); repeatable.
     /// SPEC is `[NAME=]STREAM[?PARAMETERS]`, the stream's name and its URL parameters, e.g.
     /// `alice=valid_transactions?public_key=KEY&operation=TRANSFER` or `valid_blocks`.
@@ -208,6 +212,9 @@ fn query_string(args: &SubscribeArgs, complete: Option<u64>) -> String {
     }
     if let Some(include) = &args.include {
         query.append_pair("include", include);
+    }
+    if let Some(partition) = &args.partition {
+        query.append_pair("partition", partition);
     }
     if !args.blocks {
         query.append_pair("batch", "block");
@@ -410,12 +417,13 @@ mod tests {
             stream_url: None,
             limit: None,
             include: Some("transaction".into()),
+            partition: Some("1/4".into()),
             subscriptions: vec![],
             token_file: None,
         };
         assert_eq!(
             query_string(&args, Some(7)),
-            "public_key=K1&operation=TRANSFER&include=transaction&batch=block&from_height=7"
+            "public_key=K1&operation=TRANSFER&include=transaction&partition=1%2F4&batch=block&from_height=7"
         );
         assert_eq!(
             query_string(
@@ -425,7 +433,7 @@ mod tests {
                 },
                 None
             ),
-            "public_key=K1&operation=TRANSFER&include=transaction"
+            "public_key=K1&operation=TRANSFER&include=transaction&partition=1%2F4"
         );
     }
 }

@@ -304,3 +304,87 @@ async fn the_rpc_channel_takes_include_and_bad_values_name_it() {
     let got: Vec<Value> = events.iter().map(stream_fields).collect();
     assert_eq!(got, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscribe_command_takes_include_and_partition_in_both_modes() {
+    let harness = Harness::start().await;
+    let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
+    let rows = Rows::of(&fixtures);
+    let expected = expected(&fixtures);
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    write_all(&fixtures, &writer).await;
+    let owner = |e: &Value| {
+        let id = e["transaction_id"].as_str().expect("id");
+        u64::from_str_radix(&id[..16], 16).expect("hex") % 2
+    };
+    let run = |args: Vec<String>| async move {
+        let output = tokio::time::timeout(
+            WITHIN,
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_planetmint-streams"))
+                .args(&args)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("exits in time")
+        .expect("runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+            .collect::<Vec<Value>>()
+    };
+    let mut union = Vec::new();
+    for worker in 0..2 {
+        let share: Vec<Value> = expected
+            .iter()
+            .filter(|e| owner(e) == worker)
+            .cloned()
+            .collect();
+        // One stream URL per worker...
+        let url_mode = run(vec![
+            "subscribe".into(),
+            harness.api(),
+            "--from-height".into(),
+            "0".into(),
+            "--include".into(),
+            "transaction".into(),
+            "--partition".into(),
+            format!("{worker}/2"),
+            "--limit".into(),
+            share.len().to_string(),
+        ])
+        .await;
+        url_mode.iter().for_each(|e| rows.check(e));
+        assert_eq!(
+            url_mode.iter().map(stream_fields).collect::<Vec<_>>(),
+            share
+        );
+        // ...and the same subscription over the JSON-RPC channel.
+        let rpc_mode = run(vec![
+            "subscribe".into(),
+            harness.api(),
+            "--subscribe".into(),
+            format!("w=valid_transactions?include=transaction&partition={worker}/2&from_height=0"),
+            "--limit".into(),
+            share.len().to_string(),
+        ])
+        .await;
+        let results: Vec<Value> = rpc_mode
+            .iter()
+            .map(|line| {
+                assert_eq!(line["subscription"], "w", "{line}");
+                line["result"].clone()
+            })
+            .collect();
+        assert_eq!(results, url_mode, "both modes print the same events");
+        union.extend(share);
+    }
+    assert_eq!(union.len(), expected.len());
+}
