@@ -18,35 +18,27 @@ use planetmint_streams_broadcaster::queue::QueueLimits;
 use planetmint_streams_broadcaster::subscription::{Filter, Framing, Payload, StreamKind};
 use planetmint_streams_broadcaster::{BroadcastMetrics, Hub, SubscriberQueue};
 use planetmint_streams_model::{AssetIdsEntry, BlockSink, CommittedBlock, CommittedTransaction};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 const SUBSCRIBERS: usize = 10_000;
 const BLOCKS: u64 = 200;
 const TXS: usize = 100;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn key(i: u64) -> String {
     format!("wallet-key-{i:032}")
 }
 
-fn block(rng: &mut Rng, height: u64) -> Arc<CommittedBlock> {
+fn block(rng: &mut StdRng, height: u64) -> Arc<CommittedBlock> {
     let transactions = (0..TXS)
         .map(|n| {
-            let outputs = 1 + rng.next() % 3;
+            let outputs = 1 + rng.gen::<u64>() % 3;
             let output_public_keys = (0..outputs)
                 .map(|_| {
-                    if rng.next().is_multiple_of(10) {
-                        key(rng.next() % SUBSCRIBERS as u64)
+                    if rng.gen::<u64>().is_multiple_of(10) {
+                        key(rng.gen::<u64>() % SUBSCRIBERS as u64)
                     } else {
-                        format!("stranger-{}", rng.next())
+                        format!("stranger-{}", rng.gen::<u64>())
                     }
                 })
                 .collect();
@@ -57,7 +49,7 @@ fn block(rng: &mut Rng, height: u64) -> Arc<CommittedBlock> {
                 id,
                 operation: "TRANSFER".into(),
                 output_public_keys,
-                input_owners: vec![format!("stranger-{}", rng.next())],
+                input_owners: vec![format!("stranger-{}", rng.gen::<u64>())],
             }
         })
         .collect();
@@ -127,7 +119,7 @@ fn run_hub(name: &str, filtered: bool) {
             queue
         })
         .collect();
-    let mut rng = Rng(42);
+    let mut rng = StdRng::seed_from_u64(42);
     let blocks: Vec<_> = (1..=BLOCKS).map(|h| block(&mut rng, h)).collect();
     let mut times = Vec::with_capacity(blocks.len());
     let mut delivered = 0;
@@ -142,7 +134,7 @@ fn run_hub(name: &str, filtered: bool) {
 
 fn run_naive() {
     let selections = selections(true);
-    let mut rng = Rng(42);
+    let mut rng = StdRng::seed_from_u64(42);
     let mut times = Vec::new();
     let mut delivered = 0;
     for height in 1..=BLOCKS {

@@ -504,64 +504,58 @@ mod tests {
     use crate::queue::QueueLimits;
     use crate::subscription::{Filter, KeyRole, Partition};
     use planetmint_streams_model::{AssetIdsEntry, CommittedTransaction};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
     use std::collections::HashSet;
     use std::task::{Context, Poll, Waker};
 
-    /// A tiny deterministic generator (xorshift), so the test needs no extra crates.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn pick<'a>(&mut self, items: &'a [String]) -> &'a String {
-            &items[self.below(items.len() as u64) as usize]
-        }
+    /// An item of `items`, chosen by `rng`.
+    fn pick<'a>(rng: &mut StdRng, items: &'a [String]) -> &'a String {
+        &items[rng.gen_range(0..items.len())]
     }
 
-    fn tx(rng: &mut Rng, keys: &[String], assets: &[String], n: usize) -> CommittedTransaction {
+    fn tx(rng: &mut StdRng, keys: &[String], assets: &[String], n: usize) -> CommittedTransaction {
         let ops = ["CREATE", "TRANSFER", "VOTE"];
-        let operation = ops[rng.below(3) as usize].to_owned();
-        let asset = rng.pick(assets).clone();
+        let operation = ops[rng.gen_range(0..3) as usize].to_owned();
+        let asset = pick(rng, assets).clone();
         CommittedTransaction {
             // The first 16 hex digits vary, so partitions split the transactions.
-            id: format!("{:016x}{n:048x}", rng.next()),
+            id: format!("{:016x}{n:048x}", rng.gen::<u64>()),
             asset_id: asset.clone(),
             asset_ids: vec![AssetIdsEntry::Id(asset)],
             operation,
-            output_public_keys: (0..1 + rng.below(3))
-                .map(|_| rng.pick(keys).clone())
+            output_public_keys: (0..1 + rng.gen_range(0..3))
+                .map(|_| pick(rng, keys).clone())
                 .collect(),
-            input_owners: (0..rng.below(3)).map(|_| rng.pick(keys).clone()).collect(),
+            input_owners: (0..rng.gen_range(0..3))
+                .map(|_| pick(rng, keys).clone())
+                .collect(),
         }
     }
 
-    fn filter(rng: &mut Rng, keys: &[String], assets: &[String]) -> Filter {
+    fn filter(rng: &mut StdRng, keys: &[String], assets: &[String]) -> Filter {
         let mut f = Filter::default();
-        if rng.below(2) == 0 {
-            f.public_keys = (0..1 + rng.below(2))
-                .map(|_| rng.pick(keys).clone())
+        if rng.gen_range(0..2) == 0 {
+            f.public_keys = (0..1 + rng.gen_range(0..2))
+                .map(|_| pick(rng, keys).clone())
                 .collect();
-            f.key_role = [KeyRole::Outputs, KeyRole::Inputs, KeyRole::Any][rng.below(3) as usize];
+            f.key_role =
+                [KeyRole::Outputs, KeyRole::Inputs, KeyRole::Any][rng.gen_range(0..3) as usize];
         }
-        if rng.below(3) == 0 {
-            f.asset_ids = (0..1 + rng.below(2))
-                .map(|_| rng.pick(assets).clone())
+        if rng.gen_range(0..3) == 0 {
+            f.asset_ids = (0..1 + rng.gen_range(0..2))
+                .map(|_| pick(rng, assets).clone())
                 .collect();
         }
-        if rng.below(3) == 0 {
-            f.operations =
-                HashSet::from([["CREATE", "TRANSFER", "VOTE"][rng.below(3) as usize].to_owned()]);
+        if rng.gen_range(0..3) == 0 {
+            f.operations = HashSet::from([["CREATE", "TRANSFER", "VOTE"]
+                [rng.gen_range(0..3) as usize]
+                .to_owned()]);
         }
-        if rng.below(3) == 0 {
-            let count = 1 + rng.below(4) as u16;
+        if rng.gen_range(0..3) == 0 {
+            let count = 1 + rng.gen_range(0..4) as u16;
             f.partition = Some(Partition {
-                index: rng.below(u64::from(count)) as u16,
+                index: rng.gen_range(0..u64::from(count)) as u16,
                 count,
             });
         }
@@ -580,7 +574,7 @@ mod tests {
 
     #[test]
     fn indexed_fan_out_equals_checking_every_filter() {
-        let mut rng = Rng(0x9e3779b97f4a7c15);
+        let mut rng = StdRng::seed_from_u64(0x9e3779b97f4a7c15);
         let keys: Vec<String> = (0..12).map(|i| format!("key{i}")).collect();
         let assets: Vec<String> = (0..6).map(|i| format!("{i:064x}")).collect();
         let hub = Hub::new(8, BroadcastMetrics::unregistered().expect("metrics"));
@@ -593,13 +587,13 @@ mod tests {
         for _ in 0..300 {
             let selection = Arc::new(Selection {
                 stream: [StreamKind::ValidTransactions, StreamKind::ValidBlocks]
-                    [rng.below(2) as usize],
-                filter: if rng.below(5) == 0 {
+                    [rng.gen_range(0..2) as usize],
+                filter: if rng.gen_range(0..5) == 0 {
                     Filter::default()
                 } else {
                     filter(&mut rng, &keys, &assets)
                 },
-                framing: [Framing::PerEvent, Framing::PerBlock][rng.below(2) as usize],
+                framing: [Framing::PerEvent, Framing::PerBlock][rng.gen_range(0..2) as usize],
                 payload: Payload::Event,
                 envelope: None,
             });
@@ -610,7 +604,7 @@ mod tests {
         let mut blocks = Vec::new();
         let mut n = 0;
         for height in 1..=40u64 {
-            let txs = (0..rng.below(6))
+            let txs = (0..rng.gen_range(0..6))
                 .map(|_| {
                     n += 1;
                     tx(&mut rng, &keys, &assets, n)

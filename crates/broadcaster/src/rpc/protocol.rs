@@ -488,6 +488,8 @@ pub fn notification_message(method: &str, params: Value) -> String {
 mod tests {
     use super::*;
     use crate::subscription::{Framing, KeyRole};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     const KEY: &str = "4UsMARRttZAQYUYb8hjpbuwq5tnpJPK5ETFbDkiXrnCW";
     const KEY2: &str = "zeLcy7Xzntvupb1PChe1B3KjxRKcCdM1zJEKyKpc653";
@@ -709,20 +711,6 @@ mod tests {
         );
     }
 
-    /// A tiny deterministic generator (xorshift), so the test needs no extra crates.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     /// Pieces a hostile client might assemble requests from.
     const PIECES: &[&str] = &[
         "{",
@@ -773,7 +761,7 @@ mod tests {
 
     #[test]
     fn junk_never_panics_and_what_is_accepted_is_valid() {
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut rng = StdRng::seed_from_u64(0x2545_f491_4f6c_dd1d);
         let mut accepted = 0;
         let valid = json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {
             "stream": "valid_transactions", "from_height": 7, "public_key": [KEY], "operation": ["CREATE"]}})
@@ -783,9 +771,9 @@ mod tests {
             let text = if round % 3 == 1 {
                 // A valid request with a few bytes replaced.
                 let mut text = valid.clone();
-                for _ in 0..1 + rng.below(3) {
-                    let at = rng.below(text.len());
-                    text[at] = rng.next() as u8;
+                for _ in 0..1 + rng.gen_range(0..3) {
+                    let at = rng.gen_range(0..text.len());
+                    text[at] = rng.gen::<u8>();
                 }
                 text
             } else {
@@ -793,14 +781,14 @@ mod tests {
                 if round % 3 == 0 {
                     // A well-formed envelope around junk params, so deeper code is reached.
                     text.extend_from_slice(br#"{"jsonrpc":"2.0","id":1,"method":"#);
-                    text.extend_from_slice(PIECES[18 + rng.below(7)].as_bytes());
+                    text.extend_from_slice(PIECES[18 + rng.gen_range(0..7)].as_bytes());
                     text.extend_from_slice(br#","params":{"#);
                 }
-                for _ in 0..rng.below(24) {
-                    if rng.below(8) == 0 {
-                        text.push(rng.next() as u8);
+                for _ in 0..rng.gen_range(0..24) {
+                    if rng.gen_range(0..8) == 0 {
+                        text.push(rng.gen::<u8>());
                     } else {
-                        text.extend_from_slice(PIECES[rng.below(PIECES.len())].as_bytes());
+                        text.extend_from_slice(PIECES[rng.gen_range(0..PIECES.len())].as_bytes());
                     }
                 }
                 text
