@@ -104,6 +104,22 @@ fn expected(fixtures: &Planetmint253) -> Vec<Value> {
         .collect()
 }
 
+/// A node reading Tarantool in `mode`, nothing written yet, and for the all-ops fixture: the
+/// fixture, its rows, the events it must give, and a writer to commit it.
+async fn all_ops_node(
+    mode: ReadMode,
+) -> (Harness, Planetmint253, Rows, Vec<Value>, PlanetmintWriter) {
+    let harness = Harness::start_with(|config| config.tarantool.mode = mode).await;
+    let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
+    let rows = Rows::of(&fixtures);
+    let expected = expected(&fixtures);
+    assert_eq!(expected.len(), 64);
+    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
+        .await
+        .expect("writer");
+    (harness, fixtures, rows, expected, writer)
+}
+
 async fn write_all(fixtures: &Planetmint253, writer: &PlanetmintWriter) {
     for height in fixtures.heights() {
         fixtures.write_block(writer, height).await.expect("write");
@@ -111,11 +127,7 @@ async fn write_all(fixtures: &Planetmint253, writer: &PlanetmintWriter) {
 }
 
 async fn every_event_carries_its_whole_transaction(mode: ReadMode) {
-    let harness = Harness::start_with(|config| config.tarantool.mode = mode).await;
-    let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
-    let rows = Rows::of(&fixtures);
-    let expected = expected(&fixtures);
-    assert_eq!(expected.len(), 64);
+    let (harness, fixtures, rows, expected, writer) = all_ops_node(mode).await;
     let base = harness.streams_base();
     let url = |query: &str| format!("{base}/api/v1/streams/valid_transactions?{query}");
 
@@ -123,9 +135,6 @@ async fn every_event_carries_its_whole_transaction(mode: ReadMode) {
     let mut live = connect(&url("include=transaction")).await;
     let mut plain = connect(&url("")).await;
     let mut votes = connect(&url("include=transaction&operation=VOTE")).await;
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
     write_all(&fixtures, &writer).await;
 
     let got = take_json(&mut live, 64, WITHIN).await;
@@ -183,13 +192,7 @@ async fn every_event_carries_its_whole_transaction_in_poll_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_indexer_with_four_workers_trusts_every_transaction_without_the_api() {
-    let harness = Harness::start().await;
-    let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
-    let rows = Rows::of(&fixtures);
-    let expected = expected(&fixtures);
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let (harness, fixtures, rows, expected, writer) = all_ops_node(ReadMode::Auto).await;
     // Half the chain is history when the indexer starts, the rest is committed live.
     let heights = fixtures.heights();
     let (history, live) = heights.split_at(heights.len() / 2);
@@ -261,13 +264,7 @@ async fn a_python_indexer_with_four_workers_trusts_every_transaction_without_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rpc_channel_takes_include_and_bad_values_name_it() {
-    let harness = Harness::start().await;
-    let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
-    let rows = Rows::of(&fixtures);
-    let expected = expected(&fixtures);
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let (harness, fixtures, rows, expected, writer) = all_ops_node(ReadMode::Auto).await;
     write_all(&fixtures, &writer).await;
     let streams = harness.node().streams_addr.to_string();
 
@@ -307,13 +304,7 @@ async fn the_rpc_channel_takes_include_and_bad_values_name_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_subscribe_command_takes_include_and_partition_in_both_modes() {
-    let harness = Harness::start().await;
-    let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
-    let rows = Rows::of(&fixtures);
-    let expected = expected(&fixtures);
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let (harness, fixtures, rows, expected, writer) = all_ops_node(ReadMode::Auto).await;
     write_all(&fixtures, &writer).await;
     let owner = |e: &Value| {
         let id = e["transaction_id"].as_str().expect("id");

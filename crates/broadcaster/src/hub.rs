@@ -648,6 +648,25 @@ mod tests {
         assert_eq!(hub.indexed_values(), 0);
     }
 
+    /// A valid_blocks subscriber without filter and its queue (room for 10 blocks).
+    fn valid_blocks_subscriber() -> (Arc<SubscriberQueue>, Arc<Selection>) {
+        let queue = Arc::new(SubscriberQueue::new(
+            QueueLimits {
+                max_blocks: 10,
+                max_bytes: 1 << 20,
+            },
+            None,
+        ));
+        let selection = Arc::new(Selection {
+            stream: StreamKind::ValidBlocks,
+            filter: Filter::default(),
+            framing: Framing::PerEvent,
+            payload: Payload::Event,
+            envelope: None,
+        });
+        (queue, selection)
+    }
+
     #[test]
     fn the_ring_is_bounded_in_bytes_as_well_as_in_blocks() {
         let block = |height: u64| {
@@ -664,20 +683,7 @@ mod tests {
         // Room for 100 blocks by count, for 3 by bytes.
         let hub = Hub::new(100, BroadcastMetrics::unregistered().expect("metrics"))
             .with_ring_max_bytes(3 * one + one / 2);
-        let queue = Arc::new(SubscriberQueue::new(
-            QueueLimits {
-                max_blocks: 10,
-                max_bytes: 1 << 20,
-            },
-            None,
-        ));
-        let selection = Arc::new(Selection {
-            stream: StreamKind::ValidBlocks,
-            filter: Filter::default(),
-            framing: Framing::PerEvent,
-            payload: Payload::Event,
-            envelope: None,
-        });
+        let (queue, selection) = valid_blocks_subscriber();
         hub.start_after(0);
         for height in 1..=10 {
             hub.publish(block(height));
@@ -707,20 +713,7 @@ mod tests {
     #[test]
     fn catch_up_hands_out_memory_then_source_then_attaches() {
         let hub = Hub::new(3, BroadcastMetrics::unregistered().expect("metrics"));
-        let queue = Arc::new(SubscriberQueue::new(
-            QueueLimits {
-                max_blocks: 10,
-                max_bytes: 1 << 20,
-            },
-            None,
-        ));
-        let selection = Arc::new(Selection {
-            stream: StreamKind::ValidBlocks,
-            filter: Filter::default(),
-            framing: Framing::PerEvent,
-            payload: Payload::Event,
-            envelope: None,
-        });
+        let (queue, selection) = valid_blocks_subscriber();
         assert!(matches!(
             hub.catch_up(&queue, &selection, 0),
             Catchup::NotStarted
