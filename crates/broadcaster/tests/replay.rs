@@ -25,6 +25,8 @@ struct CountingSource {
     inner: MemorySource,
     reads: AtomicUsize,
     blocks_read: AtomicUsize,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 impl CountingSource {
@@ -37,6 +39,8 @@ impl CountingSource {
             inner,
             reads: AtomicUsize::new(0),
             blocks_read: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -65,7 +69,10 @@ impl BlockSource for CountingSource {
         max_blocks: usize,
     ) -> Result<Vec<CommittedBlock>, SourceError> {
         // A read takes a little time, as a real one does, so concurrent replays overlap.
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(2)).await;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let blocks = self.inner.blocks_between(after, upto, max_blocks).await?;
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.blocks_read.fetch_add(blocks.len(), Ordering::Relaxed);
@@ -329,4 +336,36 @@ async fn a_subscriber_without_from_height_gets_only_new_blocks() {
     hub.publish(Arc::new(block(11)));
     assert_eq!(drain(&queue), vec![11]);
     assert_eq!(source.reads.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_replay_reads_the_next_segment_while_this_one_is_read() {
+    // Segments are fixed ranges of heights, so a replay asks for the next one before the
+    // current one has arrived: with two reads allowed at the source, one replay uses both,
+    // and with one it never exceeds it.
+    for allowed in [1, 2] {
+        let source = CountingSource::with_blocks(1..=200);
+        let hub = hub_at(200);
+        let budget = BudgetLimits {
+            reads_in_flight: allowed,
+            ..unlimited()
+        };
+        let replayer = Replayer::new(hub.clone(), source.clone(), settings(budget));
+        let queue = queue();
+        replayer
+            .attach(&queue, &blocks_selection(), Some(0))
+            .await
+            .expect("attached");
+        assert_eq!(drain(&queue), (1..=200).collect::<Vec<_>>());
+        assert_eq!(
+            source.most_in_flight.load(Ordering::Relaxed),
+            allowed,
+            "reads at the source at once with {allowed} allowed"
+        );
+        assert_eq!(
+            source.blocks_read.load(Ordering::Relaxed),
+            200,
+            "every stored block read once"
+        );
+    }
 }

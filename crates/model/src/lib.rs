@@ -31,4 +31,4 @@ pub mod vocabulary;
 
 pub use block::{AssemblyError, AssetIdsEntry, CommittedBlock, CommittedTransaction};
 pub use config::ConfigProblem;
-pub use source::{BlockBatch, BlockSink, BlockSource, HeightBounds, SourceError};
+pub use source::{BlockBatch, BlockSink, BlockSource, FetchedBlocks, HeightBounds, SourceError};

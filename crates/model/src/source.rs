@@ -151,6 +151,47 @@ impl std::fmt::Display for Chain<'_> {
     }
 }
 
+/// A history read's answer, perhaps not yet decoded. [`BlockSource::fetch_between`] returns it
+/// as soon as the source has answered, so a reader that bounds how many reads it has at the
+/// source at once can give its turn back before it spends its own CPU on decoding.
+pub struct FetchedBlocks(FetchedInner);
+
+enum FetchedInner {
+    Decoded(Vec<CommittedBlock>),
+    Later(Box<dyn FnOnce() -> Result<Vec<CommittedBlock>, SourceError> + Send>),
+}
+
+impl FetchedBlocks {
+    /// Blocks already decoded.
+    pub fn decoded(blocks: Vec<CommittedBlock>) -> Self {
+        Self(FetchedInner::Decoded(blocks))
+    }
+
+    /// An answer that `decode` turns into blocks.
+    pub fn later(
+        decode: impl FnOnce() -> Result<Vec<CommittedBlock>, SourceError> + Send + 'static,
+    ) -> Self {
+        Self(FetchedInner::Later(Box::new(decode)))
+    }
+
+    /// The blocks (decoding them now if they were not yet).
+    pub fn decode(self) -> Result<Vec<CommittedBlock>, SourceError> {
+        match self.0 {
+            FetchedInner::Decoded(blocks) => Ok(blocks),
+            FetchedInner::Later(decode) => decode(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FetchedBlocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            FetchedInner::Decoded(blocks) => write!(f, "FetchedBlocks({} decoded)", blocks.len()),
+            FetchedInner::Later(_) => f.write_str("FetchedBlocks(not yet decoded)"),
+        }
+    }
+}
+
 /// Committed blocks, read by height. Heights increase but need not be contiguous, so every
 /// read is "after a height", never "at a height".
 #[async_trait]
@@ -172,6 +213,20 @@ pub trait BlockSource: Send + Sync + 'static {
         upto: u64,
         max_blocks: usize,
     ) -> Result<Vec<CommittedBlock>, SourceError>;
+
+    /// [`BlockSource::blocks_between`] in two steps: returns once the source has answered,
+    /// and [`FetchedBlocks::decode`] gives the blocks. Sources whose answers cost CPU to
+    /// decode override it; by default the blocks come decoded.
+    async fn fetch_between(
+        &self,
+        after: u64,
+        upto: u64,
+        max_blocks: usize,
+    ) -> Result<FetchedBlocks, SourceError> {
+        self.blocks_between(after, upto, max_blocks)
+            .await
+            .map(FetchedBlocks::decoded)
+    }
 
     /// The lowest and highest stored heights; `None` when no block row exists yet.
     async fn bounds(&self) -> Result<Option<HeightBounds>, SourceError>;

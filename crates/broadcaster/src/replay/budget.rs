@@ -2,8 +2,9 @@
 //!
 //! The Tarantool we read is the one a validator commits through (its single transaction
 //! thread), so replays get a bounded share of it, whatever clients do:
-//! - at most `replay_reads_in_flight` history reads at once (live ingest is never budgeted, so
-//!   a live read waits behind at most that many replay reads);
+//! - at most `replay_reads_in_flight` history reads at the source at once, from the request
+//!   until the source has answered (decoding is not counted: it is the node's work). Live
+//!   ingest is never budgeted, so a live read waits behind at most that many replay reads;
 //! - at most `replay_transactions_per_second` transactions read for replays, on average;
 //! - at most `replay_max_concurrent` subscribers replaying from the source at once; the others
 //!   wait, connected and pinged, for a turn (slower catch-up, counted in a metric).
@@ -71,7 +72,28 @@ pub struct ReadTurn<'a> {
     _permit: SemaphorePermit<'a>,
 }
 
-impl ReadTurn<'_> {
+impl<'a> ReadTurn<'a> {
+    /// Ends the turn once the source has answered, so the next read may go while this
+    /// answer is decoded; [`ReadCharge::charge`] then counts what it held.
+    pub fn answered(self) -> ReadCharge<'a> {
+        ReadCharge {
+            budget: self.budget,
+        }
+    }
+
+    /// Counts `transactions` read against the rate, and ends the turn.
+    pub fn charge(self, transactions: usize) {
+        self.answered().charge(transactions);
+    }
+}
+
+/// What an answered read still owes the rate.
+#[derive(Debug)]
+pub struct ReadCharge<'a> {
+    budget: &'a ReadBudget,
+}
+
+impl ReadCharge<'_> {
     /// Counts `transactions` read against the rate.
     pub fn charge(self, transactions: usize) {
         if let Some(rate) = &self.budget.rate {

@@ -2,15 +2,20 @@
 //! [`SharedHistory`], so N subscribers resuming from the same height cost about one read of
 //! that history from Tarantool and one serialization of each block, not N.
 //!
-//! History is read in segments: a read "after height A, up to U" returns a [`Segment`] that
-//! holds every stored block in `(A, reached]`, already framed ([`PublishedBlock`]). Segments
-//! are kept in a cache bounded in bytes (oldest evicted first), and a read that is already in
-//! flight is joined, not repeated (one read per `after`). A subscriber at height H takes the
-//! cached segment that covers H, or joins or starts the read after H. Segments are complete
-//! ranges of committed heights, so whichever subscriber started a read, every subscriber gets
-//! each block above its own height exactly once.
+//! History is read in segments: a segment is a range of heights `(after, reached]`, fixed
+//! when its read starts (`reached` is at most `batch_blocks` heights above `after`), and once
+//! read it holds every stored block of that range, already framed ([`PublishedBlock`]). Since
+//! a segment's end is known before it is read, a replay starts reading the next segment while
+//! this one is still being read, decoded and queued, so Tarantool and the node work at the same
+//! time instead of in turns.
+//!
+//! Segments are kept in a cache bounded in bytes (oldest evicted first), and a read already in
+//! flight is joined, not repeated. A subscriber at height H takes the cached segment or the read
+//! in flight that covers H, or starts the read after H. Segments are complete ranges of
+//! committed heights, so whichever subscriber started a read, every subscriber gets each block
+//! above its own height exactly once.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -55,7 +60,8 @@ impl Segment {
     }
 }
 
-type SegmentRead = Shared<BoxFuture<'static, Arc<Segment>>>;
+/// A segment's read, shared by every replay that waits for it.
+pub type SegmentRead = Shared<BoxFuture<'static, Arc<Segment>>>;
 
 #[derive(Default)]
 struct Cache {
@@ -64,8 +70,14 @@ struct Cache {
     /// `after` of each cached segment, oldest first (eviction order).
     order: VecDeque<u64>,
     bytes: usize,
-    /// Reads in flight by `after`; weak, so a read nobody waits for any more is dropped.
-    reads: HashMap<u64, WeakShared<BoxFuture<'static, Arc<Segment>>>>,
+    /// Reads in flight by `after`, with the end of their range; weak, so a read nobody waits
+    /// for any more is dropped.
+    reads: BTreeMap<u64, ReadInFlight>,
+}
+
+struct ReadInFlight {
+    reached: u64,
+    read: WeakShared<BoxFuture<'static, Arc<Segment>>>,
 }
 
 impl Cache {
@@ -76,6 +88,22 @@ impl Cache {
             .map(|(_, s)| s)
             .find(|s| s.covers(height))
             .cloned()
+    }
+
+    /// The read in flight whose range covers `height`, with its end.
+    fn reading(&mut self, height: u64) -> Option<PendingSegment> {
+        // Reads whose waiters are all gone are forgotten on the way.
+        self.reads.retain(|_, r| r.read.upgrade().is_some());
+        self.reads
+            .range(..=height)
+            .rev()
+            .find(|(after, r)| **after <= height && height < r.reached)
+            .and_then(|(_, r)| {
+                Some(PendingSegment {
+                    reached: r.reached,
+                    read: r.read.upgrade()?,
+                })
+            })
     }
 
     fn insert(&mut self, segment: Arc<Segment>, capacity: usize) {
@@ -138,29 +166,40 @@ impl Reader {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads `(after, upto]` (at most a batch), waiting out source outages with backoff.
-    async fn read(self: Arc<Self>, after: u64, upto: u64) -> Arc<Segment> {
-        let blocks = until_answered(&self.metrics, || async {
-            // A failed read gives its turn back at once (the turn drops uncharged).
-            let turn = self.budget.read_turn().await;
-            let blocks = self
-                .source
-                .blocks_between(after, upto, self.batch_blocks)
-                .await?;
-            turn.charge(blocks.iter().map(|b| b.transactions.len()).sum());
-            Ok(blocks)
-        })
-        .await;
-        self.metrics.replay_source_reads.inc();
-        self.metrics
-            .replay_source_blocks
-            .inc_by(blocks.len() as u64);
-        // Nothing returned: nothing is stored in (after, upto].
-        let reached = blocks.last().map_or(upto, |b| b.height);
-        let blocks: Vec<Arc<PublishedBlock>> = blocks
-            .into_iter()
-            .map(|b| Arc::new(PublishedBlock::new(Arc::new(b))))
-            .collect();
+    /// Reads every stored block in `(after, reached]`, waiting out source outages with
+    /// backoff. The source may answer with part of the range (it bounds the transactions of
+    /// one answer), so the rest is asked for until the range is complete.
+    async fn read(self: Arc<Self>, after: u64, reached: u64) -> Arc<Segment> {
+        let mut blocks = Vec::new();
+        let mut from = after;
+        while from < reached {
+            let part = until_answered(&self.metrics, || async {
+                // A failed read gives its turn back at once (the turn drops uncharged). The
+                // turn ends once the source has answered: decoding is the node's work, and
+                // meanwhile the source can serve the next read.
+                let turn = self.budget.read_turn().await;
+                let fetched = self
+                    .source
+                    .fetch_between(from, reached, self.batch_blocks)
+                    .await?;
+                let settle = turn.answered();
+                let part = fetched.decode()?;
+                settle.charge(part.iter().map(|b| b.transactions.len()).sum());
+                Ok(part)
+            })
+            .await;
+            self.metrics.replay_source_reads.inc();
+            self.metrics.replay_source_blocks.inc_by(part.len() as u64);
+            // Nothing returned: nothing is stored in (from, reached].
+            let Some(last) = part.last().map(|b| b.height) else {
+                break;
+            };
+            from = last;
+            blocks.extend(
+                part.into_iter()
+                    .map(|b| Arc::new(PublishedBlock::new(Arc::new(b)))),
+            );
+        }
         let bytes = blocks.iter().map(|b| b.memory_bytes()).sum();
         let segment = Arc::new(Segment {
             after,
@@ -175,6 +214,30 @@ impl Reader {
             .replay_cache_bytes
             .set(i64::try_from(cache.bytes).unwrap_or(i64::MAX));
         segment
+    }
+}
+
+/// A segment whose range is known and whose blocks may still be being read: `reached` is
+/// where the next segment starts, so its read can begin before this one is done.
+#[derive(Clone)]
+pub struct PendingSegment {
+    /// Inclusive upper bound of the segment's range.
+    pub reached: u64,
+    read: SegmentRead,
+}
+
+impl PendingSegment {
+    /// The segment, once read (reading it if nobody else drives the read).
+    pub fn blocks(&self) -> SegmentRead {
+        self.read.clone()
+    }
+}
+
+impl std::fmt::Debug for PendingSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSegment")
+            .field("reached", &self.reached)
+            .finish()
     }
 }
 
@@ -214,30 +277,34 @@ impl SharedHistory {
         }
     }
 
-    /// The segment covering `after` (stored blocks above it, up to at most `upto` read anew),
-    /// from the cache, a read in flight, or a new read.
-    pub async fn segment_after(&self, after: u64, upto: u64) -> Arc<Segment> {
-        let read: SegmentRead = {
-            let mut cache = self.reader.cache();
-            if let Some(segment) = cache.covering(after) {
-                self.reader.metrics.replay_cache_hits.inc();
-                return segment;
-            }
-            match cache.reads.get(&after).and_then(WeakShared::upgrade) {
-                Some(read) => {
-                    self.reader.metrics.replay_cache_hits.inc();
-                    read
-                }
-                None => {
-                    let read = self.reader.clone().read(after, upto).boxed().shared();
-                    if let Some(weak) = read.downgrade() {
-                        cache.reads.insert(after, weak);
-                    }
-                    read
-                }
-            }
-        };
-        read.await
+    /// The segment covering `after`, from the cache, a read in flight, or a new read of at
+    /// most `batch_blocks` heights above `after` (and not above `upto`). Not awaited: the
+    /// read makes progress while the returned segment's `blocks()` is polled.
+    pub fn segment_after(&self, after: u64, upto: u64) -> PendingSegment {
+        let mut cache = self.reader.cache();
+        if let Some(segment) = cache.covering(after) {
+            self.reader.metrics.replay_cache_hits.inc();
+            return PendingSegment {
+                reached: segment.reached,
+                read: futures_util::future::ready(segment).boxed().shared(),
+            };
+        }
+        if let Some(pending) = cache.reading(after) {
+            self.reader.metrics.replay_cache_hits.inc();
+            return pending;
+        }
+        let reached = upto.min(after.saturating_add(self.reader.batch_blocks as u64));
+        let read = self.reader.clone().read(after, reached).boxed().shared();
+        if let Some(weak) = read.downgrade() {
+            cache.reads.insert(
+                after,
+                ReadInFlight {
+                    reached,
+                    read: weak,
+                },
+            );
+        }
+        PendingSegment { reached, read }
     }
 
     /// The stored height range (reused for a second, so a herd of resumes asks once).

@@ -15,10 +15,12 @@ pub mod history;
 
 use std::sync::Arc;
 
+use futures_util::future::Either;
+
 use planetmint_streams_model::BlockSource;
 
 pub use budget::{BudgetLimits, ReadBudget, ReplayTurn};
-pub use history::{Segment, SharedHistory};
+pub use history::{PendingSegment, Segment, SegmentRead, SharedHistory};
 
 use crate::hub::{Catchup, Hub, Selection, SubscriberId};
 use crate::metrics::BroadcastMetrics;
@@ -146,7 +148,8 @@ impl Replayer {
 
     /// Queues history in `(after, upto]` (and possibly a little beyond) from the shared
     /// history; returns the height reached. The next segment is read (or joined) while this
-    /// one is being queued.
+    /// one is still being read and queued: its range is known in advance, so the source reads
+    /// it while the node decodes, frames and sends this one.
     async fn replay_from_source(
         &self,
         queue: &SubscriberQueue,
@@ -154,24 +157,28 @@ impl Replayer {
         mut after: u64,
         upto: u64,
     ) -> Result<u64, ReplayError> {
-        let mut segment = self.history.segment_after(after, upto).await;
+        let mut current = self.history.segment_after(after, upto);
         loop {
-            let reached = segment.reached;
-            let next = async {
-                match reached < upto {
-                    true => Some(self.history.segment_after(reached, upto).await),
-                    false => None,
+            let reached = current.reached;
+            let next = (reached < upto).then(|| self.history.segment_after(reached, upto));
+            let queued = async {
+                let segment = current.blocks().await;
+                self.queue_blocks(queue, selection, segment.blocks_after(after), "source")
+                    .await
+            };
+            match &next {
+                None => queued.await?,
+                Some(next) => {
+                    let queued = std::pin::pin!(queued);
+                    match futures_util::future::select(queued, next.blocks()).await {
+                        Either::Left((queued, _)) => queued?,
+                        Either::Right((_, queued)) => queued.await?,
+                    }
                 }
             };
-            let (queued, next) = futures_util::future::join(
-                self.queue_blocks(queue, selection, segment.blocks_after(after), "source"),
-                next,
-            )
-            .await;
-            queued?;
             after = reached;
             match next {
-                Some(next) => segment = next,
+                Some(next) => current = next,
                 None => return Ok(after),
             }
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use planetmint_streams_model::{
-    BlockBatch, BlockSource, CommittedBlock, HeightBounds, SourceError,
+    BlockBatch, BlockSource, CommittedBlock, FetchedBlocks, HeightBounds, SourceError,
 };
 use prometheus::IntCounter;
 use tracing::{info, warn};
@@ -175,7 +175,7 @@ enum Read {
 
 enum Reply {
     Batch(BlockBatch),
-    Blocks(Vec<CommittedBlock>),
+    Blocks(FetchedBlocks),
     Bounds(Option<HeightBounds>),
 }
 
@@ -191,7 +191,7 @@ impl Read {
                 after,
                 upto,
                 max_blocks,
-            } => Reply::Blocks(source.blocks_between(after, upto, max_blocks).await?),
+            } => Reply::Blocks(source.fetch_between(after, upto, max_blocks).await?),
             Read::Bounds => Reply::Bounds(source.bounds().await?),
         })
     }
@@ -228,6 +228,15 @@ impl BlockSource for FailoverSource {
         upto: u64,
         max_blocks: usize,
     ) -> Result<Vec<CommittedBlock>, SourceError> {
+        self.fetch_between(after, upto, max_blocks).await?.decode()
+    }
+
+    async fn fetch_between(
+        &self,
+        after: u64,
+        upto: u64,
+        max_blocks: usize,
+    ) -> Result<FetchedBlocks, SourceError> {
         match self
             .read(Read::Between {
                 after,

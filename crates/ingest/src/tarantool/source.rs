@@ -15,10 +15,10 @@ use futures_util::future::try_join_all;
 use planetmint_streams_model::api::StoredRows;
 use planetmint_streams_model::tuple::{BlockTuple, OutputTuple, TransactionTuple};
 use planetmint_streams_model::{
-    BlockBatch, BlockSource, CommittedBlock, HeightBounds, SourceError,
+    BlockBatch, BlockSource, CommittedBlock, FetchedBlocks, HeightBounds, SourceError,
 };
 use serde::Deserialize;
-use tarantool_rs::{Connection, ExecutorExt, IteratorType};
+use tarantool_rs::{CallResponse, Connection, ExecutorExt, IteratorType};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -360,6 +360,19 @@ impl TarantoolSource {
         max_blocks: usize,
         wait: Duration,
     ) -> Result<BlockBatch, SourceError> {
+        self.read_answer(after, upto, max_blocks, wait)
+            .await?
+            .decode()
+    }
+
+    /// A read, up to the source's answer (decoded by [`Answer::decode`]).
+    async fn read_answer(
+        &self,
+        after: u64,
+        upto: Option<u64>,
+        max_blocks: usize,
+        wait: Duration,
+    ) -> Result<Answer, SourceError> {
         let client = self
             .with_timeout(Duration::ZERO, "connect", self.client())
             .await?;
@@ -389,13 +402,29 @@ impl TarantoolSource {
                 if batch.blocks.is_empty() && !wait.is_zero() {
                     tokio::time::sleep(self.config.poll_interval.min(wait)).await;
                 }
-                Ok(batch)
+                Ok(Answer::Selected(batch))
             }
         };
         if let Err(err) = &result {
             self.invalidate_on(err).await;
         }
         result
+    }
+}
+
+/// What Tarantool answered to a read: the Lua helper's reply (still to be decoded), or the
+/// blocks poll mode selected (decoded while they were assembled).
+enum Answer {
+    Call(CallResponse),
+    Selected(BlockBatch),
+}
+
+impl Answer {
+    fn decode(self) -> Result<BlockBatch, SourceError> {
+        match self {
+            Answer::Call(reply) => decode_call_reply(reply),
+            Answer::Selected(batch) => Ok(batch),
+        }
     }
 }
 
@@ -419,21 +448,25 @@ async fn call_blocks(
     max_blocks: usize,
     max_transactions: usize,
     wait: Duration,
-) -> Result<BlockBatch, SourceError> {
+) -> Result<Answer, SourceError> {
     let upto = upto.map_or(-1i64, |h| i64::try_from(h).unwrap_or(i64::MAX));
-    let reply = conn
-        .call(
-            "planetmint_streams.blocks",
-            (
-                after,
-                upto,
-                max_blocks as u64,
-                max_transactions as u64,
-                wait.as_secs_f64(),
-            ),
-        )
-        .await
-        .map_err(classify)?;
+    conn.call(
+        "planetmint_streams.blocks",
+        (
+            after,
+            upto,
+            max_blocks as u64,
+            max_transactions as u64,
+            wait.as_secs_f64(),
+        ),
+    )
+    .await
+    .map(Answer::Call)
+    .map_err(classify)
+}
+
+/// The Lua helper's reply: one MessagePack string of block records.
+fn decode_call_reply(reply: CallResponse) -> Result<BlockBatch, SourceError> {
     let value: rmpv::Value = reply
         .decode_first()
         .map_err(|e| SourceError::corrupt("unexpected blocks reply").because(e))?;
@@ -701,6 +734,23 @@ impl BlockSource for TarantoolSource {
             .read(after, Some(upto), max_blocks, Duration::ZERO)
             .await?
             .blocks)
+    }
+
+    async fn fetch_between(
+        &self,
+        after: u64,
+        upto: u64,
+        max_blocks: usize,
+    ) -> Result<FetchedBlocks, SourceError> {
+        if upto <= after {
+            return Ok(FetchedBlocks::decoded(Vec::new()));
+        }
+        let answer = self
+            .read_answer(after, Some(upto), max_blocks, Duration::ZERO)
+            .await?;
+        Ok(FetchedBlocks::later(move || {
+            answer.decode().map(|batch| batch.blocks)
+        }))
     }
 
     async fn bounds(&self) -> Result<Option<HeightBounds>, SourceError> {
