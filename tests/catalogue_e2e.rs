@@ -160,4 +160,10 @@ async fn discovery_documents_are_readable_from_other_origins_and_the_page_is_loc
         page.contains("content-security-policy: default-src 'none'"),
         "{page}"
     );
+    // The page may connect to its own API and the advertised streams origin, nowhere else.
+    let streams = format!(
+        "connect-src 'self' ws://127.0.0.1:{};",
+        harness.node().streams_addr.port()
+    );
+    assert!(page.contains(&streams), "{streams} in {page}");
 }
