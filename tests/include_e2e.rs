@@ -178,6 +178,16 @@ async fn every_event_carries_its_whole_transaction(mode: ReadMode) {
         replayed, got,
         "replayed batches carry the same whole transactions"
     );
+    assert_eq!(
+        harness
+            .node()
+            .hub
+            .metrics()
+            .transactions_unrebuildable
+            .get(),
+        0,
+        "every row Planetmint's storage wrote rebuilds"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

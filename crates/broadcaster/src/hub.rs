@@ -333,7 +333,10 @@ impl BlockSink for Hub {
 
     fn publish(&self, block: Arc<CommittedBlock>) {
         let height = block.height;
-        let published = Arc::new(PublishedBlock::new(block));
+        let published = Arc::new(
+            PublishedBlock::new(block)
+                .counting_unrebuildable(self.metrics.transactions_unrebuildable.clone()),
+        );
         if self.whole_transaction_subscribers.load(Ordering::Relaxed) > 0 {
             // Rebuilding whole transactions is the costly part of framing: not under the lock.
             published.transaction_frames(Payload::WithTransaction);

@@ -59,6 +59,10 @@ pub struct BroadcastMetrics {
     /// `planetmint_streams_rpc_requests_total{method, code}`: JSON-RPC requests by method
     /// (`none` when unreadable) and answer (`ok` or the error code).
     pub rpc_requests: IntCounterVec,
+    /// `planetmint_streams_transactions_unrebuildable_total`: transactions sent with
+    /// `"transaction": null` (`include=transaction`) because their stored rows could not be
+    /// rebuilt into the document Planetmint's API serves.
+    pub transactions_unrebuildable: IntCounter,
 }
 
 impl BroadcastMetrics {
@@ -86,6 +90,7 @@ impl BroadcastMetrics {
         registry.register(Box::new(metrics.rpc_connections.clone()))?;
         registry.register(Box::new(metrics.rpc_subscriptions.clone()))?;
         registry.register(Box::new(metrics.rpc_requests.clone()))?;
+        registry.register(Box::new(metrics.transactions_unrebuildable.clone()))?;
         Ok(metrics)
     }
 
@@ -170,6 +175,10 @@ impl BroadcastMetrics {
                     "JSON-RPC requests by method (authenticate, subscribe, unsubscribe, update, describe; none when unreadable) and answer (ok or the JSON-RPC error code)",
                 ),
                 &["method", "code"],
+            )?,
+            transactions_unrebuildable: IntCounter::new(
+                "planetmint_streams_transactions_unrebuildable_total",
+                "Transactions sent with \"transaction\": null (include=transaction) because their stored rows could not be rebuilt",
             )?,
         };
         // Make every stream's series visible from the start.

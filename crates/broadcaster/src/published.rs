@@ -11,6 +11,7 @@ use planetmint_streams_model::event::{
     transaction_event_with_transaction_json,
 };
 use planetmint_streams_model::CommittedBlock;
+use prometheus::IntCounter;
 use tracing::warn;
 
 use crate::frame::{encode_frame, OPCODE_TEXT};
@@ -30,6 +31,8 @@ pub struct PublishedBlock {
     events_with_transactions: OnceLock<EventFrames>,
     /// The `valid_blocks` text frame.
     block_frame: Bytes,
+    /// Counts transactions whose whole transaction could not be rebuilt.
+    unrebuildable: Option<IntCounter>,
 }
 
 /// One kind of a block's `valid_transactions` events, framed.
@@ -117,7 +120,14 @@ impl PublishedBlock {
             events,
             events_with_transactions: OnceLock::new(),
             block_frame: Bytes::from(block_frame),
+            unrebuildable: None,
         }
+    }
+
+    /// Counts in `counter` every transaction sent as `"transaction": null`.
+    pub fn counting_unrebuildable(mut self, counter: IntCounter) -> Self {
+        self.unrebuildable = Some(counter);
+        self
     }
 
     /// Block height.
@@ -186,6 +196,7 @@ impl PublishedBlock {
             }),
             None => Vec::new(),
         };
+        let mut unrebuildable = 0;
         let payloads = self.block.transactions.iter().enumerate().map(|(i, tx)| {
             let transaction = match rebuilt.get(i) {
                 Some(Ok(transaction))
@@ -199,9 +210,16 @@ impl PublishedBlock {
                 }
                 _ => None,
             };
+            if transaction.is_none() {
+                unrebuildable += 1;
+            }
             transaction_event_with_transaction_json(self.events.payload(i), transaction)
         });
-        EventFrames::new(payloads)
+        let frames = EventFrames::new(payloads);
+        if let Some(counter) = &self.unrebuildable {
+            counter.inc_by(unrebuildable);
+        }
+        frames
     }
 }
 

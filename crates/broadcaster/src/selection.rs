@@ -323,11 +323,19 @@ mod tests {
             batch[0]["transactions"],
             serde_json::json!([events[1], events[3]])
         );
-        // Without stored rows (not from Planetmint's storage) the member is null, not absent.
-        let bare = block(9, 2);
+        // Without stored rows (not from Planetmint's storage) the member is null, not absent,
+        // and each such transaction is counted once, however often its frames are asked for.
+        let unrebuildable = prometheus::IntCounter::new("unrebuildable", "test").expect("metric");
+        let bare = block(9, 2).counting_unrebuildable(unrebuildable.clone());
         let events = payloads(bare.transaction_frames(Payload::WithTransaction));
         assert!(events.iter().all(|e| e["transaction"].is_null()));
         assert!(events.iter().all(|e| e.get("transaction").is_some()));
+        bare.transaction_frames(Payload::WithTransaction);
+        assert_eq!(unrebuildable.get(), 2);
+        let counted = prometheus::IntCounter::new("rebuilt", "test").expect("metric");
+        let whole = block_with_rows(9, 4).counting_unrebuildable(counted.clone());
+        whole.transaction_frames(Payload::WithTransaction);
+        assert_eq!(counted.get(), 0, "every transaction rebuilt");
     }
 
     #[test]

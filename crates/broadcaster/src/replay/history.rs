@@ -195,10 +195,12 @@ impl Reader {
                 break;
             };
             from = last;
-            blocks.extend(
-                part.into_iter()
-                    .map(|b| Arc::new(PublishedBlock::new(Arc::new(b)))),
-            );
+            blocks.extend(part.into_iter().map(|b| {
+                Arc::new(
+                    PublishedBlock::new(Arc::new(b))
+                        .counting_unrebuildable(self.metrics.transactions_unrebuildable.clone()),
+                )
+            }));
         }
         let bytes = blocks.iter().map(|b| b.memory_bytes()).sum();
         let segment = Arc::new(Segment {
