@@ -398,6 +398,11 @@ fn option_values(name: &str, value: Value) -> Result<Vec<String>, RpcError> {
 fn parse_options(stream: StreamKind, params: Map<String, Value>) -> Result<Subscription, RpcError> {
     let mut builder = SubscriptionBuilder::new(stream);
     for (name, value) in params {
+        // An option given as null is an option not given (clients often write absent
+        // optional fields that way).
+        if value.is_null() {
+            continue;
+        }
         match name.as_str() {
             "token" => {
                 return Err(RpcError::invalid_params(
@@ -592,6 +597,20 @@ mod tests {
         assert_eq!(s, url, "the same subscription as the equivalent URL");
         assert_eq!(s.filter.key_role, KeyRole::Any);
         assert_eq!(s.framing, Framing::PerBlock);
+    }
+
+    #[test]
+    fn options_given_as_null_are_options_not_given() {
+        let text = json!({"jsonrpc": "2.0", "id": 4, "method": "subscribe", "params": {
+            "stream": "valid_transactions", "from_height": null, "public_key": null,
+            "include": null, "partition": null}})
+        .to_string();
+        let Call::Subscribe(s) = parse(&text).expect("valid").call else {
+            panic!("subscribe")
+        };
+        let url = Subscription::parse(StreamKind::ValidTransactions, "", &ParamLimits::default())
+            .expect("url");
+        assert_eq!(s, url, "the stream with no options");
     }
 
     #[test]
