@@ -781,8 +781,9 @@ for i in range(1, 10):
     metric("burst", f"burst {i}: RSS MiB at the end of the wait", f"after-{i}", lambda r: r["end_kib"] / 1024)
     metric("burst", f"burst {i}: end / before first burst", f"after-{i}", lambda r: r["end_over_baseline"])
     metric("burst", f"burst {i}: s until within 20 %", f"after-{i}", lambda r: r["within_20pct_after_s"])
-    metric("burst", f"burst {i}: jemalloc allocated / active / metadata / resident MiB at the end", f"after-{i}",
-           lambda r: " / ".join(f'{r["allocator_end"][k] / 1048576:.1f}' for k in ("allocated", "active", "metadata", "resident")))
+    metric("burst", f"burst {i}: jemalloc allocated / active / metadata (edata, rtree) / resident MiB at the end", f"after-{i}",
+           lambda r: "{} / {} / {} ({}, {}) / {}".format(*(f'{r["allocator_end"].get(k, 0) / 1048576:.2f}' for k in (
+               "allocated", "active", "metadata", "metadata_edata", "metadata_rtree", "resident"))))
 
 for i in range(1, 10):
     for carrier, what in (("url", "URL connections (one per subscription)"), ("rpc", "one JSON-RPC connection")):

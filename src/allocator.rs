@@ -37,6 +37,12 @@ pub struct AllocatorStats {
     pub active: u64,
     /// jemalloc's own bookkeeping (extent descriptors, radix tree, thread caches' structures).
     pub metadata: u64,
+    /// The part of `metadata` in extent descriptors (`edata_t`, one per extent or slab jemalloc
+    /// ever needed at once; kept for reuse, never returned).
+    pub metadata_edata: u64,
+    /// The part of `metadata` in the radix tree mapping pages to extents (counted as reserved;
+    /// only the leaves' pages the address range used were touched).
+    pub metadata_rtree: u64,
     /// Resident bytes jemalloc accounts for: active, metadata and dirty pages not yet purged.
     pub resident: u64,
     /// Bytes in active extents (whole chunks mapped for active data).
@@ -53,8 +59,10 @@ pub fn stats() -> Option<AllocatorStats> {
 
 #[cfg(feature = "jemalloc")]
 fn read() -> Option<AllocatorStats> {
-    use tikv_jemalloc_ctl::{epoch, stats};
+    use tikv_jemalloc_ctl::{epoch, stats, Access, AsName};
     epoch::advance().ok()?;
+    // Not wrapped by tikv-jemalloc-ctl's typed keys (jemalloc 5.3); read by name.
+    let by_name = |name: &[u8]| -> Result<usize, tikv_jemalloc_ctl::Error> { name.name().read() };
     let get = |value: Result<usize, tikv_jemalloc_ctl::Error>| {
         value.ok().map(|v| u64::try_from(v).unwrap_or(u64::MAX))
     };
@@ -62,6 +70,8 @@ fn read() -> Option<AllocatorStats> {
         allocated: get(stats::allocated::read())?,
         active: get(stats::active::read())?,
         metadata: get(stats::metadata::read())?,
+        metadata_edata: get(by_name(b"stats.metadata_edata\0"))?,
+        metadata_rtree: get(by_name(b"stats.metadata_rtree\0"))?,
         resident: get(stats::resident::read())?,
         mapped: get(stats::mapped::read())?,
         retained: get(stats::retained::read())?,
@@ -89,6 +99,8 @@ impl prometheus::core::Collector for Collector {
                 ("allocated", stats.allocated),
                 ("active", stats.active),
                 ("metadata", stats.metadata),
+                ("metadata_edata", stats.metadata_edata),
+                ("metadata_rtree", stats.metadata_rtree),
                 ("resident", stats.resident),
                 ("mapped", stats.mapped),
                 ("retained", stats.retained),
@@ -112,7 +124,8 @@ pub fn register(registry: &Registry) -> Result<(), prometheus::Error> {
         prometheus::Opts::new(
             "planetmint_streams_allocator_bytes",
             "jemalloc's statistics: allocated (live data), active (pages holding it), metadata \
-             (jemalloc's own), resident (all resident pages it accounts for), mapped, retained \
+             (jemalloc's own; of it metadata_edata in extent descriptors and metadata_rtree in \
+             the page radix tree), resident (all resident pages it accounts for), mapped, retained \
              (purged virtual memory kept for reuse)",
         ),
         &["kind"],

@@ -19,6 +19,8 @@ async fn allocator(api: &str) -> (f64, f64, f64, f64) {
         "allocated",
         "active",
         "metadata",
+        "metadata_edata",
+        "metadata_rtree",
         "resident",
         "mapped",
         "retained",
@@ -49,6 +51,15 @@ async fn the_node_publishes_jemallocs_statistics_and_they_follow_its_subscribers
     assert!(allocated > 0.0, "the node has allocated something");
     assert!(active >= allocated, "pages in use hold the allocations");
     assert!(metadata > 0.0);
+    let (status, text) = http_get(&api, "/metrics").await;
+    assert_eq!(status, 200);
+    let edata = metric(&text, ALLOCATOR, "kind=\"metadata_edata\"");
+    let rtree = metric(&text, ALLOCATOR, "kind=\"metadata_rtree\"");
+    let all = metric(&text, ALLOCATOR, "kind=\"metadata\"");
+    assert!(
+        edata > 0.0 && rtree > 0.0 && edata + rtree <= all,
+        "extent descriptors ({edata}) and the radix tree ({rtree}) are parts of metadata ({all})"
+    );
     assert!(
         resident >= active,
         "resident covers the pages in use ({resident} < {active})"
