@@ -65,7 +65,7 @@ pub struct ReadBudget {
     waits: IntCounterVec,
 }
 
-/// A turn to read from the source; [`ReadTurn::charge`] it with what the read returned.
+/// A turn to read from the source, until it has answered ([`ReadTurn::answered`]).
 #[derive(Debug)]
 pub struct ReadTurn<'a> {
     budget: &'a ReadBudget,
@@ -79,11 +79,6 @@ impl<'a> ReadTurn<'a> {
         ReadCharge {
             budget: self.budget,
         }
-    }
-
-    /// Counts `transactions` read against the rate, and ends the turn.
-    pub fn charge(self, transactions: usize) {
-        self.answered().charge(transactions);
     }
 }
 
@@ -199,7 +194,7 @@ mod tests {
         // starts once the first nine (4,500) are paid for: the one-second burst covers 1,000,
         // the other 3,500 take 3.5 s at 1,000/s.
         for _ in 0..10 {
-            budget.read_turn().await.charge(500);
+            budget.read_turn().await.answered().charge(500);
         }
         let took = start.elapsed();
         assert!(

@@ -97,7 +97,7 @@ impl Cache {
         self.reads
             .range(..=height)
             .rev()
-            .find(|(after, r)| **after <= height && height < r.reached)
+            .find(|(_, r)| height < r.reached)
             .and_then(|(_, r)| {
                 Some(PendingSegment {
                     reached: r.reached,
