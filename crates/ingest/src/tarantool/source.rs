@@ -727,13 +727,7 @@ impl BlockSource for TarantoolSource {
         upto: u64,
         max_blocks: usize,
     ) -> Result<Vec<CommittedBlock>, SourceError> {
-        if upto <= after {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .read(after, Some(upto), max_blocks, Duration::ZERO)
-            .await?
-            .blocks)
+        self.fetch_between(after, upto, max_blocks).await?.decode()
     }
 
     async fn fetch_between(
