@@ -16,21 +16,42 @@ async fn scrape(api: &str) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
 }
 
+/// Scrapes until `ready` holds (10 s at most): for what the server counts after the client
+/// has already moved on, such as a session that ends after the client's close frame.
+async fn scrape_until(api: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let scraped = scrape(api).await;
+        if ready(&scraped) || tokio::time::Instant::now() >= deadline {
+            return scraped;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exported(scrape, name, labels).unwrap_or_else(|| panic!("metric {name}{labels:?} is exported"))
+}
+
+/// The sum of the samples of `name` with `labels`, if there are any.
+fn exported(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let matching: Vec<&Sample> = scrape
         .samples
         .iter()
         .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
         .collect();
-    assert!(!matching.is_empty(), "metric {name}{labels:?} is exported");
-    matching
+    if matching.is_empty() {
+        return None;
+    }
+    let sum = matching
         .iter()
         .map(|s| match &s.value {
             Metric::Counter(v) | Metric::Gauge(v) | Metric::Untyped(v) => *v,
             Metric::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
             Metric::Summary(_) => 0.0,
         })
-        .sum()
+        .sum();
+    Some(sum)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,8 +158,16 @@ async fn metrics_follow_a_scripted_stream() {
     let mut replay = connect(&format!("{base}/valid_blocks?from_height=3")).await;
     take_json(&mut replay, 5, Duration::from_secs(10)).await;
     close(tx_b).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let later = scrape(&api).await;
+    // The session ends once the server has read the close frame: wait for that, not a while.
+    let later = scrape_until(&api, |s| {
+        exported(
+            s,
+            "planetmint_streams_disconnects_total",
+            &[("reason", "client")],
+        )
+        .is_some_and(|n| n >= 1.0)
+    })
+    .await;
     assert_eq!(
         value(
             &later,

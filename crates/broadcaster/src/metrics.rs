@@ -196,3 +196,23 @@ impl BroadcastMetrics {
         Ok(metrics)
     }
 }
+
+/// One open connection or subscription counted in a gauge: counted when made, uncounted when
+/// dropped. Made in the upgrade handler, so a client whose handshake was answered is already
+/// counted when it scrapes `/metrics`; dropped with the session, whatever way it ends.
+#[derive(Debug)]
+pub(crate) struct GaugeCount(IntGauge);
+
+impl GaugeCount {
+    /// Counts one more in `gauge`.
+    pub(crate) fn new(gauge: IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeCount {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

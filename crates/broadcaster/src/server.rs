@@ -18,6 +18,7 @@ use tracing::{debug, info};
 
 use crate::body::StreamBody;
 use crate::limits::Refusal;
+use crate::metrics::GaugeCount;
 use crate::queue::SubscriberQueue;
 use crate::session;
 use crate::subscription::{StreamKind, Subscription};
@@ -156,6 +157,11 @@ fn subscribe(
         "subscriber connected"
     );
     let (head, control) = response.into_parts();
+    metrics
+        .connections
+        .with_label_values(&[stream.name()])
+        .inc();
+    let counted = GaugeCount::new(metrics.subscribers.with_label_values(&[stream.name()]));
     let body = StreamBody::new(control, queue.clone(), stream, metrics);
     let session_parts = session::SessionParts {
         session,
@@ -164,6 +170,7 @@ fn subscribe(
         slot,
         token_expires,
         replay_slot,
+        counted,
     };
     actix_web::rt::spawn(session::run(ctx.clone(), subscription, session_parts));
     head.set_body(body.boxed())

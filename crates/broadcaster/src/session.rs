@@ -18,6 +18,7 @@ use crate::close::Ending;
 use crate::hub::{Selection, SubscriberId};
 use crate::keepalive::{answer_ping, on_timer, KeepAlive, CONTROL_SEND_TIMEOUT};
 use crate::limits::{ConnectionSlot, TokenBucket};
+use crate::metrics::GaugeCount;
 use crate::queue::SubscriberQueue;
 use crate::replay::ReplayError;
 use crate::subscription::Subscription;
@@ -71,6 +72,8 @@ pub(crate) struct SessionParts {
     pub token_expires: Option<std::time::Instant>,
     /// Its place under the per-address replay limit, while it replays from the source.
     pub replay_slot: Option<ConnectionSlot>,
+    /// Its count in `planetmint_streams_subscribers`, from the handshake's answer to its end.
+    pub counted: GaugeCount,
 }
 
 /// Runs a subscriber's session to its end.
@@ -82,12 +85,11 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, par
         slot,
         token_expires,
         replay_slot,
+        counted,
     } = parts;
     let _slot = slot; // counted as open until this session ends
     let metrics = ctx.hub.metrics().clone();
     let stream = subscription.stream.name();
-    metrics.subscribers.with_label_values(&[stream]).inc();
-    metrics.connections.with_label_values(&[stream]).inc();
     let selection = Arc::new(Selection::from(&subscription));
     let mut budget = TokenBucket::new(
         f64::from(ctx.config.inbound_frames_per_second),
@@ -137,7 +139,7 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, par
         ctx.hub.detach(id);
     }
     let last_height = queue.stop();
-    metrics.subscribers.with_label_values(&[stream]).dec();
+    drop(counted);
     metrics
         .disconnects
         .with_label_values(&[ending.label()])

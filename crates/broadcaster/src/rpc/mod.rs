@@ -30,6 +30,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use planetmint_streams_auth::token_from_query;
 use tracing::{debug, info};
 
+use crate::metrics::GaugeCount;
 use crate::queue::SubscriberQueue;
 use crate::server::{admit_upgrade, json_error};
 use crate::StreamContext;
@@ -93,6 +94,7 @@ pub(crate) async fn upgrade(
     let progress = Arc::new(body::Progress::default());
     debug!(peer = ?req.peer_addr(), authenticated = claims.is_some(), "JSON-RPC client connected");
     let (head, control) = response.into_parts();
+    let counted = GaugeCount::new(metrics.rpc_connections.clone());
     let body = body::RpcBody::new(control, queue.clone(), progress.clone(), metrics);
     let parts = session::RpcParts {
         session: ws_session,
@@ -102,6 +104,7 @@ pub(crate) async fn upgrade(
         slot,
         claims,
         peer: req.peer_addr().map(|a| a.ip()),
+        counted,
     };
     actix_web::rt::spawn(session::run(ctx.clone(), parts));
     head.set_body(body.boxed())

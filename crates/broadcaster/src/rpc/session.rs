@@ -41,7 +41,7 @@ use crate::frame::{encode_frame, OPCODE_TEXT};
 use crate::hub::{Selection, SubscriberId};
 use crate::keepalive::{answer_ping, on_timer, KeepAlive, CONTROL_SEND_TIMEOUT};
 use crate::limits::{ConnectionSlot, TokenBucket};
-use crate::metrics::BroadcastMetrics;
+use crate::metrics::{BroadcastMetrics, GaugeCount};
 use crate::queue::{Pushed, QueuedBlock, SubscriberQueue};
 use crate::replay::ReplayError;
 use crate::subscription::{Filter, StreamKind, Subscription};
@@ -68,6 +68,8 @@ pub(crate) struct RpcParts {
     pub claims: Option<Claims>,
     /// The client's address.
     pub peer: Option<std::net::IpAddr>,
+    /// Its count in `planetmint_streams_rpc_connections`, from the handshake's answer to its end.
+    pub counted: GaugeCount,
 }
 
 /// Who the connection speaks for.
@@ -126,6 +128,8 @@ struct Connection {
     token_expiry: Option<Instant>,
     /// The client's address (for the per-address replay limit).
     peer: Option<std::net::IpAddr>,
+    /// Its count in `planetmint_streams_rpc_connections`, dropped when it ends.
+    counted: GaugeCount,
 }
 
 /// Puts one text message into the connection's queue (never waits: a client that does not
@@ -677,7 +681,7 @@ impl Connection {
         }
         self.queue.stop();
         let last_heights = self.progress.last_heights();
-        self.metrics.rpc_connections.dec();
+        drop(self.counted);
         match &ending {
             Ending::TooSlow | Ending::NoPong => info!(
                 reason = label,
@@ -747,10 +751,10 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, parts: RpcParts) {
         slot,
         claims,
         peer,
+        counted,
     } = parts;
     let _slot = slot; // counted as open until this connection ends
     let metrics = ctx.hub.metrics().clone();
-    metrics.rpc_connections.inc();
     let limits = ctx.config.rpc_limits();
     let token_expiry = match &claims {
         Some(claims) if ctx.close_on_expiry => Some(Instant::now() + claims.expires_in(unix_now())),
@@ -779,6 +783,7 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, parts: RpcParts) {
         starting: FuturesUnordered::new(),
         token_expiry,
         peer,
+        counted,
     };
     let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
 
