@@ -243,3 +243,59 @@ async fn ready_flips_with_tarantool_and_reconnects_are_counted() {
     assert_eq!(value(&scraped, "planetmint_streams_source_up", &[]), 1.0);
     assert!(value(&scraped, "planetmint_streams_source_reconnects_total", &[]) >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_vanish_are_counted_as_lost_connections_not_protocol_errors() {
+    let harness = Harness::start().await;
+    let api = harness.node().api_addr.to_string();
+    let streams = harness.node().streams_addr.to_string();
+    // A URL subscriber and a JSON-RPC client with a subscription close TCP without a close
+    // frame, as a wallet that quits does.
+    let url_subscriber = raw_upgrade(&streams, "/api/v1/streams/valid_transactions").await;
+    let mut rpc = connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
+    let answer = rpc_subscribe(&mut rpc, 1, serde_json::json!({"stream": "valid_blocks"})).await;
+    assert!(answer["result"].is_string(), "{answer}");
+    drop(url_subscriber);
+    drop(rpc);
+    let scraped = scrape_until(&api, |s| {
+        exported(
+            s,
+            "planetmint_streams_subscribers",
+            &[("stream", "valid_transactions")],
+        ) == Some(0.0)
+            && exported(s, "planetmint_streams_rpc_connections", &[]) == Some(0.0)
+    })
+    .await;
+    assert_eq!(
+        value(
+            &scraped,
+            "planetmint_streams_subscribers",
+            &[("stream", "valid_transactions")]
+        ),
+        0.0,
+        "the subscriber's session ended"
+    );
+    assert_eq!(
+        value(&scraped, "planetmint_streams_rpc_connections", &[]),
+        0.0,
+        "the JSON-RPC connection ended"
+    );
+    assert_eq!(
+        exported(
+            &scraped,
+            "planetmint_streams_disconnects_total",
+            &[("reason", "socket")]
+        ),
+        Some(2.0),
+        "the URL subscriber and the JSON-RPC subscription were lost"
+    );
+    assert_eq!(
+        exported(
+            &scraped,
+            "planetmint_streams_disconnects_total",
+            &[("reason", "protocol_error")]
+        ),
+        None,
+        "nobody broke the protocol"
+    );
+}

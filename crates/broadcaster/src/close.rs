@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use actix_ws::{CloseCode, CloseReason};
+use actix_http::error::PayloadError;
+use actix_ws::{CloseCode, CloseReason, ProtocolError};
 use serde_json::{json, Map, Value};
 
 use crate::config::StreamsConfig;
@@ -63,6 +64,18 @@ pub(crate) enum Ending {
     NotAuthenticated,
     /// The connection is gone (nothing can be sent).
     SocketGone,
+}
+
+/// Whether a read error is the client's connection ending without a close frame (it quit,
+/// or its network went): counted as `socket`, not as a broken frame. actix-ws passes the
+/// connection's end on as the request payload's error.
+pub(crate) fn connection_lost(err: &ProtocolError) -> bool {
+    let ProtocolError::Io(err) = err else {
+        return false;
+    };
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<PayloadError>())
+        .is_some_and(|payload| matches!(payload, PayloadError::Incomplete(_) | PayloadError::Io(_)))
 }
 
 /// What the close frame for an [`Ending`] says, before the channel adds where to resume.
@@ -273,6 +286,21 @@ mod tests {
             rpc.reason.and_then(|r| r.get("max_per_second").cloned()),
             Some(json!(config.rpc_requests_per_second))
         );
+    }
+
+    #[test]
+    fn only_the_connections_end_counts_as_lost() {
+        let io = |inner: PayloadError| ProtocolError::Io(std::io::Error::other(inner));
+        assert!(connection_lost(&io(PayloadError::Incomplete(None))));
+        assert!(connection_lost(&io(PayloadError::Io(
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset)
+        ))));
+        assert!(!connection_lost(&io(PayloadError::Overflow)));
+        assert!(!connection_lost(&ProtocolError::Overflow));
+        assert!(!connection_lost(&ProtocolError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not UTF-8"
+        ))));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use actix_ws::{Message, MessageStream, ProtocolError, Session};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info};
 
-use crate::close::Ending;
+use crate::close::{connection_lost, Ending};
 use crate::hub::{Selection, SubscriberId};
 use crate::keepalive::{answer_ping, on_timer, KeepAlive, CONTROL_SEND_TIMEOUT};
 use crate::limits::{ConnectionSlot, TokenBucket};
@@ -53,6 +53,7 @@ async fn on_inbound(
         )) => Ok(()),
         Some(Err(ProtocolError::Overflow)) => Err(Ending::FrameTooBig),
         Some(Err(ProtocolError::Io(err))) if is_invalid_utf8(&err) => Err(Ending::InvalidText),
+        Some(Err(err)) if connection_lost(&err) => Err(Ending::SocketGone),
         Some(Err(err)) => Err(Ending::ProtocolError(err.to_string())),
         None => Err(Ending::SocketGone),
     }

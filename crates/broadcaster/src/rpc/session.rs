@@ -36,7 +36,7 @@ use super::protocol::{
     RpcError, CLOSING_METHOD, HISTORY_UNAVAILABLE, INVALID_REQUEST, LIMIT_REACHED, NOT_AUTHORIZED,
     SUBSCRIPTION_ERROR_METHOD,
 };
-use crate::close::{Channel, Closing, Ending};
+use crate::close::{connection_lost, Channel, Closing, Ending};
 use crate::frame::{encode_frame, OPCODE_TEXT};
 use crate::hub::{Selection, SubscriberId};
 use crate::keepalive::{answer_ping, on_timer, KeepAlive, CONTROL_SEND_TIMEOUT};
@@ -647,6 +647,7 @@ impl Connection {
             Some(Err(ProtocolError::Io(err))) if err.kind() == std::io::ErrorKind::InvalidData => {
                 Err(Ending::InvalidText)
             }
+            Some(Err(err)) if connection_lost(&err) => Err(Ending::SocketGone),
             Some(Err(err)) => Err(Ending::ProtocolError(err.to_string())),
             None => Err(Ending::SocketGone),
         }
