@@ -112,6 +112,27 @@ async fn a_10_mib_frame_is_refused_with_1009() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_rpc_message_too_big_in_fragments_is_refused_with_1009() {
+    let harness = Harness::start().await;
+    let bystander = Bystander::start(&harness, 2).await;
+    let addr = harness.node().streams_addr.to_string();
+    let mut socket = raw_upgrade(&addr, "/api/v1/streams").await;
+    // 40 fragments of 8 KiB, each far below the 64 KiB frame limit, 320 KiB in all.
+    let fragment = vec![b' '; 8 * 1024];
+    let mut frames = client_frame(0x1, b"{", false);
+    for _ in 0..40 {
+        frames.extend(client_frame(0x0, &fragment, false));
+    }
+    frames.extend(client_frame(0x0, b"}", true));
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.write_all(&frames)).await;
+    let close = read_close_frame(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("a close frame");
+    assert_eq!(close.0, 1009, "{close:?}");
+    bystander.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_handshakes_are_timed_out() {
     let harness =
         Harness::start_with(|c| c.streams.handshake_timeout = Duration::from_secs(1)).await;
