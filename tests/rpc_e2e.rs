@@ -478,6 +478,17 @@ async fn bad_requests_get_the_spec_errors_and_tokens_bound_every_subscription() 
     let closed = rpc.next().await.expect_err("closed");
     assert_eq!(closed.map(|c| c.0), Some(1008));
 
+    // Before authenticating, a message that is not a request is answered and changes nothing;
+    // any other method, an unknown one too, gets -32001 and the close.
+    let mut rpc = Rpc::connect(&rpc_url).await;
+    rpc.send_text("not json").await;
+    let answer = rpc.next().await.expect("an answer");
+    assert_eq!(error_code(&answer), -32700);
+    let answer = rpc.call("no_such_method", json!({})).await;
+    assert_eq!(error_code(&answer), -32001, "{answer}");
+    let closed = rpc.next().await.expect_err("closed");
+    assert_eq!(closed.map(|c| c.0), Some(1008));
+
     let (_, metrics) = http_get(&harness.node().api_addr.to_string(), "/metrics").await;
     assert!(
         metric(

@@ -33,8 +33,8 @@ use super::envelope::Envelope;
 use super::limits::RpcLimits;
 use super::protocol::{
     error_message, notification_message, parse_request, result_message, Call, FilterChange, Method,
-    RpcError, CLOSING_METHOD, HISTORY_UNAVAILABLE, INVALID_REQUEST, LIMIT_REACHED, NOT_AUTHORIZED,
-    SUBSCRIPTION_ERROR_METHOD,
+    RpcError, CLOSING_METHOD, HISTORY_UNAVAILABLE, INVALID_REQUEST, LIMIT_REACHED,
+    METHOD_NOT_FOUND, NOT_AUTHORIZED, SUBSCRIPTION_ERROR_METHOD,
 };
 use crate::close::{connection_lost, Channel, Closing, Ending};
 use crate::frame::{encode_frame, OPCODE_TEXT};
@@ -236,11 +236,30 @@ impl Connection {
         push_text(&self.queue, &error_message(id, error));
     }
 
+    /// Answers a request sent before `authenticate` in signed mode with -32001; the
+    /// connection then ends with 1008.
+    fn refuse_unauthenticated(&self, method: Option<Method>, id: &Value) -> Ending {
+        let error = RpcError::new(
+            NOT_AUTHORIZED,
+            "this server requires a signed stream token: send authenticate first",
+        )
+        .with_data(json!({"reason": "missing_token"}));
+        self.answer_error(method, id, &error);
+        Ending::NotAuthenticated
+    }
+
     /// Handles one request; `Err` ends the connection.
     fn on_request(&mut self, text: &[u8]) -> Result<(), Ending> {
         let request = match parse_request(text) {
             Ok(request) => request,
             Err(refused) => {
+                // Before `authenticate`, any other method (an unknown one too) ends the
+                // connection; a request too malformed to name a method does not.
+                let other_method = refused.error.code == METHOD_NOT_FOUND
+                    || refused.method.is_some_and(|m| m != Method::Authenticate);
+                if matches!(self.access, Access::Required) && other_method {
+                    return Err(self.refuse_unauthenticated(refused.method, &refused.id));
+                }
                 self.answer_error(refused.method, &refused.id, &refused.error);
                 return Ok(());
             }
@@ -248,13 +267,7 @@ impl Connection {
         let method = request.call.method();
         let id = request.id;
         if matches!(self.access, Access::Required) && method != Method::Authenticate {
-            let error = RpcError::new(
-                NOT_AUTHORIZED,
-                "this server requires a signed stream token: send authenticate first",
-            )
-            .with_data(json!({"reason": "missing_token"}));
-            self.answer_error(Some(method), &id, &error);
-            return Err(Ending::NotAuthenticated);
+            return Err(self.refuse_unauthenticated(Some(method), &id));
         }
         let outcome = match request.call {
             Call::Authenticate { token } => self.authenticate(&token).map(Some),
