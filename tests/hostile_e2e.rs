@@ -133,6 +133,29 @@ async fn a_json_rpc_message_too_big_in_fragments_is_refused_with_1009() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsupported_websocket_version_is_told_the_one_spoken() {
+    let harness = Harness::start().await;
+    let addr = harness.node().streams_addr.to_string();
+    for path in [TX_PATH, "/api/v1/streams"] {
+        let mut socket = TcpStream::connect(&addr).await.expect("connect");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
+        );
+        socket.write_all(request.as_bytes()).await.expect("write");
+        let mut response = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut response)).await;
+        let response = String::from_utf8_lossy(&response).to_lowercase();
+        assert!(response.starts_with("http/1.1 426"), "{path}: {response}");
+        assert!(
+            response.contains("\r\nsec-websocket-version: 13\r\n"),
+            "{path}: RFC 6455 4.2.2 names the version: {response}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_handshakes_are_timed_out() {
     let harness =
         Harness::start_with(|c| c.streams.handshake_timeout = Duration::from_secs(1)).await;

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::ws::HandshakeError;
 use actix_web::body::MessageBody;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -31,6 +32,9 @@ pub use planetmint_streams_model::vocabulary::{VALID_BLOCKS_PATH, VALID_TRANSACT
 const CLOSE_LINGER: Duration = Duration::ZERO;
 /// Seconds a refused client is told to wait (`Retry-After`).
 const RETRY_AFTER_SECONDS: &str = "5";
+
+/// The one WebSocket version the server speaks (RFC 6455).
+const WEBSOCKET_VERSION: &str = "13";
 
 /// A JSON error response `{"error": message, "status": code, ...extra}`.
 pub fn json_error(status: StatusCode, message: &str, extra: Option<(&str, &str)>) -> HttpResponse {
@@ -196,14 +200,25 @@ pub(crate) fn admit_upgrade(
         return Err(refuse("origin", response));
     }
     if let Err(err) = actix_http::ws::verify_handshake(req.head()) {
-        return Err(refuse(
-            "not_websocket",
-            json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("this is {what}; connect with a WebSocket client ({err})"),
-                None,
-            ),
-        ));
+        let message = format!("this is {what}; connect with a WebSocket client ({err})");
+        // RFC 6455 4.2.2: a version the server does not speak is answered with the one it
+        // does, so that a client can retry with it (426: RFC 9110 15.5.22).
+        let response = if matches!(err, HandshakeError::UnsupportedVersion) {
+            let mut response = json_error(StatusCode::UPGRADE_REQUIRED, &message, None);
+            let headers = response.headers_mut();
+            headers.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                header::HeaderValue::from_static(WEBSOCKET_VERSION),
+            );
+            headers.insert(
+                header::UPGRADE,
+                header::HeaderValue::from_static("websocket"),
+            );
+            response
+        } else {
+            json_error(StatusCode::BAD_REQUEST, &message, None)
+        };
+        return Err(refuse("not_websocket", response));
     }
     ctx.limiter
         .acquire(req.peer_addr().map(|a| a.ip()))
