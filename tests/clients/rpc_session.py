@@ -44,9 +44,11 @@ async def main():
 
     async with websockets.connect(url) as ws:
         pending = set()
+        # Not a request at all: answered, and the connection still waits for authenticate.
         await ws.send("this is not JSON")
-        await ws.send(json.dumps({"jsonrpc": "2.0", "id": "m", "method": "eth_subscribe", "params": {}}))
         await call(ws, pending, "auth", "authenticate", {"token": token})
+        # An unknown method (before authenticate it would end the connection).
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": "m", "method": "eth_subscribe", "params": {}}))
         await call(ws, pending, "s0", "subscribe", {"stream": "valid_blocks", "from_height": 0})
         await call(ws, pending, "s1", "subscribe",
                    {"stream": "valid_transactions", "public_key": [key1], "from_height": 0})
