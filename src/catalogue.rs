@@ -285,7 +285,7 @@ fn rpc_messages() -> Value {
         },
         "closing": {
             "name": "closing",
-            "title": "Sent just before the server closes the connection (too slow, shutdown, token expired, flooding)",
+            "title": "Sent just before the server closes the connection (too slow, no pong, shutdown, token expired)",
             "summary": "Carries every subscription's last height completely sent; resubscribe with from_height = that height. The close frame carries the same when it fits its 123 bytes.",
             "payload": notification(CLOSING_METHOD, json!({
                 "type": "object",

@@ -289,15 +289,10 @@ async fn junk_instead_of_a_handshake_and_random_query_strings_get_400s() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_utf8_text_gets_1007_and_floods_get_1008() {
-    let harness = Harness::start_with(|c| {
-        c.streams.inbound_frames_per_second = 5;
-        c.streams.inbound_frames_burst = 20;
-    })
-    .await;
+async fn invalid_utf8_text_gets_1007() {
+    let harness = Harness::start().await;
     let bystander = Bystander::start(&harness, 5).await;
     let addr = harness.node().streams_addr.to_string();
-
     let mut socket = raw_upgrade(&addr, TX_PATH).await;
     socket
         .write_all(&client_frame(0x1, &[0xc3, 0x28, 0xff], true))
@@ -307,30 +302,81 @@ async fn invalid_utf8_text_gets_1007_and_floods_get_1008() {
         .await
         .expect("close");
     assert_eq!(close.0, 1007, "{close:?}");
+    bystander.finish().await;
+}
 
-    // Text from clients is ignored, within the frame budget...
-    let mut socket = raw_upgrade(&addr, TX_PATH).await;
-    for _ in 0..10 {
-        socket
-            .write_all(&client_frame(0x1, b"hello?", true))
+/// Frames over a client's budget (here 50 a second after a burst of 20) are read at the
+/// budget's rate: the client is slowed by TCP, every request is still answered, nothing is
+/// closed, and other subscribers carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_is_slowed_not_cut_off() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    const FRAMES: usize = 120;
+    let harness = Harness::start_with(|c| {
+        c.streams.inbound_frames_per_second = 50;
+        c.streams.inbound_frames_burst = 20;
+        c.streams.rpc_requests_per_second = 50;
+        c.streams.rpc_requests_burst = 20;
+    })
+    .await;
+    let bystander = Bystander::start(&harness, 6).await;
+    // At least (2 * 120 - 20) / 50 = 4.4 s for the URL stream's text and pings, (120 - 20) / 50
+    // = 2 s for the requests; less a margin for the bucket's refill while the client connects.
+    let at_least = Duration::from_millis(1500);
+
+    // A URL stream: text is read and ignored, every ping is answered, in order.
+    let mut ws = connect(&format!("{}{TX_PATH}", harness.streams_base())).await;
+    let started = tokio::time::Instant::now();
+    for i in 0..FRAMES {
+        ws.feed(Message::text("hello?")).await.expect("send");
+        ws.feed(Message::Ping(i.to_string().into_bytes().into()))
             .await
-            .expect("write");
+            .expect("send");
     }
-    // ...and a flood is not.
-    for _ in 0..200 {
-        if socket
-            .write_all(&client_frame(0x9, b"ping", true))
+    ws.flush().await.expect("send");
+    let mut pongs = Vec::new();
+    while pongs.len() < FRAMES {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next())
             .await
-            .is_err()
+            .expect("pongs in time")
         {
-            break;
+            Some(Ok(Message::Pong(payload))) => {
+                pongs.push(String::from_utf8_lossy(&payload).into_owned())
+            }
+            // The bystander's blocks reach this subscriber too, while it is slowed.
+            Some(Ok(Message::Ping(_) | Message::Text(_))) => {}
+            other => panic!("a URL stream: expected pongs and events, got {other:?}"),
         }
     }
-    let close = read_close_frame(&mut socket, Duration::from_secs(5))
-        .await
-        .expect("close");
-    assert_eq!(close.0, 1008, "{close:?}");
-    assert!(close.1.contains("too many frames"));
+    assert_eq!(
+        pongs,
+        (0..FRAMES).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    let took = started.elapsed();
+    assert!(took >= at_least, "read at the budget's rate, took {took:?}");
+    close(ws).await;
+
+    // The JSON-RPC channel: every request answered, in order, on the same connection.
+    let mut rpc = connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
+    let started = tokio::time::Instant::now();
+    for id in 0..FRAMES {
+        let request = serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": "describe", "params": {"stream": "valid_blocks"}
+        });
+        rpc.feed(Message::text(request.to_string()))
+            .await
+            .expect("send");
+    }
+    rpc.flush().await.expect("send");
+    for id in 0..FRAMES {
+        let answer = rpc_next(&mut rpc, Duration::from_secs(30)).await;
+        assert_eq!(answer["id"], id, "{answer}");
+        assert_eq!(answer["result"]["name"], "valid_blocks", "{answer}");
+    }
+    let took = started.elapsed();
+    assert!(took >= at_least, "read at the budget's rate, took {took:?}");
+    close(rpc).await;
     bystander.finish().await;
 }
 

@@ -21,17 +21,6 @@ pub const CLOSE_HISTORY_UNAVAILABLE: u16 =
 /// kernel sooner (`streams.tcp_user_timeout`).
 pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Which channel a connection serves. Both close alike, but for the frame rate that counts as
-/// flooding (`streams.inbound_frames_per_second` on a URL stream, `rpc_requests_per_second` on
-/// JSON-RPC, whose closing for it says where to resume).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Channel {
-    /// A URL stream (`/api/v1/streams/valid_*`).
-    Url,
-    /// The JSON-RPC channel.
-    Rpc,
-}
-
 /// Why a connection ended.
 #[derive(Debug)]
 pub(crate) enum Ending {
@@ -47,8 +36,6 @@ pub(crate) enum Ending {
     ProtocolError(String),
     /// The client sent text that is not UTF-8.
     InvalidText,
-    /// The client sent more frames than allowed.
-    Flooding,
     /// `from_height` is below what the source still holds.
     HistoryUnavailable {
         /// The `from_height` asked for.
@@ -99,7 +86,6 @@ impl Ending {
             Ending::FrameTooBig => "frame_too_big",
             Ending::ProtocolError(_) => "protocol_error",
             Ending::InvalidText => "invalid_text",
-            Ending::Flooding => "flooding",
             Ending::HistoryUnavailable { .. } => "history_unavailable",
             Ending::Shutdown => "shutdown",
             Ending::TokenExpired => "token_expired",
@@ -125,13 +111,12 @@ impl Ending {
             | Ending::SocketGone
             | Ending::FrameTooBig
             | Ending::ProtocolError(_)
-            | Ending::InvalidText
-            | Ending::Flooding => None,
+            | Ending::InvalidText => None,
         }
     }
 
-    /// The close code and JSON reason on `channel`; `None` when no close frame can be sent.
-    pub(crate) fn closing(&self, config: &StreamsConfig, channel: Channel) -> Option<Closing> {
+    /// The close code and JSON reason; `None` when no close frame can be sent.
+    pub(crate) fn closing(&self, config: &StreamsConfig) -> Option<Closing> {
         let with = |code: CloseCode, reason: Value, resumable: bool| {
             let reason = match reason {
                 Value::Object(fields) => Some(fields),
@@ -174,17 +159,6 @@ impl Ending {
                 json!({"reason": "text frame is not UTF-8"}),
                 false,
             ),
-            Ending::Flooding => {
-                let max_per_second = match channel {
-                    Channel::Url => config.inbound_frames_per_second,
-                    Channel::Rpc => config.rpc_requests_per_second,
-                };
-                with(
-                    CloseCode::Policy,
-                    json!({"reason": "too many frames", "max_per_second": max_per_second}),
-                    channel == Channel::Rpc,
-                )
-            }
             Ending::HistoryUnavailable {
                 from_height,
                 lowest,
@@ -225,7 +199,7 @@ impl Ending {
             code,
             reason,
             resumable,
-        } = self.closing(config, Channel::Url)?;
+        } = self.closing(config)?;
         let description = reason.map(|mut fields| {
             if resumable {
                 fields.insert("last_height".into(), json!(last_height));
@@ -266,25 +240,6 @@ mod tests {
         assert_eq!(
             reason,
             json!({"reason": "history not available", "from_height": 3, "lowest_height": 10})
-        );
-    }
-
-    #[test]
-    fn flooding_names_each_channels_own_limit() {
-        let config = StreamsConfig::default();
-        let url = description(&Ending::Flooding, Some(7));
-        assert_eq!(
-            url,
-            json!({"reason": "too many frames", "max_per_second": config.inbound_frames_per_second})
-        );
-        let rpc = Ending::Flooding
-            .closing(&config, Channel::Rpc)
-            .expect("a close frame");
-        assert_eq!(rpc.code, CloseCode::Policy);
-        assert!(rpc.resumable, "JSON-RPC adds last_heights");
-        assert_eq!(
-            rpc.reason.and_then(|r| r.get("max_per_second").cloned()),
-            Some(json!(config.rpc_requests_per_second))
         );
     }
 

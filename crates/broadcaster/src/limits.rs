@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,9 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// A token bucket: `rate` tokens per second, holding at most `burst`.
+/// A token bucket: `rate` tokens per second, holding at most `burst`. A session reads its
+/// client's next frame only when a token is ready, so a client that sends faster is read more
+/// slowly (TCP pushes back on it) instead of being cut off.
 #[derive(Debug)]
 pub struct TokenBucket {
     rate: f64,
@@ -138,18 +140,27 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token; false when the bucket is empty.
-    pub fn take(&mut self) -> bool {
+    fn refill(&mut self) {
         let now = Instant::now();
         self.tokens =
             (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
+    }
+
+    /// How long until a token is ready (zero: one is).
+    pub fn ready_in(&mut self) -> Duration {
+        self.refill();
         if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
+            Duration::ZERO
         } else {
-            false
+            Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
         }
+    }
+
+    /// Takes one token (a frame was read); the bucket never holds less than none.
+    pub fn take(&mut self) {
+        self.refill();
+        self.tokens = (self.tokens - 1.0).max(0.0);
     }
 }
 
@@ -205,8 +216,15 @@ mod tests {
 
     #[test]
     fn the_bucket_allows_a_burst_then_the_rate() {
-        let mut bucket = TokenBucket::new(1.0, 3.0);
-        assert!(bucket.take() && bucket.take() && bucket.take());
-        assert!(!bucket.take(), "burst used up");
+        let mut bucket = TokenBucket::new(0.01, 3.0);
+        for _ in 0..3 {
+            assert_eq!(bucket.ready_in(), Duration::ZERO);
+            bucket.take();
+        }
+        let wait = bucket.ready_in();
+        assert!(
+            wait > Duration::from_secs(90) && wait <= Duration::from_secs(100),
+            "burst used up: the next token in 100 s at 0.01/s, not {wait:?}"
+        );
     }
 }

@@ -110,7 +110,7 @@ impl BroadcastMetrics {
             disconnects: IntCounterVec::new(
                 Opts::new(
                     "planetmint_streams_disconnects_total",
-                    "Closed subscriptions by reason (client, too_slow, pong_timeout, frame_too_big, protocol_error, invalid_text, flooding, history_unavailable, shutdown, socket)",
+                    "Closed subscriptions by reason (client, too_slow, pong_timeout, frame_too_big, protocol_error, invalid_text, history_unavailable, shutdown, socket)",
                 ),
                 &["reason"],
             )?,

@@ -33,8 +33,8 @@ async fn on_inbound(
     budget: &mut TokenBucket,
     fragments: &mut FragmentedText,
 ) -> Result<(), Ending> {
-    if matches!(message, Some(Ok(_))) && !budget.take() {
-        return Err(Ending::Flooding);
+    if matches!(message, Some(Ok(_))) {
+        budget.take();
     }
     match message {
         Some(Ok(Message::Ping(payload))) => answer_ping(session, &payload).await,
@@ -120,13 +120,16 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, par
     let mut attaching = true;
 
     let ending = loop {
+        // Over its frame budget the client is read more slowly, not cut off.
+        let read_in = budget.ready_in();
         let step = tokio::select! {
             result = &mut attach, if attaching => {
                 attaching = false;
                 result.map(|id| attached = Some(id))
             }
             _ = sleep_until(keep_alive.next_deadline()) => on_timer(&mut session, &mut keep_alive).await,
-            message = inbound.recv() => on_inbound(message, &mut session, &mut keep_alive, &mut budget, &mut fragments).await,
+            message = inbound.recv(), if read_in.is_zero() => on_inbound(message, &mut session, &mut keep_alive, &mut budget, &mut fragments).await,
+            _ = tokio::time::sleep(read_in), if !read_in.is_zero() => Ok(()),
             _ = queue.overflowed() => Err(Ending::TooSlow),
             _ = ctx.shutdown.cancelled() => Err(Ending::Shutdown),
             _ = sleep_until(token_expiry.unwrap_or_else(far_future)), if token_expiry.is_some() => Err(Ending::TokenExpired),

@@ -92,7 +92,7 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame from the client was not UTF-8.
     pub const INVALID_TEXT: u16 = 1007;
-    /// Policy: too many frames from the client, a refused or expired token.
+    /// Policy: a refused or expired token.
     pub const POLICY: u16 = 1008;
     /// A frame from the client was too big.
     pub const TOO_BIG: u16 = 1009;
@@ -107,7 +107,7 @@ pub mod close {
         (GOING_AWAY, "server shutting down; reason {\"reason\", \"last_height\"}: reconnect with from_height=last_height"),
         (PROTOCOL_ERROR, "protocol error"),
         (INVALID_TEXT, "a text frame from the client was not UTF-8"),
-        (POLICY, "policy: too many frames from the client, or a refused or expired token"),
+        (POLICY, "policy: a refused or expired token"),
         (TOO_BIG, "a frame from the client was too big"),
         (TOO_SLOW, "too slow or no pong; reason {\"reason\", \"last_height\"}: reconnect with from_height=last_height"),
         (HISTORY_UNAVAILABLE, "from_height is below the history still stored; reason {\"reason\", \"from_height\", \"lowest_height\"}"),

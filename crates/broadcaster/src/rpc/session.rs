@@ -36,7 +36,7 @@ use super::protocol::{
     RpcError, CLOSING_METHOD, HISTORY_UNAVAILABLE, INVALID_REQUEST, LIMIT_REACHED,
     METHOD_NOT_FOUND, NOT_AUTHORIZED, SUBSCRIPTION_ERROR_METHOD,
 };
-use crate::close::{connection_lost, Channel, Closing, Ending};
+use crate::close::{connection_lost, Closing, Ending};
 use crate::frame::{encode_frame, OPCODE_TEXT};
 use crate::hub::{Selection, SubscriberId};
 use crate::keepalive::{answer_ping, on_timer, KeepAlive, CONTROL_SEND_TIMEOUT};
@@ -637,8 +637,8 @@ impl Connection {
         keep_alive: &mut KeepAlive,
         budget: &mut TokenBucket,
     ) -> Result<(), Ending> {
-        if matches!(message, Some(Ok(_))) && !budget.take() {
-            return Err(Ending::Flooding);
+        if matches!(message, Some(Ok(_))) {
+            budget.take();
         }
         match message {
             Some(Ok(AggregatedMessage::Text(text))) => self.on_request(text.as_bytes()),
@@ -710,7 +710,7 @@ impl Connection {
             code,
             reason,
             resumable,
-        } = ending.closing(&self.ctx.config, Channel::Rpc)?;
+        } = ending.closing(&self.ctx.config)?;
         let mut description = None;
         if let Some(mut fields) = reason {
             if resumable {
@@ -814,6 +814,8 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, parts: RpcParts) {
     let ending = loop {
         let expiry = connection.token_expiry;
         let starting = !connection.starting.is_empty();
+        // Over its request budget the client is read more slowly, not cut off.
+        let read_in = budget.ready_in();
         let step = tokio::select! {
             Some(started) = connection.starting.next(), if starting => match started {
                 Ok((key, started)) => connection.on_started(key, started),
@@ -822,9 +824,10 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, parts: RpcParts) {
             _ = sleep_until(keep_alive.next_deadline()) => {
                 on_timer(&mut session, &mut keep_alive).await
             }
-            message = inbound.recv() => {
+            message = inbound.recv(), if read_in.is_zero() => {
                 connection.on_inbound(message, &mut session, &mut keep_alive, &mut budget).await
             }
+            _ = tokio::time::sleep(read_in), if !read_in.is_zero() => Ok(()),
             _ = queue.overflowed() => Err(Ending::TooSlow),
             _ = ctx.shutdown.cancelled() => Err(Ending::Shutdown),
             _ = sleep_until(expiry.unwrap_or_else(far_future)), if expiry.is_some() => {
