@@ -95,40 +95,27 @@ async fn too_many_from_one_address_get_429() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_10_mib_frame_is_refused_with_1009() {
+async fn messages_too_big_are_refused_with_1009() {
     let harness = Harness::start().await;
     let bystander = Bystander::start(&harness, 2).await;
     let addr = harness.node().streams_addr.to_string();
-    let mut socket = raw_upgrade(&addr, TX_PATH).await;
-    let payload = vec![b'x'; 10 * 1024 * 1024];
-    let frame = client_frame(0x2, &payload, true);
-    // The server may close before it has read everything: write what it takes.
-    let _ = tokio::time::timeout(Duration::from_secs(5), socket.write_all(&frame)).await;
-    let close = read_close_frame(&mut socket, Duration::from_secs(5))
-        .await
-        .expect("a close frame");
-    assert_eq!(close.0, 1009, "{close:?}");
-    bystander.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_json_rpc_message_too_big_in_fragments_is_refused_with_1009() {
-    let harness = Harness::start().await;
-    let bystander = Bystander::start(&harness, 2).await;
-    let addr = harness.node().streams_addr.to_string();
-    let mut socket = raw_upgrade(&addr, "/api/v1/streams").await;
-    // 40 fragments of 8 KiB, each far below the 64 KiB frame limit, 320 KiB in all.
-    let fragment = vec![b' '; 8 * 1024];
-    let mut frames = client_frame(0x1, b"{", false);
+    // One 10 MiB frame on a URL stream; on the JSON-RPC channel 320 KiB of text in 8 KiB
+    // fragments, each far below the 64 KiB limit, the message above it.
+    let one_frame = client_frame(0x2, &vec![b'x'; 10 * 1024 * 1024], true);
+    let mut fragments = client_frame(0x1, b"{", false);
     for _ in 0..40 {
-        frames.extend(client_frame(0x0, &fragment, false));
+        fragments.extend(client_frame(0x0, &[b' '; 8 * 1024], false));
     }
-    frames.extend(client_frame(0x0, b"}", true));
-    let _ = tokio::time::timeout(Duration::from_secs(5), socket.write_all(&frames)).await;
-    let close = read_close_frame(&mut socket, Duration::from_secs(5))
-        .await
-        .expect("a close frame");
-    assert_eq!(close.0, 1009, "{close:?}");
+    fragments.extend(client_frame(0x0, b"}", true));
+    for (path, bytes) in [(TX_PATH, one_frame), ("/api/v1/streams", fragments)] {
+        let mut socket = raw_upgrade(&addr, path).await;
+        // The server may close before it has read everything: write what it takes.
+        let _ = tokio::time::timeout(Duration::from_secs(5), socket.write_all(&bytes)).await;
+        let close = read_close_frame(&mut socket, Duration::from_secs(5))
+            .await
+            .expect("a close frame");
+        assert_eq!(close.0, 1009, "{path}: {close:?}");
+    }
     bystander.finish().await;
 }
 
