@@ -148,11 +148,11 @@ fn subscribe(
         }
     };
     let inbound = inbound.max_frame_size(ctx.config.max_frame_size);
+    // Where a live subscriber starts: what was published before its upgrade is answered.
+    let connected_after = ctx.hub.last_published();
     let queue = Arc::new(SubscriberQueue::new(
         ctx.config.queue_limits(),
-        subscription
-            .from_height
-            .or_else(|| ctx.hub.last_published()),
+        subscription.from_height.or(connected_after),
     ));
     debug!(
         stream = stream.name(),
@@ -175,6 +175,7 @@ fn subscribe(
         token_expires,
         replay_slot,
         counted,
+        connected_after,
     };
     actix_web::rt::spawn(session::run(ctx.clone(), subscription, session_parts));
     head.set_body(body.boxed())

@@ -75,6 +75,9 @@ pub(crate) struct SessionParts {
     pub replay_slot: Option<ConnectionSlot>,
     /// Its count in `planetmint_streams_subscribers`, from the handshake's answer to its end.
     pub counted: GaugeCount,
+    /// The last height published when the handshake was answered: a live subscriber gets
+    /// every block after it, however late this task starts.
+    pub connected_after: Option<u64>,
 }
 
 /// Runs a subscriber's session to its end.
@@ -87,6 +90,7 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, par
         token_expires,
         replay_slot,
         counted,
+        connected_after,
     } = parts;
     let _slot = slot; // counted as open until this session ends
     let metrics = ctx.hub.metrics().clone();
@@ -103,10 +107,18 @@ pub(crate) async fn run(ctx: Arc<StreamContext>, subscription: Subscription, par
     let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
     let mut attached: Option<SubscriberId> = None;
     let attach = async {
-        let attached = ctx
-            .replay
-            .attach(&queue, &selection, subscription.from_height)
-            .await;
+        let attached = match subscription.from_height {
+            Some(_) => {
+                ctx.replay
+                    .attach(&queue, &selection, subscription.from_height)
+                    .await
+            }
+            None => {
+                ctx.replay
+                    .attach_live_since(&queue, &selection, connected_after)
+                    .await
+            }
+        };
         drop(replay_slot); // caught up: no longer replaying from the source
         attached.map_err(|err| match err {
             ReplayError::HistoryUnavailable { lowest } => Ending::HistoryUnavailable {

@@ -339,6 +339,32 @@ async fn a_subscriber_without_from_height_gets_only_new_blocks() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_live_subscriber_attached_late_gets_every_block_after_its_handshake() {
+    let source = CountingSource::with_blocks(1..=10);
+    let hub = hub_at(10);
+    let replayer = Replayer::new(hub.clone(), source.clone(), settings(unlimited()));
+    let queue = queue();
+    // The handshake was answered at height 10; blocks 11 and 12 are published before the
+    // session's task gets to attach (a busy machine).
+    let connected_after = hub.last_published();
+    source.commit_and_publish(&hub, 11);
+    source.commit_and_publish(&hub, 12);
+    replayer
+        .attach_live_since(&queue, &blocks_selection(), connected_after)
+        .await
+        .expect("attached");
+    source.commit_and_publish(&hub, 13);
+    assert_eq!(drain(&queue), vec![11, 12, 13]);
+    assert_eq!(source.reads.load(Ordering::Relaxed), 0, "from memory");
+    let requests = hub
+        .metrics()
+        .replay_requests
+        .with_label_values(&["valid_blocks"])
+        .get();
+    assert_eq!(requests, 0, "not counted as a replay");
+}
+
+#[tokio::test(start_paused = true)]
 async fn one_replay_reads_the_next_segment_while_this_one_is_read() {
     // Segments are fixed ranges of heights, so a replay asks for the next one before the
     // current one has arrived: with two reads allowed at the source, one replay uses both,

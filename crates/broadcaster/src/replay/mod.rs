@@ -99,13 +99,39 @@ impl Replayer {
         selection: &Arc<Selection>,
         from_height: Option<u64>,
     ) -> Result<SubscriberId, ReplayError> {
-        let Some(mut after) = from_height else {
+        let Some(after) = from_height else {
             return Ok(self.hub.attach_live(queue, selection));
         };
         self.metrics()
             .replay_requests
             .with_label_values(&[selection.stream.name()])
             .inc();
+        self.catch_up_from(queue, selection, after).await
+    }
+
+    /// Attaches a live subscriber (no `from_height`) from the last height published when its
+    /// handshake was answered (`None`: the ingest had not started): blocks published between
+    /// that answer and this attach are queued first, from memory, so a client that saw its
+    /// upgrade before a commit always gets that commit.
+    pub async fn attach_live_since(
+        &self,
+        queue: &Arc<SubscriberQueue>,
+        selection: &Arc<Selection>,
+        connected_after: Option<u64>,
+    ) -> Result<SubscriberId, ReplayError> {
+        match connected_after {
+            Some(after) => self.catch_up_from(queue, selection, after).await,
+            None => Ok(self.hub.attach_live(queue, selection)),
+        }
+    }
+
+    /// Queues every block after `after` (memory, then the source) and attaches at the seam.
+    async fn catch_up_from(
+        &self,
+        queue: &Arc<SubscriberQueue>,
+        selection: &Arc<Selection>,
+        mut after: u64,
+    ) -> Result<SubscriberId, ReplayError> {
         let mut turn: Option<ReplayTurn> = None;
         let mut checked_history = false;
         loop {
