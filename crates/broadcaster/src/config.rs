@@ -115,7 +115,8 @@ pub struct StreamsConfig {
     /// Time a client has to send its whole HTTP request (slow ones are dropped with 408).
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// Frames per second a client may send on average; beyond the burst: close 1008.
+    /// Frames per second read from a client on average; beyond the burst the rest waits in
+    /// TCP (the client is slowed, not closed).
     pub inbound_frames_per_second: u32,
     /// Frames a client may send in a burst above the average rate.
     pub inbound_frames_burst: u32,
@@ -130,8 +131,8 @@ pub struct StreamsConfig {
     pub rpc_max_subscriptions: usize,
     /// Most filter values over all subscriptions of one JSON-RPC connection.
     pub rpc_max_filter_values: usize,
-    /// Frames per second a JSON-RPC connection may send on average; beyond the burst: close
-    /// 1008.
+    /// Frames per second read from a JSON-RPC connection on average; beyond the burst the
+    /// rest waits in TCP (requests are answered later, none is refused).
     pub rpc_requests_per_second: u32,
     /// Frames a JSON-RPC connection may send in a burst above the average rate.
     pub rpc_requests_burst: u32,
