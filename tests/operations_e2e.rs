@@ -13,20 +13,17 @@ use support::*;
 async fn scrape(api: &str) -> Scrape {
     let (status, text) = http_get(api, "/metrics").await;
     assert_eq!(status, 200);
+    parse(&text)
+}
+
+fn parse(text: &str) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
 }
 
 /// Scrapes until `ready` holds (10 s at most): for what the server counts after the client
 /// has already moved on, such as a session that ends after the client's close frame.
 async fn scrape_until(api: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let scraped = scrape(api).await;
-        if ready(&scraped) || tokio::time::Instant::now() >= deadline {
-            return scraped;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    parse(&metrics_until(api, Duration::from_secs(10), |text| ready(&parse(text))).await)
 }
 
 fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {

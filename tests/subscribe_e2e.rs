@@ -565,19 +565,15 @@ async fn signed_mode_authenticates_with_the_token_file_and_refusals_end_cleanly(
 /// Waits (up to 20 s) until the node on `api_addr` reports `name{labels}` of at least
 /// `at_least` on `/metrics`.
 async fn wait_for_metric(api_addr: &str, name: &str, labels: &str, at_least: f64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, metrics) = http_get(api_addr, "/metrics").await;
-        let value = metric(&metrics, name, labels);
-        if value >= at_least {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name}{{{labels}}} is {value}, never {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let metrics = metrics_until(api_addr, Duration::from_secs(20), |text| {
+        metric(text, name, labels) >= at_least
+    })
+    .await;
+    let value = metric(&metrics, name, labels);
+    assert!(
+        value >= at_least,
+        "{name}{{{labels}}} is {value}, never {at_least}"
+    );
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to `child`.
