@@ -148,7 +148,7 @@ fn subscribe(
         }
     };
     let inbound = inbound.max_frame_size(ctx.config.max_frame_size);
-    // Where a live subscriber starts: what was published before its upgrade is answered.
+    // A live subscriber gets every block published after this: its handshake is answered now.
     let connected_after = ctx.hub.last_published();
     let queue = Arc::new(SubscriberQueue::new(
         ctx.config.queue_limits(),
