@@ -4,14 +4,16 @@
 //! The stream server holds the same catalogue: the JSON-RPC `describe` answers with its
 //! entries.
 
+use planetmint_streams_api::server::ASYNCAPI_PATH;
 use planetmint_streams_api::Advertised;
-use planetmint_streams_broadcaster::rpc::protocol::{
+use planetmint_streams_broadcaster::dialects::rpc::protocol::{
     Method, CLOSING_METHOD, ERROR_CODES, NOTIFICATION_METHOD, SUBSCRIPTION_ERROR_METHOD,
 };
-use planetmint_streams_broadcaster::rpc::RPC_PATH;
+use planetmint_streams_broadcaster::dialects::rpc::RPC_PATH;
+use planetmint_streams_broadcaster::http::stream_path;
 use planetmint_streams_broadcaster::subscription::{ParameterSpec, PARAMETERS};
 use planetmint_streams_model::event::{BlockBatchEvent, BlockEvent, TransactionEvent};
-use planetmint_streams_model::vocabulary::{StreamKind, ASYNCAPI_PATH};
+use planetmint_streams_model::vocabulary::StreamKind;
 use serde_json::{json, Map, Value};
 
 fn schema_of<T: schemars::JsonSchema>() -> Value {
@@ -139,7 +141,7 @@ fn operation<'a>(action: &str, channel: &str, names: impl IntoIterator<Item = &'
 }
 
 /// What the server sends (nothing sends 1011: internal failures close with 1001 on shutdown).
-const CLOSE_CODES: &[(u16, &str)] = planetmint_streams_model::vocabulary::close::ALL;
+const CLOSE_CODES: &[(u16, &str)] = planetmint_streams_broadcaster::close_codes::ALL;
 
 /// `GET /api/v1/streams`: every stream with its URL, description, message schemas and
 /// parameters.
@@ -154,7 +156,7 @@ pub fn catalogue(advertised: &Advertised) -> Value {
         .map(|stream| {
             let mut entry = json!({
                 "name": stream.kind.name(),
-                "url": format!("{}{}", advertised.base(), stream.kind.path()),
+                "url": format!("{}{}", advertised.base(), stream_path(stream.kind)),
                 "description": stream.description,
                 "parameters": parameters,
             });
@@ -330,7 +332,7 @@ pub fn asyncapi(advertised: &Advertised, version: &str) -> Value {
         channels.insert(
             name.into(),
             json!({
-                "address": stream.kind.path(),
+                "address": stream_path(stream.kind),
                 "description": stream.channel_description,
                 "servers": [{"$ref": "#/servers/streams"}],
                 "messages": channel_messages(message_names()),

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use serde_json::Value;
 
-use planetmint_streams_model::vocabulary::close;
+use planetmint_streams_broadcaster::close_codes as close;
 
 mod rpc;
 mod socket;

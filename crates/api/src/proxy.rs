@@ -136,7 +136,7 @@ pub(crate) fn closing_json(
 fn refusal(status: StatusCode, message: &str, unread: Option<dev::Payload>) -> HttpResponse {
     closing_json(
         status,
-        &planetmint_streams_model::vocabulary::json_error_body(status.as_u16(), message, &[]),
+        &planetmint_streams_broadcaster::http::json_error_body(status.as_u16(), message, &[]),
         unread,
     )
 }

@@ -6,8 +6,6 @@
 //! - [`block`]: a [`CommittedBlock`] assembled from those rows, with the asset rules of the
 //!   stream (`asset_id`, `asset_ids`) applied once.
 //! - [`event`]: the JSON messages clients receive, serialized once per block.
-//! - [`frame`]: the WebSocket frames they travel in (a server's frames are never masked, so
-//!   one encoding serves every socket).
 //! - [`source`]: the seam between storage and fan-out: [`BlockSource`] (read committed blocks)
 //!   and [`BlockSink`] (receive them in order), so either side can be tested alone.
 //! - [`api`]: a transaction as Planetmint's `GET /api/v1/transactions/<id>` returns it,
@@ -15,7 +13,7 @@
 //! - [`ids`]: validation of transaction ids and public keys given by clients.
 //! - [`backoff`]: the retry schedule every reconnect and retry loop uses.
 //! - [`config`]: [`ConfigProblem`], the error every configuration section's `validate` returns.
-//! - [`vocabulary`]: stream names and paths, operations, close codes, the JSON error shape.
+//! - [`vocabulary`]: stream names and the operations Planetmint commits.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -23,7 +21,6 @@ pub mod backoff;
 pub mod block;
 pub mod config;
 pub mod event;
-pub mod frame;
 pub mod ids;
 pub mod source;
 pub mod tuple;

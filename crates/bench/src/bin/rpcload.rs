@@ -21,7 +21,8 @@ use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use planetmint_streams_bench::loopback;
 use planetmint_streams_bench::system::{cpu_seconds, vm_rss_kib};
-use planetmint_streams_model::vocabulary::{StreamKind, STREAMS_PATH};
+use planetmint_streams_broadcaster::http::{stream_path, STREAMS_PATH};
+use planetmint_streams_model::vocabulary::StreamKind;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -130,7 +131,7 @@ async fn subscribe(
         Carrier::Url => {
             let mut tasks = Vec::with_capacity(n);
             for i in 0..n {
-                let ws = open(&format!("{base}{}?partition={i}/{n}", stream.path())).await?;
+                let ws = open(&format!("{base}{}?partition={i}/{n}", stream_path(stream))).await?;
                 tasks.push(tokio::spawn(read_events(ws, false, events.clone())));
             }
             Ok((tasks, n))

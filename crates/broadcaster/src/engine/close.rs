@@ -1,6 +1,6 @@
-//! How a connection ends, on a URL stream or the JSON-RPC channel: the reasons, their metric
-//! labels, and the close frame each one sends (code and JSON reason, with where the client can
-//! resume: `last_height` on a URL stream, `last_heights` on JSON-RPC).
+//! How a connection ends, whatever its dialect: the reasons, their metric labels, the close
+//! codes, and what each one tells the client (code and JSON reason; the dialect adds where
+//! the client can resume: `last_height` on a URL stream, `last_heights` on JSON-RPC).
 
 use std::time::Duration;
 
@@ -10,11 +10,42 @@ use serde_json::{json, Map, Value};
 
 use crate::config::StreamsConfig;
 
+/// WebSocket close codes the server sends, each with what it means for the client.
+pub mod codes {
+    /// Normal close (the answer to a client's close).
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down; the reason carries `last_height` to resume from.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame from the client was not UTF-8.
+    pub const INVALID_TEXT: u16 = 1007;
+    /// Policy: a refused or expired token.
+    pub const POLICY: u16 = 1008;
+    /// A frame from the client was too big.
+    pub const TOO_BIG: u16 = 1009;
+    /// The subscriber fell behind (or answered no ping); the reason carries `last_height`.
+    pub const TOO_SLOW: u16 = 4000;
+    /// `from_height` is below the history still stored; the reason carries `lowest_height`.
+    pub const HISTORY_UNAVAILABLE: u16 = 4001;
+
+    /// Every code the server sends, with its meaning (for the catalogue and docs).
+    pub const ALL: &[(u16, &str)] = &[
+        (NORMAL, "normal close"),
+        (GOING_AWAY, "server shutting down; reason {\"reason\", \"last_height\"}: reconnect with from_height=last_height"),
+        (PROTOCOL_ERROR, "protocol error"),
+        (INVALID_TEXT, "a text frame from the client was not UTF-8"),
+        (POLICY, "policy: a refused or expired token"),
+        (TOO_BIG, "a frame from the client was too big"),
+        (TOO_SLOW, "too slow or no pong; reason {\"reason\", \"last_height\"}: reconnect with from_height=last_height"),
+        (HISTORY_UNAVAILABLE, "from_height is below the history still stored; reason {\"reason\", \"from_height\", \"lowest_height\"}"),
+    ];
+}
+
 /// Close code: the subscriber fell behind; the reason carries `last_height`.
-pub const CLOSE_TOO_SLOW: u16 = planetmint_streams_model::vocabulary::close::TOO_SLOW;
+pub const CLOSE_TOO_SLOW: u16 = codes::TOO_SLOW;
 /// Close code: the history asked for with `from_height` is no longer stored.
-pub const CLOSE_HISTORY_UNAVAILABLE: u16 =
-    planetmint_streams_model::vocabulary::close::HISTORY_UNAVAILABLE;
+pub const CLOSE_HISTORY_UNAVAILABLE: u16 = codes::HISTORY_UNAVAILABLE;
 /// Longest wait for the client's close frame after ours (RFC 6455 7.1.1: the server closes
 /// TCP after sending and receiving one). A subscriber closed for being slow first reads the
 /// blocks queued before our close frame; one that reads nothing at all is dropped by the

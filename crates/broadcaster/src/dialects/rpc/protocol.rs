@@ -7,10 +7,9 @@
 //! through the same validation ([`SubscriptionBuilder`]), so a value refused in a URL is
 //! refused here with the same message, as `-32602` naming the parameter.
 
-use std::collections::HashSet;
-
 use serde_json::{json, Map, Value};
 
+pub use crate::engine::connection::FilterChange;
 use crate::subscription::{
     Filter, ParamError, ParamLimits, StreamKind, Subscription, SubscriptionBuilder,
 };
@@ -139,29 +138,6 @@ impl RpcError {
 impl From<ParamError> for RpcError {
     fn from(err: ParamError) -> Self {
         RpcError::invalid_params(&err.parameter, err.message)
-    }
-}
-
-/// Filter values to add to or remove from a subscription (`update`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FilterChange {
-    /// `public_key` values.
-    pub public_keys: HashSet<String>,
-    /// `asset_id` values (lower case).
-    pub asset_ids: HashSet<String>,
-    /// `operation` values (upper case).
-    pub operations: HashSet<String>,
-}
-
-impl FilterChange {
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        self.public_keys.len() + self.asset_ids.len() + self.operations.len()
-    }
-
-    /// True when nothing is changed.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
