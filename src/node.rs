@@ -128,8 +128,14 @@ async fn start_with(
     }
     let stream_ctx = Arc::new(stream_ctx);
     let tls = crate::tls::server_config(&config.tls)?;
+    // HTTP/2 on the stream port: plain HTTP streams (SSE, NDJSON) may share one connection;
+    // WebSocket clients ask for HTTP/1.1 and get it.
+    let streams_tls = tls.clone().map(|mut tls| {
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tls
+    });
     let streams_server =
-        planetmint_streams_broadcaster::server::build(stream_ctx, streams_listener, tls.clone())?;
+        planetmint_streams_broadcaster::server::build(stream_ctx, streams_listener, streams_tls)?;
     let streams_handle = streams_server.handle();
     tasks.push(tokio::spawn(async move {
         if let Err(err) = streams_server.await {

@@ -3,7 +3,9 @@
 //! ([`crate::engine::drive`]).
 //!
 //! - `GET /api/v1/streams/valid_transactions`, `/valid_blocks` with a WebSocket upgrade: a URL
-//!   stream ([`crate::dialects::url`]); its query is parsed first (400).
+//!   stream ([`crate::dialects::url`]); without one, `Accept: text/event-stream` or
+//!   `application/x-ndjson` gets the same stream over plain HTTP ([`crate::dialects::http`]).
+//!   Its query is parsed first (400).
 //! - `GET /api/v1/streams` with a WebSocket upgrade: the one-socket channel
 //!   ([`crate::dialects::rpc`]).
 
@@ -11,17 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
-use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::admission::{admit, refuse, subscription_refused, Admitted, Credential, WayIn};
+use crate::dialects::http::{last_event_id, Format, PlainHttpStream};
 use crate::dialects::rpc::JsonRpc;
 use crate::dialects::url::UrlStream;
 use crate::engine::body::{ConnectionBody, Control};
 use crate::engine::connection::{Connection, ConnectionLimits};
 use crate::engine::inbound::{Reading, Reassembly};
+use crate::engine::link::http_control;
 use crate::engine::{drive, Dialect, Link};
 pub use crate::http::{json_error, VALID_BLOCKS_PATH, VALID_TRANSACTIONS_PATH};
 use crate::limits::TokenBucket;
@@ -100,29 +104,167 @@ fn spawn<D: Dialect + 'static>(conn: Connection, dialect: D, link: Link) {
     actix_web::rt::spawn(drive(conn, dialect, link));
 }
 
-/// A URL stream: the query's subscription, admitted, upgraded, opened before the handshake
-/// is answered (so a client that saw its 101 is counted and gets every later block).
+/// The 400 for a bad query parameter (or `Last-Event-ID`).
+fn bad_parameter(ctx: &StreamContext, parameter: &str, message: &str) -> HttpResponse {
+    refuse(
+        ctx,
+        "bad_parameter",
+        json_error(
+            StatusCode::BAD_REQUEST,
+            message,
+            Some(("parameter", parameter)),
+        ),
+    )
+}
+
+/// A URL stream: over a WebSocket unless the request asks for a plain HTTP format instead.
 fn url_stream(
     req: HttpRequest,
     payload: web::Payload,
     ctx: Arc<StreamContext>,
     stream: StreamKind,
 ) -> HttpResponse {
-    let subscription =
+    let mut subscription =
         match Subscription::parse(stream, req.query_string(), &ctx.config.param_limits()) {
             Ok(subscription) => subscription,
-            Err(err) => {
-                return refuse(
-                    &ctx,
-                    "bad_parameter",
-                    json_error(
-                        StatusCode::BAD_REQUEST,
-                        &err.message,
-                        Some(("parameter", &err.parameter)),
-                    ),
-                )
-            }
+            Err(err) => return bad_parameter(&ctx, &err.parameter, &err.message),
         };
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let format = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .and_then(Format::from_accept);
+    match format {
+        Some(format) if !upgrade => {
+            // An EventSource resuming after a drop: its Last-Event-ID wins over from_height.
+            if let Some(value) = req.headers().get("last-event-id") {
+                match value.to_str().ok().and_then(last_event_id) {
+                    Some(height) => subscription.from_height = Some(height),
+                    None => {
+                        return bad_parameter(
+                            &ctx,
+                            "Last-Event-ID",
+                            "expected the height of the last event received",
+                        )
+                    }
+                }
+            }
+            plain_http_stream(&req, ctx, format, subscription)
+        }
+        _ => websocket_stream(&req, payload, ctx, subscription),
+    }
+}
+
+/// A plain HTTP stream: admitted like a URL stream, opened before its response starts.
+fn plain_http_stream(
+    req: &HttpRequest,
+    ctx: Arc<StreamContext>,
+    format: Format,
+    subscription: Subscription,
+) -> HttpResponse {
+    let way = WayIn {
+        what: format.describe(),
+        websocket: false,
+        subscription: Some(&subscription),
+        credential: Credential::Required,
+    };
+    let Admitted {
+        slot,
+        access,
+        replay_slot,
+    } = match admit(&ctx, req, way) {
+        Ok(admitted) => admitted,
+        Err(response) => return *response,
+    };
+    let queue = Arc::new(
+        SubscriberQueue::new(ctx.config.queue_limits()).with_budget(slot.budget().clone()),
+    );
+    let peer = req.peer_addr().map(|a| a.ip());
+    let budget = TokenBucket::new(
+        f64::from(ctx.config.inbound_frames_per_second),
+        f64::from(ctx.config.inbound_frames_burst),
+    );
+    let limits = ConnectionLimits {
+        max_subscriptions: 1,
+        max_filter_values: usize::MAX,
+    };
+    let mut conn = Connection::new(
+        ctx.clone(),
+        queue.clone(),
+        slot,
+        peer,
+        access,
+        limits,
+        budget,
+    );
+    let since = ctx.hub.last_published();
+    let stream = subscription.stream;
+    let dialect = match PlainHttpStream::open(&mut conn, format, subscription, since, replay_slot) {
+        Ok(dialect) => dialect,
+        Err(refusal) => return subscription_refused(&ctx, &refusal),
+    };
+    let (control, chunks) = http_control();
+    let gone = CancellationToken::new();
+    let body = ConnectionBody::new(
+        Control::Http(chunks),
+        queue,
+        ctx.hub.metrics(),
+        gone.clone(),
+    );
+    let link = Link::Http {
+        control,
+        keep_alive: format.keep_alive(),
+        gone,
+    };
+    debug!(stream = stream.name(), peer = ?req.peer_addr(), ?format, "plain HTTP subscriber connected");
+    spawn(conn, dialect, link);
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::CONTENT_TYPE, format.content_type()))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // Tells nginx and its kin to pass each event on at once instead of buffering.
+        .insert_header(("x-accel-buffering", "no"));
+    allow_origin(&ctx, req, &mut response);
+    response.body(body)
+}
+
+/// Lets a page on another origin read a plain HTTP stream (`EventSource` from a wallet's own
+/// site): any origin when `streams.allowed_origins` is empty, else the request's allowed one
+/// (admission has refused any other).
+fn allow_origin(ctx: &StreamContext, req: &HttpRequest, response: &mut HttpResponseBuilder) {
+    if ctx.config.allowed_origins.is_empty() {
+        response.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+    } else if let Some(origin) = req.headers().get(header::ORIGIN) {
+        response
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()))
+            .insert_header((header::VARY, "Origin"));
+    }
+}
+
+/// The CORS preflight of a stream URL (a page sending `Authorization` or `Last-Event-ID`).
+async fn preflight(req: HttpRequest, ctx: web::Data<StreamContext>) -> HttpResponse {
+    let mut response = HttpResponse::NoContent();
+    allow_origin(&ctx, &req, &mut response);
+    response
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Last-Event-ID, Accept",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+        .finish()
+}
+
+/// A URL stream over a WebSocket: admitted, upgraded, opened before the handshake is
+/// answered (so a client that saw its 101 is counted and gets every later block).
+fn websocket_stream(
+    req: &HttpRequest,
+    payload: web::Payload,
+    ctx: Arc<StreamContext>,
+    subscription: Subscription,
+) -> HttpResponse {
+    let stream = subscription.stream;
     let way = WayIn {
         what: "a WebSocket stream",
         websocket: true,
@@ -133,14 +275,14 @@ fn url_stream(
         slot,
         access,
         replay_slot,
-    } = match admit(&ctx, &req, way) {
+    } = match admit(&ctx, req, way) {
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
     let queue = Arc::new(
         SubscriberQueue::new(ctx.config.queue_limits()).with_budget(slot.budget().clone()),
     );
-    let upgraded = match upgrade_websocket(&ctx, &req, payload, &queue, Reading::CheckOnly) {
+    let upgraded = match upgrade_websocket(&ctx, req, payload, &queue, Reading::CheckOnly) {
         Ok(upgraded) => upgraded,
         Err(response) => return *response,
     };
@@ -230,7 +372,7 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
 async fn method_not_allowed() -> HttpResponse {
     json_error(
         StatusCode::METHOD_NOT_ALLOWED,
-        "stream paths accept GET (a WebSocket upgrade)",
+        "stream paths accept GET (a WebSocket upgrade, or Accept: text/event-stream or application/x-ndjson)",
         None,
     )
 }
@@ -240,11 +382,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(VALID_TRANSACTIONS_PATH)
             .route(web::get().to(valid_transactions))
+            .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
         web::resource(VALID_BLOCKS_PATH)
             .route(web::get().to(valid_blocks))
+            .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

@@ -65,7 +65,6 @@ pub(crate) enum Control {
     WebSocket(BoxBody),
     /// A plain HTTP stream's chunks (keep-alives, the final notice); ends when the sender is
     /// dropped.
-    #[expect(dead_code, reason = "the plain HTTP dialects (SSE, NDJSON) use it")]
     Http(mpsc::Receiver<Bytes>),
 }
 

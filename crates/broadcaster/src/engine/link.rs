@@ -31,7 +31,6 @@ pub(crate) enum Link {
         reassembly: Reassembly,
     },
     /// A plain HTTP response streamed to the client.
-    #[expect(dead_code, reason = "the plain HTTP dialects (SSE, NDJSON) use it")]
     Http {
         /// Chunks written between deliveries (keep-alives, the final notice).
         control: mpsc::Sender<Bytes>,
@@ -43,7 +42,6 @@ pub(crate) enum Link {
 }
 
 /// The receiving end of an HTTP link's control channel, for the response body.
-#[expect(dead_code, reason = "the plain HTTP dialects (SSE, NDJSON) use it")]
 pub(crate) fn http_control() -> (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>) {
     mpsc::channel(HTTP_CONTROL_CHUNKS)
 }
