@@ -377,6 +377,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
         .route("/explorer", web::get().to(explorer))
+        // stream-sea's schemas (its client asks the host and port it streams from, which may
+        // be this one too).
+        .configure(planetmint_streams_broadcaster::dialects::streamsea::schema::configure)
         .default_service(web::to(fallback));
 }
 

@@ -247,7 +247,16 @@ impl Hub {
         // queued with the old selection before the caller answers.
         let _publishing = self.publishing();
         let mut state = self.lock();
-        let state = &mut *state;
+        self.update_locked(&mut state, id, selection)?;
+        Some(state.last_published.unwrap_or(0))
+    }
+
+    fn update_locked(
+        &self,
+        state: &mut HubState,
+        id: SubscriberId,
+        selection: &Arc<Selection>,
+    ) -> Option<()> {
         let was_filtered = !state.unfiltered.contains_key(&id.0);
         let mut attached = match state.unfiltered.remove(&id.0) {
             Some(attached) => attached,
@@ -272,12 +281,44 @@ impl Hub {
         } else {
             state.unfiltered.insert(id.0, attached);
         }
-        Some(state.last_published.unwrap_or(0))
+        Some(())
+    }
+
+    /// A consumer group gains a member at one point of the stream: `joining` is attached for
+    /// blocks from now on and each of `members` gets its new selection (its share), under the
+    /// lock that publishes blocks, so every block is split by exactly one membership.
+    pub fn join_group(
+        &self,
+        joining: (&Arc<SubscriberQueue>, &Arc<Selection>),
+        members: &[(SubscriberId, Arc<Selection>)],
+    ) -> SubscriberId {
+        let _publishing = self.publishing();
+        let mut state = self.lock();
+        for (id, selection) in members {
+            self.update_locked(&mut state, *id, selection);
+        }
+        let after = state.last_published.unwrap_or(0);
+        self.attach_locked(&mut state, joining.0, joining.1, after)
+    }
+
+    /// A consumer group loses a member at one point of the stream: `leaving` is detached and
+    /// each of `members` gets its new selection, under the lock that publishes blocks.
+    pub fn leave_group(&self, leaving: SubscriberId, members: &[(SubscriberId, Arc<Selection>)]) {
+        let _publishing = self.publishing();
+        let mut state = self.lock();
+        self.detach_locked(&mut state, leaving);
+        for (id, selection) in members {
+            self.update_locked(&mut state, *id, selection);
+        }
     }
 
     /// Detaches a subscriber (its session ended).
     pub fn detach(&self, id: SubscriberId) {
         let mut state = self.lock();
+        self.detach_locked(&mut state, id);
+    }
+
+    fn detach_locked(&self, state: &mut HubState, id: SubscriberId) {
         let removed = match state.unfiltered.remove(&id.0) {
             Some(attached) => Some(attached),
             None => {

@@ -25,6 +25,7 @@ pub mod dialects;
 pub mod engine;
 pub mod envelope;
 pub mod frame;
+pub mod groups;
 pub mod http;
 pub mod hub;
 pub mod index;
@@ -73,6 +74,8 @@ pub struct StreamContext {
     /// The stream catalogue (`GET /api/v1/streams` on the API port), whose entries the
     /// JSON-RPC `describe` returns.
     pub catalogue: Option<Arc<serde_json::Value>>,
+    /// Consumer groups (stream-sea's `groupId`).
+    pub groups: groups::Groups,
 }
 
 impl StreamContext {
@@ -111,6 +114,7 @@ impl StreamContext {
             auth: None,
             close_on_expiry: false,
             catalogue: None,
+            groups: groups::Groups::default(),
         }
     }
 

@@ -6,8 +6,8 @@
 //!   stream ([`crate::dialects::url`]); without one, `Accept: text/event-stream` or
 //!   `application/x-ndjson` gets the same stream over plain HTTP ([`crate::dialects::http`]).
 //!   Its query is parsed first (400).
-//! - `GET /api/v1/streams` with a WebSocket upgrade: the one-socket channel
-//!   ([`crate::dialects::rpc`]).
+//! - `GET /api/v1/streams` with a WebSocket upgrade: the one-socket channel, JSON-RPC or
+//!   stream-sea ([`crate::dialects::channel`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::admission::{admit, refuse, subscription_refused, Admitted, Credential, WayIn};
+use crate::dialects::channel::Channel;
 use crate::dialects::http::{last_event_id, Format, PlainHttpStream};
-use crate::dialects::rpc::JsonRpc;
 use crate::dialects::url::UrlStream;
 use crate::engine::body::{ConnectionBody, Control};
 use crate::engine::connection::{Connection, ConnectionLimits};
@@ -315,7 +315,7 @@ async fn channel(
 ) -> HttpResponse {
     let ctx = ctx.into_inner();
     let way = WayIn {
-        what: "the JSON-RPC stream channel",
+        what: "the stream channel (JSON-RPC or stream-sea)",
         websocket: true,
         subscription: None,
         credential: Credential::Optional,
@@ -357,7 +357,7 @@ async fn channel(
         budget,
     )
     .on_channel(ctx.hub.metrics().rpc_connections.clone());
-    spawn(conn, JsonRpc, upgraded.link);
+    spawn(conn, Channel::default(), upgraded.link);
     upgraded.response
 }
 
@@ -379,24 +379,25 @@ async fn method_not_allowed() -> HttpResponse {
 
 /// Registers the stream routes on an actix-web app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource(VALID_TRANSACTIONS_PATH)
-            .route(web::get().to(valid_transactions))
-            .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource(VALID_BLOCKS_PATH)
-            .route(web::get().to(valid_blocks))
-            .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource(crate::http::STREAMS_PATH)
-            .route(web::get().to(channel))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .default_service(web::to(not_found));
+    cfg.configure(crate::dialects::streamsea::schema::configure)
+        .service(
+            web::resource(VALID_TRANSACTIONS_PATH)
+                .route(web::get().to(valid_transactions))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(VALID_BLOCKS_PATH)
+                .route(web::get().to(valid_blocks))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(crate::http::STREAMS_PATH)
+                .route(web::get().to(channel))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .default_service(web::to(not_found));
 }
 
 /// Tunes an accepted socket for streaming:

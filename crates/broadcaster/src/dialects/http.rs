@@ -153,6 +153,7 @@ impl PlainHttpStream {
                 tag: Value::Null,
                 since,
                 replay_slot,
+                group: None,
             },
         )?;
         Ok(Self {

@@ -35,6 +35,7 @@ impl UrlStream {
                 tag: serde_json::Value::Null,
                 since,
                 replay_slot,
+                group: None,
             },
         )?;
         Ok(Self { key, from_height })

@@ -77,6 +77,9 @@ pub(crate) struct SubscribeRequest {
     pub since: Option<u64>,
     /// A replay slot taken before the upgrade (URL streams, refused there with 429).
     pub replay_slot: Option<ConnectionSlot>,
+    /// The consumer group it is a member of (by its key: group id, stream and options); a
+    /// member starts live.
+    pub group: Option<String>,
 }
 
 /// Why a subscription was not opened.
@@ -98,6 +101,11 @@ pub(crate) enum SubscribeRefusal {
     NotAllowed(AuthError),
     /// The address has its most replays from the source.
     Replays {
+        /// The limit.
+        max: usize,
+    },
+    /// The consumer group has its most members.
+    GroupFull {
         /// The limit.
         max: usize,
     },
@@ -172,6 +180,8 @@ pub(crate) enum EndReason {
     },
     /// The connection's new credential does not allow it.
     NotAllowed(AuthError),
+    /// Its consumer group filled up before it joined.
+    GroupFull,
 }
 
 /// What happened to a subscription, for its dialect to tell the client.
@@ -229,13 +239,15 @@ pub(crate) struct Authenticated {
 
 /// Where a subscription is.
 enum Phase {
-    /// Its `from_height` is being checked; what its replay will need waits here.
+    /// Its `from_height` is being checked; what its replay will need waits here (the
+    /// selection it was opened with: updates apply once it is live).
     Checking {
         abort: AbortHandle,
         pending: Vec<Value>,
         tag: Value,
         since: Option<u64>,
         replay_slot: Option<ConnectionSlot>,
+        opened_with: Arc<Selection>,
     },
     /// Answered; its history is replayed, then it attaches. Updates wait for it.
     Replaying {
@@ -262,6 +274,8 @@ struct Sub {
     selection: Arc<Selection>,
     /// Its `from_height` (for a refusal's answer).
     from_height: Option<u64>,
+    /// Its consumer group's key.
+    group: Option<String>,
     /// Its filter values, counted against the connection's limit.
     values: usize,
     /// Its count in its address's budget.
@@ -435,7 +449,15 @@ impl Connection {
             tag,
             since,
             replay_slot,
+            group,
         } = request;
+        if let Some(group) = &group {
+            if self.ctx.groups.members(group) >= crate::groups::MAX_GROUP_MEMBERS {
+                return Err(SubscribeRefusal::GroupFull {
+                    max: crate::groups::MAX_GROUP_MEMBERS,
+                });
+            }
+        }
         if self.subs.len() >= self.limits.max_subscriptions {
             return Err(SubscribeRefusal::Subscriptions {
                 max: self.limits.max_subscriptions,
@@ -486,8 +508,9 @@ impl Connection {
             key,
             Sub {
                 stream,
-                selection,
+                selection: selection.clone(),
                 from_height: subscription.from_height,
+                group,
                 values,
                 charge,
                 phase: Phase::Checking {
@@ -496,6 +519,7 @@ impl Connection {
                     tag,
                     since,
                     replay_slot,
+                    opened_with: selection,
                 },
                 _counted: counted,
             },
@@ -544,7 +568,14 @@ impl Connection {
                 pending
             }
             Phase::Live(id) => {
-                self.ctx.hub.detach(id);
+                match &sub.group {
+                    Some(group) => {
+                        self.ctx
+                            .groups
+                            .leave(&self.ctx.hub, group, id, &self.queue, key)
+                    }
+                    None => self.ctx.hub.detach(id),
+                }
                 Vec::new()
             }
         };
@@ -750,26 +781,29 @@ impl Connection {
                     tag,
                     since,
                     replay_slot,
+                    opened_with,
                     ..
                 } = &mut sub.phase
                 else {
                     return Ok(Vec::new());
                 };
-                let (pending, tag, since, replay_slot) = (
+                let (pending, tag, since, replay_slot, opened_with) = (
                     std::mem::take(pending),
                     std::mem::take(tag),
                     *since,
                     replay_slot.take(),
+                    opened_with.clone(),
                 );
                 // The replay starts only when the driver next polls it: an answer the dialect
                 // queues for this event goes before the subscription's first delivery.
                 let plan = ReplayPlan {
                     ctx: self.ctx.clone(),
                     queue: self.queue.clone(),
-                    selection: sub.selection.clone(),
+                    selection: opened_with,
                     from_height: sub.from_height,
                     since,
                     replay_slot,
+                    group: sub.group.clone(),
                 };
                 let abort = self.begin(key, replay(plan));
                 if let Some(sub) = self.subs.get_mut(&key) {
@@ -829,6 +863,10 @@ impl Connection {
                     EndReason::HistoryPruned { lowest },
                     "history_unavailable",
                 )
+                .into_iter()
+                .collect()),
+            Started::GroupFull => Ok(self
+                .end(key, EndReason::GroupFull, "group_full")
                 .into_iter()
                 .collect()),
             Started::Ended(ending) => Err(ending),

@@ -33,6 +33,8 @@ pub(crate) enum Started {
         /// Lowest stored height.
         lowest: u64,
     },
+    /// Its consumer group has its most members.
+    GroupFull,
     /// The connection cannot go on (its queue closed).
     Ended(Ending),
 }
@@ -72,6 +74,8 @@ pub(crate) struct ReplayPlan {
     pub since: Option<u64>,
     /// Its place under the per-address replay limit, held while it replays from the source.
     pub replay_slot: Option<ConnectionSlot>,
+    /// The consumer group it joins instead (live, no history).
+    pub group: Option<String>,
 }
 
 /// Queues history (if asked for) at the socket's pace, then attaches to the live stream at
@@ -85,7 +89,14 @@ pub(crate) fn replay(plan: ReplayPlan) -> LocalBoxFuture<'static, Started> {
             from_height,
             since,
             replay_slot,
+            group,
         } = plan;
+        if let Some(group) = group {
+            return match ctx.groups.join(&ctx.hub, &group, &queue, &selection) {
+                Ok(id) => Started::Attached(id),
+                Err(_) => Started::GroupFull,
+            };
+        }
         let attached = match from_height {
             Some(_) => ctx.replay.attach(&queue, &selection, from_height).await,
             None => {

@@ -101,6 +101,11 @@ fn refusal_error(refusal: &SubscribeRefusal) -> RpcError {
                 .with_data(json!({"limit": limit, "max": refusal.max()}))
         }
         SubscribeRefusal::NotAllowed(err) => authenticate::auth_error(err),
+        SubscribeRefusal::GroupFull { max } => RpcError::new(
+            LIMIT_REACHED,
+            format!("a consumer group has at most {max} members"),
+        )
+        .with_data(json!({"limit": "group_members", "max": max})),
         SubscribeRefusal::Replays { max } => RpcError::new(
             LIMIT_REACHED,
             format!("at most {max} subscriptions from one address may replay history from the database at once (streams.replay_max_per_ip); retry when they have caught up"),
@@ -237,6 +242,8 @@ impl Dialect for JsonRpc {
                     )
                     .with_data(json!({"lowest_height": lowest})),
                     EndReason::NotAllowed(err) => authenticate::auth_error(&err),
+                    // The channel has no groups; stream-sea's do.
+                    EndReason::GroupFull => RpcError::new(LIMIT_REACHED, "the group is full"),
                 };
                 conn.reply(&notification_message(
                     SUBSCRIPTION_ERROR_METHOD,

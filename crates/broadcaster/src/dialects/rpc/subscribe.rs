@@ -24,6 +24,7 @@ pub(super) fn run(
             tag: id.clone(),
             since: None,
             replay_slot: None,
+            group: None,
         },
     )
     .map_err(|refusal| refusal_error(&refusal))
