@@ -221,10 +221,14 @@ pub struct ClientsFile {
     pub clients: Vec<ClientConfig>,
 }
 
-/// What is wrong with one entry: the field (as in the entry) and the problem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct EntryProblem {
+/// What is wrong with one client entry: the field (as in the entry, e.g. `streams`) and the
+/// problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct EntryProblem {
+    /// The entry's field at fault.
     pub field: &'static str,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -244,6 +248,11 @@ enum SecretSource<'a> {
 }
 
 impl ClientConfig {
+    /// Checks the entry as the node will (without reading its secret file).
+    pub fn check_entry(&self) -> Result<(), EntryProblem> {
+        self.check().map(|_| ())
+    }
+
     /// Checks everything but the secret file's content.
     fn check(&self) -> Result<(SecretSource<'_>, Grant), EntryProblem> {
         if !is_client_id(&self.id) {
