@@ -115,6 +115,7 @@ fn main() {
         &EncodingKey::from_rsa_pem(&pem("rsa2048-a.key")).expect("key"),
     );
     let forged_rsa = format!("{}AAAA", &rsa[..rsa.len() - 4]);
+    let wrong_secret = "x".repeat(43);
     let basic = |client_id, secret| Credential::ClientSecret { client_id, secret };
     let jwt = |jwt| Credential::Jwt {
         client_id: None,
@@ -122,11 +123,36 @@ fn main() {
     };
     println!("| credential ({ROUNDS} checks each) | mean per check |");
     println!("|---|---|");
-    time(&gate, "stream token (`?token=`)", Credential::StreamToken(&token), true);
-    time(&gate, "configured client, right secret", basic("acme", CLIENT_SECRET), true);
-    time(&gate, "configured client, wrong secret", basic("acme", "x".repeat(43).leak()), false);
-    time(&gate, "unknown client id", basic("nobody", CLIENT_SECRET), false);
-    time(&gate, "stream token as a basic secret", basic("any", &token), true);
+    time(
+        &gate,
+        "stream token (`?token=`)",
+        Credential::StreamToken(&token),
+        true,
+    );
+    time(
+        &gate,
+        "configured client, right secret",
+        basic("acme", CLIENT_SECRET),
+        true,
+    );
+    time(
+        &gate,
+        "configured client, wrong secret",
+        basic("acme", &wrong_secret),
+        false,
+    );
+    time(
+        &gate,
+        "unknown client id",
+        basic("nobody", CLIENT_SECRET),
+        false,
+    );
+    time(
+        &gate,
+        "stream token as a basic secret",
+        basic("any", &token),
+        true,
+    );
     time(&gate, "JWT HS256", jwt(&hs), true);
     time(&gate, "JWT EdDSA", jwt(&ed), true);
     time(&gate, "JWT ES256", jwt(&ec), true);
