@@ -310,6 +310,13 @@ mod shipped_files {
         full.tls.cert_file = Some("c".into());
         full.tls.key_file = Some("k".into());
         full.tls.client_ca_file = Some("ca".into());
+        full.auth.clients_file = Some("clients.toml".into());
+        full.auth.jwt.jwks_file = Some("jwks.json".into());
+        full.auth.jwt.issuer = Some("https://idp.example".into());
+        full.auth.jwt.audience = Some("streams".into());
+        full.auth.jwt.public_keys_claim = Some("wallets".into());
+        full.auth.jwt.asset_ids_claim = Some("assets".into());
+        full.auth.jwt.operations_claim = Some("ops".into());
         let value = toml::Value::try_from(&full).expect("serializable");
         let mut keys = BTreeSet::new();
         fn walk(prefix: &str, table: &toml::Table, keys: &mut BTreeSet<String>) {

@@ -67,6 +67,18 @@ enum Command {
     /// Signed stream URLs.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Clients configured on the node (id and secret, as stream-sea's basic method sends).
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+/// `client` subcommands.
+#[derive(Debug, clap::Subcommand)]
+enum ClientCommand {
+    /// Make a client: print a fresh secret once, and the configuration entry holding its hash.
+    New(planetmint_streams::clients::NewArgs),
+    /// Read a client secret on stdin and print its hash (for secret_hash).
+    HashSecret,
 }
 
 /// `token` subcommands.
@@ -120,6 +132,22 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(Command::Client(command)) = &args.command {
+        let output = match command {
+            ClientCommand::New(new) => planetmint_streams::clients::new_client(new),
+            ClientCommand::HashSecret => planetmint_streams::clients::hash_secret(),
+        };
+        return match output {
+            Ok(output) => {
+                println!("{output}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("planetmint-streams client: {err:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Subscribe(subscribe_args)) = args.command {
         return match subscribe::run(subscribe_args) {
             Ok(()) => std::process::ExitCode::SUCCESS,
@@ -136,6 +164,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // The credential files (keys, clients, JWT keys) are configuration too: a bad entry stops
+    // the node here, naming its key, like any other configuration problem.
+    if let Err(problem) = node::gatekeeper(&config) {
+        eprintln!("planetmint-streams: {problem}");
+        return std::process::ExitCode::from(2);
+    }
     if args.check_config {
         match toml_of(&config) {
             Ok(text) => {

@@ -1,5 +1,9 @@
 //! Wiring: Tarantool source -> follower -> hub -> stream server, plus the API server.
 //!
+//! The credentials of every way in are verified by one [`Gatekeeper`] built from `[auth]`
+//! ([`gatekeeper`]); a task reloads it on SIGHUP and when a credential file changes
+//! ([`crate::reload`]).
+//!
 //! [`start`] binds both ports, starts every task and returns a [`RunningNode`]; shutting it
 //! down cancels one token (every session closes with 1001 and its last height), gives the
 //! connections the configured grace to drain, then stops the servers.
@@ -10,10 +14,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use planetmint_streams_api::{Advertised, ApiContext, Readiness};
+use planetmint_streams_auth::Gatekeeper;
 use planetmint_streams_broadcaster::{BroadcastMetrics, Hub, StreamContext};
 use planetmint_streams_ingest::tarantool::FailoverSource;
 use planetmint_streams_ingest::{Follower, FollowerConfig, IngestStatus};
-use planetmint_streams_model::BlockSource;
+use planetmint_streams_model::{BlockSource, ConfigProblem};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -35,6 +40,9 @@ pub struct RunningNode {
     pub hub: Arc<Hub>,
     /// What the ingest knows.
     pub status: Arc<IngestStatus>,
+    /// The verifier of every credential (stream tokens, configured clients, JWTs), reloaded
+    /// on SIGHUP and when a credential file changes.
+    pub gatekeeper: Gatekeeper,
     shutdown: CancellationToken,
     grace: Duration,
     streams_server: actix_web::dev::ServerHandle,
@@ -48,6 +56,12 @@ fn bind(address: &str, what: &str) -> anyhow::Result<std::net::TcpListener> {
         .with_context(|| format!("cannot listen on {address} ({what})"))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// Builds the verifier of every credential from `[auth]`, reading the files it names (signing
+/// keys, clients file, secret files, JWT keys, JWKS). Errors name the key (and the entry).
+pub fn gatekeeper(config: &Config) -> Result<Gatekeeper, ConfigProblem> {
+    Gatekeeper::new(&config.auth)
 }
 
 /// Starts a node reading from Tarantool as configured.
@@ -92,6 +106,15 @@ async fn start_with(
     );
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
+
+    let gatekeeper = gatekeeper(&config)?;
+    let reload_metrics = crate::reload::ReloadMetrics::new(&registry)?;
+    tasks.push(tokio::spawn(crate::reload::run(
+        gatekeeper.clone(),
+        reload_metrics,
+        config.auth.reload_interval,
+        shutdown.child_token(),
+    )));
 
     let follower = Follower::new(
         source.clone(),
@@ -203,6 +226,7 @@ async fn start_with(
         admin_addr,
         hub,
         status,
+        gatekeeper,
         shutdown,
         grace: config.streams.shutdown_grace,
         streams_server: streams_handle,
