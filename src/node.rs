@@ -124,7 +124,8 @@ async fn start_with(
     );
     tasks.push(tokio::spawn(follower.run(shutdown.child_token())));
 
-    let authority = if config.auth.is_signed() || config.auth.admin.enabled {
+    // The token endpoint signs with the configured keys.
+    let authority = if config.auth.admin.enabled {
         let authority = config.auth.authority()?;
         Some(Arc::new(authority))
     } else {
@@ -146,8 +147,8 @@ async fn start_with(
         shutdown.clone(),
     )
     .with_catalogue(catalogue.clone());
-    if let (true, Some(authority)) = (config.auth.is_signed(), &authority) {
-        stream_ctx = stream_ctx.with_auth(authority.clone(), config.auth.close_on_expiry);
+    if config.auth.is_signed() {
+        stream_ctx = stream_ctx.with_auth(gatekeeper.clone(), config.auth.close_on_expiry);
     }
     let stream_ctx = Arc::new(stream_ctx);
     let tls = crate::tls::server_config(&config.tls)?;

@@ -163,12 +163,18 @@ impl AuthConfig {
     /// Checks the values without reading files; the error names the offending key. Inline
     /// secrets are decoded here, so a bad one stops the node at start-up.
     pub fn validate(&self) -> Result<(), ConfigProblem> {
-        if self.is_signed() && self.keys.is_empty() {
+        let credentials = !self.keys.is_empty()
+            || !self.clients.is_empty()
+            || self.clients_file.is_some()
+            || !self.jwt.keys.is_empty()
+            || self.jwt.jwks_file.is_some();
+        if self.is_signed() && !credentials {
             return Err(ConfigProblem::new(
                 "auth.keys",
-                "signed mode needs at least one key ([[auth.keys]] with id and secret_file)",
+                "signed mode needs something to check credentials with: signing keys ([[auth.keys]] with id and secret_file), clients ([[auth.clients]] or auth.clients_file) or JWT keys ([[auth.jwt.keys]] or auth.jwt.jwks_file)",
             ));
         }
+
         let mut ids = HashSet::new();
         for key in &self.keys {
             if !is_key_id(&key.id) {
@@ -292,6 +298,12 @@ impl AuthConfig {
             return Err(ConfigProblem::new(
                 "auth.admin.enabled",
                 "the token endpoint needs auth.mode = \"signed\"",
+            ));
+        }
+        if self.keys.is_empty() {
+            return Err(ConfigProblem::new(
+                "auth.keys",
+                "the token endpoint (auth.admin.enabled) signs tokens: it needs at least one key ([[auth.keys]])",
             ));
         }
         match (&admin.secret, &admin.secret_file) {
@@ -451,6 +463,18 @@ mod tests {
     fn errors_name_the_key() {
         let cases: Vec<(AuthConfig, &str)> = vec![
             (signed(vec![]), "auth.keys"),
+            (
+                AuthConfig {
+                    clients_file: Some("/etc/planetmint-streams/clients.toml".into()),
+                    admin: AdminConfig {
+                        enabled: true,
+                        secret: Some(SecretString::new(ADMIN)),
+                        ..AdminConfig::default()
+                    },
+                    ..signed(vec![])
+                },
+                "auth.keys",
+            ),
             (signed(vec![key("bad.id")]), "auth.keys"),
             (signed(vec![key("k1"), key("k1")]), "auth.keys"),
             (

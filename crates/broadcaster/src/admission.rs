@@ -12,8 +12,7 @@
 use actix_http::ws::HandshakeError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
-use planetmint_streams_auth::{token_from_query, unix_now, AuthError, Claims, Requested};
-use tokio::time::Instant;
+use planetmint_streams_auth::{token_from_query, AuthError, Credential, Requested};
 use tracing::info;
 
 use crate::engine::connection::{Access, SubscribeRefusal};
@@ -27,7 +26,7 @@ const WEBSOCKET_VERSION: &str = "13";
 
 /// Whether a way in needs a credential before it connects (in signed mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Credential {
+pub(crate) enum CredentialNeed {
     /// The URL names a subscription: it needs a credential that allows it.
     Required,
     /// A credential may come later, in the protocol (JSON-RPC `authenticate`).
@@ -44,7 +43,7 @@ pub(crate) struct WayIn<'a> {
     /// The subscription its URL asks for.
     pub subscription: Option<&'a Subscription>,
     /// Whether a credential is needed now.
-    pub credential: Credential,
+    pub credential: CredentialNeed,
 }
 
 /// What an admitted connection holds.
@@ -52,7 +51,7 @@ pub(crate) struct WayIn<'a> {
 pub(crate) struct Admitted {
     /// Its place under the connection limits (with its address's budget).
     pub slot: ConnectionSlot,
-    /// Who it speaks for.
+    /// Who it speaks for (and its place under a configured client's own connection cap).
     pub access: Access,
     /// Its place under the per-address replay limit, when its URL's `from_height` reads
     /// the source.
@@ -69,8 +68,8 @@ pub(crate) fn refuse(ctx: &StreamContext, reason: &str, response: HttpResponse) 
     response
 }
 
-/// The credential a request presents: the `token` query parameter, else an
-/// `Authorization: Bearer` header.
+/// The credential a request presents: the `token` query parameter (a stream token), else an
+/// `Authorization: Bearer` header (a stream token or a JWT).
 fn presented(req: &HttpRequest) -> Result<Option<String>, AuthError> {
     if let Some(token) = token_from_query(req.query_string())? {
         return Ok(Some(token));
@@ -81,12 +80,8 @@ fn presented(req: &HttpRequest) -> Result<Option<String>, AuthError> {
     let value = value
         .to_str()
         .map_err(|_| AuthError::Malformed("Authorization header is not text"))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim().to_owned()))
-        }
+    match Credential::from_authorization(Some(value))? {
+        Credential::Bearer(bearer) => Ok(Some(bearer.to_owned())),
         _ => Err(AuthError::Malformed(
             "expected Authorization: Bearer <token>",
         )),
@@ -95,36 +90,36 @@ fn presented(req: &HttpRequest) -> Result<Option<String>, AuthError> {
 
 /// The access a request's credential gives, for `way`.
 fn access(ctx: &StreamContext, req: &HttpRequest, way: &WayIn<'_>) -> Result<Access, AuthError> {
-    let Some(authority) = &ctx.auth else {
+    let Some(gatekeeper) = &ctx.auth else {
         return Ok(Access::Open);
     };
-    let token = presented(req)?;
-    let claims: Claims = match (way.credential, way.subscription) {
-        (Credential::Required, Some(subscription)) => {
-            let requested = Requested {
-                stream: subscription.stream,
-                public_keys: &subscription.filter.public_keys,
-                asset_ids: &subscription.filter.asset_ids,
-                operations: &subscription.filter.operations,
-            };
-            authority.authorize(token.as_deref(), &requested)?
-        }
-        (Credential::Required, None) => authority.verify(token.as_deref().unwrap_or(""))?,
-        (Credential::Optional, _) => match token {
-            Some(token) => authority.verify(&token)?,
-            None => return Ok(Access::Required),
-        },
+    let presented = presented(req)?;
+    let credential = presented.as_deref().map(Credential::Bearer);
+    let granted = match (way.credential, credential) {
+        (CredentialNeed::Required, None) => return Err(AuthError::Missing),
+        (CredentialNeed::Optional, None) => return Ok(Access::Required),
+        (_, Some(credential)) => gatekeeper.verify(credential)?,
     };
-    let closes_at = ctx
-        .close_on_expiry
-        .then(|| Instant::now() + claims.expires_in(unix_now()));
-    Ok(Access::Granted { claims, closes_at })
+    if let Some(subscription) = way.subscription {
+        granted.allows(&Requested {
+            stream: subscription.stream,
+            public_keys: &subscription.filter.public_keys,
+            asset_ids: &subscription.filter.asset_ids,
+            operations: &subscription.filter.operations,
+        })?;
+    }
+    Access::granted(ctx, gatekeeper, granted)
 }
 
 /// The refusal of a credential.
 fn credential_refused(ctx: &StreamContext, req: &HttpRequest, err: &AuthError) -> HttpResponse {
     // The reason is logged; the credential never is.
     info!(path = req.path(), peer = ?req.peer_addr(), reason = err.reason(), "credential refused");
+    ctx.hub
+        .metrics()
+        .credential_refusals
+        .with_label_values(&[err.reason()])
+        .inc();
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::FORBIDDEN);
     let mut response = json_error(status, &err.to_string(), Some(("reason", err.reason())));
     if status == StatusCode::UNAUTHORIZED {

@@ -68,7 +68,7 @@ pub struct StreamContext {
     /// Replays from the source per IP (`streams.replay_max_per_ip`).
     pub replay_limiter: Arc<limits::ConnectionLimiter>,
     /// Signed stream URLs: who may subscribe to what (`None`: open, Planetmint's behaviour).
-    pub auth: Option<Arc<planetmint_streams_auth::TokenAuthority>>,
+    pub auth: Option<planetmint_streams_auth::Gatekeeper>,
     /// Close connections (1008) when their token expires.
     pub close_on_expiry: bool,
     /// The stream catalogue (`GET /api/v1/streams` on the API port), whose entries the
@@ -124,10 +124,11 @@ impl StreamContext {
         self
     }
 
-    /// Requires signed stream URLs checked by `authority`.
+    /// Requires credentials (stream tokens, configured clients, JWTs) checked by
+    /// `gatekeeper`.
     pub fn with_auth(
         mut self,
-        authority: Arc<planetmint_streams_auth::TokenAuthority>,
+        authority: planetmint_streams_auth::Gatekeeper,
         close_on_expiry: bool,
     ) -> Self {
         self.auth = Some(authority);

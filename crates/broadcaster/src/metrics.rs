@@ -59,6 +59,9 @@ pub struct BroadcastMetrics {
     /// `planetmint_streams_rpc_requests_total{method, code}`: JSON-RPC requests by method
     /// (`none` when unreadable) and answer (`ok` or the error code).
     pub rpc_requests: IntCounterVec,
+    /// `planetmint_streams_credential_refusals_total{reason}`: credentials refused on every
+    /// way in (before an upgrade, and by `authenticate` on the channel), by reason.
+    pub credential_refusals: IntCounterVec,
     /// `planetmint_streams_address_limit_refusals_total{limit}`: subscriptions refused, and
     /// queues closed, because one address reached a limit across all its connections
     /// (`subscriptions`, `filter_values`, `queued_bytes`).
@@ -96,6 +99,7 @@ impl BroadcastMetrics {
         registry.register(Box::new(metrics.rpc_requests.clone()))?;
         registry.register(Box::new(metrics.transactions_unrebuildable.clone()))?;
         registry.register(Box::new(metrics.address_limit_refusals.clone()))?;
+        registry.register(Box::new(metrics.credential_refusals.clone()))?;
         Ok(metrics)
     }
 
@@ -180,6 +184,13 @@ impl BroadcastMetrics {
                     "JSON-RPC requests by method (authenticate, subscribe, unsubscribe, update, describe; none when unreadable) and answer (ok or the JSON-RPC error code)",
                 ),
                 &["method", "code"],
+            )?,
+            credential_refusals: IntCounterVec::new(
+                Opts::new(
+                    "planetmint_streams_credential_refusals_total",
+                    "Credentials refused on every way in (before an upgrade, and by authenticate on the channel), by reason",
+                ),
+                &["reason"],
             )?,
             address_limit_refusals: IntCounterVec::new(
                 Opts::new(

@@ -18,7 +18,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpSe
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::admission::{admit, refuse, subscription_refused, Admitted, Credential, WayIn};
+use crate::admission::{admit, refuse, subscription_refused, Admitted, CredentialNeed, WayIn};
 use crate::dialects::channel::Channel;
 use crate::dialects::http::{last_event_id, Format, PlainHttpStream};
 use crate::dialects::url::UrlStream;
@@ -167,7 +167,7 @@ fn plain_http_stream(
         what: format.describe(),
         websocket: false,
         subscription: Some(&subscription),
-        credential: Credential::Required,
+        credential: CredentialNeed::Required,
     };
     let Admitted {
         slot,
@@ -269,7 +269,7 @@ fn websocket_stream(
         what: "a WebSocket stream",
         websocket: true,
         subscription: Some(&subscription),
-        credential: Credential::Required,
+        credential: CredentialNeed::Required,
     };
     let Admitted {
         slot,
@@ -318,7 +318,7 @@ async fn channel(
         what: "the stream channel (JSON-RPC or stream-sea)",
         websocket: true,
         subscription: None,
-        credential: Credential::Optional,
+        credential: CredentialNeed::Optional,
     };
     let Admitted { slot, access, .. } = match admit(&ctx, &req, way) {
         Ok(admitted) => admitted,

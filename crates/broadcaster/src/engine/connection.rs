@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use futures_util::future::{AbortHandle, Abortable, LocalBoxFuture};
 use futures_util::stream::FuturesUnordered;
-use planetmint_streams_auth::{unix_now, AuthError, Claims, Requested};
+use planetmint_streams_auth::{
+    unix_now, Access as Grant, AuthError, ConnectionPermit, Credential, Gatekeeper, Requested,
+};
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::debug;
@@ -39,7 +41,7 @@ pub const MAX_PENDING_UPDATES: usize = 16;
 pub const INDEX_CHANGES_PER_TOKEN: usize = 16;
 
 /// Who a connection speaks for.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Access {
     /// Open mode: anyone may subscribe to anything.
     Open,
@@ -48,10 +50,41 @@ pub(crate) enum Access {
     /// Signed mode with a verified credential: it bounds every subscription.
     Granted {
         /// What it allows.
-        claims: Claims,
+        grant: Box<Grant>,
         /// When the connection closes for its expiry (`auth.close_on_expiry`).
         closes_at: Option<Instant>,
+        /// Its place under a configured client's own connection cap.
+        _permit: ConnectionPermit,
     },
+}
+
+impl Access {
+    /// `grant` as a connection's access: its place under the credential's own connection
+    /// cap taken, its expiry scheduled when connections close at expiry.
+    pub(crate) fn granted(
+        ctx: &StreamContext,
+        gatekeeper: &Gatekeeper,
+        grant: Grant,
+    ) -> Result<Self, AuthError> {
+        let permit = gatekeeper.acquire(&grant)?;
+        Ok(Self::holding(ctx, grant, permit))
+    }
+
+    /// `grant` with its place `permit` already taken.
+    fn holding(ctx: &StreamContext, grant: Grant, permit: ConnectionPermit) -> Self {
+        let closes_at = if ctx.close_on_expiry {
+            grant
+                .expires_in(unix_now())
+                .map(|left| Instant::now() + left)
+        } else {
+            None
+        };
+        Access::Granted {
+            grant: Box::new(grant),
+            closes_at,
+            _permit: permit,
+        }
+    }
 }
 
 /// Limits of one connection (on top of its address's).
@@ -425,13 +458,11 @@ impl Connection {
         match &self.access {
             Access::Open => Ok(()),
             Access::Required => Err(AuthError::Missing),
-            Access::Granted { claims, .. } => {
-                if unix_now() >= claims.expires_at {
-                    return Err(AuthError::Expired {
-                        expired_at: claims.expires_at,
-                    });
+            Access::Granted { grant, .. } => {
+                if let Some(expired_at) = grant.expires_at.filter(|&at| unix_now() >= at) {
+                    return Err(AuthError::Expired { expired_at });
                 }
-                claims.allows(&requested(stream, filter))
+                grant.allows(&requested(stream, filter))
             }
         }
     }
@@ -724,44 +755,68 @@ impl Connection {
         Ok(Updated::Pending)
     }
 
-    /// Presents a stream token. In open mode anything is accepted. In signed mode the token
-    /// must verify; it then replaces the connection's credential, every open subscription is
-    /// checked against it (those it does not allow end, with their last heights), and its
-    /// expiry is the connection's.
-    pub(crate) fn authenticate(&mut self, token: &str) -> Result<Authenticated, AuthError> {
-        let Some(authority) = &self.ctx.auth else {
+    /// Presents a credential (a stream token, a configured client's secret, a JWT). In open
+    /// mode anything is accepted. In signed mode it must verify; it then replaces the
+    /// connection's credential, every open subscription is checked against it (those it does
+    /// not allow end, with their last heights), and its expiry is the connection's.
+    pub(crate) fn authenticate(
+        &mut self,
+        credential: Credential<'_>,
+    ) -> Result<Authenticated, AuthError> {
+        let Some(gatekeeper) = self.ctx.auth.clone() else {
             return Ok(Authenticated {
                 streams: StreamKind::ALL.to_vec(),
                 expires_at: None,
                 ended: Vec::new(),
             });
         };
-        let claims = authority.verify(token)?;
-        let refused: Vec<(u64, AuthError)> = self
-            .subs
-            .iter()
-            .filter_map(|(&key, sub)| {
-                claims
-                    .allows(&requested(sub.stream, &sub.selection.filter))
-                    .err()
-                    .map(|err| (key, err))
-            })
-            .collect();
+        let grant = gatekeeper.verify(credential).inspect_err(|err| {
+            self.metrics
+                .credential_refusals
+                .with_label_values(&[err.reason()])
+                .inc();
+        })?;
+        let streams = grant.streams.iter().copied().collect();
+        let expires_at = grant.expires_at;
+        // The same client presenting itself again keeps its place under its cap; another
+        // credential takes a place of its own before the old one's is given back.
+        let access = match std::mem::replace(&mut self.access, Access::Required) {
+            Access::Granted {
+                grant: old,
+                _permit: permit,
+                ..
+            } if old.principal == grant.principal => Access::holding(&self.ctx, grant, permit),
+            previous => match Access::granted(&self.ctx, &gatekeeper, grant) {
+                Ok(access) => access,
+                Err(err) => {
+                    self.access = previous;
+                    return Err(err);
+                }
+            },
+        };
+        let refused: Vec<(u64, AuthError)> = match &access {
+            Access::Granted { grant, .. } => self
+                .subs
+                .iter()
+                .filter_map(|(&key, sub)| {
+                    grant
+                        .allows(&requested(sub.stream, &sub.selection.filter))
+                        .err()
+                        .map(|err| (key, err))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let ended = refused
             .into_iter()
             .filter_map(|(key, err)| self.end(key, EndReason::NotAllowed(err), "not_allowed"))
             .collect();
-        let closes_at = self
-            .ctx
-            .close_on_expiry
-            .then(|| Instant::now() + claims.expires_in(unix_now()));
-        let authenticated = Authenticated {
-            streams: claims.streams.iter().copied().collect(),
-            expires_at: Some(claims.expires_at),
+        self.access = access;
+        Ok(Authenticated {
+            streams,
+            expires_at,
             ended,
-        };
-        self.access = Access::Granted { claims, closes_at };
-        Ok(authenticated)
+        })
     }
 
     /// A subscription's start ended: the event its dialect tells the client about, or the

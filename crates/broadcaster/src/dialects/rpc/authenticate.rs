@@ -1,13 +1,14 @@
-//! `authenticate {"token"}`: presents a signed stream token (keeping it out of URLs). It
+//! `authenticate {"token"}` (a stream token or a JWT) or `{"client_id", "client_secret"}` (a
+//! client configured on the node): presents a credential (keeping it out of URLs). It
 //! replaces the connection's credential: every open subscription is checked against it and
 //! those it does not allow end (a `subscription_error` each, with its `last_height`); its
 //! streams and pinned filters bound every later `subscribe` and `update`, and its expiry closes
 //! the connection (`auth.close_on_expiry`).
 
-use planetmint_streams_auth::AuthError;
+use planetmint_streams_auth::{AuthError, Credential};
 use serde_json::{json, Value};
 
-use super::protocol::{RpcError, NOT_AUTHORIZED};
+use super::protocol::{RpcCredential, RpcError, NOT_AUTHORIZED};
 use crate::engine::{Connection, Dialect};
 
 /// The error for a credential that is refused or does not allow a request.
@@ -19,9 +20,18 @@ pub(super) fn auth_error(err: &AuthError) -> RpcError {
     RpcError::new(NOT_AUTHORIZED, err.to_string()).with_data(data)
 }
 
-/// Verifies `token` and makes it the connection's credential.
-pub(super) fn run(conn: &mut Connection, token: &str) -> Result<Value, RpcError> {
-    let authenticated = conn.authenticate(token).map_err(|err| auth_error(&err))?;
+/// Verifies `credential` and makes it the connection's.
+pub(super) fn run(conn: &mut Connection, credential: &RpcCredential) -> Result<Value, RpcError> {
+    let credential = match credential {
+        RpcCredential::Token(token) => Credential::Bearer(token),
+        RpcCredential::Client { id, secret } => Credential::ClientSecret {
+            client_id: id,
+            secret,
+        },
+    };
+    let authenticated = conn
+        .authenticate(credential)
+        .map_err(|err| auth_error(&err))?;
     let result = json!({
         "streams": authenticated.streams.iter().map(|s| s.name()).collect::<Vec<_>>(),
         "expires_at": authenticated.expires_at,

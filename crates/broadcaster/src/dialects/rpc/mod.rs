@@ -164,7 +164,7 @@ impl JsonRpc {
             return Err(Self::refuse_unauthenticated(conn, Some(method), &id));
         }
         let outcome = match request.call {
-            Call::Authenticate { token } => authenticate::run(conn, &token).map(Some),
+            Call::Authenticate(credential) => authenticate::run(conn, &credential).map(Some),
             Call::Subscribe(subscription) => subscribe::run(conn, &id, subscription).map(|()| None),
             Call::Unsubscribe { subscription } => {
                 unsubscribe::run(conn, &subscription).map(|()| Some(Value::Bool(true)))

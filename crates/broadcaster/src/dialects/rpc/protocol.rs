@@ -141,14 +141,35 @@ impl From<ParamError> for RpcError {
     }
 }
 
+/// A credential `authenticate` presents.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RpcCredential {
+    /// `{"token"}`: a stream token or a JWT.
+    Token(String),
+    /// `{"client_id", "client_secret"}`: a client configured on the node.
+    Client {
+        /// Its id.
+        id: String,
+        /// Its secret.
+        secret: String,
+    },
+}
+
+impl std::fmt::Debug for RpcCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret itself.
+        match self {
+            RpcCredential::Token(_) => f.write_str("Token(..)"),
+            RpcCredential::Client { id, .. } => write!(f, "Client {{ id: {id:?}, .. }}"),
+        }
+    }
+}
+
 /// What a request asks for, with its params validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    /// Present a signed stream token.
-    Authenticate {
-        /// The token.
-        token: String,
-    },
+    /// Present a credential.
+    Authenticate(RpcCredential),
     /// Open a subscription.
     Subscribe(Subscription),
     /// Close a subscription.
@@ -176,7 +197,7 @@ impl Call {
     /// The method called.
     pub fn method(&self) -> Method {
         match self {
-            Call::Authenticate { .. } => Method::Authenticate,
+            Call::Authenticate(_) => Method::Authenticate,
             Call::Subscribe(_) => Method::Subscribe,
             Call::Unsubscribe { .. } => Method::Unsubscribe,
             Call::Update { .. } => Method::Update,
@@ -291,9 +312,16 @@ pub fn parse_request(text: &[u8]) -> Result<Request, Refused> {
 
 fn parse_params(method: Method, mut params: Map<String, Value>) -> Result<Call, RpcError> {
     let call = match method {
-        Method::Authenticate => Call::Authenticate {
-            token: take_string(&mut params, "token")?,
-        },
+        Method::Authenticate => Call::Authenticate(
+            if params.contains_key("token") || !params.contains_key("client_id") {
+                RpcCredential::Token(take_string(&mut params, "token")?)
+            } else {
+                RpcCredential::Client {
+                    id: take_string(&mut params, "client_id")?,
+                    secret: take_string(&mut params, "client_secret")?,
+                }
+            },
+        ),
         Method::Subscribe => {
             let stream = parse_stream(&take_string(&mut params, "stream")?)?;
             Call::Subscribe(parse_options(stream, std::mem::take(&mut params))?)

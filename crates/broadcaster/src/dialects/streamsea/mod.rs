@@ -17,7 +17,9 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use crate::config::StreamsConfig;
-use crate::engine::connection::{Access, EndReason, SubscribeRefusal, SubscribeRequest};
+use planetmint_streams_auth::Credential;
+
+use crate::engine::connection::{EndReason, SubscribeRefusal, SubscribeRequest};
 use crate::engine::{
     ClientMessage, Connection, Dialect, Ending, Farewell, LastHeights, SubscriptionEvent,
 };
@@ -113,25 +115,33 @@ impl StreamSea {
             ));
             return Ok(());
         }
+        let text = |payload: &Map<String, Value>, name: &str| -> Option<String> {
+            payload.get(name)?.as_str().map(str::to_owned)
+        };
         let credential = payload.and_then(Value::as_object).and_then(|payload| {
+            let client_id = text(payload, "clientId")?;
             match payload.get("type").and_then(Value::as_str)? {
-                "basic" => {
-                    payload.get("clientId")?.as_str()?;
-                    Some(Credential::Basic(
-                        payload.get("clientSecret")?.as_str()?.to_owned(),
-                    ))
-                }
-                "jwt" => Some(Credential::Jwt(payload.get("jwt")?.as_str()?.to_owned())),
+                "basic" => Some((client_id, Secret::Basic(text(payload, "clientSecret")?))),
+                "jwt" => Some((client_id, Secret::Jwt(text(payload, "jwt")?))),
                 _ => None,
             }
         });
-        let outcome = match credential {
+        let outcome = match &credential {
             None => Err("expected payload {\"type\": \"basic\", \"clientId\", \"clientSecret\"} or {\"type\": \"jwt\", \"clientId\", \"jwt\"}".to_owned()),
-            Some(Credential::Basic(secret)) => authenticate_with(conn, &secret),
-            Some(Credential::Jwt(jwt)) => match conn.access() {
-                Access::Open => authenticate_with(conn, &jwt),
-                _ => Err("this node accepts no JWT credentials: authenticate with type basic and a stream token as clientSecret".to_owned()),
-            },
+            Some((client_id, Secret::Basic(secret))) => authenticate_with(
+                conn,
+                Credential::ClientSecret {
+                    client_id,
+                    secret,
+                },
+            ),
+            Some((client_id, Secret::Jwt(jwt))) => authenticate_with(
+                conn,
+                Credential::Jwt {
+                    client_id: Some(client_id),
+                    jwt,
+                },
+            ),
         };
         match outcome {
             Ok(payload) => {
@@ -334,17 +344,19 @@ impl StreamSea {
     }
 }
 
-/// A credential of an authenticate request.
-enum Credential {
-    /// `basic`: the client secret (a stream token).
+/// The secret of an authenticate request.
+enum Secret {
+    /// `basic`: a configured client's secret, or a stream token.
     Basic(String),
     /// `jwt`.
     Jwt(String),
 }
 
-/// Presents `secret` as the connection's credential; the authenticate answer's payload.
-fn authenticate_with(conn: &mut Connection, secret: &str) -> Result<Value, String> {
-    let authenticated = conn.authenticate(secret).map_err(|err| err.to_string())?;
+/// Presents `credential` as the connection's; the authenticate answer's payload.
+fn authenticate_with(conn: &mut Connection, credential: Credential<'_>) -> Result<Value, String> {
+    let authenticated = conn
+        .authenticate(credential)
+        .map_err(|err| err.to_string())?;
     Ok(json!({
         "streams": authenticated.streams.iter().map(|s| s.name()).collect::<Vec<_>>(),
         "expiresAt": authenticated.expires_at,
