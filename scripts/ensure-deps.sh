@@ -3,8 +3,8 @@
 # - Tarantool (Debian's package);
 # - for the tests: nginx (the load balancer of tests/scaleout_e2e.rs), Chromium (Debian's
 #   package; tests/explorer_e2e.rs drives the live page in it headless) and, in a venv under target/py, implementations that are not ours to check our
-#   WebSocket server with: Python's `websockets` (an independent client) and `kosoku` (runs the
-#   Autobahn test suite's RFC 6455 cases).
+#   WebSocket server with: Python's `websockets` (an independent client), `kosoku` (runs the
+#   Autobahn test suite's RFC 6455 cases) and stream-sea's own client, `stream-sea-client`.
 # `--no-python` (what `make demo` uses): Tarantool only. Safe to run again; quick when
 # everything is there.
 set -euo pipefail
@@ -45,16 +45,19 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 chromium --version 2>/dev/null | head -1
 
-if ! target/py/bin/python3 -c 'import websockets, kosoku' >/dev/null 2>&1 \
+if ! target/py/bin/python3 -c 'import websockets, kosoku, requests, stream_sea_client' >/dev/null 2>&1 \
     || [ ! -x target/py/bin/kosoku ]; then
-    echo "==> installing Python websockets and kosoku into target/py"
+    echo "==> installing Python websockets, kosoku and stream-sea-client into target/py"
     if ! python3 -m venv target/py >/dev/null 2>&1; then
         apt_install python3-venv
         python3 -m venv target/py
     fi
     # kosoku needs Python >= 3.10 (Debian 12 has 3.11). Pinned: the conformance test expects
     # the exact case list of this version.
-    target/py/bin/pip install --quiet --disable-pip-version-check 'websockets>=12' 'kosoku==0.1.0'
+    target/py/bin/pip install --quiet --disable-pip-version-check 'websockets>=12' 'kosoku==0.1.0' 'requests>=2.31'
+    # stream-sea's own client (seed 002) pins websockets~=8.1, which does not install on
+    # Python 3.11; its code runs on the current websockets above.
+    target/py/bin/pip install --quiet --disable-pip-version-check --no-deps 'stream-sea-client==0.7.0'
 fi
 target/py/bin/python3 -c 'import websockets; print("python websockets", websockets.__version__)'
 target/py/bin/pip show kosoku 2>/dev/null | sed -n 's/^Version: /kosoku /p'

@@ -113,8 +113,13 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
 /// Sends a raw HTTP request; returns status and body. Reads until the body announced by
 /// `Content-Length` is complete (or the connection ends), not until the server closes.
 pub async fn http_request(addr: &str, request: &str) -> (u16, String) {
+    http_request_bytes(addr, request.as_bytes()).await
+}
+
+/// Sends a raw HTTP request of any bytes (a gzip body); returns status and body.
+pub async fn http_request_bytes(addr: &str, request: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.write_all(request).await.expect("write");
     let mut response = Vec::new();
     let mut chunk = [0u8; 8192];
     let complete = |response: &[u8]| {
@@ -816,4 +821,90 @@ pub fn python() -> String {
         );
         venv.to_owned()
     })
+}
+
+/// A node on the in-memory source (no Tarantool): for tests of what the node does with the
+/// blocks, not of how it reads them.
+pub struct MemoryHarness {
+    pub source: std::sync::Arc<planetmint_streams_ingest::memory::MemorySource>,
+    pub node: Option<RunningNode>,
+}
+
+impl MemoryHarness {
+    /// A node following an empty in-memory chain, `adjust`ed.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let source = std::sync::Arc::new(planetmint_streams_ingest::memory::MemorySource::new());
+        let mut config = test_config("127.0.0.1:1");
+        adjust(&mut config);
+        let node = planetmint_streams::node::start_with_source(config, source.clone())
+            .await
+            .expect("node starts");
+        let harness = Self {
+            source,
+            node: Some(node),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while harness.node().hub.last_published().is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node never started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        harness
+    }
+
+    pub fn node(&self) -> &RunningNode {
+        self.node.as_ref().expect("node running")
+    }
+
+    pub fn streams_base(&self) -> String {
+        format!("ws://{}", self.node().streams_addr)
+    }
+
+    /// Commits `block` and waits until the node has published it.
+    pub async fn commit(&self, block: planetmint_streams_model::CommittedBlock) {
+        let height = block.height;
+        self.source.commit(block);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.node().hub.last_published() < Some(height) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "block {height} was never published"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// A block at `height` with `count` CREATE transactions whose ids are spread over the
+/// whole id space (so partitions and groups split them), each paying `key`.
+pub fn memory_block(
+    height: u64,
+    count: u64,
+    key: &str,
+) -> planetmint_streams_model::CommittedBlock {
+    use planetmint_streams_model::{AssetIdsEntry, CommittedBlock, CommittedTransaction};
+    let transactions = (0..count)
+        .map(|i| {
+            let n = height * 1000 + i;
+            let id = format!("{:016x}{:048x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15), n);
+            CommittedTransaction {
+                asset_id: id.clone(),
+                asset_ids: vec![AssetIdsEntry::Id(id.clone())],
+                id,
+                operation: "CREATE".into(),
+                output_public_keys: vec![key.to_owned()],
+                input_owners: Vec::new(),
+            }
+        })
+        .collect();
+    CommittedBlock {
+        height,
+        hash: format!("{height:064x}"),
+        transactions,
+        chain_start: false,
+        rows: None,
+        committed_at: None,
+    }
 }

@@ -162,3 +162,131 @@ fn handed_over(delivery: Delivery, selection: &Selection) -> Delivery {
         ..delivery
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::BroadcastMetrics;
+    use crate::queue::QueueLimits;
+    use crate::subscription::{Filter, Framing, Payload, StreamKind};
+    use planetmint_streams_model::{
+        AssetIdsEntry, BlockSink, CommittedBlock, CommittedTransaction,
+    };
+    use std::task::{Context, Poll, Waker};
+
+    fn block(height: u64) -> Arc<CommittedBlock> {
+        let transactions = (0..8u64)
+            .map(|i| {
+                let id = format!("{:016x}{:048x}", (height * 8 + i) * 0x9e37_79b9, i);
+                CommittedTransaction {
+                    asset_id: id.clone(),
+                    asset_ids: vec![AssetIdsEntry::Id(id.clone())],
+                    id,
+                    operation: "CREATE".into(),
+                    output_public_keys: vec![],
+                    input_owners: vec![],
+                }
+            })
+            .collect();
+        Arc::new(CommittedBlock {
+            height,
+            hash: format!("{height:064x}"),
+            transactions,
+            chain_start: false,
+            rows: None,
+            committed_at: None,
+        })
+    }
+
+    fn member(key: u64) -> (Arc<SubscriberQueue>, Arc<Selection>) {
+        let queue = Arc::new(SubscriberQueue::new(QueueLimits {
+            max_blocks: 1000,
+            max_bytes: usize::MAX,
+        }));
+        queue.track(key, None);
+        let selection = Arc::new(Selection {
+            stream: StreamKind::ValidTransactions,
+            filter: Filter::default(),
+            framing: Framing::PerEvent,
+            payload: Payload::Event,
+            key,
+            envelope: None,
+        });
+        (queue, selection)
+    }
+
+    /// The transaction ids of everything queued for `queue`, with the keys they are tagged
+    /// for.
+    fn drain(queue: &SubscriberQueue) -> Vec<(u64, String)> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut out = Vec::new();
+        while let Poll::Ready(delivery) = queue.poll_next(&mut cx) {
+            let key = delivery.subscription.map_or(0, |tag| tag.key);
+            for payload in crate::frame::payloads(&delivery.frames) {
+                let event: serde_json::Value = serde_json::from_slice(payload).expect("JSON");
+                out.push((
+                    key,
+                    event["transaction_id"].as_str().unwrap_or("").to_owned(),
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn what_a_leaving_member_had_queued_goes_to_the_others_and_nothing_twice() {
+        let hub = Hub::new(64, BroadcastMetrics::unregistered().expect("metrics"));
+        hub.start_after(0);
+        let groups = Groups::default();
+        let (a_queue, a) = member(1);
+        let (b_queue, b) = member(2);
+        let (c_queue, c) = member(3);
+        let a_id = groups.join(&hub, "g", &a_queue, &a).expect("joins");
+        groups.join(&hub, "g", &b_queue, &b).expect("joins");
+        let mut all = Vec::new();
+        for height in 1..=4 {
+            let block = block(height);
+            all.extend(block.transactions.iter().map(|t| t.id.clone()));
+            hub.publish(block);
+        }
+        // c joins: from block 5 on each of the three gets a third.
+        groups.join(&hub, "g", &c_queue, &c).expect("joins");
+        for height in 5..=8 {
+            let block = block(height);
+            all.extend(block.transactions.iter().map(|t| t.id.clone()));
+            hub.publish(block);
+        }
+        // a never read its queue: when it leaves, all of it goes to b and c.
+        let (a_backlog, _) = a_queue.backlog();
+        assert!(a_backlog > 0);
+        groups.leave(&hub, "g", a_id, &a_queue, 1);
+        assert_eq!(
+            a_queue.backlog(),
+            (0, 0),
+            "nothing left for the member that left"
+        );
+        for height in 9..=10 {
+            let block = block(height);
+            all.extend(block.transactions.iter().map(|t| t.id.clone()));
+            hub.publish(block);
+        }
+        let b_got = drain(&b_queue);
+        let c_got = drain(&c_queue);
+        assert!(
+            b_got.iter().all(|(key, _)| *key == 2),
+            "b's deliveries are b's"
+        );
+        assert!(
+            c_got.iter().all(|(key, _)| *key == 3),
+            "c's deliveries are c's"
+        );
+        let mut received: Vec<String> = b_got.into_iter().chain(c_got).map(|(_, id)| id).collect();
+        received.sort();
+        all.sort();
+        assert_eq!(
+            received, all,
+            "every event once, to the members that stayed"
+        );
+        assert_eq!(groups.members("g"), 2);
+    }
+}
