@@ -33,6 +33,11 @@ if [ "${1:-}" = "--no-python" ]; then
     exit 0
 fi
 
+if ! command -v curl >/dev/null 2>&1; then
+    echo "==> installing curl (Debian package, a plain HTTP stream reader in the tests)"
+    apt_install curl
+fi
+
 if ! command -v nginx >/dev/null 2>&1; then
     echo "==> installing nginx (Debian package, the load balancer of the scale-out tests)"
     apt_install nginx-light

@@ -2,6 +2,8 @@
 //! loopback ports, a raw HTTP client and WebSocket helpers.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -828,6 +830,7 @@ pub fn python() -> String {
 pub struct MemoryHarness {
     pub source: std::sync::Arc<planetmint_streams_ingest::memory::MemorySource>,
     pub node: Option<RunningNode>,
+    config: Config,
 }
 
 impl MemoryHarness {
@@ -836,22 +839,50 @@ impl MemoryHarness {
         let source = std::sync::Arc::new(planetmint_streams_ingest::memory::MemorySource::new());
         let mut config = test_config("127.0.0.1:1");
         adjust(&mut config);
-        let node = planetmint_streams::node::start_with_source(config, source.clone())
-            .await
-            .expect("node starts");
-        let harness = Self {
+        let mut harness = Self {
             source,
-            node: Some(node),
+            node: None,
+            config,
         };
+        harness.launch().await;
+        harness
+    }
+
+    async fn launch(&mut self) {
+        let node =
+            planetmint_streams::node::start_with_source(self.config.clone(), self.source.clone())
+                .await
+                .expect("node starts");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while harness.node().hub.last_published().is_none() {
+        while node.hub.last_published().is_none() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the node never started"
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        harness
+        self.node = Some(node);
+    }
+
+    /// Stops the node (SIGTERM's graceful shutdown) and starts it again on the same ports and
+    /// the same chain, as a restarted process would.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again().await;
+    }
+
+    /// Stops the node gracefully; [`start_again`](Self::start_again) brings it back on the
+    /// same ports.
+    pub async fn stop(&mut self) {
+        let node = self.node.take().expect("node running");
+        self.config.streams.bind = node.streams_addr.to_string();
+        self.config.api.bind = node.api_addr.to_string();
+        node.shutdown().await;
+    }
+
+    /// Starts the stopped node again on its ports.
+    pub async fn start_again(&mut self) {
+        self.launch().await;
     }
 
     pub fn node(&self) -> &RunningNode {
