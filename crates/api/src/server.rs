@@ -7,10 +7,8 @@
 //! absolute-form targets get a 400 before routing, so nothing is ever forwarded for them.
 //! Request bodies are read only when forwarded to Planetmint (drop-in mode, [`proxy`]).
 
+pub use planetmint_streams_broadcaster::catalogue::ASYNCAPI_PATH;
 use planetmint_streams_broadcaster::http::{json_error_body, STREAMS_PATH};
-
-/// Path of the AsyncAPI document describing the stream port's channels.
-pub const ASYNCAPI_PATH: &str = "/api/v1/streams/asyncapi.json";
 use std::any::Any;
 use std::cell::RefCell;
 use std::net::IpAddr;

@@ -14,12 +14,14 @@
 //! request the same way whatever its protocol, [`server`] upgrades it and hands it to the
 //! driver, and a dialect ([`dialects`]: the URL streams, the JSON-RPC channel) only turns
 //! client messages into the connection's operations and frames what the client is told.
-//! [`subscription`] parses what a URL asks for, [`limits`] holds the connection, address and
-//! frame budgets, [`config`] the settings, [`metrics`] the Prometheus metrics, [`http`] the
-//! paths and JSON errors.
+//! [`subscription`] declares what a stream takes and parses what a URL asks for,
+//! [`catalogue`] describes the streams and protocols from those declarations, [`limits`]
+//! holds the connection, address and frame budgets, [`config`] the settings, [`metrics`]
+//! the Prometheus metrics, [`http`] the paths and JSON errors.
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod catalogue;
 pub mod config;
 pub mod dialects;
 pub mod engine;

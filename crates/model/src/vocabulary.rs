@@ -9,7 +9,19 @@ use serde::{Deserialize, Serialize};
 
 /// The two streams, named as in their URLs (`/api/v1/streams/<name>`), in metric labels and
 /// in signed tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamKind {
     /// `valid_transactions`: one message per transaction.

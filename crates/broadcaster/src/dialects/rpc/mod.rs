@@ -247,7 +247,11 @@ impl Dialect for JsonRpc {
                 };
                 conn.reply(&notification_message(
                     SUBSCRIPTION_ERROR_METHOD,
-                    json!({"subscription": key.to_string(), "error": error.to_json(), "last_height": last_height}),
+                    protocol::SubscriptionEnded {
+                        error,
+                        last_height,
+                        subscription: key.to_string(),
+                    },
                 ));
                 update::drop_pending(conn, pending);
             }
@@ -279,10 +283,19 @@ impl Dialect for JsonRpc {
                 .map(|(key, height)| (key.to_string(), json!(height)))
                 .collect();
             let heights = Value::Object(heights);
-            let mut full = fields.clone();
-            full.insert("code".into(), u16::from(closing.code).into());
-            full.insert("last_heights".into(), heights.clone());
-            notice = Some(notification_message(CLOSING_METHOD, Value::Object(full)));
+            notice = Some(notification_message(
+                CLOSING_METHOD,
+                protocol::Closing {
+                    code: closing.code.into(),
+                    last_heights: heights
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(key, height)| (key.clone(), height.as_u64()))
+                        .collect(),
+                    reason: fields["reason"].as_str().unwrap_or_default().to_owned(),
+                },
+            ));
             let short = Value::Object(fields.clone()).to_string();
             fields.insert("last_heights".into(), heights);
             let long = Value::Object(fields).to_string();

@@ -7,11 +7,14 @@
 //! through the same validation ([`SubscriptionBuilder`]), so a value refused in a URL is
 //! refused here with the same message, as `-32602` naming the parameter.
 
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 pub use crate::engine::connection::FilterChange;
 use crate::subscription::{
-    Filter, ParamError, ParamLimits, StreamKind, Subscription, SubscriptionBuilder,
+    Filter, ParamError, ParamLimits, StreamKind, StreamOptions, Subscription, SubscriptionBuilder,
 };
 
 /// Not JSON.
@@ -89,15 +92,19 @@ impl Method {
     }
 }
 
-/// A JSON-RPC error object: `{"code", "message", "data"?}`.
-#[derive(Debug, Clone, PartialEq)]
+/// A JSON-RPC error object: `{"code", "message", "data"?}`. (Fields in name order, as every
+/// message of the channel writes them.)
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct RpcError {
-    /// One of the codes above.
+    /// One of the codes of the channel.
+    #[schemars(extend("enum" = [-32700, -32600, -32601, -32602, -32001, -32002, -32003]))]
     pub code: i64,
+    /// Details a program can use: `parameter` (-32602), `lowest_height` (-32003), `reason`
+    /// (-32001), `limit` and `max` (-32002).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
     /// What is wrong, for a person.
     pub message: String,
-    /// Details a program can use (`parameter`, `lowest_height`, `reason`, ...).
-    pub data: Option<Value>,
 }
 
 impl RpcError {
@@ -125,13 +132,7 @@ impl RpcError {
 
     /// The error object as JSON.
     pub fn to_json(&self) -> Value {
-        let mut error = Map::new();
-        error.insert("code".into(), self.code.into());
-        error.insert("message".into(), self.message.clone().into());
-        if let Some(data) = &self.data {
-            error.insert("data".into(), data.clone());
-        }
-        Value::Object(error)
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -310,65 +311,101 @@ pub fn parse_request(text: &[u8]) -> Result<Request, Refused> {
     Ok(Request { id, call })
 }
 
-fn parse_params(method: Method, mut params: Map<String, Value>) -> Result<Call, RpcError> {
-    let call = match method {
-        Method::Authenticate => Call::Authenticate(
-            if params.contains_key("token") || !params.contains_key("client_id") {
-                RpcCredential::Token(take_string(&mut params, "token")?)
-            } else {
-                RpcCredential::Client {
-                    id: take_string(&mut params, "client_id")?,
-                    secret: take_string(&mut params, "client_secret")?,
-                }
-            },
-        ),
-        Method::Subscribe => {
-            let stream = parse_stream(&take_string(&mut params, "stream")?)?;
-            Call::Subscribe(parse_options(stream, std::mem::take(&mut params))?)
-        }
-        Method::Unsubscribe => Call::Unsubscribe {
-            subscription: take_string(&mut params, "subscription")?,
-        },
-        Method::Update => {
-            let subscription = take_string(&mut params, "subscription")?;
-            let add = parse_change(&mut params, "add")?;
-            let remove = parse_change(&mut params, "remove")?;
-            Call::Update {
-                subscription,
-                add,
-                remove,
-            }
-        }
-        Method::Describe => Call::Describe {
-            stream: parse_stream(&take_string(&mut params, "stream")?)?,
-        },
-    };
-    // Whatever is left was not expected (subscribe consumed all of its own).
-    if let Some(unknown) = params.keys().next() {
+/// `authenticate`'s params: a stream token or JWT, or a configured client's id and secret.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticateParams {
+    /// A stream token the node issued (or the operator's identity provider's JWT).
+    pub token: Option<String>,
+    /// The id of a client configured on the node (with `client_secret`, instead of `token`).
+    pub client_id: Option<String>,
+    /// That client's secret.
+    pub client_secret: Option<String>,
+}
+
+/// `subscribe`'s params: the stream, and the options of its URL
+/// ([`StreamOptions`]) as JSON beside it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct SubscribeParams {
+    /// Which stream.
+    pub stream: StreamKind,
+}
+
+/// `unsubscribe`'s params.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnsubscribeParams {
+    /// The subscription's id, as `subscribe` answered it.
+    pub subscription: String,
+}
+
+/// `update`'s params: filter values to add and to remove (`public_key`, `asset_id`,
+/// `operation`, as in [`StreamOptions`]).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParams {
+    /// The subscription's id, as `subscribe` answered it.
+    pub subscription: String,
+    /// Filter values to add.
+    pub add: Option<StreamOptions>,
+    /// Filter values to remove (after adding).
+    pub remove: Option<StreamOptions>,
+}
+
+/// `describe`'s params.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeParams {
+    /// Which stream.
+    pub stream: StreamKind,
+}
+
+/// The filter options `update` changes.
+pub const FILTER_OPTIONS: [&str; 3] = ["public_key", "asset_id", "operation"];
+
+/// Deserializes `params` into `T`, naming the parameter at fault: one its declaration does
+/// not have (`declared`: its JSON Schema's properties), one it requires, or the first of its
+/// path where a value does not fit.
+fn typed<T: DeserializeOwned>(
+    method: Method,
+    params: Map<String, Value>,
+    declared: &Value,
+) -> Result<T, RpcError> {
+    let properties = declared["properties"].as_object();
+    if let Some(unknown) = params
+        .keys()
+        .find(|name| !properties.is_some_and(|p| p.contains_key(*name)))
+    {
         let name: String = unknown.chars().take(64).collect();
         return Err(RpcError::invalid_params(
             &name,
             format!("unknown parameter of {}", method.name()),
         ));
     }
-    Ok(call)
-}
-
-fn take_string(params: &mut Map<String, Value>, name: &str) -> Result<String, RpcError> {
-    match params.remove(name) {
-        Some(Value::String(value)) => Ok(value),
-        Some(_) => Err(RpcError::invalid_params(name, "expected a string")),
-        None => Err(RpcError::invalid_params(name, "required")),
+    for required in declared["required"].as_array().into_iter().flatten() {
+        if let Some(name) = required.as_str().filter(|name| !params.contains_key(*name)) {
+            return Err(RpcError::invalid_params(name, "required"));
+        }
     }
+    serde_path_to_error::deserialize(Value::Object(params)).map_err(|err| {
+        let parameter = err
+            .path()
+            .iter()
+            .find_map(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "params".to_owned());
+        RpcError::invalid_params(&parameter, err.inner().to_string())
+    })
 }
 
-fn parse_stream(name: &str) -> Result<StreamKind, RpcError> {
-    StreamKind::ALL
-        .into_iter()
-        .find(|s| s.name() == name)
-        .ok_or_else(|| {
-            RpcError::invalid_params("stream", "expected valid_transactions or valid_blocks")
-        })
+/// The declared schema of `T`, made once.
+macro_rules! declared {
+    ($t:ty) => {{
+        static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+        SCHEMA.get_or_init(crate::catalogue::schema_of::<$t>)
+    }};
 }
 
 /// Limits of the shared parser: none here; the frame size bounds a request, and the
@@ -378,93 +415,96 @@ const UNLIMITED: ParamLimits = ParamLimits {
     max_values: usize::MAX,
 };
 
-/// The values of one option as the URL parser's strings: a string is one value, an array of
-/// strings several; a number (`from_height`) its decimal form. Anything else is handed over
-/// as its JSON text, which the parser then refuses with the parameter's own message.
-fn option_values(name: &str, value: Value) -> Result<Vec<String>, RpcError> {
-    Ok(match value {
-        Value::String(s) => vec![s],
-        Value::Array(items) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::String(s) => Ok(s),
-                _ => Err(RpcError::invalid_params(
-                    name,
-                    "expected an array of strings",
-                )),
+fn parse_params(method: Method, mut params: Map<String, Value>) -> Result<Call, RpcError> {
+    Ok(match method {
+        Method::Authenticate => {
+            let params: AuthenticateParams = typed(method, params, declared!(AuthenticateParams))?;
+            Call::Authenticate(match params {
+                AuthenticateParams {
+                    token: Some(token),
+                    client_id: None,
+                    client_secret: None,
+                } => RpcCredential::Token(token),
+                AuthenticateParams {
+                    token: None,
+                    client_id: Some(id),
+                    client_secret: Some(secret),
+                } => RpcCredential::Client { id, secret },
+                AuthenticateParams { token: None, .. } => {
+                    return Err(RpcError::invalid_params(
+                        "token",
+                        "required (or client_id with client_secret)",
+                    ))
+                }
+                _ => {
+                    return Err(RpcError::invalid_params(
+                        "token",
+                        "give token, or client_id with client_secret, not both",
+                    ))
+                }
             })
-            .collect::<Result<_, _>>()?,
-        Value::Number(n) => vec![n.to_string()],
-        other => vec![other.to_string()],
-    })
-}
-
-fn parse_options(stream: StreamKind, params: Map<String, Value>) -> Result<Subscription, RpcError> {
-    let mut builder = SubscriptionBuilder::new(stream);
-    for (name, value) in params {
-        // An option given as null is an option not given (clients often write absent
-        // optional fields that way).
-        if value.is_null() {
-            continue;
         }
-        match name.as_str() {
-            "token" => {
+        Method::Subscribe => {
+            // `stream` first (declared by SubscribeParams), the rest are the stream's options.
+            let stream = params.remove("stream");
+            if params.contains_key("token") {
                 return Err(RpcError::invalid_params(
                     "token",
                     "send the token with authenticate, not with subscribe",
-                ))
+                ));
             }
-            "from_height" if !value.is_u64() => {
-                // A string, a negative or a fractional number: the URL parser's refusal.
-                builder.apply("from_height", value.to_string(), &UNLIMITED)?;
-            }
-            "public_key" | "asset_id" | "operation" if !value.is_array() => {
-                return Err(RpcError::invalid_params(
-                    &name,
-                    "expected an array of strings",
-                ))
-            }
-            _ => {
-                for one in option_values(&name, value)? {
-                    builder.apply(&name, one, &UNLIMITED)?;
+            let head = Map::from_iter(stream.map(|stream| ("stream".to_owned(), stream)));
+            let SubscribeParams { stream } = typed(method, head, declared!(SubscribeParams))?;
+            let options: StreamOptions = typed(method, params, StreamOptions::schema())?;
+            let mut builder = SubscriptionBuilder::new(stream);
+            options.apply(&mut builder, &UNLIMITED)?;
+            Call::Subscribe(builder.finish()?)
+        }
+        Method::Unsubscribe => {
+            let UnsubscribeParams { subscription } =
+                typed(method, params, declared!(UnsubscribeParams))?;
+            Call::Unsubscribe { subscription }
+        }
+        Method::Update => {
+            for change in ["add", "remove"] {
+                let names = params.get(change).and_then(Value::as_object);
+                if let Some(other) = names
+                    .into_iter()
+                    .flat_map(|values| values.keys())
+                    .find(|name| !FILTER_OPTIONS.contains(&name.as_str()))
+                {
+                    let shown: String = other.chars().take(64).collect();
+                    return Err(RpcError::invalid_params(
+                        &shown,
+                        format!("{change} takes public_key, asset_id and operation"),
+                    ));
                 }
             }
+            let UpdateParams {
+                subscription,
+                add,
+                remove,
+            } = typed(method, params, declared!(UpdateParams))?;
+            Call::Update {
+                subscription,
+                add: filter_change(add)?,
+                remove: filter_change(remove)?,
+            }
         }
-    }
-    Ok(builder.finish()?)
+        Method::Describe => {
+            let DescribeParams { stream } = typed(method, params, declared!(DescribeParams))?;
+            Call::Describe { stream }
+        }
+    })
 }
 
-/// `add` or `remove` of `update`: `{"public_key": [...], "asset_id": [...], "operation": [...]}`.
-fn parse_change(params: &mut Map<String, Value>, name: &str) -> Result<FilterChange, RpcError> {
-    let object = match params.remove(name) {
-        None | Some(Value::Null) => return Ok(FilterChange::default()),
-        Some(Value::Object(object)) => object,
-        Some(_) => {
-            return Err(RpcError::invalid_params(
-                name,
-                "expected an object of filters, e.g. {\"public_key\": [...]}",
-            ))
-        }
+/// `add` or `remove` of `update`, with the values checked as a URL's.
+fn filter_change(options: Option<StreamOptions>) -> Result<FilterChange, RpcError> {
+    let Some(options) = options else {
+        return Ok(FilterChange::default());
     };
     let mut builder = SubscriptionBuilder::new(StreamKind::ValidTransactions);
-    for (key, value) in object {
-        if !matches!(key.as_str(), "public_key" | "asset_id" | "operation") {
-            let shown: String = key.chars().take(64).collect();
-            return Err(RpcError::invalid_params(
-                &shown,
-                format!("{name} takes public_key, asset_id and operation"),
-            ));
-        }
-        if !value.is_array() {
-            return Err(RpcError::invalid_params(
-                &key,
-                "expected an array of strings",
-            ));
-        }
-        for one in option_values(&key, value)? {
-            builder.apply(&key, one, &UNLIMITED)?;
-        }
-    }
+    options.apply(&mut builder, &UNLIMITED)?;
     let Filter {
         public_keys,
         asset_ids,
@@ -478,19 +518,110 @@ fn parse_change(params: &mut Map<String, Value>, name: &str) -> Result<FilterCha
     })
 }
 
+/// `"2.0"`: the version every message of the channel names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum JsonRpcVersion {
+    /// JSON-RPC 2.0.
+    #[serde(rename = "2.0")]
+    V2,
+}
+
+/// The answer to a request: its `result`, or an `error`, with the request's `id`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(extend("oneOf" = [{"required": ["result"]}, {"required": ["error"]}]))]
+pub struct Answer<'a> {
+    /// The error, when the request was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a RpcError>,
+    /// The request's id, as it was sent (`null` when it could not be read).
+    pub id: &'a Value,
+    /// `"2.0"`.
+    pub jsonrpc: JsonRpcVersion,
+    /// The result: `authenticate` `{streams, expires_at}`; `subscribe` the subscription id (a
+    /// string); `unsubscribe` `true`; `update` `{applies_after_height}`; `describe` the
+    /// stream's catalogue entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<&'a Value>,
+}
+
+/// A message the server sends unasked.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Notification<'a, P> {
+    /// `"2.0"`.
+    pub jsonrpc: JsonRpcVersion,
+    /// What it is: `subscription`, `closing`, `subscription_error`.
+    pub method: &'a str,
+    /// What it says.
+    pub params: P,
+}
+
+/// `subscription`: one message of a subscription, exactly what the URL stream with the same
+/// options sends in one frame. (Written around the block's shared bytes by the
+/// subscription's envelope, in this order.)
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SubscriptionMessage {
+    /// The subscription's id.
+    pub subscription: String,
+    /// The URL stream's message.
+    pub result: Value,
+}
+
+/// `closing`: sent just before the server closes the connection (too slow, no pong,
+/// shutdown, token expired), with every subscription's last height completely sent;
+/// resubscribe with `from_height` = that height.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Closing {
+    /// The close code that follows.
+    pub code: u16,
+    /// Each subscription's last height completely sent (`null`: none yet), by id.
+    pub last_heights: std::collections::BTreeMap<String, Option<u64>>,
+    /// Why.
+    pub reason: String,
+}
+
+/// `subscription_error`: one subscription the server ended (its replay found the history
+/// pruned; a new credential does not allow it).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SubscriptionEnded {
+    /// Why.
+    pub error: RpcError,
+    /// Its last height completely sent: resubscribe after it.
+    pub last_height: Option<u64>,
+    /// The subscription's id.
+    pub subscription: String,
+}
+
+fn written(message: &impl Serialize) -> String {
+    serde_json::to_string(message).unwrap_or_default()
+}
+
 /// A success answer.
 pub fn result_message(id: &Value, result: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+    written(&Answer {
+        error: None,
+        id,
+        jsonrpc: JsonRpcVersion::V2,
+        result: Some(&result),
+    })
 }
 
 /// An error answer.
 pub fn error_message(id: &Value, error: &RpcError) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "error": error.to_json()}).to_string()
+    written(&Answer {
+        error: Some(error),
+        id,
+        jsonrpc: JsonRpcVersion::V2,
+        result: None,
+    })
 }
 
 /// A notification of the server (`closing`, `subscription_error`).
-pub fn notification_message(method: &str, params: Value) -> String {
-    json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+pub fn notification_message(method: &str, params: impl Serialize) -> String {
+    written(&Notification {
+        jsonrpc: JsonRpcVersion::V2,
+        method,
+        params,
+    })
 }
 
 #[cfg(test)]

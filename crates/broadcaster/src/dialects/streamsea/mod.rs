@@ -9,6 +9,7 @@
 //! before its first delivery; each delivery is `{"id", "action": "subscription",
 //! "streamName", "payload": <the JSON the URL stream sends>}`.
 
+pub mod messages;
 pub mod schema;
 
 use std::collections::HashMap;
@@ -25,13 +26,33 @@ use crate::engine::{
 };
 use crate::envelope::TextFrameEnvelope;
 use crate::subscription::{StreamKind, Subscription};
+use messages::{Answer, AuthenticatePayload, Request};
 
 /// Longest reason a close frame can carry.
 const MAX_CLOSE_REASON: usize = 123;
 
 /// What the client is told when a request fails.
 fn failure(id: &Value, action: &Value, payload: Value) -> String {
-    json!({"id": id, "action": action, "success": false, "payload": payload}).to_string()
+    Answer {
+        id: id.clone(),
+        action: action.clone(),
+        success: false,
+        stream_name: None,
+        payload,
+    }
+    .to_text()
+}
+
+/// The answer to a subscribe, refused or not.
+fn subscription_answer(id: u64, stream: &str, success: bool, payload: Value) -> String {
+    Answer {
+        id: id.into(),
+        action: "subscription".into(),
+        success,
+        stream_name: Some(stream.to_owned()),
+        payload,
+    }
+    .to_text()
 }
 
 /// `{"error": message}` and the parameter at fault.
@@ -103,81 +124,57 @@ impl StreamSea {
     fn authenticate(
         &mut self,
         conn: &mut Connection,
-        id: &Value,
-        payload: Option<&Value>,
+        id: u64,
+        payload: AuthenticatePayload,
     ) -> Result<(), Ending> {
         let action = json!("authenticate");
         if self.authenticated {
             conn.reply(&failure(
-                id,
+                &id.into(),
                 &action,
                 error("authenticate is only the first message", None),
             ));
             return Ok(());
         }
-        let text = |payload: &Map<String, Value>, name: &str| -> Option<String> {
-            payload.get(name)?.as_str().map(str::to_owned)
+        let credential = match &payload {
+            AuthenticatePayload::Basic {
+                client_id,
+                client_secret,
+            } => Credential::ClientSecret {
+                client_id,
+                secret: client_secret,
+            },
+            AuthenticatePayload::Jwt { client_id, jwt } => Credential::Jwt {
+                client_id: Some(client_id),
+                jwt,
+            },
         };
-        let credential = payload.and_then(Value::as_object).and_then(|payload| {
-            let client_id = text(payload, "clientId")?;
-            match payload.get("type").and_then(Value::as_str)? {
-                "basic" => Some((client_id, Secret::Basic(text(payload, "clientSecret")?))),
-                "jwt" => Some((client_id, Secret::Jwt(text(payload, "jwt")?))),
-                _ => None,
-            }
-        });
-        let outcome = match &credential {
-            None => Err("expected payload {\"type\": \"basic\", \"clientId\", \"clientSecret\"} or {\"type\": \"jwt\", \"clientId\", \"jwt\"}".to_owned()),
-            Some((client_id, Secret::Basic(secret))) => authenticate_with(
-                conn,
-                Credential::ClientSecret {
-                    client_id,
-                    secret,
-                },
-            ),
-            Some((client_id, Secret::Jwt(jwt))) => authenticate_with(
-                conn,
-                Credential::Jwt {
-                    client_id: Some(client_id),
-                    jwt,
-                },
-            ),
-        };
-        match outcome {
+        match authenticate_with(conn, credential) {
             Ok(payload) => {
                 self.authenticated = true;
                 conn.reply(
-                    &json!({"id": id, "action": "authenticate", "success": true, "payload": payload})
-                        .to_string(),
+                    &Answer {
+                        id: id.into(),
+                        action,
+                        success: true,
+                        stream_name: None,
+                        payload,
+                    }
+                    .to_text(),
                 );
                 Ok(())
             }
             Err(message) => {
-                conn.reply(&failure(id, &action, error(message, None)));
+                conn.reply(&failure(&id.into(), &action, error(message, None)));
                 Err(Ending::NotAuthenticated)
             }
         }
     }
 
-    fn subscribe(&mut self, conn: &mut Connection, id: &Value, message: &Map<String, Value>) {
-        let action = json!("subscription");
-        let Some(target) = message.get("payload").and_then(Value::as_str) else {
-            conn.reply(&failure(
-                id,
-                &action,
-                error(
-                    "payload must be a stream name, e.g. \"valid_transactions\"",
-                    Some("stream"),
-                ),
-            ));
-            return;
-        };
+    fn subscribe(&mut self, conn: &mut Connection, id: u64, target: &str, group_id: Option<&str>) {
         let (name, query) = target.split_once('?').unwrap_or((target, ""));
         let refuse = |conn: &Connection, payload: Value| {
-            conn.reply(
-                &json!({"id": id, "action": "subscription", "success": false, "streamName": name, "payload": payload})
-                    .to_string(),
-            );
+            conn.reply(&subscription_answer(id, name, false, payload));
         };
         let Ok(stream) = name.parse::<StreamKind>() else {
             refuse(
@@ -189,7 +186,7 @@ impl StreamSea {
             );
             return;
         };
-        if self.key_of(id).is_some() {
+        if self.key_of(&id.into()).is_some() {
             refuse(
                 conn,
                 error("id is already that of an open subscription", Some("id")),
@@ -204,9 +201,9 @@ impl StreamSea {
                 return;
             }
         };
-        let group = match message.get("groupId") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(group)) if is_uuid(group) => {
+        let group = match group_id {
+            None => None,
+            Some(group) if is_uuid(group) => {
                 if subscription.from_height.is_some() {
                     refuse(conn, error("a consumer group starts live: from_height cannot be combined with groupId (resume each worker with partition=i/n and from_height, or use the JetStream tier's durable consumers)", Some("from_height")));
                     return;
@@ -240,7 +237,7 @@ impl StreamSea {
         let request = SubscribeRequest {
             subscription,
             envelope: Some(Arc::new(TextFrameEnvelope::new(prefix.into_bytes(), b"}"))),
-            tag: id.clone(),
+            tag: id.into(),
             since: None,
             replay_slot: None,
             group,
@@ -250,7 +247,7 @@ impl StreamSea {
                 self.opened.insert(
                     key,
                     Opened {
-                        id: id.clone(),
+                        id: id.into(),
                         stream,
                     },
                 );
@@ -259,22 +256,26 @@ impl StreamSea {
         }
     }
 
-    fn unsubscribe(&mut self, conn: &mut Connection, id: &Value, message: &Map<String, Value>) {
-        let action = json!("unsubscribe");
-        let target = message.get("payload").cloned().unwrap_or(Value::Null);
-        match self.key_of(&target) {
+    fn unsubscribe(&mut self, conn: &mut Connection, id: u64, target: u64) {
+        match self.key_of(&target.into()) {
             Some(key) => {
                 conn.unsubscribe(key);
                 self.opened.remove(&key);
                 conn.reply(
-                    &json!({"id": id, "action": "unsubscribe", "success": true, "payload": target})
-                        .to_string(),
+                    &Answer {
+                        id: id.into(),
+                        action: "unsubscribe".into(),
+                        success: true,
+                        stream_name: None,
+                        payload: target.into(),
+                    }
+                    .to_text(),
                 );
             }
             None => {
                 conn.reply(&failure(
-                    id,
-                    &action,
+                    &id.into(),
+                    &json!("unsubscribe"),
                     error(
                         "payload must be the id of an open subscription's subscribe request",
                         Some("payload"),
@@ -286,7 +287,7 @@ impl StreamSea {
 
     fn on_text(&mut self, conn: &mut Connection, text: &[u8]) -> Result<(), Ending> {
         let message = match serde_json::from_slice::<Value>(text) {
-            Ok(Value::Object(message)) => message,
+            Ok(message @ Value::Object(_)) => message,
             _ => {
                 conn.reply(&failure(
                     &Value::Null,
@@ -298,37 +299,52 @@ impl StreamSea {
         };
         let id = message.get("id").cloned().unwrap_or(Value::Null);
         let action = message.get("action").cloned().unwrap_or(Value::Null);
-        if !id.is_number() {
+        let known = matches!(
+            action.as_str(),
+            Some("authenticate" | "subscribe" | "unsubscribe")
+        );
+        if known && action != "authenticate" && !self.authenticated {
+            conn.reply(&failure(&id, &action, error("authenticate first", None)));
+            return Err(Ending::NotAuthenticated);
+        }
+        if !known {
             conn.reply(&failure(
                 &id,
                 &action,
-                error("id must be a number", Some("id")),
+                error(
+                    "unknown action: expected authenticate, subscribe or unsubscribe",
+                    Some("action"),
+                ),
             ));
             return self.unless_authenticated();
         }
-        match action.as_str() {
-            Some("authenticate") => self.authenticate(conn, &id, message.get("payload")),
-            _ if !self.authenticated => {
-                conn.reply(&failure(&id, &action, error("authenticate first", None)));
-                Err(Ending::NotAuthenticated)
-            }
-            Some("subscribe") => {
-                self.subscribe(conn, &id, &message);
-                Ok(())
-            }
-            Some("unsubscribe") => {
-                self.unsubscribe(conn, &id, &message);
-                Ok(())
-            }
-            _ => {
+        let request: Request = match serde_path_to_error::deserialize(message) {
+            Ok(request) => request,
+            Err(err) => {
+                let parameter = err.path().iter().find_map(|segment| match segment {
+                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                    _ => None,
+                });
                 conn.reply(&failure(
                     &id,
                     &action,
-                    error(
-                        "unknown action: expected authenticate, subscribe or unsubscribe",
-                        Some("action"),
-                    ),
+                    error(err.inner().to_string(), parameter.as_deref()),
                 ));
+                return self.unless_authenticated();
+            }
+        };
+        match request {
+            Request::Authenticate { id, payload } => self.authenticate(conn, id, payload),
+            Request::Subscribe {
+                id,
+                payload,
+                group_id,
+            } => {
+                self.subscribe(conn, id, &payload, group_id.as_deref());
+                Ok(())
+            }
+            Request::Unsubscribe { id, payload } => {
+                self.unsubscribe(conn, id, payload);
                 Ok(())
             }
         }
@@ -342,14 +358,6 @@ impl StreamSea {
             Err(Ending::NotAuthenticated)
         }
     }
-}
-
-/// The secret of an authenticate request.
-enum Secret {
-    /// `basic`: a configured client's secret, or a stream token.
-    Basic(String),
-    /// `jwt`.
-    Jwt(String),
 }
 
 /// Presents `credential` as the connection's; the authenticate answer's payload.
@@ -412,10 +420,8 @@ impl Dialect for StreamSea {
         match event {
             SubscriptionEvent::Accepted { key, tag } => {
                 let stream = self.opened.get(&key).map_or("", |o| o.stream.name());
-                conn.reply(
-                    &json!({"id": tag, "action": "subscription", "success": true, "streamName": stream, "payload": tag})
-                        .to_string(),
-                );
+                let id = tag.as_u64().unwrap_or(0);
+                conn.reply(&subscription_answer(id, stream, true, tag));
             }
             SubscriptionEvent::Refused {
                 tag,
@@ -428,12 +434,14 @@ impl Dialect for StreamSea {
                     .and_then(|key| self.opened.remove(&key))
                     .map_or("", |o| o.stream.name());
                 let from = from_height.unwrap_or(0);
-                conn.reply(
-                    &json!({"id": tag, "action": "subscription", "success": false, "streamName": stream,
-                        "payload": {"error": format!("from_height {from} is below the stored history, which starts at height {lowest}"),
-                                    "parameter": "from_height", "lowest_height": lowest}})
-                    .to_string(),
-                );
+                let id = tag.as_u64().unwrap_or(0);
+                conn.reply(&subscription_answer(
+                    id,
+                    stream,
+                    false,
+                    json!({"error": format!("from_height {from} is below the stored history, which starts at height {lowest}"),
+                           "parameter": "from_height", "lowest_height": lowest}),
+                ));
             }
             SubscriptionEvent::Ended {
                 key,
@@ -449,11 +457,13 @@ impl Dialect for StreamSea {
                     EndReason::NotAllowed(err) => err.to_string(),
                     EndReason::GroupFull => "the consumer group filled up before this member joined".to_owned(),
                 };
-                conn.reply(
-                    &json!({"id": opened.id, "action": "subscription", "success": false, "streamName": opened.stream.name(),
-                        "payload": {"error": message, "last_height": last_height}})
-                    .to_string(),
-                );
+                let id = opened.id.as_u64().unwrap_or(0);
+                conn.reply(&subscription_answer(
+                    id,
+                    opened.stream.name(),
+                    false,
+                    json!({"error": message, "last_height": last_height}),
+                ));
             }
             SubscriptionEvent::UpdatesApplied { .. } => {}
         }

@@ -103,11 +103,10 @@ fn fields(root: &Value) -> Vec<Value> {
 /// The JSON Schema of a stream's messages (what the catalogue publishes as
 /// `message_schema`).
 pub fn message_schema(stream: StreamKind) -> Value {
-    let schema = match stream {
-        StreamKind::ValidTransactions => schemars::schema_for!(TransactionEvent<'static>),
-        StreamKind::ValidBlocks => schemars::schema_for!(BlockEvent<'static>),
-    };
-    serde_json::to_value(schema).unwrap_or(Value::Null)
+    match stream {
+        StreamKind::ValidTransactions => crate::catalogue::schema_of::<TransactionEvent<'static>>(),
+        StreamKind::ValidBlocks => crate::catalogue::schema_of::<BlockEvent<'static>>(),
+    }
 }
 
 /// A stream's schema in stream-sea's form: exactly `name`, `version` and `fields`.
