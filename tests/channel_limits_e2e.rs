@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use planetmint_streams_auth::{AuthMode, Grant, KeyConfig, SecretString, Stream};
+use planetmint_streams_auth::{Grant, Stream};
 use serde_json::{json, Value};
 use support::*;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -141,15 +141,7 @@ async fn empty_continuation_frames_each_count_against_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_credential_ends_the_subscriptions_it_does_not_allow() {
-    let harness = MemoryHarness::start_with(|c| {
-        c.auth.mode = AuthMode::Signed;
-        c.auth.keys = vec![KeyConfig {
-            id: "k1".into(),
-            secret: Some(SecretString::new("11".repeat(32))),
-            secret_file: None,
-        }];
-    })
-    .await;
+    let harness = MemoryHarness::start_with(signed_with_key).await;
     let authority = harness.node().gatekeeper.token_authority().expect("keys");
     let whole_chain = authority
         .issue(

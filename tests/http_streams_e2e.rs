@@ -335,15 +335,7 @@ async fn a_reader_that_stops_is_ended_as_too_slow_without_holding_back_another()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_streams_take_a_bearer_token_and_end_when_it_expires() {
-    let harness = MemoryHarness::start_with(|config| {
-        config.auth.mode = planetmint_streams_auth::AuthMode::Signed;
-        config.auth.keys = vec![planetmint_streams_auth::KeyConfig {
-            id: "k1".into(),
-            secret: Some(planetmint_streams_auth::SecretString::new("00".repeat(32))),
-            secret_file: None,
-        }];
-    })
-    .await;
+    let harness = MemoryHarness::start_with(signed_with_key).await;
     let addr = harness.node().streams_addr.to_string();
     let (status, body) = http_request(
         &addr,

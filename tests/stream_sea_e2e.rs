@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use planetmint_streams_auth::client::SecretHash;
-use planetmint_streams_auth::{ClientConfig, JwtAlgorithm, JwtKeyConfig, KeyConfig, SecretString};
+use planetmint_streams_auth::{ClientConfig, JwtAlgorithm, JwtKeyConfig, SecretString};
 use serde_json::{json, Value};
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -220,12 +220,7 @@ impl Raw {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_mode_refuses_a_wrong_secret_and_admits_a_client_a_token_and_a_jwt() {
     let harness = MemoryHarness::start_with(|config| {
-        config.auth.mode = planetmint_streams_auth::AuthMode::Signed;
-        config.auth.keys = vec![KeyConfig {
-            id: "k1".into(),
-            secret: Some(SecretString::new("00".repeat(32))),
-            secret_file: None,
-        }];
+        signed_with_key(config);
         config.auth.clients = vec![ClientConfig {
             id: "indexer".into(),
             secret_hash: Some(

@@ -939,3 +939,13 @@ pub fn memory_block(
         committed_at: None,
     }
 }
+
+/// Signed mode with one signing key (`k1`), for tests of credentials.
+pub fn signed_with_key(config: &mut Config) {
+    config.auth.mode = planetmint_streams_auth::AuthMode::Signed;
+    config.auth.keys = vec![planetmint_streams_auth::KeyConfig {
+        id: "k1".into(),
+        secret: Some(planetmint_streams_auth::SecretString::new("00".repeat(32))),
+        secret_file: None,
+    }];
+}

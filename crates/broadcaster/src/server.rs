@@ -156,27 +156,27 @@ fn url_stream(
     }
 }
 
-/// A plain HTTP stream: admitted like a URL stream, opened before its response starts.
-fn plain_http_stream(
+/// The connection of a URL's one subscription (a WebSocket or a plain HTTP stream): admitted,
+/// with its queue; the subscription is opened by its dialect. Also returns the replay slot the
+/// subscription's `from_height` took.
+fn url_connection(
+    ctx: &Arc<StreamContext>,
     req: &HttpRequest,
-    ctx: Arc<StreamContext>,
-    format: Format,
-    subscription: Subscription,
-) -> HttpResponse {
+    what: &str,
+    websocket: bool,
+    subscription: &Subscription,
+) -> Result<(Connection, Option<crate::limits::ConnectionSlot>), Box<HttpResponse>> {
     let way = WayIn {
-        what: format.describe(),
-        websocket: false,
-        subscription: Some(&subscription),
+        what,
+        websocket,
+        subscription: Some(subscription),
         credential: CredentialNeed::Required,
     };
     let Admitted {
         slot,
         access,
         replay_slot,
-    } = match admit(&ctx, req, way) {
-        Ok(admitted) => admitted,
-        Err(response) => return *response,
-    };
+    } = admit(ctx, req, way)?;
     let queue = Arc::new(
         SubscriberQueue::new(ctx.config.queue_limits()).with_budget(slot.budget().clone()),
     );
@@ -189,15 +189,23 @@ fn plain_http_stream(
         max_subscriptions: 1,
         max_filter_values: usize::MAX,
     };
-    let mut conn = Connection::new(
-        ctx.clone(),
-        queue.clone(),
-        slot,
-        peer,
-        access,
-        limits,
-        budget,
-    );
+    let conn = Connection::new(ctx.clone(), queue, slot, peer, access, limits, budget);
+    Ok((conn, replay_slot))
+}
+
+/// A plain HTTP stream: admitted like a URL stream, opened before its response starts.
+fn plain_http_stream(
+    req: &HttpRequest,
+    ctx: Arc<StreamContext>,
+    format: Format,
+    subscription: Subscription,
+) -> HttpResponse {
+    let (mut conn, replay_slot) =
+        match url_connection(&ctx, req, format.describe(), false, &subscription) {
+            Ok(parts) => parts,
+            Err(response) => return *response,
+        };
+    let queue = conn.queue.clone();
     let since = ctx.hub.last_published();
     let stream = subscription.stream;
     let dialect = match PlainHttpStream::open(&mut conn, format, subscription, since, replay_slot) {
@@ -265,37 +273,15 @@ fn websocket_stream(
     subscription: Subscription,
 ) -> HttpResponse {
     let stream = subscription.stream;
-    let way = WayIn {
-        what: "a WebSocket stream",
-        websocket: true,
-        subscription: Some(&subscription),
-        credential: CredentialNeed::Required,
-    };
-    let Admitted {
-        slot,
-        access,
-        replay_slot,
-    } = match admit(&ctx, req, way) {
-        Ok(admitted) => admitted,
-        Err(response) => return *response,
-    };
-    let queue = Arc::new(
-        SubscriberQueue::new(ctx.config.queue_limits()).with_budget(slot.budget().clone()),
-    );
-    let upgraded = match upgrade_websocket(&ctx, req, payload, &queue, Reading::CheckOnly) {
+    let (mut conn, replay_slot) =
+        match url_connection(&ctx, req, "a WebSocket stream", true, &subscription) {
+            Ok(parts) => parts,
+            Err(response) => return *response,
+        };
+    let upgraded = match upgrade_websocket(&ctx, req, payload, &conn.queue, Reading::CheckOnly) {
         Ok(upgraded) => upgraded,
         Err(response) => return *response,
     };
-    let peer = req.peer_addr().map(|a| a.ip());
-    let budget = TokenBucket::new(
-        f64::from(ctx.config.inbound_frames_per_second),
-        f64::from(ctx.config.inbound_frames_burst),
-    );
-    let limits = ConnectionLimits {
-        max_subscriptions: 1,
-        max_filter_values: usize::MAX,
-    };
-    let mut conn = Connection::new(ctx.clone(), queue, slot, peer, access, limits, budget);
     // A live subscriber gets every block published after this: its handshake is answered now.
     let since = ctx.hub.last_published();
     let dialect = match UrlStream::open(&mut conn, subscription, since, replay_slot) {

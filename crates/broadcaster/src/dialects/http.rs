@@ -16,7 +16,7 @@
 use serde_json::{json, Value};
 
 use crate::config::StreamsConfig;
-use crate::engine::connection::{EndReason, SubscribeRefusal, SubscribeRequest};
+use crate::engine::connection::{SubscribeRefusal, SubscribeRequest};
 use crate::engine::{Connection, Dialect, Ending, Farewell, LastHeights, SubscriptionEvent};
 use crate::envelope::{Envelope, Message};
 use crate::limits::ConnectionSlot;
@@ -177,18 +177,7 @@ impl Dialect for PlainHttpStream {
         _conn: &mut Connection,
         event: SubscriptionEvent,
     ) -> Result<(), Ending> {
-        match event {
-            SubscriptionEvent::Refused { lowest, .. }
-            | SubscriptionEvent::Ended {
-                why: EndReason::HistoryPruned { lowest },
-                ..
-            } => Err(Ending::HistoryUnavailable {
-                from_height: self.from_height,
-                lowest,
-            }),
-            SubscriptionEvent::Ended { .. } => Err(Ending::NotAuthenticated),
-            SubscriptionEvent::Accepted { .. } | SubscriptionEvent::UpdatesApplied { .. } => Ok(()),
-        }
+        super::url::one_subscription(self.from_height, event)
     }
 
     fn farewell(&self, ending: &Ending, heights: &LastHeights, config: &StreamsConfig) -> Farewell {

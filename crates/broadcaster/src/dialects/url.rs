@@ -42,6 +42,28 @@ impl UrlStream {
     }
 }
 
+/// What happened to a URL's one subscription means for its connection (the URL streams and
+/// their plain HTTP forms): history it asks for that is not stored ends the connection (4001),
+/// anything else the server ends it for ends the connection too.
+pub(crate) fn one_subscription(
+    from_height: Option<u64>,
+    event: SubscriptionEvent,
+) -> Result<(), Ending> {
+    match event {
+        SubscriptionEvent::Refused { lowest, .. }
+        | SubscriptionEvent::Ended {
+            why: crate::engine::connection::EndReason::HistoryPruned { lowest },
+            ..
+        } => Err(Ending::HistoryUnavailable {
+            from_height,
+            lowest,
+        }),
+        // The URL's credential allowed it when it connected; nothing re-checks it.
+        SubscriptionEvent::Ended { .. } => Err(Ending::NotAuthenticated),
+        SubscriptionEvent::Accepted { .. } | SubscriptionEvent::UpdatesApplied { .. } => Ok(()),
+    }
+}
+
 impl Dialect for UrlStream {
     const NAME: &'static str = "url";
 
@@ -50,19 +72,7 @@ impl Dialect for UrlStream {
         _conn: &mut Connection,
         event: SubscriptionEvent,
     ) -> Result<(), Ending> {
-        match event {
-            SubscriptionEvent::Refused { lowest, .. }
-            | SubscriptionEvent::Ended {
-                why: crate::engine::connection::EndReason::HistoryPruned { lowest },
-                ..
-            } => Err(Ending::HistoryUnavailable {
-                from_height: self.from_height,
-                lowest,
-            }),
-            // The URL's credential allowed it when it connected; nothing re-checks it.
-            SubscriptionEvent::Ended { .. } => Err(Ending::NotAuthenticated),
-            SubscriptionEvent::Accepted { .. } | SubscriptionEvent::UpdatesApplied { .. } => Ok(()),
-        }
+        one_subscription(self.from_height, event)
     }
 
     fn farewell(&self, ending: &Ending, heights: &LastHeights, config: &StreamsConfig) -> Farewell {
