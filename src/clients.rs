@@ -25,22 +25,9 @@ pub struct NewArgs {
     /// A-Z a-z 0-9 _ - . @.
     #[arg(long)]
     pub id: String,
-    /// Stream it may read (repeatable): valid_transactions or valid_blocks.
-    #[arg(
-        long = "stream",
-        value_name = "STREAM",
-        default_value = "valid_transactions"
-    )]
-    pub streams: Vec<String>,
-    /// Pin its subscriptions to this output key (repeatable).
-    #[arg(long = "public-key", value_name = "KEY")]
-    pub public_keys: Vec<String>,
-    /// Pin its subscriptions to this asset (repeatable).
-    #[arg(long = "asset-id", value_name = "ID")]
-    pub asset_ids: Vec<String>,
-    /// Pin its subscriptions to this operation (repeatable).
-    #[arg(long = "operation", value_name = "OP")]
-    pub operations: Vec<String>,
+    /// What the client may read.
+    #[command(flatten)]
+    pub allows: crate::token::Allows,
     /// Most connections it may hold open at once.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
@@ -85,10 +72,15 @@ pub fn new_client(args: &NewArgs) -> anyhow::Result<String> {
         id: args.id.clone(),
         secret_hash: Some(hash.to_string()),
         secret_file: None,
-        streams: args.streams.clone(),
-        public_keys: args.public_keys.iter().cloned().collect::<BTreeSet<_>>(),
-        asset_ids: args.asset_ids.iter().cloned().collect(),
-        operations: args.operations.iter().cloned().collect(),
+        streams: args.allows.streams.clone(),
+        public_keys: args
+            .allows
+            .public_keys
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        asset_ids: args.allows.asset_ids.iter().cloned().collect(),
+        operations: args.allows.operations.iter().cloned().collect(),
         max_connections: args.max_connections,
     };
     entry

@@ -343,17 +343,11 @@ async fn signed_streams_take_a_bearer_token_and_end_when_it_expires() {
     )
     .await;
     assert_eq!(status, 401, "{body}");
-    let token = harness
-        .node()
-        .gatekeeper
-        .token_authority()
-        .expect("keys")
-        .issue(
-            &planetmint_streams_auth::Grant::new([planetmint_streams_auth::Stream::ValidBlocks]),
-            Some(Duration::from_secs(3)),
-        )
-        .expect("a token")
-        .token;
+    let token = issue_token(
+        harness.node(),
+        [planetmint_streams_auth::Stream::ValidBlocks],
+        Some(Duration::from_secs(3)),
+    );
     let mut sse = Curl::start(
         &format!("http://{addr}/api/v1/streams/valid_blocks"),
         "text/event-stream",

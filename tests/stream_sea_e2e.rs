@@ -247,17 +247,11 @@ async fn signed_mode_refuses_a_wrong_secret_and_admits_a_client_a_token_and_a_jw
     let mut client = Library::start(port, "indexer", CLIENT_SECRET, "valid_transactions", 2);
     assert_eq!(client.line().await, json!({"subscribed": true}));
     // A token the node issued, as the secret.
-    let token = harness
-        .node()
-        .gatekeeper
-        .token_authority()
-        .expect("keys")
-        .issue(
-            &planetmint_streams_auth::Grant::new([planetmint_streams_auth::Stream::ValidBlocks]),
-            None,
-        )
-        .expect("a token")
-        .token;
+    let token = issue_token(
+        harness.node(),
+        [planetmint_streams_auth::Stream::ValidBlocks],
+        None,
+    );
     let mut with_token = Library::start(port, "anyone", &token, "valid_blocks", 1);
     assert_eq!(with_token.line().await, json!({"subscribed": true}));
 

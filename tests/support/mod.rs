@@ -949,3 +949,18 @@ pub fn signed_with_key(config: &mut Config) {
         secret_file: None,
     }];
 }
+
+/// A stream token of the node's signing keys for `streams`, valid for `ttl` (the default when
+/// `None`).
+pub fn issue_token(
+    node: &RunningNode,
+    streams: impl IntoIterator<Item = planetmint_streams_auth::Stream>,
+    ttl: Option<Duration>,
+) -> String {
+    node.gatekeeper
+        .token_authority()
+        .expect("signing keys")
+        .issue(&planetmint_streams_auth::Grant::new(streams), ttl)
+        .expect("a token")
+        .token
+}
