@@ -138,7 +138,12 @@ fn url_stream(
     match format {
         Some(format) if !upgrade => {
             // An EventSource resuming after a drop: its Last-Event-ID wins over from_height.
-            if let Some(value) = req.headers().get("last-event-id") {
+            // (An empty one names nothing: EventSource sends none before its first id.)
+            let resume = req
+                .headers()
+                .get("last-event-id")
+                .filter(|value| !value.as_bytes().iter().all(u8::is_ascii_whitespace));
+            if let Some(value) = resume {
                 match value.to_str().ok().and_then(last_event_id) {
                     Some(height) => subscription.from_height = Some(height),
                     None => {
