@@ -9,7 +9,8 @@
 //! - [`frame`]: the WebSocket frames they travel in (a server's frames are never masked, so
 //!   one encoding serves every socket).
 //! - [`source`]: the seam between storage and fan-out: [`BlockSource`] (read committed blocks)
-//!   and [`BlockSink`] (receive them in order), so either side can be tested alone.
+//!   and [`BlockSink`] (receive them in order), so either side can be tested alone;
+//!   [`SinkFanOut`] feeds several sinks from one follower.
 //! - [`api`]: a transaction as Planetmint's `GET /api/v1/transactions/<id>` returns it,
 //!   rebuilt from its rows.
 //! - [`ids`]: validation of transaction ids and public keys given by clients.
@@ -31,4 +32,6 @@ pub mod vocabulary;
 
 pub use block::{AssemblyError, AssetIdsEntry, CommittedBlock, CommittedTransaction};
 pub use config::ConfigProblem;
-pub use source::{BlockBatch, BlockSink, BlockSource, FetchedBlocks, HeightBounds, SourceError};
+pub use source::{
+    BlockBatch, BlockSink, BlockSource, FetchedBlocks, HeightBounds, SinkFanOut, SourceError,
+};
