@@ -5,13 +5,14 @@
 //! is the binary's library half: [`allocator`] (jemalloc's statistics), [`config`] (the layered, validated configuration), [`node`]
 //! (wiring the ingest, broadcaster and API crates together), [`nofile`] (the open-file limit
 //! against `streams.max_connections`), [`catalogue`] (the described
-//! streams and AsyncAPI document), [`subscribe`] (the durable subscriber command) and
-//! [`logging`].
+//! streams and AsyncAPI document), [`subscribe`] (the durable subscriber command),
+//! [`jetstream`] (the JetStream tier's wiring and API routes) and [`logging`].
 #![forbid(unsafe_code)]
 
 pub mod allocator;
 pub mod catalogue;
 pub mod config;
+pub mod jetstream;
 pub mod logging;
 pub mod node;
 pub mod nofile;

@@ -67,6 +67,44 @@ enum Command {
     /// Signed stream URLs.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write the keys and nats-server configuration of the JetStream tier in operator mode:
+    /// DIR/auth.conf (include it in nats-server's configuration), DIR/publisher.creds (for
+    /// nats.credentials_file) and DIR/account-signing.nk (for nats.account_signing_key_file).
+    NatsConfig(NatsConfigArgs),
+}
+
+/// `nats-config` options.
+#[derive(Debug, clap::Args)]
+struct NatsConfigArgs {
+    /// Directory to write the three files into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Name of the NATS account holding the streams.
+    #[arg(long, value_name = "NAME", default_value = "planetmint")]
+    account_name: String,
+    /// Replace existing files (new keys: every credential made with the old ones stops working).
+    #[arg(long)]
+    force: bool,
+}
+
+fn nats_config(args: &NatsConfigArgs) -> anyhow::Result<String> {
+    let setup = planetmint_streams_jetstream::NatsSetup::generate(&args.account_name)?;
+    let written = setup.write_to(&args.out, args.force)?;
+    let mut out = String::new();
+    for path in &written {
+        out.push_str(&format!("wrote {}\n", path.display()));
+    }
+    let dir = args.out.display();
+    out.push_str(&format!(
+        "account {account} (JetStream enabled)\n\n\
+         nats-server.conf:   include {dir}/auth.conf   (plus jetstream {{ store_dir: ... }})\n\
+         node config:        [nats]\n\
+         \x20                   url = \"nats://<nats-server>:4222\"\n\
+         \x20                   credentials_file = \"{dir}/publisher.creds\"\n\
+         \x20                   account_signing_key_file = \"{dir}/account-signing.nk\"",
+        account = setup.account,
+    ));
+    Ok(out)
 }
 
 /// `token` subcommands.
@@ -116,6 +154,18 @@ fn main() -> std::process::ExitCode {
             }
             Err(err) => {
                 eprintln!("planetmint-streams token issue: {err:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::NatsConfig(nats_args)) = &args.command {
+        return match nats_config(nats_args) {
+            Ok(output) => {
+                println!("{output}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("planetmint-streams nats-config: {err:#}");
                 std::process::ExitCode::FAILURE
             }
         };
