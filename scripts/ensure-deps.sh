@@ -2,9 +2,11 @@
 # Installs what building, testing and the demo need when it is missing:
 # - Tarantool (Debian's package);
 # - for the tests: nginx (the load balancer of tests/scaleout_e2e.rs), Chromium (Debian's
-#   package; tests/explorer_e2e.rs drives the live page in it headless) and, in a venv under target/py, implementations that are not ours to check our
+#   package; tests/explorer_e2e.rs drives the live page in it headless), nats-server (Debian's
+#   package, 2.9: the JetStream tier's tests start it) and, in a venv under target/py, implementations that are not ours to check our
 #   WebSocket server with: Python's `websockets` (an independent client) and `kosoku` (runs the
-#   Autobahn test suite's RFC 6455 cases).
+#   Autobahn test suite's RFC 6455 cases), and seed 001's client library `speedracer` 0.0.13
+#   (with nats-py, aiohttp, PyJWT) for tests/speedracer_e2e.rs.
 # `--no-python` (what `make demo` uses): Tarantool only. Safe to run again; quick when
 # everything is there.
 set -euo pipefail
@@ -45,16 +47,25 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 chromium --version 2>/dev/null | head -1
 
-if ! target/py/bin/python3 -c 'import websockets, kosoku' >/dev/null 2>&1 \
+if ! command -v nats-server >/dev/null 2>&1; then
+    echo "==> installing nats-server (Debian package, for the JetStream tier's tests)"
+    apt_install nats-server
+fi
+nats-server --version | head -1
+
+if ! target/py/bin/python3 -c 'import websockets, kosoku, speedracer' >/dev/null 2>&1 \
     || [ ! -x target/py/bin/kosoku ]; then
-    echo "==> installing Python websockets and kosoku into target/py"
+    echo "==> installing Python websockets, kosoku and speedracer into target/py"
     if ! python3 -m venv target/py >/dev/null 2>&1; then
         apt_install python3-venv
         python3 -m venv target/py
     fi
     # kosoku needs Python >= 3.10 (Debian 12 has 3.11). Pinned: the conformance test expects
-    # the exact case list of this version.
-    target/py/bin/pip install --quiet --disable-pip-version-check 'websockets>=12' 'kosoku==0.1.0'
+    # the exact case list of this version. speedracer 0.0.13 pins nats-py 2.14.0 and brings
+    # aiohttp, PyJWT and requests.
+    target/py/bin/python3 -m pip install --quiet --disable-pip-version-check \
+        'websockets>=12' 'kosoku==0.1.0' 'speedracer==0.0.13'
 fi
 target/py/bin/python3 -c 'import websockets; print("python websockets", websockets.__version__)'
-target/py/bin/pip show kosoku 2>/dev/null | sed -n 's/^Version: /kosoku /p'
+target/py/bin/python3 -c 'from importlib.metadata import version as v
+print("kosoku", v("kosoku") + ", speedracer", v("speedracer") + ", nats-py", v("nats-py"))'
