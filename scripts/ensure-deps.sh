@@ -6,7 +6,8 @@
 #   package, 2.9: the JetStream tier's tests start it) and, in a venv under target/py, implementations that are not ours to check our
 #   WebSocket server with: Python's `websockets` (an independent client) and `kosoku` (runs the
 #   Autobahn test suite's RFC 6455 cases), and seed 001's client library `speedracer` 0.0.13
-#   (with nats-py, aiohttp, PyJWT) for tests/speedracer_e2e.rs.
+#   (with nats-py, aiohttp, PyJWT) for tests/speedracer_e2e.rs; and, in target/js, npm's
+#   `nats.ws` 1.30.3 (the browser example of docs/jetstream.md, run under Node.js >= 20).
 # `--no-python` (what `make demo` uses): Tarantool only. Safe to run again; quick when
 # everything is there.
 set -euo pipefail
@@ -69,3 +70,14 @@ fi
 target/py/bin/python3 -c 'import websockets; print("python websockets", websockets.__version__)'
 target/py/bin/python3 -c 'from importlib.metadata import version as v
 print("kosoku", v("kosoku") + ", speedracer", v("speedracer") + ", nats-py", v("nats-py"))'
+
+if [ ! -f target/js/node_modules/nats.ws/esm/nats.js ]; then
+    echo "==> installing nats.ws (npm) into target/js"
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    mkdir -p target/js
+    [ -f target/js/package.json ] || echo '{"name": "pms-test-clients", "private": true}' > target/js/package.json
+    (cd target/js && npm install --silent --no-audit --no-fund 'nats.ws@1.30.3')
+fi
+echo "nats.ws $(sed -n 's/.*"version": "\(.*\)".*/\1/p' target/js/node_modules/nats.ws/package.json | head -1), node $(node --version)"

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use actix_web::http::{header, StatusCode};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpRequest, HttpResponse};
 use anyhow::Context;
 use planetmint_streams_api::{peer_certificate, ExtraRoutes, Readiness};
@@ -146,16 +147,23 @@ pub fn routes(
         issued,
     });
     Ok(Arc::new(move |cfg: &mut web::ServiceConfig| {
+        // Public documents, read by pages on other origins too (a browser's nats.ws client).
+        let public = || DefaultHeaders::new().add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
         cfg.app_data(api.clone())
-            .route(CONFIG_PATH, web::get().to(config_document))
+            .service(
+                web::resource(CONFIG_PATH)
+                    .wrap(public())
+                    .route(web::get().to(config_document)),
+            )
             .route(GATEWAY_PATH, web::get().to(gateway_jwt))
             .route(
                 &format!("{USER_JWT_PREFIX}{{dataset}}"),
                 web::get().to(user_jwt),
             )
-            .route(
-                "/api/v1/streams/{stream}/jetstream",
-                web::get().to(seek_by_height),
+            .service(
+                web::resource("/api/v1/streams/{stream}/jetstream")
+                    .wrap(public())
+                    .route(web::get().to(seek_by_height)),
             );
     }))
 }

@@ -572,6 +572,26 @@ mod tests {
         assert_eq!(account_of_creds(&creds).expect("account"), setup.account);
     }
 
+    #[test]
+    fn the_identity_is_the_certificates_subject_cn() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "wallet-1");
+        let cert = params.self_signed(&key).expect("certificate");
+        assert_eq!(certificate_cn(cert.der()).as_deref(), Some("wallet-1"));
+        let mut without = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        without.distinguished_name = rcgen::DistinguishedName::new();
+        let cert = without.self_signed(&key).expect("certificate");
+        assert_eq!(certificate_cn(cert.der()), None);
+        assert_eq!(certificate_cn(b"not DER"), None);
+    }
+
     fn tempfile_dir() -> tempfile::TempDir {
         tempfile::tempdir().expect("temporary directory")
     }

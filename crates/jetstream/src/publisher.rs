@@ -883,6 +883,23 @@ mod tests {
     }
 
     #[test]
+    fn done_is_the_height_both_streams_hold_whole() {
+        let mut positions = at(
+            Last::Transaction {
+                height: 9,
+                id: "t".into(),
+            },
+            12,
+        );
+        // Block 9 may have more transactions: only up to 8 is known complete.
+        assert_eq!(positions.done(), 8);
+        positions.complete_through(10);
+        assert_eq!(positions.transactions.last, Last::Height(10));
+        assert_eq!(positions.blocks.last, Last::Height(12), "never moves back");
+        assert_eq!(positions.done(), 10);
+    }
+
+    #[test]
     fn a_transaction_the_block_does_not_hold_stops_publishing() {
         let positions = at(
             Last::Transaction {
