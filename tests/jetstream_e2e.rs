@@ -249,6 +249,42 @@ async fn two_nodes_publishing_at_once_store_each_event_once() {
     other.shutdown().await;
 }
 
+/// The deploy files' shape: a 3-node JetStream cluster, streams replicated 3 times, the node
+/// given every server's URL. One NATS node is killed -9 mid-stream: the node moves to another
+/// server, and each event is still stored once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_with_three_replicas_survives_losing_a_node() {
+    let mut cluster = NatsServer::start_cluster("pms-test")
+        .await
+        .expect("a 3-node cluster");
+    let urls: Vec<String> = cluster.iter().map(NatsServer::url).collect();
+    let harness = Harness::start_with(|c| {
+        c.nats = Some(NatsConfig {
+            url: urls.join(","),
+            replicas: 3,
+            ..nats_config(&cluster[0])
+        });
+    })
+    .await;
+    let blocks = chain(36, 1, 40, 2);
+    let (writer, mut progress) = spawn_writer(
+        harness.tarantool.address(),
+        blocks.clone(),
+        Duration::from_millis(25),
+    );
+    progress
+        .wait_for(|h| *h >= 15)
+        .await
+        .expect("writer goes on");
+    cluster[0].kill().await;
+    writer.await.expect("written");
+    let js = context(&cluster[1].url()).await;
+    assert_streams_hold(&js, &blocks).await;
+    let mut stream = js.get_stream("valid_blocks").await.expect("stream");
+    let info = stream.info().await.expect("info");
+    assert_eq!(info.config.num_replicas, 3);
+}
+
 /// Another publisher stored a block's events (under other message ids, so de-duplication
 /// cannot help) before this node heard of the block: the node's publishes carry a stale
 /// expected last sequence, JetStream refuses them, the node re-reads where the streams stand

@@ -598,8 +598,7 @@ impl Publisher {
             stream = %names.stream,
             last_sequence,
             resume_after = head,
-            "every message of the stream aged out (nats.max_age): the last height published is unknown, \
-             publishing resumes at the current head; set nats.start_height to publish from an earlier height"
+            "every message of the stream aged out (nats.max_age), so the last height published is unknown; publishing resumes at the current head (set nats.start_height to publish from an earlier height)"
         );
         Ok(head)
     }
