@@ -324,6 +324,8 @@ for q in ("p50", "p99"):
     row("JS-F", f"commit -> received {q} ms", f(F_ws.get("latency", {}).get(f"{q}_ms")), f(F_js.get("latency", {}).get(f"{q}_ms")))
 row("JS-F", "node CPU s (delivery)", f(F_ws.get("server_cpu", {}).get("run_s")), f(F_js.get("cpu", {}).get("node", {}).get("run_s")))
 row("JS-F", "nats-server CPU s (delivery)", "-", f(F_js.get("cpu", {}).get("nats-server", {}).get("run_s")))
+row("JS-F", "server RSS bytes per client (node / nats-server)", f(F_ws.get("server_rss", {}).get("per_connection_bytes"), 0),
+    f(F_js.get("cpu", {}).get("nats-server", {}).get("rss_per_consumer_bytes"), 0))
 B = get("JS-B", "backfill")
 B_js, B_ws = get("JS-B", "jetstream-history"), get("JS-B", "websocket-history")
 row("JS-B", "history into JetStream: events (s, first to last message)", "-", f'{B.get("events")} ({f(B.get("seconds"))})')

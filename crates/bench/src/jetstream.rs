@@ -76,13 +76,19 @@ pub struct JsLoadConfig {
     pub pids: Vec<(String, u32)>,
 }
 
-/// CPU seconds a process spent during the run.
+/// What a process named with `--pid` spent.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessCpu {
     /// User + system seconds from the ready signal to the end.
     pub run_s: f64,
     /// Of which per delivered event, in microseconds.
     pub per_event_us: f64,
+    /// Its resident memory before the consumers were created (KiB).
+    pub rss_before_kib: u64,
+    /// Once every consumer existed (KiB).
+    pub rss_created_kib: u64,
+    /// `(rss_created - rss_before) / consumers`, in bytes.
+    pub rss_per_consumer_bytes: f64,
 }
 
 /// The machine-readable result (one JSON line).
@@ -318,6 +324,11 @@ pub async fn run(config: JsLoadConfig) -> Result<JsReport, JsLoadError> {
             })?;
         clients.push(async_nats::jetstream::new(client));
     }
+    let rss_before: Vec<u64> = config
+        .pids
+        .iter()
+        .map(|(_, pid)| system::vm_rss_kib(*pid).unwrap_or(0))
+        .collect();
     let shared = Arc::new(Shared {
         last_arrival_ns: AtomicU64::new(0),
         first_arrival_ns: AtomicU64::new(0),
@@ -346,10 +357,21 @@ pub async fn run(config: JsLoadConfig) -> Result<JsReport, JsLoadError> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let create_s = started.elapsed().as_secs_f64();
-    let cpu_before: Vec<(String, u32, f64)> = config
+    // Let the server settle after the creations before reading its memory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu_before: Vec<(String, u32, f64, u64, u64)> = config
         .pids
         .iter()
-        .map(|(name, pid)| (name.clone(), *pid, system::cpu_seconds(*pid).unwrap_or(0.0)))
+        .zip(&rss_before)
+        .map(|((name, pid), rss)| {
+            (
+                name.clone(),
+                *pid,
+                system::cpu_seconds(*pid).unwrap_or(0.0),
+                *rss,
+                system::vm_rss_kib(*pid).unwrap_or(0),
+            )
+        })
         .collect();
     if let Some(path) = &config.ready_file {
         std::fs::write(path, b"ready").map_err(JsLoadError::Ready)?;
@@ -442,7 +464,7 @@ pub async fn run(config: JsLoadConfig) -> Result<JsReport, JsLoadError> {
     }
     report.latency = Latency::from_nanos(&mut latencies);
     report.per_consumer_events = Spread::of(&uniques);
-    for (name, pid, before) in cpu_before {
+    for (name, pid, before, rss_before_kib, rss_created_kib) in cpu_before {
         let after = system::cpu_seconds(pid).unwrap_or(before);
         let run_s = after - before;
         let per_event_us = if report.events > 0 {
@@ -450,11 +472,15 @@ pub async fn run(config: JsLoadConfig) -> Result<JsReport, JsLoadError> {
         } else {
             0.0
         };
+        let grown = rss_created_kib.saturating_sub(rss_before_kib) as f64 * 1024.0;
         report.cpu.insert(
             name,
             ProcessCpu {
                 run_s,
                 per_event_us,
+                rss_before_kib,
+                rss_created_kib,
+                rss_per_consumer_bytes: grown / report.created.max(1) as f64,
             },
         );
     }
