@@ -356,3 +356,62 @@ async fn seek_by_height(
         Err(err) => error(StatusCode::BAD_GATEWAY, &err.to_string(), &[]),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use planetmint_streams_ingest::memory::MemorySource;
+    use planetmint_streams_jetstream::NatsConfig;
+
+    fn tier(ready_max_lag_blocks: u64) -> JetStreamTier {
+        let config = NatsConfig {
+            url: "nats://127.0.0.1:1".into(),
+            ready_max_lag_blocks,
+            ..NatsConfig::default()
+        };
+        let (tier, _publisher, _sink) =
+            JetStreamTier::new(config, Arc::new(MemorySource::new()), &Registry::new())
+                .expect("tier");
+        tier
+    }
+
+    fn ready() -> Readiness {
+        Readiness {
+            ready: true,
+            source_reachable: true,
+            head_height: 10,
+            streamed_height: 10,
+            lag_blocks: 0,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn the_tier_makes_the_node_unready_only_when_configured_to() {
+        assert!(readiness(ready(), None).ready);
+        // Not connected to NATS (the publisher never ran): ignored by default.
+        assert!(readiness(ready(), Some(&tier(0))).ready);
+        let strict = readiness(ready(), Some(&tier(5)));
+        assert!(!strict.ready);
+        assert!(
+            strict
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("nats.ready_max_lag_blocks")),
+            "{strict:?}"
+        );
+    }
+
+    #[test]
+    fn the_gateway_asks_for_certificates_when_a_client_ca_is_set_and_closes_in_signed_mode_without()
+    {
+        let mut config = Config::default();
+        assert_eq!(GatewayPolicy::of(&config), GatewayPolicy::Anonymous);
+        config.auth.mode = planetmint_streams_auth::AuthMode::Signed;
+        assert_eq!(GatewayPolicy::of(&config), GatewayPolicy::Closed);
+        config.tls.client_ca_file = Some("ca.pem".into());
+        assert_eq!(GatewayPolicy::of(&config), GatewayPolicy::Certificate);
+        config.auth.mode = planetmint_streams_auth::AuthMode::Open;
+        assert_eq!(GatewayPolicy::of(&config), GatewayPolicy::Certificate);
+    }
+}

@@ -398,7 +398,10 @@ impl Publisher {
                 debug!(error = %failure.message, "another publisher got there first; re-reading where the streams stand");
                 Duration::from_millis(u64::from(jitter_ms()))
             } else {
-                self.shared.metrics.up.set(0);
+                // A source failure (Tarantool down) says nothing about NATS.
+                if failure.reason != reason::SOURCE {
+                    self.shared.metrics.up.set(0);
+                }
                 warn!(reason = failure.reason, error = %failure.message, "JetStream publishing stopped; retrying");
                 backoff.next_delay()
             };
