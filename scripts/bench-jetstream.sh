@@ -102,21 +102,10 @@ PY
 # --- the processes of one scenario ------------------------------------------------------------
 tt_pid="" tt_port="" nats_pid="" nats_port="" node_pid="" node_port="" api_port=""
 
-start_tarantool() { # start_tarantool NAME
+start_tarantool() { # start_tarantool NAME: Planetmint's schema (deploy/dev/tarantool.sh), 1 GiB
     local dir="$out/tarantool-$1"
-    mkdir -p "$dir"
     tt_port="$(free_port)"
-    cp deploy/tarantool/planetmint-schema.lua "$dir/"
-    cat >"$dir/init.lua" <<LUA
-box.cfg{ listen = '127.0.0.1:${tt_port}', work_dir = '${dir}', log = 'tarantool.log',
-         memtx_memory = 1024 * 1024 * 1024 }
-box.once('grant-guest', function()
-    box.schema.user.grant('guest', 'read,write,execute,create,drop,alter', 'universe', nil, { if_not_exists = true })
-end)
-dofile('planetmint-schema.lua')
-local ready = io.open('ready', 'w') ready:write('ok') ready:close()
-LUA
-    (cd "$dir" && exec tarantool init.lua) >"$logs/tarantool-$1.out" 2>&1 &
+    MEMTX_MEMORY=1073741824 deploy/dev/tarantool.sh "$tt_port" "$dir" >"$logs/tarantool-$1.out" 2>&1 &
     tt_pid=$!
     pids+=("$tt_pid")
     wait_port "$tt_port" 30

@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use crate::process::free_port;
+use crate::process::{self, free_port};
 
 /// How to start nats-server.
 #[derive(Debug, Clone, Default)]
@@ -211,17 +211,12 @@ impl NatsServer {
 
     /// The last lines of its log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        process::tail(&self.log_path(), 30)
     }
 
     /// `kill -9`.
     pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
+        process::kill(&mut self.child).await;
     }
 
     /// Starts it again on the same ports and JetStream store (after [`kill`](Self::kill)).
