@@ -361,6 +361,69 @@ async fn a_publisher_that_fell_behind_another_is_refused_by_the_expected_last_se
     assert!(held_blocks[5].msg_id.starts_with("other-publisher"));
 }
 
+/// `nats.tls_*`: the node publishes to a nats-server that speaks TLS only and asks for a
+/// client certificate, trusting its CA through `nats.tls_ca_file`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_publishes_over_tls_with_a_client_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = |name: &str| dir.path().join(name);
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("CA");
+    std::fs::write(path("ca.pem"), ca.pem()).expect("write");
+    for (name, host) in [("server", "127.0.0.1"), ("client", "planetmint-streams")] {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec![host.to_owned()])
+            .expect("params")
+            .signed_by(&key, &ca)
+            .expect("certificate");
+        std::fs::write(path(&format!("{name}.pem")), cert.pem()).expect("write");
+        std::fs::write(path(&format!("{name}.key")), key.serialize_pem()).expect("write");
+    }
+    let nats = NatsServer::start_with(planetmint_streams_devchain::nats::NatsOptions {
+        extra_conf: format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+            path("server.pem").display(),
+            path("server.key").display(),
+            path("ca.pem").display()
+        ),
+        ..Default::default()
+    })
+    .await
+    .expect("nats-server with TLS");
+    let harness = Harness::start_with(|c| {
+        c.nats = Some(NatsConfig {
+            url: format!("tls://127.0.0.1:{}", nats.port()),
+            tls_ca_file: Some(path("ca.pem")),
+            tls_cert_file: Some(path("client.pem")),
+            tls_key_file: Some(path("client.key")),
+            require_tls: true,
+            ..nats_config(&nats)
+        });
+    })
+    .await;
+    let blocks = chain(37, 1, 5, 2);
+    let (writer, _) = spawn_writer(harness.tarantool.address(), blocks.clone(), Duration::ZERO);
+    writer.await.expect("written");
+    let text = metrics_until(
+        &harness.node().api_addr.to_string(),
+        Duration::from_secs(30),
+        |text| metric(text, "planetmint_streams_jetstream_published_height", "") >= 5.0,
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            "planetmint_streams_jetstream_published_events_total",
+            "stream=\"valid_transactions\""
+        ),
+        10.0,
+        "published over TLS"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_nats_section_is_refused_naming_the_key() {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_planetmint-streams"))
