@@ -30,7 +30,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "deploy/docker/Dockerfile"
 COMPOSE = ROOT / "deploy/docker/docker-compose.yml"
+NATS_CONF = ROOT / "deploy/docker/nats.conf"
 K8S = ROOT / "deploy/kubernetes/planetmint-streams.yaml"
+K8S_NATS = ROOT / "deploy/kubernetes/nats-jetstream.yaml"
 UNIT = ROOT / "deploy/systemd/planetmint-streams.service"
 DASHBOARD = ROOT / "deploy/grafana/planetmint-streams.json"
 OPERATIONS = ROOT / "docs/operations.md"
@@ -411,10 +413,19 @@ def interpolate(value: str) -> str:
 
 
 def compose_env(service: dict) -> dict[str, str]:
+    """The variables a service sets (pass-through ones, without a value, are left out: compose
+    sets them only when its own environment has them)."""
     env = service.get("environment") or {}
     if isinstance(env, list):
-        env = dict(e.split("=", 1) for e in env)
-    return {k: interpolate(v) for k, v in env.items()}
+        env = dict(e.split("=", 1) for e in env if "=" in e)
+    return {k: interpolate(v) for k, v in env.items() if v is not None}
+
+
+def passed_through(service: dict) -> set[str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return {e for e in env if "=" not in e}
+    return {k for k, v in env.items() if v is None}
 
 
 def published(service: dict) -> dict[int, int]:
@@ -431,8 +442,11 @@ def check_compose(binary: Path | None, keys: set[str]) -> None:
     doc = yaml.safe_load(COMPOSE.read_text())
     services = doc["services"]
     report(True, "compose: YAML parses (anchors and merge keys resolved)", f"{len(services)} services")
-    profiles = sorted({p for s in services.values() for p in s.get("profiles", [])})
-    report(profiles == ["drop-in", "stream-only"], "compose: one profile per deployment mode", str(profiles))
+    all_profiles = sorted({p for s in services.values() for p in s.get("profiles", [])})
+    report(all_profiles == ["drop-in", "jetstream", "stream-only"],
+           "compose: one profile per deployment mode, and jetstream", str(all_profiles))
+    # jetstream is an add-on to either mode, checked on its own below.
+    profiles = [p for p in all_profiles if p != "jetstream"]
     for name, svc in services.items():
         if not (svc.get("image") or svc.get("build")):
             report(False, f"compose: {name} has an image")
@@ -478,6 +492,40 @@ def check_compose(binary: Path | None, keys: set[str]) -> None:
             report(r.returncode == 0, f"compose[{profile}]: `{' '.join(tool)} config` accepts it", r.stderr.strip()[:300])
     if not tool:
         report(None, "compose: `docker compose config`", "neither docker compose nor docker-compose installed")
+    check_compose_jetstream(services, keys, binary)
+
+
+def check_compose_jetstream(services: dict, keys: set[str], binary: Path | None) -> None:
+    """The profile jetstream: a 3-node NATS JetStream cluster whose configuration nats-server
+    accepts, and planetmint-streams told where it is through pass-through variables."""
+    nats = {n: s for n, s in services.items() if "jetstream" in (s.get("profiles") or [])}
+    report(sorted(nats) == ["nats-1", "nats-2", "nats-3"], "compose[jetstream]: three NATS nodes", str(sorted(nats)))
+    names = [compose_env(s).get("SERVER_NAME") for s in nats.values()]
+    report(sorted(names) == sorted(nats), "compose[jetstream]: each node's SERVER_NAME is its service name", str(names))
+    conf_text = NATS_CONF.read_text()
+    routes = sorted(re.findall(r"nats-route://([\w-]+):6222", conf_text))
+    report(routes == sorted(nats), "compose[jetstream]: cluster routes name the three services", str(routes))
+    mounted = all(any(str(v).endswith(":/etc/nats/nats.conf:ro") for v in s.get("volumes", [])) for s in nats.values())
+    report(mounted, "compose[jetstream]: every node mounts deploy/docker/nats.conf")
+    for name, svc in services.items():
+        if name.startswith("streams-"):
+            through = passed_through(svc)
+            bad = sorted(k for k in through if env_to_key(k) not in keys)
+            report("PLANETMINT_STREAMS_NATS__URL" in through and not bad,
+                   f"compose[jetstream]: {name} passes the [nats] variables through", str(sorted(through)))
+    if shutil.which("nats-server"):
+        for name in sorted(nats):
+            r = subprocess.run(["nats-server", "-c", str(NATS_CONF), "-t"], capture_output=True, text=True,
+                               env={**os.environ, "SERVER_NAME": name})
+            report(r.returncode == 0, f"compose[jetstream]: `nats-server -t` accepts nats.conf as {name}",
+                   (r.stdout + r.stderr).strip()[:300])
+    else:
+        report(None, "compose[jetstream]: nats-server -t", "nats-server not installed")
+    if binary:
+        env = {"PLANETMINT_STREAMS_NATS__URL": "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222",
+               "PLANETMINT_STREAMS_NATS__WEBSOCKET_URL": "ws://localhost:8080",
+               "PLANETMINT_STREAMS_NATS__REPLICAS": "3"}
+        check_config(binary, env, ROOT / "config/default.toml", "compose[jetstream]'s [nats] variables", ["replicas = 3"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,6 +573,31 @@ def check_kubernetes(binary: Path | None, venv_bin: Path) -> None:
             f.write(text)
         check_config(binary, {}, Path(f.name), "the ConfigMap's config.toml", ['upstream = "http://planetmint:9984"'])
         os.unlink(f.name)
+
+
+def check_kubernetes_nats(venv_bin: Path) -> None:
+    """The 3-node NATS JetStream cluster of the JetStream tier."""
+    docs = [d for d in yaml.safe_load_all(K8S_NATS.read_text()) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    report(kinds == ["ConfigMap", "Service", "Service", "StatefulSet"], "k8s[nats]: ConfigMap, two Services, StatefulSet", str(kinds))
+    validator = venv_bin / "kubernetes-validate"
+    if validator.exists():
+        r = subprocess.run([str(validator), "--strict", "--quiet", str(K8S_NATS)], capture_output=True, text=True)
+        report(r.returncode == 0, "k8s[nats]: kubernetes-validate --strict", (r.stdout + r.stderr).strip()[:400] or "valid")
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    replicas, service = sts["spec"]["replicas"], sts["spec"]["serviceName"]
+    conf = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["nats.conf"]
+    routes = sorted(re.findall(r"nats-route://([\w.-]+):6222", conf))
+    wanted = sorted(f"{sts['metadata']['name']}-{i}.{service}" for i in range(replicas))
+    report(replicas == 3 and routes == wanted, "k8s[nats]: 3 replicas, routes name each pod through the headless Service", str(routes))
+    if shutil.which("nats-server"):
+        tmp = Path(tempfile.mkdtemp())
+        (tmp / "nats.conf").write_text(conf)
+        r = subprocess.run(["nats-server", "-c", str(tmp / "nats.conf"), "-t"], capture_output=True, text=True,
+                           env={**os.environ, "SERVER_NAME": "nats-0"})
+        report(r.returncode == 0, "k8s[nats]: `nats-server -t` accepts the ConfigMap's nats.conf", (r.stdout + r.stderr).strip()[:300])
+    else:
+        report(None, "k8s[nats]: nats-server -t", "nats-server not installed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -743,6 +816,7 @@ def main() -> int:
             smoke_run(binary, metrics)
     check_compose(binary, keys)
     check_kubernetes(binary, venv_bin)
+    check_kubernetes_nats(venv_bin)
     check_systemd(binary)
     check_nofile()
     if DASHBOARD.exists():

@@ -2,9 +2,13 @@
 # Installs what building, testing and the demo need when it is missing:
 # - Tarantool (Debian's package);
 # - for the tests: nginx (the load balancer of tests/scaleout_e2e.rs), Chromium (Debian's
-#   package; tests/explorer_e2e.rs drives the live page in it headless) and, in a venv under target/py, implementations that are not ours to check our
+#   package; tests/explorer_e2e.rs drives the live page in it headless), nats-server (Debian's
+#   package, 2.9: the JetStream tier's tests start it) and, in a venv under target/py, implementations that are not ours to check our
 #   WebSocket server with: Python's `websockets` (an independent client), `kosoku` (runs the
-#   Autobahn test suite's RFC 6455 cases) and stream-sea's own client, `stream-sea-client`.
+#   Autobahn test suite's RFC 6455 cases) and stream-sea's own client, `stream-sea-client`;
+#   seed 001's client library `speedracer` 0.0.13 (with nats-py, aiohttp, PyJWT) for
+#   tests/speedracer_e2e.rs; and, in target/js, npm's `nats.ws` 1.30.3 (the browser example
+#   of docs/jetstream.md, run under Node.js >= 20).
 # `--no-python` (what `make demo` uses): Tarantool only. Safe to run again; quick when
 # everything is there.
 set -euo pipefail
@@ -50,19 +54,39 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 chromium --version 2>/dev/null | head -1
 
-if ! target/py/bin/python3 -c 'import websockets, kosoku, requests, stream_sea_client' >/dev/null 2>&1 \
+if ! command -v nats-server >/dev/null 2>&1; then
+    echo "==> installing nats-server (Debian package, for the JetStream tier's tests)"
+    apt_install nats-server
+fi
+nats-server --version | head -1
+
+if ! target/py/bin/python3 -c 'import websockets, kosoku, requests, stream_sea_client, speedracer' >/dev/null 2>&1 \
     || [ ! -x target/py/bin/kosoku ]; then
-    echo "==> installing Python websockets, kosoku and stream-sea-client into target/py"
+    echo "==> installing Python websockets, kosoku, stream-sea-client and speedracer into target/py"
     if ! python3 -m venv target/py >/dev/null 2>&1; then
         apt_install python3-venv
         python3 -m venv target/py
     fi
     # kosoku needs Python >= 3.10 (Debian 12 has 3.11). Pinned: the conformance test expects
-    # the exact case list of this version.
-    target/py/bin/pip install --quiet --disable-pip-version-check 'websockets>=12' 'kosoku==0.1.0' 'requests>=2.31'
+    # the exact case list of this version. speedracer 0.0.13 pins nats-py 2.14.0 and brings
+    # aiohttp, PyJWT and requests.
+    target/py/bin/python3 -m pip install --quiet --disable-pip-version-check \
+        'websockets>=12' 'kosoku==0.1.0' 'requests>=2.31' 'speedracer==0.0.13'
     # stream-sea's own client (seed 002) pins websockets~=8.1, which does not install on
     # Python 3.11; its code runs on the current websockets above.
-    target/py/bin/pip install --quiet --disable-pip-version-check --no-deps 'stream-sea-client==0.7.0'
+    target/py/bin/python3 -m pip install --quiet --disable-pip-version-check --no-deps 'stream-sea-client==0.7.0'
 fi
 target/py/bin/python3 -c 'import websockets; print("python websockets", websockets.__version__)'
-target/py/bin/pip show kosoku 2>/dev/null | sed -n 's/^Version: /kosoku /p'
+target/py/bin/python3 -c 'from importlib.metadata import version as v
+print("kosoku", v("kosoku") + ", speedracer", v("speedracer") + ", nats-py", v("nats-py"))'
+
+if [ ! -f target/js/node_modules/nats.ws/esm/nats.js ]; then
+    echo "==> installing nats.ws (npm) into target/js"
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    mkdir -p target/js
+    [ -f target/js/package.json ] || echo '{"name": "pms-test-clients", "private": true}' > target/js/package.json
+    (cd target/js && npm install --silent --no-audit --no-fund 'nats.ws@1.30.3')
+fi
+echo "nats.ws $(sed -n 's/.*"version": "\(.*\)".*/\1/p' target/js/node_modules/nats.ws/package.json | head -1), node $(node --version)"

@@ -7,13 +7,14 @@
 //! against `streams.max_connections`), [`catalogue`] (the described
 //! streams and AsyncAPI document), [`subscribe`] (the durable subscriber command),
 //! [`reload`] (credentials replaced on SIGHUP or a changed file), [`clients`] (the `client`
-//! commands) and [`logging`].
+//! commands), [`jetstream`] (the JetStream tier's wiring and API routes) and [`logging`].
 #![forbid(unsafe_code)]
 
 pub mod allocator;
 pub mod catalogue;
 pub mod clients;
 pub mod config;
+pub mod jetstream;
 pub mod logging;
 pub mod node;
 pub mod nofile;

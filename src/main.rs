@@ -70,6 +70,10 @@ enum Command {
     /// Clients configured on the node (id and secret, as stream-sea's basic method sends).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Write the keys and nats-server configuration of the JetStream tier in operator mode:
+    /// DIR/auth.conf (include it in nats-server's configuration), DIR/publisher.creds (for
+    /// nats.credentials_file) and DIR/account-signing.nk (for nats.account_signing_key_file).
+    NatsConfig(NatsConfigArgs),
 }
 
 /// `client` subcommands.
@@ -79,6 +83,40 @@ enum ClientCommand {
     New(planetmint_streams::clients::NewArgs),
     /// Read a client secret on stdin and print its hash (for secret_hash).
     HashSecret,
+}
+
+/// `nats-config` options.
+#[derive(Debug, clap::Args)]
+struct NatsConfigArgs {
+    /// Directory to write the three files into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Name of the NATS account holding the streams.
+    #[arg(long, value_name = "NAME", default_value = "planetmint")]
+    account_name: String,
+    /// Replace existing files (new keys: every credential made with the old ones stops working).
+    #[arg(long)]
+    force: bool,
+}
+
+fn nats_config(args: &NatsConfigArgs) -> anyhow::Result<String> {
+    let setup = planetmint_streams_jetstream::NatsSetup::generate(&args.account_name)?;
+    let written = setup.write_to(&args.out, args.force)?;
+    let mut out = String::new();
+    for path in &written {
+        out.push_str(&format!("wrote {}\n", path.display()));
+    }
+    let dir = args.out.display();
+    out.push_str(&format!(
+        "account {account} (JetStream enabled)\n\n\
+         nats-server.conf:   include {dir}/auth.conf   (plus jetstream {{ store_dir: ... }})\n\
+         node config:        [nats]\n\
+         \x20                   url = \"nats://<nats-server>:4222\"\n\
+         \x20                   credentials_file = \"{dir}/publisher.creds\"\n\
+         \x20                   account_signing_key_file = \"{dir}/account-signing.nk\"",
+        account = setup.account,
+    ));
+    Ok(out)
 }
 
 /// `token` subcommands.
@@ -109,6 +147,20 @@ impl Args {
     }
 }
 
+/// Prints a one-shot command's output, or its error named after the command.
+fn report(command: &str, output: anyhow::Result<String>) -> std::process::ExitCode {
+    match output {
+        Ok(output) => {
+            println!("{output}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("planetmint-streams {command}: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     #[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
     planetmint_streams::allocator::install();
@@ -121,32 +173,20 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
         };
-        return match planetmint_streams::token::issue(&config, issue) {
-            Ok(output) => {
-                println!("{output}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("planetmint-streams token issue: {err:#}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+        return report(
+            "token issue",
+            planetmint_streams::token::issue(&config, issue),
+        );
     }
     if let Some(Command::Client(command)) = &args.command {
         let output = match command {
             ClientCommand::New(new) => planetmint_streams::clients::new_client(new),
             ClientCommand::HashSecret => planetmint_streams::clients::hash_secret(),
         };
-        return match output {
-            Ok(output) => {
-                println!("{output}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("planetmint-streams client: {err:#}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+        return report("client", output);
+    }
+    if let Some(Command::NatsConfig(nats_args)) = &args.command {
+        return report("nats-config", nats_config(nats_args));
     }
     if let Some(Command::Subscribe(subscribe_args)) = args.command {
         return match subscribe::run(subscribe_args) {

@@ -1,4 +1,5 @@
-//! Wiring: Tarantool source -> follower -> hub -> stream server, plus the API server.
+//! Wiring: Tarantool source -> follower -> hub -> stream server, plus the API server; with
+//! `[nats]` the follower also feeds the JetStream publisher (after the hub, never waited on).
 //!
 //! The credentials of every way in are verified by one [`Gatekeeper`] built from `[auth]`
 //! ([`gatekeeper`]); a task reloads it on SIGHUP and when a credential file changes
@@ -116,9 +117,17 @@ async fn start_with(
         shutdown.child_token(),
     )));
 
+    let (jetstream, sink) = crate::jetstream::wire(
+        &config,
+        source.clone(),
+        &registry,
+        hub.clone(),
+        &shutdown,
+        &mut tasks,
+    )?;
     let follower = Follower::new(
         source.clone(),
-        hub.clone(),
+        sink,
         status.clone(),
         FollowerConfig::from(&config.tarantool),
     );
@@ -139,7 +148,10 @@ async fn start_with(
             .advertised_port
             .unwrap_or(streams_addr.port()),
     };
-    let catalogue = crate::catalogue::catalogue(&advertised);
+    let mut catalogue = crate::catalogue::catalogue(&advertised);
+    if let Some(tier) = &jetstream {
+        crate::catalogue::add_jetstream(&mut catalogue, tier.config(), tier.names());
+    }
     let mut stream_ctx = StreamContext::new(
         hub.clone(),
         source,
@@ -170,7 +182,26 @@ async fn start_with(
     let readiness = {
         let status = status.clone();
         let max_lag = config.api.ready_max_lag_blocks;
-        Arc::new(move || readiness(&status, max_lag))
+        let tier = jetstream.clone();
+        Arc::new(move || crate::jetstream::readiness(readiness(&status, max_lag), tier.as_ref()))
+    };
+    let (extra_routes, certificate_optional_paths, api_tls) = match jetstream {
+        Some(tier) => {
+            let gateway = crate::jetstream::GatewayPolicy::of(&config);
+            let routes = crate::jetstream::routes(tier, gateway, &registry)?;
+            // speedracer asks for its configuration and NATS JWTs without a certificate.
+            let optional = config.tls.client_ca_file.is_some();
+            let api_tls = crate::tls::server_config_with(
+                &config.tls,
+                crate::tls::ClientCertificates::Optional,
+            )?;
+            (
+                Some(routes),
+                optional.then(|| crate::jetstream::CERTIFICATE_OPTIONAL_PATHS.to_vec()),
+                api_tls,
+            )
+        }
+        None => (None, None, tls.clone()),
     };
     let api_ctx = Arc::new(ApiContext {
         advertised: advertised.clone(),
@@ -180,9 +211,11 @@ async fn start_with(
         config: config.api.clone(),
         catalogue,
         asyncapi: crate::catalogue::asyncapi(&advertised, VERSION),
+        extra_routes,
+        certificate_optional_paths,
     });
     let admin_tls = tls.clone();
-    let api_server = planetmint_streams_api::server::build(api_ctx, api_listener, tls)?;
+    let api_server = planetmint_streams_api::server::build(api_ctx, api_listener, api_tls)?;
     let api_handle = api_server.handle();
     tasks.push(tokio::spawn(async move {
         if let Err(err) = api_server.await {

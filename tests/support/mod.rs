@@ -17,6 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod jetstream;
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A configuration for tests: loopback ports chosen by the OS, short timers.
@@ -754,6 +756,8 @@ pub struct NodeProcess {
     pub tarantool: String,
     pub streams_port: u16,
     pub api_port: u16,
+    /// More environment variables for the process (e.g. `PLANETMINT_STREAMS_NATS__URL`).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeProcess {
@@ -763,6 +767,7 @@ impl NodeProcess {
             tarantool: tarantool.to_owned(),
             streams_port: planetmint_streams_devchain::process::free_port().expect("port"),
             api_port: planetmint_streams_devchain::process::free_port().expect("port"),
+            env: Vec::new(),
         }
     }
 
@@ -780,6 +785,7 @@ impl NodeProcess {
                 "127.0.0.1",
             ])
             .env("PLANETMINT_STREAMS_TARANTOOL__LONG_POLL", "200ms")
+            .envs(self.env.iter().cloned())
             .current_dir(std::env::temp_dir())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)

@@ -17,4 +17,4 @@ pub mod server;
 
 pub use config::ApiConfig;
 pub use discovery::Advertised;
-pub use server::{ApiContext, Readiness};
+pub use server::{peer_certificate, ApiContext, ExtraRoutes, PeerCertificate, Readiness};

@@ -8,11 +8,14 @@
 //!   devchain, with transaction ids that encode their commit time; `--prefill` for history.
 //! - `limitserver` ([`limit`]): the limit baseline, a minimal server writing pre-encoded
 //!   frames from memory as fast as the sockets take them.
+//! - `jsload` ([`jetstream`]): N JetStream consumers of the JetStream tier's streams, measured
+//!   the way `wsload` measures WebSocket subscribers.
 //!
 //! The commit-time encoding of ids that ties them together is defined in [`commit_time`].
 #![forbid(unsafe_code)]
 
 pub mod commit_time;
+pub mod jetstream;
 pub mod limit;
 pub mod load;
 pub mod loopback;

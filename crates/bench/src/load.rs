@@ -137,7 +137,8 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(values: &[u64]) -> Self {
+    /// The spread of `values` (zeros when empty).
+    pub fn of(values: &[u64]) -> Self {
         if values.is_empty() {
             return Self::default();
         }

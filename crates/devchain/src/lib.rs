@@ -8,12 +8,15 @@
 //!   events it must produce, computed from how it was built.
 //! - [`writer`]: writes blocks the way Planetmint commits them: transactions and their
 //!   outputs first, the `blocks` row last.
+//! - [`nats`]: a real nats-server (JetStream, WebSocket) on free loopback ports, alone or as
+//!   a 3-node cluster, for the JetStream tier's tests and the demo.
 //! - [`fixtures`]: the rows Planetmint 2.5.3's own storage code wrote
 //!   (`tests/fixtures/planetmint-2.5.3`).
 #![forbid(unsafe_code)]
 
 pub mod fixtures;
 pub mod generate;
+pub mod nats;
 pub mod process;
 pub mod writer;
 

@@ -186,17 +186,12 @@ impl TarantoolProcess {
 
     /// The last lines of its log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        tail(&self.log_path(), 20)
     }
 
     /// `kill -9`: no clean shutdown, as in a crash.
     pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
+        kill(&mut self.child).await;
     }
 
     /// Starts it again on the same port and data (after [`kill`](Self::kill)).
@@ -208,6 +203,21 @@ impl TarantoolProcess {
     /// Whether it is currently running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+}
+
+/// The last `lines` lines of the file at `path` (empty when it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `kill -9` of the child in `slot`, if any, waiting for it to end.
+pub async fn kill(slot: &mut Option<Child>) {
+    if let Some(mut child) = slot.take() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
     }
 }
 

@@ -8,7 +8,8 @@
 //!   stream (`asset_id`, `asset_ids`) applied once.
 //! - [`event`]: the JSON messages clients receive, serialized once per block.
 //! - [`source`]: the seam between storage and fan-out: [`BlockSource`] (read committed blocks)
-//!   and [`BlockSink`] (receive them in order), so either side can be tested alone.
+//!   and [`BlockSink`] (receive them in order), so either side can be tested alone;
+//!   [`SinkFanOut`] feeds several sinks from one follower.
 //! - [`api`]: a transaction as Planetmint's `GET /api/v1/transactions/<id>` returns it,
 //!   rebuilt from its rows (a typed [`api::RowProblem`] where Planetmint's own code would
 //!   raise).
@@ -30,4 +31,6 @@ pub mod vocabulary;
 
 pub use block::{AssemblyError, AssetIdsEntry, CommittedBlock, CommittedTransaction};
 pub use config::ConfigProblem;
-pub use source::{BlockBatch, BlockSink, BlockSource, FetchedBlocks, HeightBounds, SourceError};
+pub use source::{
+    BlockBatch, BlockSink, BlockSource, FetchedBlocks, HeightBounds, SinkFanOut, SourceError,
+};
