@@ -1,5 +1,7 @@
 //! The `planetmint-streams` binary as an operator meets it: bad configuration is refused with
-//! the key named, and SIGTERM closes subscribers with 1001 and exits 0.
+//! the key named, and SIGTERM closes subscribers with 1001 and exits 0, also when more stop
+//! signals follow at once (a process group's Ctrl-C plus a wrapper script's SIGTERM, as in
+//! `make demo`); a second Ctrl-C a moment later exits at once.
 
 mod support;
 
@@ -268,4 +270,126 @@ async fn sigterm_with_a_thousand_subscribers_closes_every_one_and_exits_within_t
         "exited within the drain time: {:?}",
         signalled.elapsed()
     );
+}
+
+/// The node binary with JSON logs on stderr, no Tarantool (it serves subscribers all the
+/// same), started on free ports (again on others when one was taken meanwhile); returns it
+/// with its log lines after `planetmint-streams started`, and its streams port.
+async fn logged_node(
+    env: &[(&str, &str)],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    u16,
+) {
+    for _attempt in 0..3 {
+        let streams_port = planetmint_streams_devchain::process::free_port().expect("port");
+        let api_port = planetmint_streams_devchain::process::free_port().expect("port");
+        let tarantool_port = planetmint_streams_devchain::process::free_port().expect("port");
+        let mut child = Command::new(BIN)
+            .args([
+                "--tarantool",
+                &format!("127.0.0.1:{tarantool_port}"),
+                "--streams-bind",
+                &format!("127.0.0.1:{streams_port}"),
+                "--api-bind",
+                &format!("127.0.0.1:{api_port}"),
+                "--log-format",
+                "json",
+            ])
+            .envs(env.iter().copied())
+            .current_dir(std::env::temp_dir())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starts");
+        let mut logs = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        if log_line(&mut logs, "planetmint-streams started")
+            .await
+            .is_some()
+        {
+            return (child, logs, streams_port);
+        }
+    }
+    panic!("the node did not start in three attempts");
+}
+
+/// Reads log lines until one contains `text` (within 10 s); `None` when the log ends first.
+async fn log_line(
+    logs: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    text: &str,
+) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = logs.next_line().await {
+            if line.contains(text) {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no log line with {text:?} in 10 s"))
+}
+
+async fn signal(child: &tokio::process::Child, name: &str) {
+    let pid = child.id().expect("pid").to_string();
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(sent.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_stop_signals_during_the_drain_still_give_subscribers_1001() {
+    let (mut child, mut logs, streams_port) = logged_node(&[]).await;
+    let mut ws = connect(&format!(
+        "ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions"
+    ))
+    .await;
+    signal(&child, "TERM").await;
+    log_line(&mut logs, "shutting down")
+        .await
+        .expect("drain starts");
+    // What `make demo` used to send on one Ctrl-C or one SIGTERM to its process group: the
+    // script passes a SIGTERM on, and a terminal's SIGINT reaches the node as well.
+    signal(&child, "TERM").await;
+    signal(&child, "INT").await;
+    let (_, frame) = read_until_close(&mut ws, Duration::from_secs(10)).await;
+    let frame = frame.expect("a close frame, not a dropped connection");
+    assert_eq!(u16::from(frame.code), 1001, "{}", frame.reason);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "a clean exit, not the at-once 130");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_a_moment_later_exits_at_once() {
+    // A long drain, held open by a subscriber that never answers the close.
+    let (mut child, mut logs, streams_port) =
+        logged_node(&[("PLANETMINT_STREAMS_STREAMS__SHUTDOWN_GRACE", "60s")]).await;
+    let _silent = raw_upgrade(
+        &format!("127.0.0.1:{streams_port}"),
+        "/api/v1/streams/valid_transactions",
+    )
+    .await;
+    signal(&child, "INT").await;
+    log_line(&mut logs, "shutting down")
+        .await
+        .expect("drain starts");
+    // A person presses Ctrl-C again after a moment (the node ignores repeats within 1 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "still draining"
+    );
+    signal(&child, "INT").await;
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exits at once, not after the 60 s grace")
+        .expect("wait");
+    assert_eq!(status.code(), Some(130));
 }
