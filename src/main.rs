@@ -189,7 +189,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = StopSignals::new()?;
     let first = signals.next().await;
     let first_at = tokio::time::Instant::now();
-    tracing::info!("{first} received");
+    match first {
+        Stop::Terminate => tracing::info!("SIGTERM received"),
+        Stop::Interrupt => tracing::info!("SIGINT received"),
+    }
     let shutdown = tokio::spawn(running.shutdown());
     tokio::pin!(shutdown);
     loop {
