@@ -5,7 +5,8 @@
 #   package; tests/explorer_e2e.rs drives the live page in it headless) and, in a venv under target/py, implementations that are not ours to check our
 #   WebSocket server with: Python's `websockets` (an independent client) and `kosoku` (runs the
 #   Autobahn test suite's RFC 6455 cases).
-# `--no-python` (what `make demo` uses): Tarantool only. Safe to run again; quick when
+# `--no-python` (what `make demo` uses): Tarantool only. `--image`: Tarantool and the container
+# tools (see below). Safe to run again; quick when
 # everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,21 @@ fi
 tarantool --version | head -1
 
 if [ "${1:-}" = "--no-python" ]; then
+    exit 0
+fi
+
+# `--image` (what `make image` and `make image-check` use): podman with runc, debootstrap for
+# the base images when no registry can be reached, and podman-compose.
+if [ "${1:-}" = "--image" ]; then
+    missing=()
+    for tool in podman:podman runc:runc debootstrap:debootstrap podman-compose:podman-compose; do
+        command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "==> installing ${missing[*]} (Debian packages, for the container image)"
+        apt_install "${missing[@]}"
+    fi
+    podman --version
     exit 0
 fi
 
