@@ -185,8 +185,10 @@ fn toml_of(config: &Config) -> anyhow::Result<String> {
 const REPEAT_WINDOW: Duration = Duration::from_secs(1);
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let running = node::start(config).await?;
+    // Listening before the node starts: a stop signal that arrives once it says it started
+    // (or while it starts) is never the default action, an exit without any 1001.
     let mut signals = StopSignals::new()?;
+    let running = node::start(config).await?;
     let first = signals.next().await;
     let first_at = tokio::time::Instant::now();
     match first {

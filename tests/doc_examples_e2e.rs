@@ -88,9 +88,8 @@ fn marked_blocks(relative: &str) -> Vec<Block> {
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i].trim_start();
-        if let Some(fence) = line.strip_prefix("```") {
-            // A code block (marked or not): skip to its end.
-            let _ = fence;
+        if line.starts_with("```") {
+            // A code block without a marker: skip to its end (a marker inside is only text).
             i += 1;
             while i < lines.len() && lines[i].trim_start() != "```" {
                 i += 1;
@@ -330,8 +329,8 @@ enum Expect {
     Lines(regex_lite::Regex),
 }
 
-/// Whether `lines` hold what `expect` asks; `Err` says what is wrong. `finished`: the run is
-/// over (a live example's ids must then reach the last block).
+/// Whether `lines` hold what `expect` asks; `Err` says what is wrong. `reaches_the_end`: the
+/// ids must also reach the stream's last transaction (the run is over).
 fn judge(
     lines: &[String],
     expect: &Expect,
