@@ -30,6 +30,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "deploy/docker/Dockerfile"
 COMPOSE = ROOT / "deploy/docker/docker-compose.yml"
+# One file per deployment mode, used on top of COMPOSE.
+COMPOSE_MODES = {mode: ROOT / f"deploy/docker/{mode}.yml" for mode in ("stream-only", "drop-in")}
+# The JetStream tier, used on top of either mode.
+COMPOSE_JETSTREAM = ROOT / "deploy/docker/jetstream.yml"
 NATS_CONF = ROOT / "deploy/docker/nats.conf"
 K8S = ROOT / "deploy/kubernetes/planetmint-streams.yaml"
 K8S_NATS = ROOT / "deploy/kubernetes/nats-jetstream.yaml"
@@ -413,56 +417,62 @@ def interpolate(value: str) -> str:
 
 
 def compose_env(service: dict) -> dict[str, str]:
-    """The variables a service sets (pass-through ones, without a value, are left out: compose
-    sets them only when its own environment has them)."""
     env = service.get("environment") or {}
     if isinstance(env, list):
-        env = dict(e.split("=", 1) for e in env if "=" in e)
-    return {k: interpolate(v) for k, v in env.items() if v is not None}
-
-
-def passed_through(service: dict) -> set[str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        return {e for e in env if "=" not in e}
-    return {k for k, v in env.items() if v is None}
+        env = dict(e.split("=", 1) for e in env)
+    return {k: interpolate(v) for k, v in env.items()}
 
 
 def published(service: dict) -> dict[int, int]:
     """host port -> container port."""
     out = {}
     for p in service.get("ports", []):
-        parts = str(p).split(":")
+        parts = interpolate(str(p)).split(":")
         if len(parts) >= 2:
             out[int(parts[-2])] = int(parts[-1].split("/")[0])
     return out
 
 
+def compose_modes() -> dict[str, dict]:
+    """Each deployment mode's services: docker-compose.yml's, then its mode file's on top."""
+    base = yaml.safe_load(COMPOSE.read_text())["services"]
+    modes = {}
+    for mode, path in COMPOSE_MODES.items():
+        services = {name: dict(svc) for name, svc in base.items()}
+        for name, svc in yaml.safe_load(path.read_text())["services"].items():
+            services[name] = {**services.get(name, {}), **svc}
+        modes[mode] = services
+    return modes
+
+
+def depends_on(service: dict) -> list[str]:
+    deps = service.get("depends_on") or []
+    return list(deps) if isinstance(deps, (list, dict)) else []
+
+
 def check_compose(binary: Path | None, keys: set[str]) -> None:
-    doc = yaml.safe_load(COMPOSE.read_text())
-    services = doc["services"]
-    report(True, "compose: YAML parses (anchors and merge keys resolved)", f"{len(services)} services")
-    all_profiles = sorted({p for s in services.values() for p in s.get("profiles", [])})
-    report(all_profiles == ["drop-in", "jetstream", "stream-only"],
-           "compose: one profile per deployment mode, and jetstream", str(all_profiles))
-    # jetstream is an add-on to either mode, checked on its own below.
-    profiles = [p for p in all_profiles if p != "jetstream"]
-    for name, svc in services.items():
-        if not (svc.get("image") or svc.get("build")):
-            report(False, f"compose: {name} has an image")
+    modes = compose_modes()
+    report(True, "compose: YAML parses (base file and one file per mode)",
+           ", ".join(f"{mode}: {len(services)} services" for mode, services in modes.items()))
+    for path in [COMPOSE, *COMPOSE_MODES.values(), COMPOSE_JETSTREAM]:
+        # podman-compose 1.0.3 (Debian 12) ignores profiles and crashes on network aliases.
+        text = yaml.safe_load(path.read_text())
+        unsupported = [n for n, svc in text["services"].items() if "profiles" in svc or isinstance(svc.get("networks"), dict)]
+        report(not unsupported, f"compose: {path.name} uses no profiles and no network aliases (podman-compose 1.0.3)", str(unsupported) if unsupported else "")
     tool = None
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         tool = ["docker", "compose"]
     elif shutil.which("docker-compose"):
         tool = ["docker-compose"]
-    for profile in profiles:
-        active = {n: s for n, s in services.items() if not s.get("profiles") or profile in s["profiles"]}
-        dangling = [(n, d) for n, s in active.items() for d in (s.get("depends_on") or []) if d not in active]
+    for profile, active in modes.items():
+        for name, svc in active.items():
+            if not (svc.get("image") or svc.get("build")):
+                report(False, f"compose[{profile}]: {name} has an image")
+        dangling = [(n, d) for n, s in active.items() for d in depends_on(s) if d not in active]
         report(not dangling, f"compose[{profile}]: depends_on names active services", str(dangling) if dangling else ", ".join(sorted(active)))
         hosts = [h for s in active.values() for h in published(s)]
         report(len(hosts) == len(set(hosts)), f"compose[{profile}]: host ports published once", str(sorted(hosts)))
-        planetmint = next(s for n, s in active.items() if n.startswith("planetmint-") and n != "planetmint-schema")
-        streams = next(s for n, s in active.items() if n.startswith("streams-"))
+        planetmint, streams = active["planetmint"], active["streams"]
         penv, senv = compose_env(planetmint), compose_env(streams)
         unknown = sorted(set(penv) - PLANETMINT_ENV)
         report(not unknown, f"compose[{profile}]: Planetmint variables are Planetmint 2.5.3 settings", str(unknown) if unknown else f"{len(penv)} set")
@@ -488,31 +498,42 @@ def check_compose(binary: Path | None, keys: set[str]) -> None:
             expect = ['upstream = "http://planetmint:9986"'] if profile == "drop-in" else []
             check_config(binary, senv, ROOT / "config/default.toml", f"compose[{profile}]'s streams environment", expect)
         if tool:
-            r = subprocess.run([*tool, "-f", str(COMPOSE), "--profile", profile, "config", "-q"], capture_output=True, text=True)
+            r = subprocess.run([*tool, "-f", str(COMPOSE), "-f", str(COMPOSE_MODES[profile]), "config", "-q"], capture_output=True, text=True)
             report(r.returncode == 0, f"compose[{profile}]: `{' '.join(tool)} config` accepts it", r.stderr.strip()[:300])
     if not tool:
         report(None, "compose: `docker compose config`", "neither docker compose nor docker-compose installed")
-    check_compose_jetstream(services, keys, binary)
+    check_compose_jetstream(modes, keys, binary, tool)
 
 
-def check_compose_jetstream(services: dict, keys: set[str], binary: Path | None) -> None:
-    """The profile jetstream: a 3-node NATS JetStream cluster whose configuration nats-server
-    accepts, and planetmint-streams told where it is through pass-through variables."""
-    nats = {n: s for n, s in services.items() if "jetstream" in (s.get("profiles") or [])}
+def check_compose_jetstream(modes: dict[str, dict], keys: set[str], binary: Path | None, tool: list[str] | None) -> None:
+    """jetstream.yml on top of either mode: a 3-node NATS JetStream cluster whose configuration
+    nats-server accepts, and planetmint-streams told where it is."""
+    overlay = yaml.safe_load(COMPOSE_JETSTREAM.read_text())["services"]
+    nats = {n: s for n, s in overlay.items() if n != "streams"}
     report(sorted(nats) == ["nats-1", "nats-2", "nats-3"], "compose[jetstream]: three NATS nodes", str(sorted(nats)))
     names = [compose_env(s).get("SERVER_NAME") for s in nats.values()]
     report(sorted(names) == sorted(nats), "compose[jetstream]: each node's SERVER_NAME is its service name", str(names))
-    conf_text = NATS_CONF.read_text()
-    routes = sorted(re.findall(r"nats-route://([\w-]+):6222", conf_text))
+    routes = sorted(re.findall(r"nats-route://([\w-]+):6222", NATS_CONF.read_text()))
     report(routes == sorted(nats), "compose[jetstream]: cluster routes name the three services", str(routes))
     mounted = all(any(str(v).endswith(":/etc/nats/nats.conf:ro") for v in s.get("volumes", [])) for s in nats.values())
     report(mounted, "compose[jetstream]: every node mounts deploy/docker/nats.conf")
-    for name, svc in services.items():
-        if name.startswith("streams-"):
-            through = passed_through(svc)
-            bad = sorted(k for k in through if env_to_key(k) not in keys)
-            report("PLANETMINT_STREAMS_NATS__URL" in through and not bad,
-                   f"compose[jetstream]: {name} passes the [nats] variables through", str(sorted(through)))
+    for mode, services in modes.items():
+        # Compose merges an override's environment into the service's; the rest is replaced.
+        streams = {**services["streams"], **{k: v for k, v in overlay["streams"].items() if k != "environment"}}
+        streams["environment"] = {**compose_env(services["streams"]), **compose_env(overlay["streams"])}
+        active = {**services, **nats, "streams": streams}
+        senv = compose_env(streams)
+        bad = sorted(k for k in senv if env_to_key(k) not in keys)
+        report("PLANETMINT_STREAMS_NATS__URL" in senv and not bad,
+               f"compose[{mode}+jetstream]: the [nats] variables name real config keys", str(bad) if bad else f"{len(senv)} set")
+        hosts = [h for s in active.values() for h in published(s)]
+        report(len(hosts) == len(set(hosts)), f"compose[{mode}+jetstream]: host ports published once", str(sorted(hosts)))
+        if binary:
+            check_config(binary, senv, ROOT / "config/default.toml", f"compose[{mode}+jetstream]'s streams environment", ["replicas = 3"])
+        if tool:
+            r = subprocess.run([*tool, "-f", str(COMPOSE), "-f", str(COMPOSE_MODES[mode]), "-f", str(COMPOSE_JETSTREAM), "config", "-q"],
+                               capture_output=True, text=True)
+            report(r.returncode == 0, f"compose[{mode}+jetstream]: `{' '.join(tool)} config` accepts it", r.stderr.strip()[:300])
     if shutil.which("nats-server"):
         for name in sorted(nats):
             r = subprocess.run(["nats-server", "-c", str(NATS_CONF), "-t"], capture_output=True, text=True,
@@ -521,11 +542,6 @@ def check_compose_jetstream(services: dict, keys: set[str], binary: Path | None)
                    (r.stdout + r.stderr).strip()[:300])
     else:
         report(None, "compose[jetstream]: nats-server -t", "nats-server not installed")
-    if binary:
-        env = {"PLANETMINT_STREAMS_NATS__URL": "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222",
-               "PLANETMINT_STREAMS_NATS__WEBSOCKET_URL": "ws://localhost:8080",
-               "PLANETMINT_STREAMS_NATS__REPLICAS": "3"}
-        check_config(binary, env, ROOT / "config/default.toml", "compose[jetstream]'s [nats] variables", ["replicas = 3"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -670,14 +686,13 @@ def check_nofile() -> None:
     report(limit == "infinity" or int(limit) >= need, "nofile: systemd LimitNOFILE >= streams.max_connections + reserve",
            f"{limit} >= {need}")
     # compose: every streams service's ulimits, against its environment's max_connections.
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
-    for name, svc in sorted(services.items()):
-        if not name.startswith("streams-"):
-            continue
+    for mode, services in sorted(compose_modes().items()):
+        svc = services["streams"]
         nofile = svc.get("ulimits", {}).get("nofile", {})
-        soft, hard = (nofile, nofile) if isinstance(nofile, int) else (nofile.get("soft", 0), nofile.get("hard", 0))
+        soft, hard = (nofile, nofile) if not isinstance(nofile, dict) else (nofile.get("soft", 0), nofile.get("hard", 0))
+        soft, hard = int(interpolate(str(soft))), int(interpolate(str(hard)))
         want = max_connections(None, compose_env(svc)) + reserve
-        report(min(int(soft), int(hard)) >= want, f"nofile: compose {name} ulimits.nofile >= streams.max_connections + reserve",
+        report(min(soft, hard) >= want, f"nofile: compose[{mode}] streams ulimits.nofile >= streams.max_connections + reserve",
                f"soft {soft}, hard {hard}, need {want}")
     # Dockerfile: the documented `docker run` passes a --ulimit that fits the image's config.
     m = re.search(r"--ulimit nofile=(\d+):(\d+)", DOCKERFILE.read_text())
@@ -731,7 +746,9 @@ def check_dashboard(metrics: dict) -> None:
                         not re.search(r"(rate|increase)\(\s*$", expr[: m.start()]):
                     raw.add(m.group(0))
     report(not raw, "dashboard: counters and histogram buckets only inside rate()/increase()", str(sorted(raw)) if raw else "")
-    print(f"      not on the dashboard: {', '.join(sorted(set(metrics) - used)) or 'none'}")
+    missing = sorted(set(metrics) - used)
+    report(not missing, "dashboard: every metric the code registers is on it",
+           f"missing {', '.join(missing)}" if missing else f"{len(used)} of {len(metrics)}")
 
 
 # Where a quoted message leaves something out: `{name}` or `...`.

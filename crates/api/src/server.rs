@@ -323,43 +323,6 @@ async fn api_v1(ctx: web::Data<ApiContext>, client: web::Data<awc::Client>) -> H
     HttpResponse::Ok().json(api_v1_document(&ctx.advertised))
 }
 
-/// The live page: self-contained HTML and JavaScript (no CDN), follows both streams over one
-/// WebSocket to the JSON-RPC channel named in the catalogue (`/api/v1/streams`, `rpc_url`).
-const EXPLORER_HTML: &str = include_str!("../assets/explorer.html");
-
-/// The page runs only its own inline script and style and talks only to this node's API and
-/// to the streams origin the catalogue advertises (where its JSON-RPC channel is).
-fn explorer_csp(advertised: &Advertised) -> String {
-    // CSP host sources name DNS names and IPv4 addresses only; for anything else (an IPv6
-    // literal) the scheme alone is allowed, still no other kind of connection.
-    let nameable = !advertised.host.is_empty()
-        && advertised
-            .host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    let streams = if nameable {
-        advertised.base()
-    } else {
-        format!("{}:", advertised.scheme)
-    };
-    format!(
-        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-         img-src 'self' data:; connect-src 'self' {streams}; base-uri 'none'; form-action 'none'"
-    )
-}
-
-async fn explorer(ctx: web::Data<ApiContext>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            explorer_csp(&ctx.advertised),
-        ))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .body(EXPLORER_HTML)
-}
-
 async fn stream_catalogue(ctx: web::Data<ApiContext>) -> HttpResponse {
     HttpResponse::Ok().json(&ctx.catalogue)
 }
@@ -441,7 +404,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/ready").route(web::get().to(ready)))
         .route("/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
-        .route("/explorer", web::get().to(explorer))
+        .configure(crate::explorer::configure)
         // stream-sea's schemas (its client asks the host and port it streams from, which may
         // be this one too).
         .configure(planetmint_streams_broadcaster::dialects::streamsea::schema::configure)
@@ -503,29 +466,4 @@ pub fn build(
         None => server.listen(listener)?,
     };
     Ok(server.run())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn advertised(host: &str) -> Advertised {
-        Advertised {
-            scheme: "wss".into(),
-            host: host.into(),
-            port: 443,
-        }
-    }
-
-    #[test]
-    fn the_explorer_may_connect_only_to_the_advertised_streams_origin() {
-        let csp = explorer_csp(&advertised("streams.example.org"));
-        assert!(
-            csp.contains("connect-src 'self' wss://streams.example.org:443;"),
-            "{csp}"
-        );
-        // An IPv6 literal cannot be named in a CSP: the scheme alone, not ws: as well.
-        let csp = explorer_csp(&advertised("2001:db8::1"));
-        assert!(csp.contains("connect-src 'self' wss:;"), "{csp}");
-    }
 }
