@@ -936,14 +936,7 @@ pub fn memory_block(
             }
         })
         .collect();
-    CommittedBlock {
-        height,
-        hash: format!("{height:064x}"),
-        transactions,
-        chain_start: false,
-        rows: None,
-        committed_at: None,
-    }
+    CommittedBlock::synthetic(height, transactions)
 }
 
 /// Signed mode with one signing key (`k1`), for tests of credentials.

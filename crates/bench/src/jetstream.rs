@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commit_time::now_nanos;
 use crate::load::Spread;
-use crate::stats::{Latency, Received};
+use crate::stats::{self, Latency, Received};
 use crate::system;
 
 /// Which JetStream consumers.
@@ -449,18 +449,15 @@ pub async fn run(config: JsLoadConfig) -> Result<JsReport, JsLoadError> {
             Err(err) => *errors.entry(err.to_string()).or_default() += 1,
         }
     }
-    report.create_errors = errors
-        .into_iter()
-        .take(5)
-        .map(|(err, n)| format!("{n}x {err}"))
-        .collect();
-    if last > first {
-        report.window_s = (last - first) as f64 / 1e9;
-        report.events_per_s = report.events as f64 / report.window_s;
+    report.create_errors = stats::error_lines(errors);
+    if let Some((seconds, rate)) = stats::throughput(report.events, first, last) {
+        (report.window_s, report.events_per_s) = (seconds, rate);
     }
-    if last > first_commit {
-        report.since_first_commit_s = (last - first_commit) as f64 / 1e9;
-        report.events_per_s_since_first_commit = report.events as f64 / report.since_first_commit_s;
+    if let Some((seconds, rate)) = stats::throughput(report.events, first_commit, last) {
+        (
+            report.since_first_commit_s,
+            report.events_per_s_since_first_commit,
+        ) = (seconds, rate);
     }
     report.latency = Latency::from_nanos(&mut latencies);
     report.per_consumer_events = Spread::of(&uniques);

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commit_time::now_nanos;
 use crate::loopback::WsTarget;
-use crate::stats::{Latency, Received};
+use crate::stats::{self, Latency, Received};
 use crate::system::{cpu_seconds, vm_rss_kib};
 use crate::wsframe::{close_code, parse_head, OPCODE_CLOSE, OPCODE_TEXT};
 
@@ -809,22 +809,18 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         latencies.append(&mut r.take_latencies());
     }
     report.connect_failed = connect_errors.values().sum();
-    report.connect_errors = connect_errors
-        .into_iter()
-        .take(5)
-        .map(|(err, n)| format!("{n}x {err}"))
-        .collect();
-    if last > first {
-        report.window_s = (last - first) as f64 / 1e9;
-        report.events_per_s = report.events as f64 / report.window_s;
+    report.connect_errors = stats::error_lines(connect_errors);
+    if let Some((seconds, rate)) = stats::throughput(report.events, first, last) {
+        (report.window_s, report.events_per_s) = (seconds, rate);
     }
-    if last > first_commit {
-        report.since_first_commit_s = (last - first_commit) as f64 / 1e9;
-        report.events_per_s_since_first_commit = report.events as f64 / report.since_first_commit_s;
+    if let Some((seconds, rate)) = stats::throughput(report.events, first_commit, last) {
+        (
+            report.since_first_commit_s,
+            report.events_per_s_since_first_commit,
+        ) = (seconds, rate);
     }
-    if last > connected_at {
-        report.since_connect_s = (last - connected_at) as f64 / 1e9;
-        report.events_per_s_since_connect = report.events as f64 / report.since_connect_s;
+    if let Some((seconds, rate)) = stats::throughput(report.events, connected_at, last) {
+        (report.since_connect_s, report.events_per_s_since_connect) = (seconds, rate);
     }
     report.latency = Latency::from_nanos(&mut latencies);
     if let Some(cpu) = report.server_cpu.as_mut() {

@@ -10,6 +10,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::commit_time;
 
+/// Seconds from `from_ns` to `to_ns` and the events per second over them; `None` for an empty
+/// or reversed span (nothing was received).
+pub fn throughput(events: u64, from_ns: u64, to_ns: u64) -> Option<(f64, f64)> {
+    (to_ns > from_ns).then(|| {
+        let seconds = (to_ns - from_ns) as f64 / 1e9;
+        (seconds, events as f64 / seconds)
+    })
+}
+
+/// The first five kinds of error (in name order) with their counts, as `"Nx error"` lines.
+pub fn error_lines(errors: std::collections::BTreeMap<String, usize>) -> Vec<String> {
+    errors
+        .into_iter()
+        .take(5)
+        .map(|(err, n)| format!("{n}x {err}"))
+        .collect()
+}
+
 /// Latency percentiles in milliseconds (nearest-rank over all samples).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {

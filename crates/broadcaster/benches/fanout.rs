@@ -53,14 +53,7 @@ fn block(rng: &mut StdRng, height: u64) -> Arc<CommittedBlock> {
             }
         })
         .collect();
-    Arc::new(CommittedBlock {
-        height,
-        hash: format!("{height:064x}"),
-        transactions,
-        chain_start: false,
-        rows: None,
-        committed_at: None,
-    })
+    Arc::new(CommittedBlock::synthetic(height, transactions))
 }
 
 fn drain(queues: &[Arc<SubscriberQueue>]) -> usize {

@@ -188,14 +188,7 @@ mod tests {
                 }
             })
             .collect();
-        Arc::new(CommittedBlock {
-            height,
-            hash: format!("{height:064x}"),
-            transactions,
-            chain_start: false,
-            rows: None,
-            committed_at: None,
-        })
+        Arc::new(CommittedBlock::synthetic(height, transactions))
     }
 
     fn member(key: u64) -> (Arc<SubscriberQueue>, Arc<Selection>) {

@@ -716,16 +716,7 @@ mod tests {
 
     #[test]
     fn the_ring_is_bounded_in_bytes_as_well_as_in_blocks() {
-        let block = |height: u64| {
-            Arc::new(CommittedBlock {
-                height,
-                hash: format!("{height:064x}"),
-                transactions: vec![],
-                chain_start: false,
-                rows: None,
-                committed_at: None,
-            })
-        };
+        let block = |height: u64| Arc::new(CommittedBlock::synthetic(height, vec![]));
         let one = PublishedBlock::new(block(1)).memory_bytes();
         // Room for 100 blocks by count, for 3 by bytes.
         let hub = Hub::new(100, BroadcastMetrics::unregistered().expect("metrics"))

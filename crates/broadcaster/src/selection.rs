@@ -248,14 +248,7 @@ mod tests {
                 tx(format!("{i:016x}{height:048x}"), op)
             })
             .collect();
-        PublishedBlock::new(Arc::new(CommittedBlock {
-            height,
-            hash: format!("{height:064x}"),
-            transactions,
-            chain_start: false,
-            rows: None,
-            committed_at: None,
-        }))
+        PublishedBlock::new(Arc::new(CommittedBlock::synthetic(height, transactions)))
     }
 
     fn selection(stream: StreamKind, framing: Framing, filter: Filter) -> Selection {

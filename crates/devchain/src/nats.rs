@@ -53,9 +53,6 @@ pub enum NatsStartError {
     Io(#[from] std::io::Error),
 }
 
-/// How many ports [`NatsServer::start_with`] tries when one it chose is taken.
-const PORT_ATTEMPTS: u32 = 5;
-
 impl NatsServer {
     /// Starts nats-server with JetStream, no authentication, WebSocket without TLS.
     pub async fn start() -> Result<Self, NatsStartError> {
@@ -64,17 +61,11 @@ impl NatsServer {
 
     /// Starts nats-server with `options` (another port when the one chosen was taken).
     pub async fn start_with(options: NatsOptions) -> Result<Self, NatsStartError> {
-        let mut attempt = 1;
-        loop {
-            match Self::start_on_free_ports(&options).await {
-                Err(NatsStartError::NotListening { log, .. })
-                    if attempt < PORT_ATTEMPTS && log.contains("address already in use") =>
-                {
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
+        process::until_ports_are_free(
+            || Self::start_on_free_ports(&options),
+            |err| matches!(err, NatsStartError::NotListening { log, .. } if log.contains("address already in use")),
+        )
+        .await
     }
 
     /// Three nats-servers clustered on loopback (JetStream replicated across them).

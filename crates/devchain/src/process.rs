@@ -49,8 +49,27 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// How many ports [`TarantoolProcess::start_with`] tries when the one it chose is taken.
+/// How many times a test server is started when a port it chose is taken meanwhile.
 const PORT_ATTEMPTS: u32 = 5;
+
+/// Runs `start` again (up to [`PORT_ATTEMPTS`] times in all) while it fails only because a
+/// port that was free a moment ago was taken in between (`taken`): parallel tests on a busy
+/// machine.
+pub(crate) async fn until_ports_are_free<T, E, Fut>(
+    mut start: impl FnMut() -> Fut,
+    taken: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match start().await {
+            Err(err) if attempt < PORT_ATTEMPTS && taken(&err) => attempt += 1,
+            result => return result,
+        }
+    }
+}
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
@@ -69,17 +88,11 @@ impl TarantoolProcess {
     /// another process took it in between (parallel tests on a busy machine), Tarantool cannot
     /// bind and it is started again on another one.
     pub async fn start_with(options: TarantoolOptions) -> Result<Self, StartError> {
-        let mut attempt = 1;
-        loop {
-            match Self::start_on_free_port(&options).await {
-                Err(StartError::NotListening { log, .. })
-                    if attempt < PORT_ATTEMPTS && log.contains("Address already in use") =>
-                {
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
+        until_ports_are_free(
+            || Self::start_on_free_port(&options),
+            |err| matches!(err, StartError::NotListening { log, .. } if log.contains("Address already in use")),
+        )
+        .await
     }
 
     async fn start_on_free_port(options: &TarantoolOptions) -> Result<Self, StartError> {
