@@ -921,19 +921,15 @@ def load(s, sc, role="load"):
 def metric(sc, name, role, fn):
     rows.append((sc, name, role, fn))
 
-metric("S1", "p50 latency ms", "load", lambda r: r["latency"]["p50_ms"])
-metric("S1", "p99 latency ms", "load", lambda r: r["latency"]["p99_ms"])
-metric("S1", "lost events", "load", lambda r: r["lost"])
-metric("S1", "SSE: p50 latency ms", "sse", lambda r: r["latency"]["p50_ms"])
-metric("S1", "SSE: p99 latency ms", "sse", lambda r: r["latency"]["p99_ms"])
-metric("S1", "SSE: lost events", "sse", lambda r: r["lost"])
-metric("S2", "delivered events/s (first to last arrival)", "load", lambda r: r["events_per_s"])
-metric("S2", "delivered events/s (first commit to last arrival)", "load", lambda r: r["events_per_s_since_first_commit"])
-metric("S2", "complete subscribers", "load", lambda r: r["complete"])
-metric("S2", "SSE: delivered events/s (first to last arrival)", "sse", lambda r: r["events_per_s"])
-metric("S2", "SSE: delivered events/s (first commit to last arrival)", "sse", lambda r: r["events_per_s_since_first_commit"])
+for role, prefix in (("load", ""), ("sse", "SSE: ")):  # WebSocket subscribers, then SSE readers
+    metric("S1", f"{prefix}p50 latency ms", role, lambda r: r["latency"]["p50_ms"])
+    metric("S1", f"{prefix}p99 latency ms", role, lambda r: r["latency"]["p99_ms"])
+    metric("S1", f"{prefix}lost events", role, lambda r: r["lost"])
+for role, prefix in (("load", ""), ("sse", "SSE: ")):
+    metric("S2", f"{prefix}delivered events/s (first to last arrival)", role, lambda r: r["events_per_s"])
+    metric("S2", f"{prefix}delivered events/s (first commit to last arrival)", role, lambda r: r["events_per_s_since_first_commit"])
+    metric("S2", f"{prefix}complete subscribers", role, lambda r: r["complete"])
 metric("S2", "SSE: p50 / p99 latency ms", "sse", lambda r: f'{r["latency"]["p50_ms"]:.0f} / {r["latency"]["p99_ms"]:.0f}')
-metric("S2", "SSE: complete subscribers", "sse", lambda r: r["complete"])
 metric("S2", "bytes per event (WebSocket)", "load-bytes", lambda r: r["bytes_per_event"])
 metric("S2", "bytes per event (SSE)", "sse-bytes", lambda r: r["bytes_per_event"])
 for shape, include in (("S1", "plain"), ("S1", "include"), ("S2", "plain"), ("S2", "include")):
