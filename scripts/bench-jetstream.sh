@@ -37,7 +37,8 @@ else
     : "${JS_B_BLOCKS:=1000}" "${JS_B_TXS:=100}"
 fi
 
-log() { printf '==> %s\n' "$*" >&2; }
+# shellcheck source=lib/processes.sh
+. "$root/scripts/lib/processes.sh"
 
 if [ "${JS_BUILD:-1}" = 1 ]; then
     log "building (release)"
@@ -45,39 +46,6 @@ if [ "${JS_BUILD:-1}" = 1 ]; then
 fi
 rm -rf "$out" && mkdir -p "$logs"
 : >"$out/results.jsonl"
-
-pids=()
-cleanup() {
-    trap - EXIT INT TERM
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT INT TERM
-
-stop_pid() { # SIGTERM, then SIGKILL after 10 s, reap
-    local pid="$1" i
-    kill "$pid" 2>/dev/null || true
-    for i in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # wait_port PORT SECONDS
-    local i
-    for i in $(seq $(($2 * 10))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1 after $2 s" >&2
-    return 1
-}
 
 record() { # record SCENARIO ROLE FILE: the tool's last JSON line, tagged
     python3 - "$1" "$2" "$3" >>"$out/results.jsonl" <<'PY'

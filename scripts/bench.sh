@@ -123,66 +123,8 @@ fi
 # by default it gets the same load as the others (set PM_S4_* to give it its own).
 : "${PM_S4_BLOCKS:=$S4_BLOCKS}" "${PM_S4_TXS:=$S4_TXS}" "${PM_S4_RATE:=$S4_RATE}"
 
-log() { printf '==> %s\n' "$*" >&2; }
-
-# --- processes we start: stopped by PID on exit -----------------------------------------------
-pids=()
-cleanup() {
-    trap - EXIT INT TERM
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT INT TERM
-
-forget() { # forget PID: once reaped, a PID may be reused by another process
-    local keep=() p
-    for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    pids=("${keep[@]}")
-}
-
-exited() { # exited PID: gone or a zombie waiting to be reaped
-    local state
-    state="$(ps -o stat= -p "$1" 2>/dev/null || true)"
-    [ -z "$state" ] || [ "${state#Z}" != "$state" ]
-}
-
-stop_pid() { # stop_pid PID: SIGTERM (unless it already ended), SIGKILL after 10 s, reap
-    local pid="$1" i
-    if ! exited "$pid"; then
-        kill "$pid" 2>/dev/null || true
-        for i in $(seq 100); do
-            exited "$pid" && break
-            sleep 0.1
-        done
-        exited "$pid" || kill -9 "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    forget "$pid"
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # wait_port PORT SECONDS
-    local i
-    for i in $(seq $(($2 * 10))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1 after $2 s" >&2
-    return 1
-}
-
-wait_file() { # wait_file PATH SECONDS
-    local i
-    for i in $(seq $(($2 * 10))); do
-        [ -s "$1" ] && return 0
-        sleep 0.1
-    done
-    echo "$1 did not appear within $2 s" >&2
-    return 1
-}
+# shellcheck source=lib/processes.sh
+. "$PWD/scripts/lib/processes.sh"
 
 # record SERVER SCENARIO ROLE FILE: appends the tool's JSON line, tagged, to runs.jsonl.
 record() {

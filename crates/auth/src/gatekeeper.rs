@@ -454,6 +454,18 @@ mod tests {
         }
     }
 
+    /// The configured client `acme`, admitted with its own secret.
+    fn acme_admitted(gate: &Gatekeeper) -> Access {
+        gate.verify_at(
+            Credential::ClientSecret {
+                client_id: "acme",
+                secret: ACME_SECRET,
+            },
+            NOW,
+        )
+        .expect("admitted")
+    }
+
     fn token(gate: &Gatekeeper, streams: &[Stream]) -> String {
         gate.token_authority()
             .expect("keys")
@@ -489,15 +501,7 @@ mod tests {
     #[test]
     fn a_configured_client_is_admitted_with_its_grant_and_others_are_refused() {
         let gate = Gatekeeper::new(&signed()).expect("gate");
-        let access = gate
-            .verify_at(
-                Credential::ClientSecret {
-                    client_id: "acme",
-                    secret: ACME_SECRET,
-                },
-                NOW,
-            )
-            .expect("admitted");
+        let access = acme_admitted(&gate);
         assert_eq!(access.principal, Principal::Client { id: "acme".into() });
         assert_eq!(access.streams, BTreeSet::from([Stream::ValidTransactions]));
         assert_eq!(access.pins.public_keys, BTreeSet::from([K1.to_owned()]));
@@ -763,15 +767,7 @@ mod tests {
     #[test]
     fn a_clients_own_connection_cap_is_counted_across_clones() {
         let gate = Gatekeeper::new(&signed()).expect("gate");
-        let access = gate
-            .verify_at(
-                Credential::ClientSecret {
-                    client_id: "acme",
-                    secret: ACME_SECRET,
-                },
-                NOW,
-            )
-            .expect("admitted");
+        let access = acme_admitted(&gate);
         let first = gate.acquire(&access).expect("1");
         let second = gate.clone().acquire(&access).expect("2");
         assert_eq!(gate.open_connections(&access.principal), 2);
