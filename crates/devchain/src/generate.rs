@@ -11,6 +11,7 @@
 //! The rows have Planetmint's shapes; the signatures are placeholders (the stream never
 //! verifies them).
 
+use planetmint_streams_ingest::memory::BlockRows;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rmpv::Value;
@@ -56,6 +57,20 @@ impl GeneratedBlock {
     /// The block's transaction ids in order.
     pub fn transaction_ids(&self) -> Vec<String> {
         self.transactions.iter().map(|tx| tx.id.clone()).collect()
+    }
+
+    /// The rows its commit leaves in Tarantool, for an in-memory source
+    /// ([`MemorySource::commit_rows`](planetmint_streams_ingest::MemorySource::commit_rows)).
+    pub fn rows(&self) -> BlockRows {
+        BlockRows {
+            block: self.row.clone(),
+            transactions: self.transactions.iter().map(|tx| tx.row.clone()).collect(),
+            outputs: self
+                .transactions
+                .iter()
+                .flat_map(|tx| tx.outputs.iter().cloned())
+                .collect(),
+        }
     }
 }
 

@@ -10,6 +10,11 @@
 //!   outputs first, the `blocks` row last.
 //! - [`fixtures`]: the rows Planetmint 2.5.3's own storage code wrote
 //!   (`tests/fixtures/planetmint-2.5.3`).
+//!
+//! Generated and fixture blocks also give their rows ([`generate::GeneratedBlock::rows`],
+//! [`fixtures::Planetmint253::block_rows`]) for the in-memory source
+//! (`planetmint_streams_ingest::MemorySource::commit_rows`), which tests use wherever Tarantool
+//! itself is not what they check.
 #![forbid(unsafe_code)]
 
 pub mod fixtures;
