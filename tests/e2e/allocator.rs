@@ -3,12 +3,10 @@
 //! process's memory as subscribers come and go. Only in builds with jemalloc (the default).
 #![cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::process::TarantoolProcess;
-use support::*;
 
 const ALLOCATOR: &str = "planetmint_streams_allocator_bytes";
 
@@ -69,7 +67,7 @@ async fn the_node_publishes_jemallocs_statistics_and_they_follow_its_subscribers
     // 1 MB while they are connected, and go back down once they have left.
     let mut clients = Vec::new();
     for _ in 0..100 {
-        clients.push(connect(&node.transactions_url()).await);
+        clients.push(UrlStream::connect(&node.transactions_url()).await);
     }
     let (with_clients, ..) = allocator(&api).await;
     assert!(

@@ -2,8 +2,6 @@
 //! endpoint, the `token issue` command, and every refusal a client can meet, each with the
 //! status and reason it must get before any upgrade.
 
-mod support;
-
 use std::time::Duration;
 
 use planetmint_streams::config::Config;
@@ -12,9 +10,9 @@ use planetmint_streams_auth::{
     TokenPolicy,
 };
 use planetmint_streams_devchain::fixtures::Planetmint253;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::Value;
-use support::*;
+
+use crate::support::*;
 
 const OLD_SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const NEW_SECRET: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
@@ -70,15 +68,6 @@ fn issuer(id: &str, secret: &str) -> TokenAuthority {
             clock_skew: Duration::from_secs(30),
         },
     )
-}
-
-async fn status_of(streams: &str, path_and_query: &str) -> (u16, Value) {
-    let request = format!(
-        "GET {path_and_query} HTTP/1.1\r\nHost: {streams}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    let (status, body) = http_request(streams, &request).await;
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +139,7 @@ async fn signed_mode_refuses_every_bad_token_and_streams_with_a_good_one() {
         (format!("{tx}?token={good}"), 403, "filter_not_allowed"),
     ];
     for (path, status, reason) in &cases {
-        let (got, body) = status_of(&streams, path).await;
+        let (got, body) = upgrade_status(&streams, path).await;
         assert_eq!(got, *status, "{path}: {body}");
         assert_eq!(body["reason"], *reason, "{path}: {body}");
         assert!(
@@ -162,28 +151,24 @@ async fn signed_mode_refuses_every_bad_token_and_streams_with_a_good_one() {
     // The good token streams the wallet's transactions; a token signed with the old key
     // (rotation) is still accepted.
     let fixtures = Planetmint253::load().expect("fixtures");
-    let mut ws = connect(&format!("ws://{streams}{tx}?public_key={KEY}&token={good}")).await;
+    let mut ws =
+        UrlStream::connect(&format!("ws://{streams}{tx}?public_key={KEY}&token={good}")).await;
     let old = issuer("old", OLD_SECRET)
         .issue(&Grant::new([Stream::ValidBlocks]), None)
         .expect("issue")
         .token;
-    let mut blocks_ws = connect(&format!(
+    let mut blocks_ws = UrlStream::connect(&format!(
         "ws://{streams}/api/v1/streams/valid_blocks?token={old}"
     ))
     .await;
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
-    for height in fixtures.heights() {
-        fixtures.write_block(&writer, height).await.expect("write");
-    }
+    harness.writer().await.write_fixtures(&fixtures).await;
     let expected = expected_for_key(&fixtures);
     assert_eq!(
-        take_json(&mut ws, expected.len(), Duration::from_secs(10)).await,
+        ws.take(expected.len(), Duration::from_secs(10)).await,
         expected
     );
     assert_eq!(
-        take_json(&mut blocks_ws, 8, Duration::from_secs(10)).await,
+        blocks_ws.take(8, Duration::from_secs(10)).await,
         fixtures.expected_blocks
     );
 
@@ -251,8 +236,8 @@ async fn the_admin_endpoint_issues_urls_only_with_its_secret() {
         "{}/api/v1/streams/valid_transactions?",
         harness.streams_base()
     )));
-    let ws = connect(url).await;
-    close(ws).await;
+    let ws = UrlStream::connect(url).await;
+    ws.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,16 +255,16 @@ async fn open_connections_close_with_1008_when_their_token_expires_by_default() 
         )
         .expect("issue")
         .token;
-    let mut ws = connect(&format!(
+    let mut ws = UrlStream::connect(&format!(
         "{}/api/v1/streams/valid_blocks?token={token}",
         harness.streams_base()
     ))
     .await;
     let started = std::time::Instant::now();
-    let (_, frame) = read_until_close(&mut ws, Duration::from_secs(6)).await;
+    let (_, frame) = ws.until_close(Duration::from_secs(6)).await;
     let frame = frame.expect("close frame");
-    assert_eq!(u16::from(frame.code), 1008);
-    assert!(frame.reason.as_str().contains("token expired"));
+    assert_eq!(frame.code, 1008);
+    assert!(frame.reason.contains("token expired"));
     assert!(
         started.elapsed() >= Duration::from_millis(800),
         "not before the expiry"
@@ -302,28 +287,26 @@ async fn the_token_issue_command_prints_a_working_url() {
         ),
     )
     .expect("config");
-    let url = stdout_of(
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_planetmint-streams")).args([
-            "--config",
-            &config.display().to_string(),
-            "token",
-            "issue",
-            "--ttl",
-            "2m",
-            "--stream",
-            "valid_transactions",
-            "--public-key",
-            KEY,
-        ]),
-    )
+    let url = stdout_of(tokio::process::Command::new(BIN).args([
+        "--config",
+        &config.display().to_string(),
+        "token",
+        "issue",
+        "--ttl",
+        "2m",
+        "--stream",
+        "valid_transactions",
+        "--public-key",
+        KEY,
+    ]))
     .await;
     let url = url.trim().to_owned();
     assert!(
         url.contains(&format!("public_key={KEY}")) && url.contains("&token=v1.new."),
         "{url}"
     );
-    let ws = connect(&url).await;
-    close(ws).await;
+    let ws = UrlStream::connect(&url).await;
+    ws.close().await;
 }
 
 /// The decision of docs/tokens.md: a token pins which keys (assets, operations) a URL may
@@ -336,12 +319,7 @@ async fn a_pinned_token_resumes_at_any_height_and_looks_anywhere_for_its_key() {
     let streams = harness.node().streams_addr.to_string();
     let tx = "/api/v1/streams/valid_transactions";
     let fixtures = Planetmint253::load().expect("fixtures");
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
-    for height in fixtures.heights() {
-        fixtures.write_block(&writer, height).await.expect("write");
-    }
+    harness.writer().await.write_fixtures(&fixtures).await;
     let token = issuer("new", NEW_SECRET)
         .issue(
             &Grant::new([Stream::ValidTransactions]).public_key(KEY),
@@ -351,14 +329,14 @@ async fn a_pinned_token_resumes_at_any_height_and_looks_anywhere_for_its_key() {
         .token;
     for public_key_in in ["outputs", "inputs", "any"] {
         // `connect` fails the test unless the upgrade succeeds.
-        let ws = connect(&format!(
+        let ws = UrlStream::connect(&format!(
             "ws://{streams}{tx}?public_key={KEY}&public_key_in={public_key_in}&from_height=1&token={token}"
         ))
         .await;
-        close(ws).await;
+        ws.close().await;
     }
     // Still only within the pins.
-    let (status, body) = status_of(
+    let (status, body) = upgrade_status(
         &streams,
         &format!("{tx}?public_key={OTHER_KEY}&public_key_in=inputs&from_height=1&token={token}"),
     )
@@ -372,13 +350,13 @@ async fn a_pinned_token_resumes_at_any_height_and_looks_anywhere_for_its_key() {
     let first = fixtures.heights().into_iter().min().expect("a block");
     let expected = expected_for_key(&fixtures);
     assert!(!expected.is_empty());
-    let mut ws = connect(&format!(
+    let mut ws = UrlStream::connect(&format!(
         "ws://{streams}{tx}?public_key={KEY}&public_key_in=outputs&from_height={first}&token={token}"
     ))
     .await;
     assert_eq!(
-        take_json(&mut ws, expected.len(), Duration::from_secs(10)).await,
+        ws.take(expected.len(), Duration::from_secs(10)).await,
         expected
     );
-    close(ws).await;
+    ws.close().await;
 }

@@ -1,14 +1,12 @@
 //! The described streams: `GET /api/v1/streams` and the AsyncAPI document, as a client tool
 //! reads them, and real messages checked against the published schemas.
 
-mod support;
-
 use std::time::Duration;
 
 use planetmint_streams_devchain::fixtures::Planetmint253;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::Value;
-use support::*;
+
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalogue_describes_both_streams_and_real_messages_match_its_schemas() {
@@ -48,26 +46,21 @@ async fn the_catalogue_describes_both_streams_and_real_messages_match_its_schema
     let batch_schema = compile(&streams[0]["batch_message_schema"]);
     let block_schema = compile(&streams[1]["message_schema"]);
     let fixtures = Planetmint253::load().expect("fixtures");
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
     let base = format!("{}/api/v1/streams", harness.streams_base());
-    let mut tx_ws = connect(&format!("{base}/valid_transactions")).await;
-    let mut batch_ws = connect(&format!("{base}/valid_transactions?batch=block")).await;
-    let mut block_ws = connect(&format!("{base}/valid_blocks")).await;
-    for height in fixtures.heights() {
-        fixtures.write_block(&writer, height).await.expect("write");
-    }
-    for message in take_json(&mut tx_ws, 36, Duration::from_secs(10)).await {
+    let mut tx_ws = UrlStream::connect(&format!("{base}/valid_transactions")).await;
+    let mut batch_ws = UrlStream::connect(&format!("{base}/valid_transactions?batch=block")).await;
+    let mut block_ws = UrlStream::connect(&format!("{base}/valid_blocks")).await;
+    harness.writer().await.write_fixtures(&fixtures).await;
+    for message in tx_ws.take(36, Duration::from_secs(10)).await {
         assert!(tx_schema.is_valid(&message), "{message}");
         let mut broken = message.clone();
         broken.as_object_mut().expect("object").remove("height");
         assert!(!tx_schema.is_valid(&broken), "the schema requires height");
     }
-    for message in take_json(&mut batch_ws, 6, Duration::from_secs(10)).await {
+    for message in batch_ws.take(6, Duration::from_secs(10)).await {
         assert!(batch_schema.is_valid(&message), "{message}");
     }
-    for message in take_json(&mut block_ws, 8, Duration::from_secs(10)).await {
+    for message in block_ws.take(8, Duration::from_secs(10)).await {
         assert!(block_schema.is_valid(&message), "{message}");
     }
 }
@@ -125,21 +118,17 @@ async fn the_asyncapi_document_names_both_channels() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_documents_are_readable_from_other_origins_and_the_page_is_locked_down() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let harness = Harness::start().await;
     let api = harness.node().api_addr.to_string();
     let head = |path: &'static str| {
         let api = api.clone();
         async move {
-            let mut socket = tokio::net::TcpStream::connect(&api).await.expect("connect");
-            socket
-                .write_all(format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nOrigin: https://wallet.example\r\nConnection: close\r\n\r\n").as_bytes())
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {api}\r\nOrigin: https://wallet.example\r\nConnection: close\r\n\r\n"
+            );
+            let text = exchange_for(&api, &request, Duration::from_secs(5))
                 .await
-                .expect("write");
-            let mut response = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut response))
-                .await;
-            let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+                .to_ascii_lowercase();
             text.split("\r\n\r\n").next().unwrap_or("").to_owned()
         }
     };

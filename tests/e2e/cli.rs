@@ -1,16 +1,14 @@
 //! The `planetmint-streams` binary as an operator meets it: bad configuration is refused with
-//! the key named, and SIGTERM closes subscribers with 1001 and exits 0.
-
-mod support;
+//! the key named, and SIGTERM closes subscribers with 1001 and exits 0 (no Tarantool needed:
+//! the node serves subscribers without one).
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_planetmint-streams");
+use crate::support::*;
 
 #[tokio::test]
 async fn invalid_configuration_exits_2_naming_the_key() {
@@ -175,7 +173,7 @@ async fn sigterm_closes_subscribers_with_1001_and_exits_0() {
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["source_reachable"], false);
 
-    let mut ws = connect(&format!(
+    let mut ws = UrlStream::connect(&format!(
         "ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions"
     ))
     .await;
@@ -186,9 +184,9 @@ async fn sigterm_closes_subscribers_with_1001_and_exits_0() {
         .await
         .expect("kill");
     assert!(killed.success());
-    let (_, frame) = read_until_close(&mut ws, Duration::from_secs(5)).await;
+    let (_, frame) = ws.until_close(Duration::from_secs(5)).await;
     let frame = frame.expect("close frame");
-    assert_eq!(u16::from(frame.code), 1001);
+    assert_eq!(frame.code, 1001);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("exits in time")
@@ -198,27 +196,15 @@ async fn sigterm_closes_subscribers_with_1001_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_thousand_subscribers_closes_every_one_and_exits_within_the_grace() {
-    let tarantool = planetmint_streams_devchain::process::TarantoolProcess::start()
-        .await
-        .expect("tarantool");
-    let streams_port = planetmint_streams_devchain::process::free_port().expect("port");
-    let api_port = planetmint_streams_devchain::process::free_port().expect("port");
-    let mut child = Command::new(BIN)
-        .args([
-            "--tarantool",
-            &tarantool.address(),
-            "--streams-bind",
-            &format!("127.0.0.1:{streams_port}"),
-            "--api-bind",
-            &format!("127.0.0.1:{api_port}"),
-        ])
+    // No Tarantool: what is checked is the shutdown, whatever the source.
+    let node = NodeProcess::without_tarantool();
+    let mut child = node
+        .command()
         .env("PLANETMINT_STREAMS_STREAMS__SHUTDOWN_GRACE", "3s")
         .env("PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS_PER_IP", "2000")
-        .current_dir(std::env::temp_dir())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("starts");
+    let streams_port = node.streams_port;
     let url = format!("ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions");
     let mut sockets = Vec::new();
     for attempt in 0..200 {
@@ -229,7 +215,7 @@ async fn sigterm_with_a_thousand_subscribers_closes_every_one_and_exits_within_t
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for _ in 0..1000 {
-        sockets.push(connect(&url).await);
+        sockets.push(UrlStream::connect(&url).await);
     }
     let pid = child.id().expect("pid").to_string();
     let signalled = std::time::Instant::now();
@@ -241,9 +227,7 @@ async fn sigterm_with_a_thousand_subscribers_closes_every_one_and_exits_within_t
         .success());
     let readers: Vec<_> = sockets
         .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move { read_until_close(&mut ws, Duration::from_secs(10)).await.1 })
-        })
+        .map(|mut ws| tokio::spawn(async move { ws.until_close(Duration::from_secs(10)).await.1 }))
         .collect();
     let mut closed_1001 = 0;
     for reader in readers {
@@ -251,9 +235,8 @@ async fn sigterm_with_a_thousand_subscribers_closes_every_one_and_exits_within_t
             .await
             .expect("join")
             .expect("a close frame for every subscriber");
-        assert_eq!(u16::from(frame.code), 1001);
-        let reason: serde_json::Value =
-            serde_json::from_str(frame.reason.as_str()).expect("JSON reason");
+        assert_eq!(frame.code, 1001);
+        let reason = frame.reason_json();
         assert!(reason.get("last_height").is_some(), "{reason}");
         closed_1001 += 1;
     }

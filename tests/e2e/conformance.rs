@@ -1,20 +1,18 @@
 //! RFC 6455 conformance of the stream server, judged by an implementation that is not ours:
-//! `kosoku` (PyPI) runs the Autobahn test suite's cases against a node fed by a real Tarantool,
-//! and this test reads its report and asserts the outcome of every selected case. Which cases
+//! `kosoku` (PyPI) runs the Autobahn test suite's cases against the node (on an in-memory
+//! source: the cases are about the WebSocket server), and this test reads its report and asserts the outcome of every selected case. Which cases
 //! run, which are left out and why, and the results: docs/security.md, "Protocol conformance".
 //! `make test` installs kosoku (scripts/ensure-deps.sh puts it in target/py).
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use planetmint_streams_devchain::generate::ChainGenerator;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::Value;
-use support::*;
 use tokio::process::Command;
+
+use crate::support::*;
 
 /// The Autobahn case groups that apply to a server that sends and never echoes: pings and
 /// pongs (2), reserved bits (3), reserved opcodes (4), fragmentation (5), UTF-8 of text
@@ -320,12 +318,9 @@ async fn autobahn_cases_for_a_one_way_stream() {
         assert!(Instant::now() < deadline, "sessions left after the cases");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut ws = connect(&url).await;
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut ws = UrlStream::connect(&url).await;
     let block = ChainGenerator::new(7, 1, 4).block(2);
-    writer.write_block(&block).await.expect("write");
-    let events = take_json(&mut ws, 2, Duration::from_secs(10)).await;
+    harness.writer().await.write(&block).await;
+    let events = ws.take(2, Duration::from_secs(10)).await;
     assert_eq!(events, expected_events(std::slice::from_ref(&block)));
 }

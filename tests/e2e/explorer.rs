@@ -1,4 +1,4 @@
-//! The live page (`GET /explorer`) in Debian's headless Chromium against a real node: after
+//! The live page (`GET /explorer`) in Debian's headless Chromium against the node: after
 //! blocks are committed the page shows their transactions (checked on the DOM against what was
 //! written), the filter form validates what a user types and follows a public key, and the page
 //! resumes across a node restart without missing or repeating a block. The page follows both
@@ -8,8 +8,6 @@
 //! `target/test-artifacts/`. Chromium is driven over its DevTools protocol with the WebSocket
 //! client the other tests already use; `make test` installs the `chromium` package.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,11 +16,11 @@ use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use planetmint_streams_devchain::fixtures::Planetmint253;
 use planetmint_streams_devchain::generate::{ChainGenerator, GeneratedBlock};
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::{json, Value};
-use support::*;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
 
 /// Where screenshots and the browser's log are kept after the test (`target/test-artifacts`).
 fn artifacts_dir() -> PathBuf {
@@ -123,7 +121,9 @@ impl Browser {
             .unwrap_or_else(|| panic!("no page target: {body}"))
             .to_owned();
         let mut browser = Self {
-            page: connect(&page_url).await,
+            page: websocket(&page_url, &Options::default())
+                .await
+                .expect("DevTools connection"),
             next_id: 0,
             script_errors: Vec::new(),
             websockets_created: 0,
@@ -344,9 +344,7 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
     let mut harness = Harness::start().await;
     let api = harness.api();
     let (_, catalogue) = get_json(&harness.node().api_addr.to_string(), "/api/v1/streams").await;
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
 
     let mut browser = Browser::launch(&chromium).await;
     browser
@@ -375,7 +373,7 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
     // with its hash and its transactions.
     let fixtures = Planetmint253::load().expect("fixtures");
     for height in fixtures.heights() {
-        fixtures.write_block(&writer, height).await.expect("write");
+        writer.write_fixture(&fixtures, height).await;
     }
     let mut fixture_transactions = 0;
     // The transactions stream resumes after the last block it delivered, the last one with
@@ -459,7 +457,7 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
             Duration::from_secs(10),
         )
         .await;
-    writer.write_block(&ninth).await.expect("write");
+    writer.write(&ninth).await;
     let shown = browser
         .wait_for("block 9", &shown_block_js(9), Duration::from_secs(20))
         .await;
@@ -510,7 +508,7 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
             Duration::from_secs(10),
         )
         .await;
-    writer.write_block(&tenth).await.expect("write");
+    writer.write(&tenth).await;
     let shown = browser
         .wait_for("block 10", &shown_block_js(10), Duration::from_secs(20))
         .await;
@@ -564,11 +562,8 @@ async fn the_live_page_shows_committed_blocks_follows_a_filter_and_resumes() {
             Duration::from_secs(10),
         )
         .await;
-    writer.write_block(&eleventh).await.expect("write");
-    let mut config = test_config(&harness.tarantool.address());
-    config.streams.bind = streams_addr.to_string();
-    config.api.bind = api_addr.to_string();
-    harness.node = Some(planetmint_streams::start(config).await.expect("restart"));
+    writer.write(&eleventh).await;
+    harness.restart_on(streams_addr, api_addr).await;
     harness.wait_ready().await;
     let shown = browser
         .wait_for("block 11", &shown_block_js(11), Duration::from_secs(30))

@@ -2,15 +2,12 @@
 //! subscription must receive is computed here from the fixture files, independently of the
 //! server's filter code.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::fixtures::Planetmint253;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::{json, Value};
-use support::*;
 
 /// One expected transaction with what filters look at.
 struct Tx {
@@ -209,7 +206,7 @@ async fn every_filter_and_combination_yields_exactly_the_matching_events() {
             expected.len() < 36 || batched || query.contains("batch"),
             "{query} filters something out"
         );
-        let ws = connect(&format!("{base}/{query}")).await;
+        let ws = UrlStream::connect(&format!("{base}/{query}")).await;
         clients.push((query, expected, ws));
     }
     // valid_blocks with a filter: the blocks holding a matching transaction, whole.
@@ -222,20 +219,17 @@ async fn every_filter_and_combination_yields_exactly_the_matching_events() {
         h.dedup();
         h
     };
-    let mut blocks_ws = connect(&format!("{base}/valid_blocks?public_key={key}")).await;
+    let mut blocks_ws = UrlStream::connect(&format!("{base}/valid_blocks?public_key={key}")).await;
 
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
-    for height in fixtures.heights() {
-        fixtures.write_block(&writer, height).await.expect("write");
-    }
+    harness.writer().await.write_fixtures(&fixtures).await;
     for (query, expected, mut ws) in clients {
-        let got = take_json(&mut ws, expected.len(), Duration::from_secs(10)).await;
+        let got = ws.take(expected.len(), Duration::from_secs(10)).await;
         assert_eq!(got, expected, "{query}");
-        assert_silent(&mut ws, Duration::from_millis(200)).await;
+        ws.assert_silent(Duration::from_millis(200)).await;
     }
-    let got = take_json(&mut blocks_ws, block_heights.len(), Duration::from_secs(10)).await;
+    let got = blocks_ws
+        .take(block_heights.len(), Duration::from_secs(10))
+        .await;
     let heights: Vec<u64> = got
         .iter()
         .map(|b| b["height"].as_u64().unwrap_or(0))
@@ -253,16 +247,11 @@ async fn every_filter_and_combination_yields_exactly_the_matching_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_apply_to_replayed_history_too() {
-    // A two-block ring: most of the history is read back from Tarantool.
+    // A two-block ring: most of the history is read back from the source.
     let harness = Harness::start_with(|c| c.streams.ring_blocks = 2).await;
     let fixtures = Planetmint253::load().expect("fixtures");
     let txs = fixture_txs(&fixtures);
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
-    for height in fixtures.heights() {
-        fixtures.write_block(&writer, height).await.expect("write");
-    }
+    harness.writer().await.write_fixtures(&fixtures).await;
     let key = most_common(&txs, |tx| tx.output_keys.iter().cloned().collect());
     // Resume once the node has published everything: the history is in the past.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -277,7 +266,7 @@ async fn filters_apply_to_replayed_history_too() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut live = connect(&format!(
+    let mut live = UrlStream::connect(&format!(
         "{}/api/v1/streams/valid_transactions?from_height=2&public_key={key}&operation=CREATE",
         harness.streams_base()
     ))
@@ -286,18 +275,18 @@ async fn filters_apply_to_replayed_history_too() {
         t.height > 2 && t.output_keys.contains(&key) && t.operation == "CREATE"
     });
     assert!(!expected.is_empty());
-    let got = take_json(&mut live, expected.len(), Duration::from_secs(10)).await;
+    let got = live.take(expected.len(), Duration::from_secs(10)).await;
     assert_eq!(got, expected);
-    assert_silent(&mut live, Duration::from_millis(200)).await;
+    live.assert_silent(Duration::from_millis(200)).await;
 
-    let mut batched = connect(&format!(
+    let mut batched = UrlStream::connect(&format!(
         "{}/api/v1/streams/valid_transactions?from_height=0&batch=block",
         harness.streams_base()
     ))
     .await;
     let expected = batches(&txs, |_| true);
     assert_eq!(
-        take_json(&mut batched, expected.len(), Duration::from_secs(10)).await,
+        batched.take(expected.len(), Duration::from_secs(10)).await,
         expected
     );
 }

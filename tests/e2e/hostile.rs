@@ -1,11 +1,9 @@
-//! Hostile clients against a running node fed by a real Tarantool. Each test also runs a
-//! well-behaved subscriber (a `Bystander`) and checks it received every event, in order.
-
-mod support;
+//! Hostile clients against a running node. Each test also runs a well-behaved subscriber (a
+//! `Bystander`) and checks it received every event, in order.
 
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,7 +20,7 @@ async fn two_thousand_connects_beyond_the_limit_get_503_and_subscribers_carry_on
     let url = format!("{}{TX_PATH}", harness.streams_base());
     let mut held = Vec::new();
     for _ in 0..19 {
-        held.push(connect(&url).await);
+        held.push(UrlStream::connect(&url).await);
     }
     let attempts: Vec<_> = (0..2000)
         .map(|_| {
@@ -75,9 +73,9 @@ async fn too_many_from_one_address_get_429() {
     let harness = Harness::start_with(|c| c.streams.max_connections_per_ip = 3).await;
     let url = format!("{}{TX_PATH}", harness.streams_base());
     let _held = [
-        connect(&url).await,
-        connect(&url).await,
-        connect(&url).await,
+        UrlStream::connect(&url).await,
+        UrlStream::connect(&url).await,
+        UrlStream::connect(&url).await,
     ];
     match tokio_tungstenite::connect_async(url).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -124,16 +122,11 @@ async fn an_unsupported_websocket_version_is_told_the_one_spoken() {
     let harness = Harness::start().await;
     let addr = harness.node().streams_addr.to_string();
     for path in [TX_PATH, "/api/v1/streams"] {
-        let mut socket = TcpStream::connect(&addr).await.expect("connect");
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
-        );
-        socket.write_all(request.as_bytes()).await.expect("write");
-        let mut response = Vec::new();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut response)).await;
-        let response = String::from_utf8_lossy(&response).to_lowercase();
+        let request = upgrade_request(&addr, path, "")
+            .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+        let response = exchange_for(&addr, &request, Duration::from_secs(5))
+            .await
+            .to_lowercase();
         assert!(response.starts_with("http/1.1 426"), "{path}: {response}");
         assert!(
             response.contains("\r\nsec-websocket-version: 13\r\n"),
@@ -254,18 +247,12 @@ async fn junk_instead_of_a_handshake_and_random_query_strings_get_400s() {
             format!("batch=bogus{i}"),
         );
         let query = parts.join("&");
-        let request = format!(
-            "GET {TX_PATH}?{query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        let (status, body) = http_request(
+        let request = upgrade_request(
             &addr,
-            &format!(
-                "{}Connection: close\r\n\r\n",
-                request.trim_end_matches("\r\n")
-            ),
-        )
-        .await;
+            &format!("{TX_PATH}?{query}"),
+            "Connection: close\r\n",
+        );
+        let (status, body) = http_request(&addr, &request).await;
         *statuses.entry(status).or_insert(0) += 1;
         assert_eq!(status, 400, "{query}: {body}");
         let json: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
@@ -297,7 +284,7 @@ async fn invalid_utf8_text_gets_1007() {
 /// closed, and other subscribers carry on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_client_is_slowed_not_cut_off() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     const FRAMES: usize = 120;
     let harness = Harness::start_with(|c| {
@@ -313,18 +300,20 @@ async fn a_flooding_client_is_slowed_not_cut_off() {
     let at_least = Duration::from_millis(1500);
 
     // A URL stream: text is read and ignored, every ping is answered, in order.
-    let mut ws = connect(&format!("{}{TX_PATH}", harness.streams_base())).await;
+    let mut ws = UrlStream::connect(&format!("{}{TX_PATH}", harness.streams_base())).await;
     let started = tokio::time::Instant::now();
     for i in 0..FRAMES {
-        ws.feed(Message::text("hello?")).await.expect("send");
-        ws.feed(Message::Ping(i.to_string().into_bytes().into()))
+        ws.ws.feed(Message::text("hello?")).await.expect("send");
+        ws.ws
+            .feed(Message::Ping(i.to_string().into_bytes().into()))
             .await
             .expect("send");
     }
-    ws.flush().await.expect("send");
+    ws.ws.flush().await.expect("send");
     let mut pongs = Vec::new();
     while pongs.len() < FRAMES {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next())
+        match ws
+            .next_frame(Duration::from_secs(30))
             .await
             .expect("pongs in time")
         {
@@ -342,28 +331,26 @@ async fn a_flooding_client_is_slowed_not_cut_off() {
     );
     let took = started.elapsed();
     assert!(took >= at_least, "read at the budget's rate, took {took:?}");
-    close(ws).await;
+    ws.close().await;
 
     // The JSON-RPC channel: every request answered, in order, on the same connection.
-    let mut rpc = connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
+    let mut rpc = RpcClient::connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
     let started = tokio::time::Instant::now();
     for id in 0..FRAMES {
         let request = serde_json::json!({
             "jsonrpc": "2.0", "id": id, "method": "describe", "params": {"stream": "valid_blocks"}
         });
-        rpc.feed(Message::text(request.to_string()))
-            .await
-            .expect("send");
+        rpc.feed(&request).await;
     }
-    rpc.flush().await.expect("send");
+    rpc.flush().await;
     for id in 0..FRAMES {
-        let answer = rpc_next(&mut rpc, Duration::from_secs(30)).await;
+        let answer = rpc.answer().await;
         assert_eq!(answer["id"], id, "{answer}");
         assert_eq!(answer["result"]["name"], "valid_blocks", "{answer}");
     }
     let took = started.elapsed();
     assert!(took >= at_least, "read at the budget's rate, took {took:?}");
-    close(rpc).await;
+    rpc.close().await;
     bystander.finish().await;
 }
 
@@ -423,10 +410,7 @@ async fn origins_outside_the_allow_list_are_refused() {
         let origin = origin
             .map(|o| format!("Origin: {o}\r\n"))
             .unwrap_or_default();
-        format!(
-            "GET {TX_PATH} HTTP/1.1\r\nHost: {addr}\r\n{origin}Upgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
+        upgrade_request(&addr, TX_PATH, &origin)
     };
     let status = |request: String| {
         let addr = addr.clone();

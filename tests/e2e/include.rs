@@ -1,7 +1,9 @@
-//! `include=transaction` end to end, on a real Tarantool holding the blocks Planetmint 2.5.3's
-//! own storage code wrote with every operation kind (`tests/fixtures/planetmint-2.5.3-all-ops`):
+//! `include=transaction` end to end, on the blocks Planetmint 2.5.3's own storage code wrote
+//! with every operation kind (`tests/fixtures/planetmint-2.5.3-all-ops`), committed as those
+//! rows (the in-memory source assembles them with the Tarantool source's decoder; both read
+//! modes of a real Tarantool: `tarantool::include`):
 //! - every event carries its whole transaction, live and replayed, per event and in
-//!   `batch=block`, filtered or not, in both read modes, and on the JSON-RPC channel;
+//!   `batch=block`, filtered or not, and on the JSON-RPC channel;
 //! - an independent indexer (Python `websockets`, four partitioned workers) gets every event
 //!   exactly once and trusts each transaction by Planetmint's own rule: its id is the SHA3-256 of
 //!   its canonical JSON;
@@ -12,24 +14,20 @@
 //! indexer checks the same rule with Python's own `json` and `hashlib`), never from the code
 //! that rebuilds transactions.
 
-mod support;
-
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::fixtures::Planetmint253;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
-use planetmint_streams_ingest::tarantool::ReadMode;
 use planetmint_streams_model::api::planetmint_id;
 use serde_json::{json, Value};
-use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
 /// Checks one event's `transaction` against Planetmint's hashing rule and the stored rows.
-struct Rows {
+pub(crate) struct Rows {
     /// Transaction rows (`transactions` and `governance`) by id.
     transactions: HashMap<String, Value>,
     /// Output rows by transaction id.
@@ -37,7 +35,7 @@ struct Rows {
 }
 
 impl Rows {
-    fn of(fixtures: &Planetmint253) -> Self {
+    pub(crate) fn of(fixtures: &Planetmint253) -> Self {
         let transactions = fixtures
             .transactions
             .iter()
@@ -57,7 +55,7 @@ impl Rows {
         }
     }
 
-    fn check(&self, event: &Value) {
+    pub(crate) fn check(&self, event: &Value) {
         let id = event["transaction_id"].as_str().expect("transaction_id");
         let tx = &event["transaction"];
         assert_eq!(tx["id"], id, "{event}");
@@ -104,40 +102,37 @@ fn expected(fixtures: &Planetmint253) -> Vec<Value> {
         .collect()
 }
 
-/// A node reading Tarantool in `mode`, nothing written yet, and for the all-ops fixture: the
-/// fixture, its rows, the events it must give, and a writer to commit it.
-async fn all_ops_node(
-    mode: ReadMode,
-) -> (Harness, Planetmint253, Rows, Vec<Value>, PlanetmintWriter) {
-    let harness = Harness::start_with(|config| config.tarantool.mode = mode).await;
+/// The all-ops fixture, its rows, and the events it must give.
+fn all_ops() -> (Planetmint253, Rows, Vec<Value>) {
     let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
     let rows = Rows::of(&fixtures);
     let expected = expected(&fixtures);
     assert_eq!(expected.len(), 64);
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
-    (harness, fixtures, rows, expected, writer)
+    (fixtures, rows, expected)
 }
 
-async fn write_all(fixtures: &Planetmint253, writer: &PlanetmintWriter) {
-    for height in fixtures.heights() {
-        fixtures.write_block(writer, height).await.expect("write");
-    }
+/// A node with the all-ops fixture committed, its rows and the events it must give.
+async fn all_ops_node() -> (Harness, Rows, Vec<Value>) {
+    let harness = Harness::start().await;
+    let (fixtures, rows, expected) = all_ops();
+    harness.writer().await.write_fixtures(&fixtures).await;
+    (harness, rows, expected)
 }
 
-async fn every_event_carries_its_whole_transaction(mode: ReadMode) {
-    let (harness, fixtures, rows, expected, writer) = all_ops_node(mode).await;
+/// Every event carries its whole transaction, live and replayed, per event and in
+/// `batch=block`, filtered or not, on `harness` (a node with nothing committed yet).
+pub(crate) async fn every_event_carries_its_whole_transaction(harness: &impl NodeUnderTest) {
+    let (fixtures, rows, expected) = all_ops();
     let base = harness.streams_base();
     let url = |query: &str| format!("{base}/api/v1/streams/valid_transactions?{query}");
 
     // Live: one subscriber with whole transactions, one without, one filtered with them.
-    let mut live = connect(&url("include=transaction")).await;
-    let mut plain = connect(&url("")).await;
-    let mut votes = connect(&url("include=transaction&operation=VOTE")).await;
-    write_all(&fixtures, &writer).await;
+    let mut live = UrlStream::connect(&url("include=transaction")).await;
+    let mut plain = UrlStream::connect(&url("")).await;
+    let mut votes = UrlStream::connect(&url("include=transaction&operation=VOTE")).await;
+    harness.writer().await.write_fixtures(&fixtures).await;
 
-    let got = take_json(&mut live, 64, WITHIN).await;
+    let got = live.take(64, WITHIN).await;
     assert_eq!(got.iter().map(stream_fields).collect::<Vec<_>>(), expected);
     got.iter().for_each(|e| rows.check(e));
     let kinds: std::collections::BTreeSet<(String, String)> = got
@@ -156,7 +151,7 @@ async fn every_event_carries_its_whole_transaction(mode: ReadMode) {
     );
 
     // Subscribers without the option get Planetmint's messages, unchanged.
-    let got_plain = take_json(&mut plain, 64, WITHIN).await;
+    let got_plain = plain.take(64, WITHIN).await;
     assert_eq!(got_plain, expected);
 
     let want_votes: Vec<&Value> = got
@@ -164,12 +159,13 @@ async fn every_event_carries_its_whole_transaction(mode: ReadMode) {
         .filter(|e| e["transaction"]["operation"] == "VOTE")
         .collect();
     assert_eq!(want_votes.len(), 4);
-    let got_votes = take_json(&mut votes, 4, WITHIN).await;
+    let got_votes = votes.take(4, WITHIN).await;
     assert_eq!(got_votes.iter().collect::<Vec<_>>(), want_votes);
 
     // Replayed from the source, one message per block: the same transactions.
-    let mut replay = connect(&url("include=transaction&batch=block&from_height=0")).await;
-    let batches = take_json(&mut replay, 8, WITHIN).await;
+    let mut replay =
+        UrlStream::connect(&url("include=transaction&batch=block&from_height=0")).await;
+    let batches = replay.take(8, WITHIN).await;
     let replayed: Vec<Value> = batches
         .iter()
         .flat_map(|b| b["transactions"].as_array().cloned().unwrap_or_default())
@@ -191,23 +187,20 @@ async fn every_event_carries_its_whole_transaction(mode: ReadMode) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_event_carries_its_whole_transaction_in_push_mode() {
-    every_event_carries_its_whole_transaction(ReadMode::Push).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_event_carries_its_whole_transaction_in_poll_mode() {
-    every_event_carries_its_whole_transaction(ReadMode::Poll).await;
+async fn every_event_carries_its_whole_transaction_as_the_tarantool_source_assembles_it() {
+    every_event_carries_its_whole_transaction(&Harness::start().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_indexer_with_four_workers_trusts_every_transaction_without_the_api() {
-    let (harness, fixtures, rows, expected, writer) = all_ops_node(ReadMode::Auto).await;
+    let harness = Harness::start().await;
+    let (fixtures, rows, expected) = all_ops();
+    let mut writer = harness.writer().await;
     // Half the chain is history when the indexer starts, the rest is committed live.
     let heights = fixtures.heights();
     let (history, live) = heights.split_at(heights.len() / 2);
     for &height in history {
-        fixtures.write_block(&writer, height).await.expect("write");
+        writer.write_fixture(&fixtures, height).await;
     }
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/indexer.py");
@@ -246,7 +239,7 @@ async fn a_python_indexer_with_four_workers_trusts_every_transaction_without_the
         if !written_live {
             written_live = true;
             for &height in live {
-                fixtures.write_block(&writer, height).await.expect("write");
+                writer.write_fixture(&fixtures, height).await;
             }
         }
     }
@@ -274,8 +267,7 @@ async fn a_python_indexer_with_four_workers_trusts_every_transaction_without_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rpc_channel_takes_include_and_bad_values_name_it() {
-    let (harness, fixtures, rows, expected, writer) = all_ops_node(ReadMode::Auto).await;
-    write_all(&fixtures, &writer).await;
+    let (harness, rows, expected) = all_ops_node().await;
     let streams = harness.node().streams_addr.to_string();
 
     for query in [
@@ -288,25 +280,27 @@ async fn the_rpc_channel_takes_include_and_bad_values_name_it() {
         assert_eq!(body["parameter"], "include", "{query}: {body}");
     }
 
-    let mut rpc = connect(&format!("ws://{streams}/api/v1/streams")).await;
-    let answer = rpc_subscribe(
-        &mut rpc,
-        1,
-        json!({"stream": "valid_blocks", "include": "transaction"}),
-    )
-    .await;
+    let mut rpc = RpcClient::connect(&format!("ws://{streams}/api/v1/streams")).await;
+    let answer = rpc
+        .call(
+            "subscribe",
+            json!({"stream": "valid_blocks", "include": "transaction"}),
+        )
+        .await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
     assert_eq!(answer["error"]["data"]["parameter"], "include", "{answer}");
 
-    let answer = rpc_subscribe(
-        &mut rpc,
-        2,
-        json!({"stream": "valid_transactions", "include": "transaction", "from_height": 0}),
-    )
-    .await;
-    let id = answer["result"].clone();
-    assert!(id.is_string(), "{answer}");
-    let events = rpc_results(&mut rpc, &id, expected.len()).await;
+    let answer = rpc
+        .call(
+            "subscribe",
+            json!({"stream": "valid_transactions", "include": "transaction", "from_height": 0}),
+        )
+        .await;
+    let id = answer["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned();
+    let events = rpc.next_results(&id, expected.len()).await;
     events.iter().for_each(|e| rows.check(e));
     let got: Vec<Value> = events.iter().map(stream_fields).collect();
     assert_eq!(got, expected);
@@ -314,8 +308,7 @@ async fn the_rpc_channel_takes_include_and_bad_values_name_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_subscribe_command_takes_include_and_partition_in_both_modes() {
-    let (harness, fixtures, rows, expected, writer) = all_ops_node(ReadMode::Auto).await;
-    write_all(&fixtures, &writer).await;
+    let (harness, rows, expected) = all_ops_node().await;
     let owner = |e: &Value| {
         let id = e["transaction_id"].as_str().expect("id");
         u64::from_str_radix(&id[..16], 16).expect("hex") % 2
@@ -323,7 +316,7 @@ async fn the_subscribe_command_takes_include_and_partition_in_both_modes() {
     let run = |args: Vec<String>| async move {
         let output = tokio::time::timeout(
             WITHIN,
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_planetmint-streams"))
+            tokio::process::Command::new(BIN)
                 .args(&args)
                 .kill_on_drop(true)
                 .output(),

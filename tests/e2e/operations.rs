@@ -1,37 +1,35 @@
 //! What an operator sees: `/metrics` (parsed with an independent Prometheus text parser) after
-//! a scripted stream, and `/ready` following Tarantool down and back up.
-
-mod support;
+//! a scripted stream and after clients vanish. `/ready` following Tarantool down and back up:
+//! `tarantool::operations`.
 
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::fixtures::Planetmint253;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use prometheus_parse::{Sample, Scrape, Value as Metric};
-use support::*;
 
-async fn scrape(api: &str) -> Scrape {
+pub(crate) async fn scrape(api: &str) -> Scrape {
     let (status, text) = http_get(api, "/metrics").await;
     assert_eq!(status, 200);
     parse(&text)
 }
 
-fn parse(text: &str) -> Scrape {
+pub(crate) fn parse(text: &str) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
 }
 
 /// Scrapes until `ready` holds (10 s at most): for what the server counts after the client
 /// has already moved on, such as a session that ends after the client's close frame.
-async fn scrape_until(api: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+pub(crate) async fn scrape_until(api: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
     parse(&metrics_until(api, Duration::from_secs(10), |text| ready(&parse(text))).await)
 }
 
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     exported(scrape, name, labels).unwrap_or_else(|| panic!("metric {name}{labels:?} is exported"))
 }
 
 /// The sum of the samples of `name` with `labels`, if there are any.
-fn exported(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn exported(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let matching: Vec<&Sample> = scrape
         .samples
         .iter()
@@ -57,13 +55,10 @@ async fn metrics_follow_a_scripted_stream() {
     let api = harness.node().api_addr.to_string();
     let base = format!("{}/api/v1/streams", harness.streams_base());
     let fixtures = Planetmint253::load().expect("fixtures");
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
 
-    let mut tx_a = connect(&format!("{base}/valid_transactions")).await;
-    let mut tx_b = connect(&format!("{base}/valid_transactions")).await;
-    let mut blocks = connect(&format!("{base}/valid_blocks")).await;
+    let mut tx_a = UrlStream::connect(&format!("{base}/valid_transactions")).await;
+    let mut tx_b = UrlStream::connect(&format!("{base}/valid_transactions")).await;
+    let mut blocks = UrlStream::connect(&format!("{base}/valid_blocks")).await;
     let before = scrape(&api).await;
     assert_eq!(
         value(
@@ -83,12 +78,10 @@ async fn metrics_follow_a_scripted_stream() {
     );
     assert_eq!(value(&before, "planetmint_streams_source_up", &[]), 1.0);
 
-    for height in fixtures.heights() {
-        fixtures.write_block(&writer, height).await.expect("write");
-    }
-    take_json(&mut tx_a, 36, Duration::from_secs(10)).await;
-    take_json(&mut tx_b, 36, Duration::from_secs(10)).await;
-    take_json(&mut blocks, 8, Duration::from_secs(10)).await;
+    harness.writer().await.write_fixtures(&fixtures).await;
+    tx_a.take(36, Duration::from_secs(10)).await;
+    tx_b.take(36, Duration::from_secs(10)).await;
+    blocks.take(8, Duration::from_secs(10)).await;
 
     let after = scrape(&api).await;
     let tx = [("stream", "valid_transactions")];
@@ -152,9 +145,9 @@ async fn metrics_follow_a_scripted_stream() {
     )
     .await;
     assert_eq!(status, 400);
-    let mut replay = connect(&format!("{base}/valid_blocks?from_height=3")).await;
-    take_json(&mut replay, 5, Duration::from_secs(10)).await;
-    close(tx_b).await;
+    let mut replay = UrlStream::connect(&format!("{base}/valid_blocks?from_height=3")).await;
+    replay.take(5, Duration::from_secs(10)).await;
+    tx_b.close().await;
     // The session ends once the server has read the close frame: wait for that, not a while.
     let later = scrape_until(&api, |s| {
         exported(
@@ -194,54 +187,6 @@ async fn metrics_follow_a_scripted_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_flips_with_tarantool_and_reconnects_are_counted() {
-    let mut harness = Harness::start().await;
-    let api = harness.node().api_addr.to_string();
-    let (status, ready) = get_json(&api, "/ready").await;
-    assert_eq!(status, 200);
-    assert_eq!(ready["ready"], true);
-    let (status, health) = get_json(&api, "/health").await;
-    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
-
-    harness.tarantool.kill().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let down = loop {
-        let (status, ready) = get_json(&api, "/ready").await;
-        if status == 503 {
-            break ready;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "/ready turns 503");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(down["ready"], false);
-    assert_eq!(down["source_reachable"], false);
-    assert!(
-        down["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("unreachable"),
-        "{down}"
-    );
-    let (status, _) = get_json(&api, "/health").await;
-    assert_eq!(status, 200, "the process is still alive");
-    let scraped = scrape(&api).await;
-    assert_eq!(value(&scraped, "planetmint_streams_source_up", &[]), 0.0);
-    assert!(
-        value(
-            &scraped,
-            "planetmint_streams_source_errors_total",
-            &[("kind", "unavailable")]
-        ) >= 1.0
-    );
-
-    harness.tarantool.restart().await.expect("restart");
-    harness.wait_ready().await;
-    let scraped = scrape(&api).await;
-    assert_eq!(value(&scraped, "planetmint_streams_source_up", &[]), 1.0);
-    assert!(value(&scraped, "planetmint_streams_source_reconnects_total", &[]) >= 1.0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_vanish_are_counted_as_lost_connections_not_protocol_errors() {
     let harness = Harness::start().await;
     let api = harness.node().api_addr.to_string();
@@ -249,9 +194,9 @@ async fn clients_that_vanish_are_counted_as_lost_connections_not_protocol_errors
     // A URL subscriber and a JSON-RPC client with a subscription close TCP without a close
     // frame, as a wallet that quits does.
     let url_subscriber = raw_upgrade(&streams, "/api/v1/streams/valid_transactions").await;
-    let mut rpc = connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
-    let answer = rpc_subscribe(&mut rpc, 1, serde_json::json!({"stream": "valid_blocks"})).await;
-    assert!(answer["result"].is_string(), "{answer}");
+    let mut rpc = RpcClient::connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
+    rpc.subscribe(serde_json::json!({"stream": "valid_blocks"}))
+        .await;
     drop(url_subscriber);
     drop(rpc);
     let scraped = scrape_until(&api, |s| {

@@ -1,15 +1,13 @@
-//! `partition=i/n` end to end against a real Tarantool: four workers together receive every
+//! `partition=i/n` end to end: four workers together receive every
 //! event of the chain exactly once, each its share in chain order, across replay and live;
 //! a worker resumes by height on its own; valid_blocks are shared by height; the JSON-RPC
 //! channel takes the same option; bad values are refused naming `partition`. Each worker's
 //! share is computed here from the transaction ids, independently of the server's code.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 const WORKERS: u64 = 4;
 
@@ -36,11 +34,7 @@ async fn four_workers_get_every_event_exactly_once_and_each_resumes_by_height() 
     let live = chain(192, 13, 12, 9);
     let all: Vec<_> = history.iter().chain(&live).cloned().collect();
     let expected = expected_events(&all);
-    let (writer, written) = spawn_writer(
-        harness.tarantool.address(),
-        history,
-        Duration::from_millis(0),
-    );
+    let (writer, written) = spawn_writer(harness.store(), history, Duration::from_millis(0));
     writer.await.expect("history written");
     assert_eq!(*written.borrow(), 12);
 
@@ -48,18 +42,18 @@ async fn four_workers_get_every_event_exactly_once_and_each_resumes_by_height() 
     let mut workers = Vec::new();
     for i in 0..WORKERS {
         workers.push(
-            connect(&format!(
+            UrlStream::connect(&format!(
                 "{base}/api/v1/streams/valid_transactions?partition={i}/{WORKERS}&from_height=0"
             ))
             .await,
         );
     }
-    let (writer, _) = spawn_writer(harness.tarantool.address(), live, Duration::from_millis(5));
+    let (writer, _) = spawn_writer(harness.store(), live, Duration::from_millis(5));
     let mut received = 0;
     for (i, ws) in workers.iter_mut().enumerate() {
         let want = share(&expected, i as u64, WORKERS);
         assert!(!want.is_empty(), "worker {i} has a share of the chain");
-        let got = take_json(ws, want.len(), Duration::from_secs(30)).await;
+        let got = ws.take(want.len(), Duration::from_secs(30)).await;
         assert!(got == want, "worker {i}: its share, in chain order");
         received += got.len();
     }
@@ -70,11 +64,11 @@ async fn four_workers_get_every_event_exactly_once_and_each_resumes_by_height() 
         "together: every event exactly once"
     );
     for ws in &mut workers {
-        assert_silent(ws, Duration::from_millis(200)).await;
+        ws.assert_silent(Duration::from_millis(200)).await;
     }
 
     // Worker 2 stopped after height 15 and resumes alone.
-    let mut resumed = connect(&format!(
+    let mut resumed = UrlStream::connect(&format!(
         "{base}/api/v1/streams/valid_transactions?partition=2/{WORKERS}&from_height=15"
     ))
     .await;
@@ -83,12 +77,12 @@ async fn four_workers_get_every_event_exactly_once_and_each_resumes_by_height() 
         .filter(|e| e["height"].as_u64() > Some(15))
         .collect();
     assert_eq!(
-        take_json(&mut resumed, want.len(), Duration::from_secs(30)).await,
+        resumed.take(want.len(), Duration::from_secs(30)).await,
         want
     );
 
     // batch=block: each worker's blocks hold only its share.
-    let mut batched = connect(&format!(
+    let mut batched = UrlStream::connect(&format!(
         "{base}/api/v1/streams/valid_transactions?partition=1/{WORKERS}&batch=block&from_height=20"
     ))
     .await;
@@ -101,16 +95,16 @@ async fn four_workers_get_every_event_exactly_once_and_each_resumes_by_height() 
         })
         .collect();
     assert_eq!(
-        take_json(&mut batched, want.len(), Duration::from_secs(30)).await,
+        batched.take(want.len(), Duration::from_secs(30)).await,
         want
     );
 
     // valid_blocks: by height.
-    let mut blocks = connect(&format!(
+    let mut blocks = UrlStream::connect(&format!(
         "{base}/api/v1/streams/valid_blocks?partition=2/3&from_height=0"
     ))
     .await;
-    let got = take_json(&mut blocks, 8, Duration::from_secs(30)).await;
+    let got = blocks.take(8, Duration::from_secs(30)).await;
     let heights: Vec<u64> = got.iter().filter_map(|b| b["height"].as_u64()).collect();
     assert_eq!(heights, vec![2, 5, 8, 11, 14, 17, 20, 23]);
 }
@@ -121,11 +115,7 @@ async fn the_rpc_channel_takes_partition_and_bad_values_name_it() {
     let streams = harness.node().streams_addr.to_string();
     let blocks = chain(193, 1, 6, 8);
     let expected = expected_events(&blocks);
-    let (writer, _) = spawn_writer(
-        harness.tarantool.address(),
-        blocks,
-        Duration::from_millis(0),
-    );
+    let (writer, _) = spawn_writer(harness.store(), blocks, Duration::from_millis(0));
     writer.await.expect("written");
 
     for query in [
@@ -143,29 +133,31 @@ async fn the_rpc_channel_takes_partition_and_bad_values_name_it() {
         assert_eq!(body["parameter"], "partition", "{query}: {body}");
     }
 
-    let mut rpc = connect(&format!("ws://{streams}/api/v1/streams")).await;
-    let answer = rpc_subscribe(
-        &mut rpc,
-        1,
-        json!({"stream": "valid_transactions", "partition": "9/4"}),
-    )
-    .await;
+    let mut rpc = RpcClient::connect(&format!("ws://{streams}/api/v1/streams")).await;
+    let answer = rpc
+        .call(
+            "subscribe",
+            json!({"stream": "valid_transactions", "partition": "9/4"}),
+        )
+        .await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
     assert_eq!(
         answer["error"]["data"]["parameter"], "partition",
         "{answer}"
     );
 
-    let answer = rpc_subscribe(
-        &mut rpc,
-        2,
-        json!({"stream": "valid_transactions", "partition": "3/4", "from_height": 0}),
-    )
-    .await;
-    let id = answer["result"].clone();
-    assert!(id.is_string(), "{answer}");
+    let answer = rpc
+        .call(
+            "subscribe",
+            json!({"stream": "valid_transactions", "partition": "3/4", "from_height": 0}),
+        )
+        .await;
+    let id = answer["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned();
     let want = share(&expected, 3, 4);
-    let got = rpc_results(&mut rpc, &id, want.len()).await;
+    let got = rpc.next_results(&id, want.len()).await;
     assert_eq!(
         got, want,
         "the RPC subscription gets what partition=3/4 does"

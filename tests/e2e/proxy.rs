@@ -1,13 +1,11 @@
 //! Drop-in mode: the node in front of a real (small) upstream HTTP server standing in for
 //! Planetmint's API on another port.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
-use support::*;
 
 /// Planetmint's API, played by a server that echoes what it received.
 async fn upstream() -> (String, actix_web::dev::ServerHandle) {
@@ -118,7 +116,7 @@ async fn the_node_fronts_planetmints_api_unchanged() {
 
     // POST with a body; the upstream's status and headers come back.
     let tx = r#"{"id":"abc","operation":"CREATE"}"#;
-    let raw = http_raw(
+    let raw = exchange(
         &api,
         &format!(
             "POST /api/v1/transactions?mode=commit HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{tx}",
@@ -172,18 +170,6 @@ async fn the_node_fronts_planetmints_api_unchanged() {
     assert_eq!(status, 200);
     assert_eq!(root["software"], "planetmint-streams");
     assert_eq!(root["api"]["v1"]["streams"], streams.as_str());
-}
-
-async fn http_raw(addr: &str, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
-        .await
-        .expect("in time")
-        .expect("read");
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Planetmint's API played by a server that records every request it gets and reads bodies
@@ -262,70 +248,6 @@ impl Recorder {
         self.seen
             .body_bytes
             .load(std::sync::atomic::Ordering::Acquire)
-    }
-}
-
-/// A connection from `source` (a loopback address) with `head` written.
-async fn open_from(source: &str, addr: &str, head: &[u8]) -> tokio::net::TcpStream {
-    use tokio::io::AsyncWriteExt;
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(format!("{source}:0").parse().expect("source"))
-        .expect("bind source");
-    let mut stream = socket
-        .connect(addr.parse().expect("addr"))
-        .await
-        .expect("connect");
-    stream.write_all(head).await.expect("write");
-    stream
-}
-
-/// One response: status, lower-cased head, body (by `Content-Length`); `None` when the
-/// connection ends before a whole one arrived.
-async fn read_response(
-    stream: &mut tokio::net::TcpStream,
-    within: Duration,
-) -> Option<(u16, String, String)> {
-    use tokio::io::AsyncReadExt;
-    let deadline = tokio::time::Instant::now() + within;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + length {
-                let status = head.split_whitespace().nth(1)?.parse().ok()?;
-                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
-                return Some((status, head, body));
-            }
-        }
-        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
-            .await
-            .expect("a response in time")
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Whether the server closes the connection within `within` (reads and discards until then).
-async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
-    use tokio::io::AsyncReadExt;
-    let mut chunk = [0u8; 8192];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => {}
-        }
     }
 }
 
@@ -681,32 +603,20 @@ async fn trickled_bodies_hold_neither_memory_nor_connections() {
     use tokio::io::AsyncWriteExt;
     const CONNECTIONS: usize = 20;
     const SENT: usize = 4 << 20;
-    let tarantool = planetmint_streams_devchain::process::TarantoolProcess::start()
-        .await
-        .expect("tarantool");
     let upstream = Recorder::start().await;
-    let node = NodeProcess::new(&tarantool.address());
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_planetmint-streams"))
-        .args([
-            "--tarantool",
-            &node.tarantool,
-            "--streams-bind",
-            &format!("127.0.0.1:{}", node.streams_port),
-            "--api-bind",
-            &format!("127.0.0.1:{}", node.api_port),
-        ])
+    // No Tarantool: the proxy is what is measured, whatever the source.
+    let node = NodeProcess::without_tarantool();
+    let child = node
+        .command()
         .env("PLANETMINT_STREAMS_API__UPSTREAM", &upstream.url)
         // The old default, so that the bodies are allowed and only their handling is measured.
         .env("PLANETMINT_STREAMS_API__UPSTREAM_MAX_BODY", "16777216")
         // Long enough for 80 MiB to pass on a busy machine; the trickle then outlasts it.
         .env("PLANETMINT_STREAMS_API__BODY_TIMEOUT", "30s")
-        .current_dir(std::env::temp_dir())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("node starts");
     let pid = child.id().expect("pid");
-    node.wait_ready().await;
+    node.wait_serving().await;
     let api = node.api();
     let before = rss_kib(pid);
 

@@ -2,15 +2,12 @@
 //! root and receives every transaction of the blocks Planetmint 2.5.3's storage code wrote.
 //! `make test` provides the interpreter (PMS_PYTHON, a venv with `websockets`).
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::fixtures::Planetmint253;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::Value;
-use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -59,15 +56,9 @@ async fn collect_with_python(
 async fn python_websockets_client_receives_planetmints_blocks() {
     let harness = Harness::start().await;
     let fixtures = Planetmint253::load().expect("fixtures");
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
     let api = harness.api();
-    let write_all = async {
-        for height in fixtures.heights() {
-            fixtures.write_block(&writer, height).await.expect("write");
-        }
-    };
+    let write_all = writer.write_fixtures(&fixtures);
     let events = collect_with_python(&api, 36, "streams", write_all).await;
     let expected: Vec<Value> = (1..=8).flat_map(|h| fixtures.expected_events(h)).collect();
     assert_eq!(events, expected);

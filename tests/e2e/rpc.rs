@@ -1,29 +1,22 @@
-//! The one-socket JSON-RPC channel (`/api/v1/streams`) end to end, on a real Tarantool:
-//! an independent Python `websockets` client authenticates in signed mode, subscribes to both
-//! streams with filters and `from_height`, updates a filter mid-stream and unsubscribes over
-//! one connection, and must receive exactly what the equivalent URL streams deliver (and what
+//! The one-socket JSON-RPC channel (`/api/v1/streams`) end to end: an independent Python
+//! `websockets` client authenticates in signed mode, subscribes to both streams with filters
+//! and `from_height`, updates a filter mid-stream and unsubscribes over one connection, and must receive exactly what the equivalent URL streams deliver (and what
 //! the written chain says, computed here from the generator's facts). Then the spec's errors,
 //! the token's bounds, the limits, `-32003`, shutdown (1001) and too slow (4000) with
 //! `last_heights`.
-
-mod support;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use crate::support::*;
 use planetmint_streams::config::Config;
 use planetmint_streams_auth::{
     AuthMode, Grant, KeyConfig, KeyRing, SecretString, Stream, TokenAuthority, TokenPolicy,
 };
 use planetmint_streams_devchain::generate::{ChainGenerator, GeneratedBlock};
-use planetmint_streams_devchain::process::TarantoolProcess;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::{json, Value};
-use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -53,117 +46,6 @@ fn issue(grant: &Grant) -> String {
     .issue(grant, None)
     .expect("issue")
     .token
-}
-
-/// A small JSON-RPC client: requests with increasing ids; notifications read meanwhile are
-/// kept, in order.
-struct Rpc {
-    ws: Ws,
-    next_id: u64,
-    notifications: Vec<Value>,
-}
-
-impl Rpc {
-    async fn connect(url: &str) -> Self {
-        Self {
-            ws: connect(url).await,
-            next_id: 1,
-            notifications: Vec::new(),
-        }
-    }
-
-    async fn send_text(&mut self, text: &str) {
-        self.ws
-            .send(Message::Text(text.to_owned().into()))
-            .await
-            .expect("send");
-    }
-
-    /// The next text message; `None` once the server closed (its close frame is returned).
-    async fn next(&mut self) -> Result<Value, Option<(u16, String)>> {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(20), self.ws.next())
-                .await
-                .expect("a message in time");
-            match message {
-                Some(Ok(Message::Text(text))) => {
-                    return Ok(serde_json::from_str(text.as_str()).expect("JSON"))
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return Err(None),
-            }
-        }
-    }
-
-    /// The next answer (notifications before it are kept).
-    async fn answer(&mut self) -> Value {
-        loop {
-            let message = self.next().await.expect("connection open");
-            if message["method"] == "subscription" {
-                self.notifications.push(message);
-            } else {
-                return message;
-            }
-        }
-    }
-
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.send_text(&request.to_string()).await;
-        let answer = self.answer().await;
-        assert_eq!(answer["id"], id, "{answer}");
-        assert_eq!(answer["jsonrpc"], "2.0");
-        answer
-    }
-
-    async fn subscribe(&mut self, params: Value) -> String {
-        let answer = self.call("subscribe", params).await;
-        answer["result"]
-            .as_str()
-            .unwrap_or_else(|| panic!("subscribed: {answer}"))
-            .to_owned()
-    }
-
-    /// Reads notifications until `done` holds for the kept ones.
-    async fn until(&mut self, done: impl Fn(&[Value]) -> bool) {
-        while !done(&self.notifications) {
-            let message = self.next().await.expect("connection open");
-            assert_eq!(message["method"], "subscription", "{message}");
-            self.notifications.push(message);
-        }
-    }
-
-    /// Reads up to the `closing` notification and returns it (the notifications before it are
-    /// kept).
-    async fn closing(&mut self) -> Value {
-        loop {
-            let message = self.next().await.expect("the closing notification");
-            if message["method"] == "closing" {
-                return message;
-            }
-            self.notifications.push(message);
-        }
-    }
-
-    /// The results of subscription `id`, in order.
-    fn results(&self, id: &str) -> Vec<Value> {
-        self.notifications
-            .iter()
-            .filter(|n| n["params"]["subscription"] == id)
-            .map(|n| n["params"]["result"].clone())
-            .collect()
-    }
-}
-
-fn error_code(answer: &Value) -> i64 {
-    answer["error"]["code"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("an error: {answer}"))
 }
 
 /// What a `valid_transactions` URL stream filtered by output keys / operations sends, from
@@ -200,9 +82,9 @@ fn block_message(b: &GeneratedBlock) -> Value {
 
 /// Reads `n` messages of a URL stream.
 async fn url_messages(base: &str, path_and_query: &str, n: usize) -> Vec<Value> {
-    let mut ws = connect(&format!("{base}{path_and_query}")).await;
-    let messages = take_json(&mut ws, n, Duration::from_secs(20)).await;
-    close(ws).await;
+    let mut ws = UrlStream::connect(&format!("{base}{path_and_query}")).await;
+    let messages = ws.take(n, Duration::from_secs(20)).await;
+    ws.close().await;
     messages
 }
 
@@ -213,11 +95,9 @@ async fn python_client_gets_over_one_socket_what_the_url_streams_deliver() {
     let wallets: Vec<String> = generator.wallets().to_vec();
     let (k1, k2, k3) = (&wallets[0], &wallets[1], &wallets[2]);
     let blocks: Vec<GeneratedBlock> = (0..16).map(|_| generator.block(3)).collect();
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
     for block in &blocks[..6] {
-        writer.write_block(block).await.expect("history");
+        writer.write(block).await;
     }
     let token = issue(&Grant::new(Stream::ALL));
 
@@ -237,7 +117,7 @@ async fn python_client_gets_over_one_socket_what_the_url_streams_deliver() {
     assert_eq!(first, "ready");
     // The rest is written while the client follows, updates and unsubscribes.
     for block in &blocks[6..] {
-        writer.write_block(block).await.expect("live block");
+        writer.write(block).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let last = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
@@ -423,7 +303,7 @@ async fn bad_requests_get_the_spec_errors_and_tokens_bound_every_subscription() 
 
     // A wallet's token: valid_transactions only, pinned to K1.
     let wallet = issue(&Grant::new([Stream::ValidTransactions]).public_key(K1));
-    let mut rpc = Rpc::connect(&format!("{rpc_url}?token={wallet}")).await;
+    let mut rpc = RpcClient::connect(&format!("{rpc_url}?token={wallet}")).await;
     let answer = rpc
         .call("subscribe", json!({"stream": "valid_transactions"}))
         .await;
@@ -465,10 +345,10 @@ async fn bad_requests_get_the_spec_errors_and_tokens_bound_every_subscription() 
         .call("describe", json!({"stream": "valid_blocks"}))
         .await;
     assert_eq!(answer["result"]["name"], "valid_blocks");
-    close(rpc.ws).await;
+    rpc.close().await;
 
     // Authenticating with a bad token is refused; the connection then still needs one.
-    let mut rpc = Rpc::connect(&rpc_url).await;
+    let mut rpc = RpcClient::connect(&rpc_url).await;
     let answer = rpc.call("authenticate", json!({"token": "v1.nope"})).await;
     assert_eq!(error_code(&answer), -32001);
     let answer = rpc
@@ -476,18 +356,18 @@ async fn bad_requests_get_the_spec_errors_and_tokens_bound_every_subscription() 
         .await;
     assert_eq!(error_code(&answer), -32001);
     let closed = rpc.next().await.expect_err("closed");
-    assert_eq!(closed.map(|c| c.0), Some(1008));
+    assert_eq!(closed.map(|c| c.code), Some(1008));
 
     // Before authenticating, a message that is not a request is answered and changes nothing;
     // any other method, an unknown one too, gets -32001 and the close.
-    let mut rpc = Rpc::connect(&rpc_url).await;
+    let mut rpc = RpcClient::connect(&rpc_url).await;
     rpc.send_text("not json").await;
     let answer = rpc.next().await.expect("an answer");
     assert_eq!(error_code(&answer), -32700);
     let answer = rpc.call("no_such_method", json!({})).await;
     assert_eq!(error_code(&answer), -32001, "{answer}");
     let closed = rpc.next().await.expect_err("closed");
-    assert_eq!(closed.map(|c| c.0), Some(1008));
+    assert_eq!(closed.map(|c| c.code), Some(1008));
 
     let (_, metrics) = http_get(&harness.node().api_addr.to_string(), "/metrics").await;
     assert!(
@@ -516,7 +396,7 @@ async fn malformed_requests_and_limits_disturb_nothing_else() {
     .await;
     let bystander = Bystander::start(&harness, 77).await;
     let rpc_url = format!("{}/api/v1/streams", harness.streams_base());
-    let mut rpc = Rpc::connect(&rpc_url).await;
+    let mut rpc = RpcClient::connect(&rpc_url).await;
     // A live subscription on the connection keeps getting its blocks throughout.
     let blocks = rpc.subscribe(json!({"stream": "valid_blocks"})).await;
     // Every kind of malformed request gets its error; the connection goes on.
@@ -594,26 +474,18 @@ async fn malformed_requests_and_limits_disturb_nothing_else() {
         heights.windows(2).all(|w| w[1] == w[0] + 1),
         "every block, in order: {heights:?}"
     );
-    close(rpc.ws).await;
+    rpc.close().await;
     // Meanwhile a URL subscriber on the same node got every event.
     bystander.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_height_below_the_stored_history_gets_32003() {
-    let tarantool = TarantoolProcess::start().await.expect("tarantool");
-    let writer = PlanetmintWriter::connect(&tarantool.address())
-        .await
-        .expect("writer");
     // The chain starts at 100: heights below are gone (pruned).
     let blocks = chain(41, 100, 5, 1);
-    for block in &blocks {
-        writer.write_block(block).await.expect("write");
-    }
-    let node = planetmint_streams::start(test_config(&tarantool.address()))
-        .await
-        .expect("node");
-    let mut rpc = Rpc::connect(&format!("ws://{}/api/v1/streams", node.streams_addr)).await;
+    let harness = Harness::over(&blocks, |_| {}).await;
+    let node = harness.node();
+    let mut rpc = RpcClient::connect(&format!("ws://{}/api/v1/streams", node.streams_addr)).await;
     let answer = rpc
         .call(
             "subscribe",
@@ -628,7 +500,6 @@ async fn from_height_below_the_stored_history_gets_32003() {
         .await;
     rpc.until(|n| n.len() >= 5).await;
     assert_eq!(json!(rpc.results(&id)), json!(expected_events(&blocks)));
-    node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,16 +507,14 @@ async fn shutdown_closes_with_1001_and_every_subscriptions_last_height() {
     let mut harness = Harness::start().await;
     let blocks = chain(52, 1, 6, 2);
     let keys: Vec<String> = blocks[0].transactions[0].output_keys.clone();
-    let mut rpc = Rpc::connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
+    let mut rpc = RpcClient::connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
     let all = rpc.subscribe(json!({"stream": "valid_blocks"})).await;
     let one = rpc
         .subscribe(json!({"stream": "valid_transactions", "public_key": [keys[0]]}))
         .await;
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
     for block in &blocks {
-        writer.write_block(block).await.expect("write");
+        writer.write(block).await;
     }
     rpc.until(|n| {
         n.iter()
@@ -665,9 +534,9 @@ async fn shutdown_closes_with_1001_and_every_subscriptions_last_height() {
         .and_then(|e| e["height"].as_u64())
         .expect("the key's first transaction was streamed");
     assert_eq!(heights[&one], last_of_one);
-    let (code, reason) = rpc.next().await.expect_err("closed").expect("close frame");
-    assert_eq!(code, 1001);
-    let reason: Value = serde_json::from_str(&reason).expect("JSON reason");
+    let closed = rpc.next().await.expect_err("closed").expect("close frame");
+    assert_eq!(closed.code, 1001);
+    let reason = closed.reason_json();
     assert_eq!(reason["reason"], "server shutting down");
     assert_eq!(&reason["last_heights"], heights);
     stop.await.expect("shutdown");
@@ -686,7 +555,7 @@ async fn a_connection_that_stops_reading_gets_4000_and_resumes_each_subscription
     })
     .await;
     let rpc_url = format!("{}/api/v1/streams", harness.streams_base());
-    let mut slow = Rpc::connect(&rpc_url).await;
+    let mut slow = RpcClient::connect(&rpc_url).await;
     let blocks_sub = slow.subscribe(json!({"stream": "valid_blocks"})).await;
     let tx_sub = slow
         .subscribe(json!({"stream": "valid_transactions", "batch": "block"}))
@@ -708,9 +577,9 @@ async fn a_connection_that_stops_reading_gets_4000_and_resumes_each_subscription
     let closing = slow.closing().await;
     assert_eq!(closing["params"]["code"], 4000);
     assert_eq!(closing["params"]["reason"], "too slow");
-    let (code, reason) = slow.next().await.expect_err("closed").expect("close frame");
-    assert_eq!(code, 4000);
-    let reason: Value = serde_json::from_str(&reason).expect("JSON reason");
+    let closed = slow.next().await.expect_err("closed").expect("close frame");
+    assert_eq!(closed.code, 4000);
+    let reason = closed.reason_json();
     assert_eq!(reason["last_heights"], closing["params"]["last_heights"]);
     let heights: BTreeMap<String, Option<u64>> =
         serde_json::from_value(closing["params"]["last_heights"].clone()).expect("heights");
@@ -727,7 +596,7 @@ async fn a_connection_that_stops_reading_gets_4000_and_resumes_each_subscription
         assert_eq!(heights_got, (1..=last).collect::<Vec<_>>(), "no gap");
     }
     // Resuming each from its last height continues without gap or duplicate.
-    let mut again = Rpc::connect(&rpc_url).await;
+    let mut again = RpcClient::connect(&rpc_url).await;
     let last = heights[tx_sub.as_str()].expect("height");
     let id = again
         .subscribe(json!({"stream": "valid_transactions", "batch": "block", "from_height": last}))
@@ -760,7 +629,7 @@ async fn the_catalogue_and_asyncapi_describe_the_channel() {
         assert!(doc.pointer(pointer).is_some(), "{name}");
     }
     // describe answers with exactly the catalogue's entries.
-    let mut rpc = Rpc::connect(&rpc_url).await;
+    let mut rpc = RpcClient::connect(&rpc_url).await;
     for (i, stream) in ["valid_transactions", "valid_blocks"].iter().enumerate() {
         let answer = rpc.call("describe", json!({"stream": stream})).await;
         assert_eq!(answer["result"], catalogue["streams"][i]);
@@ -781,7 +650,7 @@ async fn the_catalogue_and_asyncapi_describe_the_channel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_during_replay_applies_once_caught_up_with_nothing_skipped_or_repeated() {
-    // History read from Tarantool one block per request: the update arrives while the
+    // History read from the source one block per request: the update arrives while the
     // subscription is still replaying.
     let harness = Harness::start_with(|c| {
         c.streams.ring_blocks = 1;
@@ -792,13 +661,11 @@ async fn an_update_during_replay_applies_once_caught_up_with_nothing_skipped_or_
     let wallets: Vec<String> = generator.wallets().to_vec();
     let (a, b) = (&wallets[0], &wallets[1]);
     let blocks: Vec<GeneratedBlock> = (0..240).map(|_| generator.block(3)).collect();
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
     for block in &blocks[..200] {
-        writer.write_block(block).await.expect("history");
+        writer.write(block).await;
     }
-    let mut rpc = Rpc::connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
+    let mut rpc = RpcClient::connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
     // The first subscription's id is "1": the update goes out with the subscribe, while the
     // subscription replays its history (it is applied once that has caught up).
     rpc.send_text(
@@ -822,7 +689,7 @@ async fn an_update_during_replay_applies_once_caught_up_with_nothing_skipped_or_
         .expect("applies_after_height");
     assert_eq!(after, 200, "applied once the replay caught up");
     for block in &blocks[200..] {
-        writer.write_block(block).await.expect("live");
+        writer.write(block).await;
     }
     // A no-op update as a barrier once everything is published.
     while harness.node().hub.last_published() < Some(240) {

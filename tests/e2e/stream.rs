@@ -1,25 +1,21 @@
-//! End to end: a real Tarantool, the node, and real WebSocket clients that find the stream the
-//! way Planetmint clients do (from `GET /api/v1/`).
-
-mod support;
+//! The node and real WebSocket clients that find the stream the way Planetmint clients do
+//! (from `GET /api/v1/`), on the blocks Planetmint 2.5.3 wrote; keep-alive, bad requests and
+//! shutdown.
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use planetmint_streams_devchain::fixtures::Planetmint253;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::Value;
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_discovers_the_stream_gets_every_fixture_transaction_in_order() {
     let harness = Harness::start().await;
     let api = harness.node().api_addr.to_string();
     let fixtures = Planetmint253::load().expect("fixtures");
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
 
     // Discovery, as Planetmint clients do it.
     let (status, v1) = get_json(&api, "/api/v1/").await;
@@ -43,27 +39,25 @@ async fn a_client_that_discovers_the_stream_gets_every_fixture_transaction_in_or
     assert_eq!(root["api"]["v1"]["transactions"], "/api/v1/transactions/");
     assert_eq!(root["software"], "planetmint-streams");
 
-    let mut transactions = connect(&streams).await;
-    let mut blocks = connect(&streamed_blocks).await;
+    let mut transactions = UrlStream::connect(&streams).await;
+    let mut blocks = UrlStream::connect(&streamed_blocks).await;
     // Planetmint's server sends only blocks committed after the client connected: the node is
     // attached once its follower has started, which `wait_ready` saw.
-    for height in fixtures.heights() {
-        fixtures.write_block(&writer, height).await.expect("write");
-    }
-    let received = take_json(&mut transactions, 36, Duration::from_secs(10)).await;
+    writer.write_fixtures(&fixtures).await;
+    let received = transactions.take(36, Duration::from_secs(10)).await;
     let expected: Vec<Value> = (1..=8).flat_map(|h| fixtures.expected_events(h)).collect();
     assert_eq!(
         received, expected,
         "every transaction, in block order, with Planetmint's fields"
     );
-    let received_blocks = take_json(&mut blocks, 8, Duration::from_secs(10)).await;
+    let received_blocks = blocks.take(8, Duration::from_secs(10)).await;
     assert_eq!(
         received_blocks, fixtures.expected_blocks,
         "every block including empty ones"
     );
-    assert_silent(&mut transactions, Duration::from_millis(300)).await;
-    close(transactions).await;
-    close(blocks).await;
+    transactions.assert_silent(Duration::from_millis(300)).await;
+    transactions.close().await;
+    blocks.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,35 +65,24 @@ async fn each_block_arrives_as_one_write() {
     use tokio::io::AsyncReadExt;
     let harness = Harness::start().await;
     let fixtures = Planetmint253::load().expect("fixtures");
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
     let addr = harness.node().streams_addr.to_string();
     let mut socket = raw_upgrade(&addr, "/api/v1/streams/valid_transactions").await;
     let mut buf = vec![0u8; 65536];
     for height in [1u64, 2, 3] {
-        fixtures.write_block(&writer, height).await.expect("write");
+        writer.write_fixture(&fixtures, height).await;
         let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
             .await
             .expect("data in time")
             .expect("read");
         // Parse the frames in this one read: all six transactions of the block, nothing else.
-        let mut pos = 0;
+        let (frames, parsed) = server_frames(&buf[..n]);
+        assert_eq!(parsed, n, "whole frames only");
         let mut heights = Vec::new();
-        while pos < n {
-            assert_eq!(buf[pos], 0x81, "a final text frame");
-            let (len, header) = match buf[pos + 1] {
-                126 => (
-                    usize::from(u16::from_be_bytes([buf[pos + 2], buf[pos + 3]])),
-                    4,
-                ),
-                l if l < 126 => (usize::from(l), 2),
-                _ => panic!("frame too large for this test"),
-            };
-            let event: Value =
-                serde_json::from_slice(&buf[pos + header..pos + header + len]).expect("JSON");
+        for frame in frames {
+            assert_eq!(frame.first, 0x81, "a final text frame");
+            let event: Value = serde_json::from_slice(&frame.payload).expect("JSON");
             heights.push(event["height"].as_u64().expect("height"));
-            pos += header + len;
         }
         assert_eq!(
             heights,
@@ -120,17 +103,19 @@ async fn keep_alive_pings_and_pongs() {
         "{}/api/v1/streams/valid_transactions",
         harness.streams_base()
     );
-    let mut ws = connect(&url).await;
+    let mut ws = UrlStream::connect(&url).await;
     // The server pings at the configured interval (300 ms; the default is many seconds), with
     // room for a busy machine's scheduling.
-    let ping = tokio::time::timeout(Duration::from_secs(2), ws.next())
+    let ping = ws
+        .next_frame(Duration::from_secs(2))
         .await
         .expect("ping in time");
     assert!(matches!(ping, Some(Ok(Message::Ping(_)))), "got {ping:?}");
     // A client ping gets a pong with the same payload.
-    send_ping(&mut ws, b"are you there").await;
+    ws.ping(b"are you there").await;
     let pong = loop {
-        match tokio::time::timeout(Duration::from_secs(2), ws.next())
+        match ws
+            .next_frame(Duration::from_secs(2))
             .await
             .expect("pong in time")
         {
@@ -141,8 +126,8 @@ async fn keep_alive_pings_and_pongs() {
     };
     assert_eq!(&pong[..], b"are you there");
     // tungstenite answers the server's pings as it reads: the connection stays open.
-    assert_silent(&mut ws, Duration::from_millis(1500)).await;
-    close(ws).await;
+    ws.assert_silent(Duration::from_millis(1500)).await;
+    ws.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,18 +156,14 @@ async fn a_client_that_never_answers_pings_is_closed() {
     let elapsed = started.elapsed();
     // After the 101 response (read by raw_upgrade): pings (0x89), then a close frame (0x88)
     // with code 4000.
-    let frames = &received[..];
-    let close_at = frames
+    let (frames, _) = server_frames(&received);
+    assert_eq!(frames.first().map(|f| f.first), Some(0x89), "pinged first");
+    let (code, reason) = frames
         .iter()
-        .position(|&b| b == 0x88)
+        .find_map(ServerFrame::close)
         .expect("a close frame");
-    assert_eq!(frames[0], 0x89, "pinged first");
-    let code = u16::from_be_bytes([frames[close_at + 2], frames[close_at + 3]]);
     assert_eq!(code, 4000);
-    let reason: Value = serde_json::from_slice(
-        &frames[close_at + 4..close_at + 2 + usize::from(frames[close_at + 1])],
-    )
-    .expect("JSON reason");
+    let reason: Value = serde_json::from_str(&reason).expect("JSON reason");
     assert_eq!(reason["reason"], "no pong");
     assert!(
         elapsed >= Duration::from_millis(550) && elapsed < Duration::from_secs(3),
@@ -213,12 +194,12 @@ async fn bad_requests_get_json_errors() {
 
     // Unknown parameters are ignored, as Planetmint's routes ignore the query string: the
     // upgrade succeeds; a known parameter with a bad value is still refused next to them.
-    let ws = connect(&format!(
+    let ws = UrlStream::connect(&format!(
         "{}/api/v1/streams/valid_blocks?colour=blue&_=1712345678",
         harness.streams_base()
     ))
     .await;
-    close(ws).await;
+    ws.close().await;
     let (status, body) = get_json(
         &streams,
         "/api/v1/streams/valid_blocks?colour=blue&batch=tx",
@@ -244,32 +225,29 @@ async fn bad_requests_get_json_errors() {
 
     // The node is unharmed.
     let url = format!("{}/api/v1/streams/valid_blocks", harness.streams_base());
-    let ws = connect(&url).await;
-    close(ws).await;
+    let ws = UrlStream::connect(&url).await;
+    ws.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_subscribers_with_1001_and_their_last_height() {
     let mut harness = Harness::start().await;
     let fixtures = Planetmint253::load().expect("fixtures");
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
     let url = format!(
         "{}/api/v1/streams/valid_transactions",
         harness.streams_base()
     );
-    let mut ws = connect(&url).await;
-    fixtures.write_block(&writer, 1).await.expect("write");
-    let first = take_json(&mut ws, 6, Duration::from_secs(5)).await;
+    let mut ws = UrlStream::connect(&url).await;
+    writer.write_fixture(&fixtures, 1).await;
+    let first = ws.take(6, Duration::from_secs(5)).await;
     assert_eq!(first.last().map(|e| e["height"].clone()), Some(1.into()));
     let node = harness.node.take().expect("node");
     let stopping = tokio::spawn(node.shutdown());
-    let (_, frame) = read_until_close(&mut ws, Duration::from_secs(5)).await;
+    let (_, frame) = ws.until_close(Duration::from_secs(5)).await;
     let frame = frame.expect("a close frame");
-    assert_eq!(u16::from(frame.code), 1001);
-    let reason: Value = serde_json::from_str(frame.reason.as_str()).expect("JSON reason");
-    assert_eq!(reason["last_height"], 1);
+    assert_eq!(frame.code, 1001);
+    assert_eq!(frame.reason_json()["last_height"], 1);
     tokio::time::timeout(Duration::from_secs(10), stopping)
         .await
         .expect("stops in time")

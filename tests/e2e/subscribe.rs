@@ -1,101 +1,29 @@
-//! The `subscribe` command against a real node: the node is killed and restarted, the
-//! subscriber itself is stopped and restarted with its cursor file, and the concatenated
-//! stdout must hold every event exactly once, in order. The same with several `--subscribe`
-//! over one JSON-RPC connection (equal to the URL streams with the same filters, one height
-//! per subscription, across a node kill, a 1001 shutdown and a 4000 close), its signed-mode
-//! `authenticate`, and clean ends for bad specs and the node's refusals.
-
-mod support;
+//! The `subscribe` command (the binary, as a user runs it) against the node: blocks with a
+//! limit and pretty output, several `--subscribe` over one JSON-RPC connection resuming each
+//! subscription from its height after a 4000 close, its signed-mode `authenticate`, and clean
+//! ends for bad specs and the node's refusals. Across kills and restarts of the node binary:
+//! `tarantool::subscribe`.
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::generate::ChainGenerator;
-use planetmint_streams_devchain::process::TarantoolProcess;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::Value;
-use support::*;
 use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_planetmint-streams");
-
-/// A node process on its own Tarantool, to be killed, stopped and started again.
-struct RestartableNode {
-    tarantool: TarantoolProcess,
-    node: NodeProcess,
-    process: Child,
-}
-
-impl RestartableNode {
-    /// Tarantool and the node, ready.
-    async fn start() -> Self {
-        let tarantool = TarantoolProcess::start().await.expect("tarantool");
-        let node = NodeProcess::new(&tarantool.address());
-        let process = node.spawn();
-        node.wait_ready().await;
-        Self {
-            tarantool,
-            node,
-            process,
-        }
-    }
-
-    fn api_port(&self) -> u16 {
-        self.node.api_port
-    }
-
-    /// Writes `blocks` into its Tarantool, one every 25 ms, in the background (see
-    /// [`spawn_writer`]).
-    fn write(
-        &self,
-        blocks: &[planetmint_streams_devchain::generate::GeneratedBlock],
-    ) -> (
-        tokio::task::JoinHandle<()>,
-        tokio::sync::watch::Receiver<u64>,
-    ) {
-        spawn_writer(
-            self.tarantool.address(),
-            blocks.to_vec(),
-            Duration::from_millis(25),
-        )
-    }
-
-    /// The node dies without a goodbye: its subscribers just lose the connection.
-    async fn kill(&mut self) {
-        let _ = self.process.start_kill();
-        let _ = self.process.wait().await;
-    }
-
-    /// The node shuts down cleanly on SIGTERM (1001 with the last heights).
-    async fn terminate(&mut self) {
-        if let Some(pid) = self.process.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.process.wait()).await;
-    }
-
-    /// Starts the node again (on the same ports) and waits until it is ready.
-    async fn restart(&mut self) {
-        self.process = self.node.spawn();
-        self.node.wait_ready().await;
-    }
-}
 
 /// Where a subscriber keeps its cursor, its stdout and its stderr (appended to, across its
 /// restarts), in a directory removed at the end.
-struct SubscriberFiles {
+pub(crate) struct SubscriberFiles {
     _dir: tempfile::TempDir,
-    cursor: std::path::PathBuf,
+    pub(crate) cursor: std::path::PathBuf,
     out: std::path::PathBuf,
     err: std::path::PathBuf,
 }
 
 impl SubscriberFiles {
     /// The cursor file is called `cursor`.
-    fn new(cursor: &str) -> Self {
+    pub(crate) fn new(cursor: &str) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         Self {
             cursor: dir.path().join(cursor),
@@ -106,17 +34,17 @@ impl SubscriberFiles {
     }
 
     /// The JSON lines printed so far.
-    fn lines(&self) -> Vec<Value> {
+    pub(crate) fn lines(&self) -> Vec<Value> {
         lines(&self.out)
     }
 
     /// What the subscriber said on stderr so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
     /// Waits (up to 30 s) until `n` lines are printed; returns how many there are.
-    async fn wait_for_lines(&self, n: usize) -> usize {
+    pub(crate) async fn wait_for_lines(&self, n: usize) -> usize {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let printed = self.lines().len();
@@ -129,7 +57,7 @@ impl SubscriberFiles {
 }
 
 /// Opens `path` for appending, to be a child's stdout or stderr.
-fn append_to(path: &std::path::Path) -> Stdio {
+pub(crate) fn append_to(path: &std::path::Path) -> Stdio {
     Stdio::from(
         std::fs::OpenOptions::new()
             .create(true)
@@ -141,7 +69,7 @@ fn append_to(path: &std::path::Path) -> Stdio {
 
 /// `subscribe` from height 0 with the cursor and output of `files`, each `--subscribe` of
 /// `specs` (none: the single-stream mode).
-fn subscriber(api_port: u16, specs: &[String], files: &SubscriberFiles) -> Child {
+pub(crate) fn subscriber(api_port: u16, specs: &[String], files: &SubscriberFiles) -> Child {
     let mut args = vec![
         "subscribe".to_owned(),
         format!("http://127.0.0.1:{api_port}"),
@@ -164,7 +92,7 @@ fn subscriber(api_port: u16, specs: &[String], files: &SubscriberFiles) -> Child
 }
 
 /// Runs the binary with `args` to its end (within `within`).
-async fn run_to_end(args: &[String], within: Duration) -> std::process::Output {
+pub(crate) async fn run_to_end(args: &[String], within: Duration) -> std::process::Output {
     tokio::time::timeout(
         within,
         Command::new(BIN).args(args).kill_on_drop(true).output(),
@@ -174,7 +102,7 @@ async fn run_to_end(args: &[String], within: Duration) -> std::process::Output {
     .expect("runs")
 }
 
-async fn stop(child: &mut Child) {
+pub(crate) async fn stop(child: &mut Child) {
     if let Some(pid) = child.id() {
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -189,66 +117,25 @@ async fn stop(child: &mut Child) {
 }
 
 /// The JSON lines in `text`.
-fn json_lines(text: &str) -> Vec<Value> {
+pub(crate) fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect()
 }
 
 /// The JSON lines in the file at `path` (none when it does not exist yet).
-fn lines(path: &std::path::Path) -> Vec<Value> {
+pub(crate) fn lines(path: &std::path::Path) -> Vec<Value> {
     json_lines(&std::fs::read_to_string(path).unwrap_or_default())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_event_exactly_once_across_node_and_subscriber_restarts() {
-    let mut node = RestartableNode::start().await;
-    let files = SubscriberFiles::new("cursor");
-    let mut sub = subscriber(node.api_port(), &[], &files);
-
-    let blocks = chain(77, 1, 120, 2);
-    let expected = expected_events(&blocks);
-    let (writer, mut progress) = node.write(&blocks);
-
-    progress.wait_for(|h| *h >= 30).await.expect("progress");
-    stop(&mut sub).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    sub = subscriber(node.api_port(), &[], &files);
-
-    progress.wait_for(|h| *h >= 60).await.expect("progress");
-    node.kill().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    node.restart().await;
-
-    progress.wait_for(|h| *h >= 90).await.expect("progress");
-    stop(&mut sub).await;
-    sub = subscriber(node.api_port(), &[], &files);
-
-    writer.await.expect("writer");
-    files.wait_for_lines(expected.len()).await;
-    stop(&mut sub).await;
-    let got = files.lines();
-    assert_eq!(got.len(), expected.len(), "every event once");
-    assert_eq!(got, expected, "in order");
-    assert_eq!(
-        std::fs::read_to_string(&files.cursor)
-            .expect("cursor")
-            .trim(),
-        "120"
-    );
-    node.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_with_a_limit_and_pretty_output() {
     let harness = Harness::start().await;
     let mut chain = ChainGenerator::new(78, 1, 4);
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
     let blocks: Vec<_> = (0..5).map(|_| chain.block(1)).collect();
     for block in &blocks {
-        writer.write_block(block).await.expect("write");
+        writer.write(block).await;
     }
     let api = harness.api();
     let output = stdout_of(Command::new(BIN).args([
@@ -286,7 +173,7 @@ async fn blocks_with_a_limit_and_pretty_output() {
 }
 
 /// The events of `blocks` whose transaction passes `keep`, in order.
-fn expected_where(
+pub(crate) fn expected_where(
     blocks: &[planetmint_streams_devchain::generate::GeneratedBlock],
     keep: impl Fn(&planetmint_streams_devchain::generate::GeneratedTransaction) -> bool,
 ) -> Vec<Value> {
@@ -306,7 +193,7 @@ fn expected_where(
 }
 
 /// What the single-stream mode prints for these filter flags, from height 0, `limit` events.
-async fn url_mode_events(api_port: u16, filter: &[&str], limit: usize) -> Vec<Value> {
+pub(crate) async fn url_mode_events(api_port: u16, filter: &[&str], limit: usize) -> Vec<Value> {
     let mut args = vec![
         "subscribe".to_owned(),
         format!("http://127.0.0.1:{api_port}"),
@@ -323,98 +210,6 @@ async fn url_mode_events(api_port: u16, filter: &[&str], limit: usize) -> Vec<Va
         String::from_utf8_lossy(&output.stderr)
     );
     json_lines(&String::from_utf8_lossy(&output.stdout))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_filters_over_one_connection_get_what_two_url_streams_get_across_restarts() {
-    let mut node = RestartableNode::start().await;
-    let blocks = chain(79, 1, 120, 3);
-    // The key that receives most often: a wallet following itself.
-    let mut counts = std::collections::HashMap::<&str, usize>::new();
-    for tx in blocks.iter().flat_map(|b| &b.transactions) {
-        for key in &tx.output_keys {
-            *counts.entry(key.as_str()).or_default() += 1;
-        }
-    }
-    let key = counts
-        .iter()
-        .max_by_key(|(key, n)| (**n, **key))
-        .map(|(key, _)| (*key).to_owned())
-        .expect("keys");
-    let by_key = expected_where(&blocks, |tx| tx.output_keys.contains(&key));
-    let transfers = expected_where(&blocks, |tx| tx.operation == "TRANSFER");
-    assert!(!by_key.is_empty() && !transfers.is_empty());
-    let specs = [
-        format!("wallet=valid_transactions?public_key={key}"),
-        "transfers=valid_transactions?operation=TRANSFER".to_owned(),
-    ];
-
-    let files = SubscriberFiles::new("cursor.json");
-    let mut sub = subscriber(node.api_port(), &specs, &files);
-    let (writer, mut progress) = node.write(&blocks);
-
-    // The subscriber stops and starts again from its cursor file.
-    progress.wait_for(|h| *h >= 30).await.expect("progress");
-    stop(&mut sub).await;
-    sub = subscriber(node.api_port(), &specs, &files);
-
-    // The node dies without a goodbye (connection lost) and comes back.
-    progress.wait_for(|h| *h >= 60).await.expect("progress");
-    node.kill().await;
-    node.restart().await;
-
-    // The node shuts down cleanly (1001 with last_heights) and comes back.
-    progress.wait_for(|h| *h >= 90).await.expect("progress");
-    node.terminate().await;
-    node.restart().await;
-
-    writer.await.expect("writer");
-    let want = by_key.len() + transfers.len();
-    files.wait_for_lines(want).await;
-    stop(&mut sub).await;
-    let log = files.log();
-    let got = files.lines();
-    let of = |name: &str| -> Vec<Value> {
-        got.iter()
-            .filter(|line| line["subscription"] == name)
-            .map(|line| line["result"].clone())
-            .collect()
-    };
-    assert_eq!(
-        got.len(),
-        want,
-        "every event of both subscriptions once; subscriber said:\n{log}"
-    );
-    assert_eq!(of("wallet"), by_key, "the wallet's events, in order");
-    assert_eq!(of("transfers"), transfers, "the transfers, in order");
-    assert!(
-        log.contains("closed by the node (1001)"),
-        "the clean shutdown was a 1001 close:\n{log}"
-    );
-
-    // Exactly what the two equivalent URL streams deliver.
-    let url_wallet = url_mode_events(node.api_port(), &["--public-key", &key], by_key.len()).await;
-    let url_transfers = url_mode_events(
-        node.api_port(),
-        &["--operation", "TRANSFER"],
-        transfers.len(),
-    )
-    .await;
-    assert_eq!(of("wallet"), url_wallet);
-    assert_eq!(of("transfers"), url_transfers);
-
-    // One height per subscription: the last block each printed.
-    let stored: Value =
-        serde_json::from_str(&std::fs::read_to_string(&files.cursor).expect("cursor"))
-            .expect("JSON");
-    assert_eq!(
-        stored,
-        serde_json::json!({
-            "wallet": by_key.last().map(|e| e["height"].clone()),
-            "transfers": transfers.last().map(|e| e["height"].clone()),
-        })
-    );
-    node.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,11 +292,9 @@ async fn signed_mode_authenticates_with_the_token_file_and_refusals_end_cleanly(
         },
     );
     let issue = |grant: &Grant| authority.issue(grant, None).expect("issue").token;
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
     for block in chain(80, 1, 3, 1) {
-        writer.write_block(&block).await.expect("write");
+        writer.write(&block).await;
     }
     let dir = tempfile::tempdir().expect("tmp");
     let all = dir.path().join("all.token");
@@ -595,9 +388,7 @@ async fn a_subscriber_closed_with_4000_resumes_every_subscription_from_its_heigh
     })
     .await;
     let api_addr = harness.node().api_addr.to_string();
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
+    let mut writer = harness.writer().await;
     let blocks = chain(81, 1, 30, 2);
     let specs = [
         "blocks=valid_blocks".to_owned(),
@@ -631,7 +422,7 @@ async fn a_subscriber_closed_with_4000_resumes_every_subscription_from_its_heigh
     // Both subscriptions are open before the first block is written.
     wait_for_metric(&api_addr, "planetmint_streams_rpc_subscriptions", "", 2.0).await;
     for block in &blocks[..10] {
-        writer.write_block(block).await.expect("write");
+        writer.write(block).await;
     }
     let (n, even) = expected_until(10);
     wait_lines(n + even.len()).await;
@@ -639,7 +430,7 @@ async fn a_subscriber_closed_with_4000_resumes_every_subscription_from_its_heigh
     // Frozen: it answers no ping, and the node closes it with 4000 ("no pong").
     signal(&sub, "-STOP").await;
     for block in &blocks[10..20] {
-        writer.write_block(block).await.expect("write");
+        writer.write(block).await;
     }
     wait_for_metric(
         &api_addr,
@@ -650,7 +441,7 @@ async fn a_subscriber_closed_with_4000_resumes_every_subscription_from_its_heigh
     .await;
     signal(&sub, "-CONT").await;
     for block in &blocks[20..] {
-        writer.write_block(block).await.expect("write");
+        writer.write(block).await;
     }
     let (n, even) = expected_until(30);
     wait_lines(n + even.len()).await;

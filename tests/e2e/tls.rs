@@ -2,23 +2,19 @@
 //! authentication: a client that trusts the test CA streams over wss://; without a client
 //! certificate it is refused when the node asks for one.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams::config::Config;
 use planetmint_streams_devchain::fixtures::Planetmint253;
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::Connector;
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -116,15 +112,8 @@ async fn https_get(
 async fn wss(
     url: &str,
     config: Arc<rustls::ClientConfig>,
-) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    tokio_tungstenite::connect_async_tls_with_config(
-        url,
-        None,
-        false,
-        Some(Connector::Rustls(config)),
-    )
-    .await
-    .map(|(ws, _)| ws)
+) -> Result<UrlStream, tokio_tungstenite::tungstenite::Error> {
+    UrlStream::connect_with(url, &Options::tls(config)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,11 +141,8 @@ async fn both_ports_serve_tls_and_the_root_document_advertises_wss() {
         .await
         .expect("wss connects with the CA trusted");
     let fixtures = Planetmint253::load().expect("fixtures");
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
-    fixtures.write_block(&writer, 1).await.expect("write");
-    let events = take_json(&mut ws, 6, Duration::from_secs(10)).await;
+    harness.writer().await.write_fixture(&fixtures, 1).await;
+    let events = ws.take(6, Duration::from_secs(10)).await;
     assert_eq!(events, fixtures.expected_events(1));
 
     // A client that does not trust the CA gets no connection.
@@ -200,11 +186,8 @@ async fn client_certificates_are_required_when_a_ca_is_configured() {
         .await
         .expect("a certificate signed by the CA is accepted");
     let fixtures = Planetmint253::load().expect("fixtures");
-    let writer = PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer");
-    fixtures.write_block(&writer, 1).await.expect("write");
-    let block = take_json(&mut ws, 1, Duration::from_secs(10)).await;
+    harness.writer().await.write_fixture(&fixtures, 1).await;
+    let block = ws.take(1, Duration::from_secs(10)).await;
     assert_eq!(block[0], fixtures.expected_blocks[0]);
     let (status, _) = https_get(
         harness.node().api_addr,

@@ -1,18 +1,15 @@
 //! RFC 6455 behaviour of the stream server as seen by a client whose protocol implementation is
-//! not ours: Python's `websockets` library (tests/clients/protocol_checks.py), against a node fed
-//! by a real Tarantool. Pings and pongs both ways, the close handshake started by either side,
-//! fragmented messages from a client. `make test` provides the interpreter (PMS_PYTHON, a venv
-//! with `websockets`).
-
-mod support;
+//! not ours: Python's `websockets` library (tests/clients/protocol_checks.py), against the
+//! node. Pings and pongs both ways, the close handshake started by either side, fragmented
+//! messages from a client. `make test` provides the interpreter (PMS_PYTHON, a venv with
+//! `websockets`).
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::generate::{ChainGenerator, GeneratedBlock};
-use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::{json, Value};
-use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -84,17 +81,17 @@ fn chain(seed: u64, blocks: usize) -> Vec<GeneratedBlock> {
 
 /// Writes `blocks` one by one, `gap` apart, in the background.
 fn write_spaced(
-    harness: &Harness,
+    harness: &impl NodeUnderTest,
     blocks: &[GeneratedBlock],
     gap: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let address = harness.tarantool.address();
+    let store = harness.store();
     let blocks = blocks.to_vec();
     tokio::spawn(async move {
-        let writer = PlanetmintWriter::connect(&address).await.expect("writer");
+        let mut writer = store.writer().await;
         for block in &blocks {
             tokio::time::sleep(gap).await;
-            writer.write_block(block).await.expect("write");
+            writer.write(block).await;
         }
     })
 }
@@ -256,12 +253,7 @@ async fn shutdown_close_frames_parse_in_websockets() {
     let mut transactions = Check::start("shutdown", &format!("{base}{TX_PATH}"), &[]).await;
     let mut blocks = Check::start("shutdown", &format!("{base}{BLOCKS_PATH}"), &[]).await;
     let block = chain(13, 1).remove(0);
-    PlanetmintWriter::connect(&harness.tarantool.address())
-        .await
-        .expect("writer")
-        .write_block(&block)
-        .await
-        .expect("write");
+    harness.writer().await.write(&block).await;
     for expected in expected_events(std::slice::from_ref(&block)) {
         assert_eq!(transactions.line().await["event"], expected);
     }

@@ -10,16 +10,14 @@
 //!
 //! Expected messages come from the fixture files, never from the server's own rules.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::fixtures::Planetmint253;
 use planetmint_streams_devchain::generate::ChainGenerator;
 use planetmint_streams_devchain::writer::PlanetmintWriter;
 use planetmint_streams_ingest::tarantool::ReadMode;
 use serde_json::{json, Value};
-use support::*;
 
 const WITHIN: Duration = Duration::from_secs(15);
 
@@ -64,7 +62,7 @@ async fn write_all(fixtures: &Planetmint253, writer: &PlanetmintWriter) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_kind_streams_as_planetmint_computes_it() {
-    let harness = Harness::start().await;
+    let harness = TarantoolHarness::start().await;
     let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
     let writer = PlanetmintWriter::connect(&harness.tarantool.address())
         .await
@@ -103,42 +101,43 @@ async fn every_operation_kind_streams_as_planetmint_computes_it() {
 
     let tx_url = format!("{base}/api/v1/streams/valid_transactions");
     let blocks_url = format!("{base}/api/v1/streams/valid_blocks");
-    let mut live = connect(&tx_url).await;
-    let mut live_blocks = connect(&blocks_url).await;
-    let mut live_batches = connect(&format!("{tx_url}?batch=block")).await;
-    let mut by_election = connect(&format!("{tx_url}?asset_id={election}")).await;
-    let mut by_v2_asset = connect(&format!(
+    let mut live = UrlStream::connect(&tx_url).await;
+    let mut live_blocks = UrlStream::connect(&blocks_url).await;
+    let mut live_batches = UrlStream::connect(&format!("{tx_url}?batch=block")).await;
+    let mut by_election = UrlStream::connect(&format!("{tx_url}?asset_id={election}")).await;
+    let mut by_v2_asset = UrlStream::connect(&format!(
         "{tx_url}?asset_id={v2_asset}&batch=block&_=cache-buster"
     ))
     .await;
     write_all(&fixtures, &writer).await;
 
-    assert_eq!(take_json(&mut live, 64, WITHIN).await, expected);
+    assert_eq!(live.take(64, WITHIN).await, expected);
     assert_eq!(
-        take_json(&mut live_blocks, fixtures.expected_blocks.len(), WITHIN).await,
+        live_blocks
+            .take(fixtures.expected_blocks.len(), WITHIN)
+            .await,
         fixtures.expected_blocks
     );
     let expected_batches = batches(&expected);
     assert_eq!(
-        take_json(&mut live_batches, expected_batches.len(), WITHIN).await,
+        live_batches.take(expected_batches.len(), WITHIN).await,
         expected_batches
     );
     assert_eq!(
-        take_json(&mut by_election, election_events.len(), WITHIN).await,
+        by_election.take(election_events.len(), WITHIN).await,
         election_events
     );
     let v2_batches = batches(&v2_events);
-    assert_eq!(
-        take_json(&mut by_v2_asset, v2_batches.len(), WITHIN).await,
-        v2_batches
-    );
+    assert_eq!(by_v2_asset.take(v2_batches.len(), WITHIN).await, v2_batches);
 
     // Replay of what is already committed: the same messages.
-    let mut replay = connect(&format!("{tx_url}?from_height=0")).await;
-    assert_eq!(take_json(&mut replay, 64, WITHIN).await, expected);
-    let mut replay_blocks = connect(&format!("{blocks_url}?from_height=0")).await;
+    let mut replay = UrlStream::connect(&format!("{tx_url}?from_height=0")).await;
+    assert_eq!(replay.take(64, WITHIN).await, expected);
+    let mut replay_blocks = UrlStream::connect(&format!("{blocks_url}?from_height=0")).await;
     assert_eq!(
-        take_json(&mut replay_blocks, fixtures.expected_blocks.len(), WITHIN).await,
+        replay_blocks
+            .take(fixtures.expected_blocks.len(), WITHIN)
+            .await,
         fixtures.expected_blocks
     );
     let from = 3;
@@ -148,19 +147,21 @@ async fn every_operation_kind_streams_as_planetmint_computes_it() {
         .cloned()
         .collect();
     let later_batches = batches(&later);
-    let mut replay_batches = connect(&format!("{tx_url}?from_height={from}&batch=block")).await;
+    let mut replay_batches =
+        UrlStream::connect(&format!("{tx_url}?from_height={from}&batch=block")).await;
     assert_eq!(
-        take_json(&mut replay_batches, later_batches.len(), WITHIN).await,
+        replay_batches.take(later_batches.len(), WITHIN).await,
         later_batches
     );
-    let mut replay_filtered = connect(&format!("{tx_url}?from_height=0&asset_id={election}")).await;
+    let mut replay_filtered =
+        UrlStream::connect(&format!("{tx_url}?from_height=0&asset_id={election}")).await;
     assert_eq!(
-        take_json(&mut replay_filtered, election_events.len(), WITHIN).await,
+        replay_filtered.take(election_events.len(), WITHIN).await,
         election_events
     );
     // Nothing more than that on any of them.
     for ws in [&mut live, &mut live_blocks, &mut by_election, &mut replay] {
-        assert_silent(ws, Duration::from_millis(300)).await;
+        ws.assert_silent(Duration::from_millis(300)).await;
     }
 }
 
@@ -176,7 +177,7 @@ async fn space_id(writer: &PlanetmintWriter, name: &str) -> u32 {
 }
 
 async fn bad_row_holds_the_stream_until_fixed(mode: ReadMode) {
-    let harness = Harness::start_with(|config| config.tarantool.mode = mode).await;
+    let harness = TarantoolHarness::start_with(|config| config.tarantool.mode = mode).await;
     let api = harness.node().api_addr.to_string();
     let fixtures = Planetmint253::load_all_ops().expect("all-ops fixture");
     let writer = PlanetmintWriter::connect(&harness.tarantool.address())
@@ -186,7 +187,7 @@ async fn bad_row_holds_the_stream_until_fixed(mode: ReadMode) {
     let outputs = space_id(&writer, "outputs").await;
     let blocks = space_id(&writer, "blocks").await;
     let events = |height: u64| -> Vec<Value> { fixtures.expected_events(height) };
-    let mut ws = connect(&format!(
+    let mut ws = UrlStream::connect(&format!(
         "{}/api/v1/streams/valid_transactions",
         harness.streams_base()
     ))
@@ -222,7 +223,7 @@ async fn bad_row_holds_the_stream_until_fixed(mode: ReadMode) {
         .replace_row(blocks, &edited(block1, |f| f.push(json!("trailing"))))
         .await
         .expect("grown block row");
-    assert_eq!(take_json(&mut ws, events(1).len(), WITHIN).await, events(1));
+    assert_eq!(ws.take(events(1).len(), WITHIN).await, events(1));
 
     // Block 2 holds a transaction row whose inputs' owners are not a list of keys: Tarantool
     // accepts it (the field is not indexed), the stream cannot use it. Written as Planetmint
@@ -300,7 +301,7 @@ async fn bad_row_holds_the_stream_until_fixed(mode: ReadMode) {
         1.0
     );
     // Nothing of block 2 or 3 was sent, and block 2 was not skipped.
-    assert_silent(&mut ws, Duration::from_millis(300)).await;
+    ws.assert_silent(Duration::from_millis(300)).await;
 
     // Fix the row: the stream resumes by itself with blocks 2 and 3, nothing lost.
     writer
@@ -309,7 +310,7 @@ async fn bad_row_holds_the_stream_until_fixed(mode: ReadMode) {
         .expect("fix row");
     let mut resumed = events(2);
     resumed.extend(events(3));
-    assert_eq!(take_json(&mut ws, resumed.len(), WITHIN).await, resumed);
+    assert_eq!(ws.take(resumed.len(), WITHIN).await, resumed);
     harness.wait_ready().await;
     let (_, metrics) = http_get(&api, "/metrics").await;
     assert_eq!(
@@ -329,13 +330,13 @@ async fn a_bad_row_holds_the_polled_stream_visibly_until_fixed() {
 }
 
 async fn no_block_message_for_init_chain(mode: ReadMode) {
-    let harness = Harness::start_with(|config| config.tarantool.mode = mode).await;
+    let harness = TarantoolHarness::start_with(|config| config.tarantool.mode = mode).await;
     let writer = PlanetmintWriter::connect(&harness.tarantool.address())
         .await
         .expect("writer");
     let mut chain = ChainGenerator::new(5, 1, 4);
     let url = format!("{}/api/v1/streams/valid_blocks", harness.streams_base());
-    let mut live = connect(&url).await;
+    let mut live = UrlStream::connect(&url).await;
     let mut written = Vec::new();
     for _ in 0..2 {
         let block = chain.block(3);
@@ -361,21 +362,15 @@ async fn no_block_message_for_init_chain(mode: ReadMode) {
             .filter_map(|m| m["height"].as_u64())
             .collect()
     };
-    assert_eq!(
-        heights(&take_json(&mut live, 4, WITHIN).await),
-        vec![1, 2, 4, 5]
-    );
-    assert_silent(&mut live, Duration::from_millis(300)).await;
-    let mut replay = connect(&format!("{url}?from_height=0")).await;
-    assert_eq!(
-        heights(&take_json(&mut replay, 4, WITHIN).await),
-        vec![1, 2, 4, 5]
-    );
-    assert_silent(&mut replay, Duration::from_millis(300)).await;
+    assert_eq!(heights(&live.take(4, WITHIN).await), vec![1, 2, 4, 5]);
+    live.assert_silent(Duration::from_millis(300)).await;
+    let mut replay = UrlStream::connect(&format!("{url}?from_height=0")).await;
+    assert_eq!(heights(&replay.take(4, WITHIN).await), vec![1, 2, 4, 5]);
+    replay.assert_silent(Duration::from_millis(300)).await;
     // An ordinary empty block is still announced.
     let empty = chain.block(0);
     writer.write_block(&empty).await.expect("write");
-    assert_eq!(heights(&take_json(&mut live, 1, WITHIN).await), vec![6]);
+    assert_eq!(heights(&live.take(1, WITHIN).await), vec![6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,11 +385,11 @@ async fn no_valid_blocks_message_for_the_row_init_chain_stores_polled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_blocks_of_every_kind_stream_with_the_fields_they_were_built_with() {
-    let harness = Harness::start().await;
+    let harness = TarantoolHarness::start().await;
     let writer = PlanetmintWriter::connect(&harness.tarantool.address())
         .await
         .expect("writer");
-    let mut ws = connect(&format!(
+    let mut ws = UrlStream::connect(&format!(
         "{}/api/v1/streams/valid_transactions",
         harness.streams_base()
     ))
@@ -411,5 +406,5 @@ async fn generated_blocks_of_every_kind_stream_with_the_fields_they_were_built_w
         .map(|tx| tx.operation.as_str())
         .collect();
     assert_eq!(operations.len(), 7, "every operation kind: {operations:?}");
-    assert_eq!(take_json(&mut ws, expected.len(), WITHIN).await, expected);
+    assert_eq!(ws.take(expected.len(), WITHIN).await, expected);
 }

@@ -1,50 +1,33 @@
 //! End to end under failure: Tarantool killed (-9) and restarted while blocks are being
 //! committed and streamed. Nothing may be lost or repeated.
 
-mod support;
-
 use std::time::Duration;
 
-use planetmint_streams_devchain::generate::GeneratedBlock;
-use serde_json::{json, Value};
-use support::*;
-
-fn expected_events(blocks: &[GeneratedBlock]) -> Vec<Value> {
-    blocks
-        .iter()
-        .flat_map(|b| {
-            b.transactions.iter().map(move |tx| {
-                json!({
-                    "transaction_id": tx.id,
-                    "asset_id": tx.asset_id,
-                    "asset_ids": tx.asset_ids,
-                    "height": b.height,
-                })
-            })
-        })
-        .collect()
-}
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tarantool_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
-    let mut harness = Harness::start().await;
+    let mut harness = TarantoolHarness::start().await;
     let address = harness.tarantool.address();
     let api = harness.node().api_addr.to_string();
     let url = format!(
         "{}/api/v1/streams/valid_transactions",
         harness.streams_base()
     );
-    let mut blocks_ws = connect(&format!(
+    let mut blocks_ws = UrlStream::connect(&format!(
         "{}/api/v1/streams/valid_blocks",
         harness.streams_base()
     ))
     .await;
-    let mut ws = connect(&url).await;
+    let mut ws = UrlStream::connect(&url).await;
 
     let blocks = chain(11, 1, 45, 3);
     let expected = expected_events(&blocks);
-    let (writer, mut progress_rx) =
-        spawn_writer(address.clone(), blocks.clone(), Duration::from_millis(25));
+    let (writer, mut progress_rx) = spawn_writer(
+        Store::Tarantool(address.clone()),
+        blocks.clone(),
+        Duration::from_millis(25),
+    );
 
     let mut saw_not_ready = false;
     for kill_after in [12u64, 30] {
@@ -72,19 +55,20 @@ async fn tarantool_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
     }
     assert!(saw_not_ready, "/ready reported the outage");
 
-    let received = take_json(&mut ws, expected.len(), Duration::from_secs(60)).await;
+    let received = ws.take(expected.len(), Duration::from_secs(60)).await;
     writer.await.expect("writer finished");
     assert_eq!(received.len(), expected.len());
     for (i, (got, want)) in received.iter().zip(&expected).enumerate() {
         assert_eq!(got, want, "event {i}");
     }
-    assert_silent(&mut ws, Duration::from_millis(500)).await;
-    let heights: Vec<u64> = take_json(&mut blocks_ws, blocks.len(), Duration::from_secs(10))
+    ws.assert_silent(Duration::from_millis(500)).await;
+    let heights: Vec<u64> = blocks_ws
+        .take(blocks.len(), Duration::from_secs(10))
         .await
         .iter()
         .map(|b| b["height"].as_u64().expect("height"))
         .collect();
     assert_eq!(heights, (1..=45).collect::<Vec<_>>());
     harness.wait_ready().await;
-    close(ws).await;
+    ws.close().await;
 }

@@ -2,13 +2,11 @@
 //! fallback (failover and failback with nothing lost or repeated), and two nodes behind a real
 //! load balancer (nginx from Debian) with a client resuming by height after one node dies.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::process::{free_port, TarantoolProcess};
-use support::*;
 use tokio::process::{Child, Command};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,7 +15,7 @@ async fn a_node_on_a_replica_fails_over_to_the_master_and_back_without_loss() {
     let mut replica = TarantoolProcess::start_replica_of(&master)
         .await
         .expect("replica");
-    let mut config = test_config(&replica.address());
+    let mut config = tarantool_config(&replica.address());
     config.tarantool.fallbacks = vec![master.address()];
     config.tarantool.failback_interval = Duration::from_millis(500);
     config.tarantool.connect_timeout = Duration::from_secs(1);
@@ -35,11 +33,15 @@ async fn a_node_on_a_replica_fails_over_to_the_master_and_back_without_loss() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut ws = connect(&url).await;
+    let mut ws = UrlStream::connect(&url).await;
 
     let blocks = chain(91, 1, 90, 2);
     let expected = expected_events(&blocks);
-    let (writer, mut progress) = spawn_writer(master.address(), blocks, Duration::from_millis(20));
+    let (writer, mut progress) = spawn_writer(
+        Store::Tarantool(master.address()),
+        blocks,
+        Duration::from_millis(20),
+    );
     progress.wait_for(|h| *h >= 30).await.expect("progress");
     replica.kill().await;
     progress.wait_for(|h| *h >= 55).await.expect("progress");
@@ -51,12 +53,12 @@ async fn a_node_on_a_replica_fails_over_to_the_master_and_back_without_loss() {
     replica.restart().await.expect("replica back");
     writer.await.expect("writer");
 
-    let received = take_json(&mut ws, expected.len(), Duration::from_secs(30)).await;
+    let received = ws.take(expected.len(), Duration::from_secs(30)).await;
     assert_eq!(
         received, expected,
         "every event once, in order, across failover and failback"
     );
-    assert_silent(&mut ws, Duration::from_millis(300)).await;
+    ws.assert_silent(Duration::from_millis(300)).await;
     // The replica is taken back once it answers again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -199,8 +201,11 @@ async fn a_client_behind_a_load_balancer_resumes_on_the_other_node_exactly_once(
 
     let blocks = chain(92, 1, 100, 2);
     let expected = expected_events(&blocks);
-    let (writer, mut progress) =
-        spawn_writer(tarantool.address(), blocks, Duration::from_millis(20));
+    let (writer, mut progress) = spawn_writer(
+        Store::Tarantool(tarantool.address()),
+        blocks,
+        Duration::from_millis(20),
+    );
     let client = tokio::spawn({
         let url = url.clone();
         let want = expected.len();

@@ -1,0 +1,32 @@
+//! What the end-to-end tests share; every test module starts with `use crate::support::*;`.
+//!
+//! - [`node`]: the node under test. [`Harness`] runs the real node in this process
+//!   (`node::start_with_source`) on an in-memory source: the default. [`TarantoolHarness`]
+//!   runs it on a real Tarantool, for the tests whose subject is Tarantool (in `tarantool/`).
+//! - [`chain`]: Planetmint-shaped blocks, the events they must give, and writers committing
+//!   them to either kind of node ([`ChainWriter`], [`spawn_writer`], [`Bystander`]).
+//! - [`clients`]: one client per protocol ([`HTTP`](clients::http), [`UrlStream`],
+//!   [`RpcClient`], [raw frames](clients::raw_websocket)); new protocols add theirs there.
+//! - [`metrics`]: values from `/metrics`.
+//! - [`process`]: the node binary as a process ([`NodeProcess`]) and the test Python.
+
+pub mod chain;
+pub mod clients;
+pub mod metrics;
+pub mod node;
+pub mod process;
+
+pub use chain::{chain, expected_events, spawn_writer, write_until_metric, Bystander, Store};
+pub use clients::http::{
+    closed_within, exchange, exchange_for, get_json, http_get, http_request, open_from,
+    parse_http_response, read_response, upgrade_request, upgrade_status,
+};
+pub use clients::json_rpc::{error_code, RpcClient};
+pub use clients::raw_websocket::{
+    client_frame, raw_upgrade, read_close_frame, server_frames, ServerFrame,
+};
+pub use clients::url_stream::{ExactlyOnceClient, UrlStream};
+pub use clients::{websocket, Options, Ws};
+pub use metrics::{metric, metrics_until};
+pub use node::{tarantool_config, Harness, NodeUnderTest, TarantoolHarness};
+pub use process::{python, stdout_of, NodeProcess, BIN};
