@@ -83,9 +83,21 @@ async fn metrics_follow_a_scripted_stream() {
     tx_b.take(36, Duration::from_secs(10)).await;
     blocks.take(8, Duration::from_secs(10)).await;
 
-    let after = scrape(&api).await;
     let tx = [("stream", "valid_transactions")];
     let bl = [("stream", "valid_blocks")];
+    // What is counted once a write has completed can reach the scrape after the client has
+    // read the bytes: wait until the sends are all counted (the values are checked below).
+    let after = scrape_until(&api, |s| {
+        let at_least = |name: &str, labels: &[(&str, &str)], n: f64| {
+            exported(s, name, labels).is_some_and(|v| v >= n)
+        };
+        at_least("planetmint_streams_events_sent_total", &tx, 72.0)
+            && at_least("planetmint_streams_events_sent_total", &bl, 8.0)
+            && at_least("planetmint_streams_batches_sent_total", &tx, 12.0)
+            && at_least("planetmint_streams_batches_sent_total", &bl, 8.0)
+            && at_least("planetmint_streams_commit_to_send_seconds", &[], 20.0)
+    })
+    .await;
     assert_eq!(
         value(&after, "planetmint_streams_events_sent_total", &tx),
         72.0

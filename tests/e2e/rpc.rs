@@ -567,6 +567,7 @@ async fn a_connection_that_stops_reading_gets_4000_and_resumes_each_subscription
         "planetmint_streams_disconnects_total",
         "reason=\"too_slow\"",
         2.0,
+        None,
     )
     .await;
     assert!(

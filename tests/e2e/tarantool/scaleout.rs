@@ -45,7 +45,12 @@ async fn a_node_on_a_replica_fails_over_to_the_master_and_back_without_loss() {
     progress.wait_for(|h| *h >= 30).await.expect("progress");
     replica.kill().await;
     progress.wait_for(|h| *h >= 55).await.expect("progress");
-    let (_, metrics) = http_get(&api, "/metrics").await;
+    // The failover happens once the node has seen the replica gone (its connect timeout is
+    // 1 s): on a busy machine, not always before the writer reached 55.
+    let metrics = metrics_until(&api, Duration::from_secs(20), |text| {
+        metric(text, "planetmint_streams_source_failovers_total", "") >= 1.0
+    })
+    .await;
     assert!(
         metric(&metrics, "planetmint_streams_source_failovers_total", "") >= 1.0,
         "failed over to the master"
