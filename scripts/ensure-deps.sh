@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need when it is missing:
 # - Tarantool (Debian's package);
-# - for the tests: nginx (the load balancer of tests/scaleout_e2e.rs), Chromium (Debian's
-#   package; tests/explorer_e2e.rs drives the live page in it headless) and, in a venv under target/py, implementations that are not ours to check our
+# - for the tests: nginx (the load balancer of tests/e2e/tarantool/scaleout.rs), Chromium (Debian's
+#   package; tests/e2e/explorer.rs drives the live page in it headless) and, in a venv under target/py, implementations that are not ours to check our
 #   WebSocket server with: Python's `websockets` (an independent client) and `kosoku` (runs the
 #   Autobahn test suite's RFC 6455 cases).
 # `--no-python` (what `make demo` uses): Tarantool only. Safe to run again; quick when
