@@ -10,7 +10,14 @@
 //!
 //! Shared pieces (the harnesses, block writers, one client per protocol) are in [`support`].
 //! The tests wait on events (a message, a metric, a process's output), never for a fixed
-//! while, so they run side by side (`make test` runs many at once) on a busy machine.
+//! while, so they run side by side (`make test` runs 8 at once) on a busy machine.
+//!
+//! Timers run in real time here: the node's sessions (pings, pong timeouts, token expiry,
+//! budgets) run on actix's worker threads, each with a runtime of its own that a test's
+//! paused clock does not reach, and a paused clock would fire the clients' own deadlines
+//! while they wait on real sockets. The tests set those timers short instead (hundreds of
+//! milliseconds); the logic below the sockets is tested with paused time in
+//! `crates/ingest/tests/follower.rs` and `crates/broadcaster/tests/replay.rs`.
 
 mod support;
 

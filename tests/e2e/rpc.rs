@@ -283,12 +283,6 @@ async fn bad_requests_get_the_spec_errors_and_tokens_bound_every_subscription() 
     const K2: &str = "zeLcy7Xzntvupb1PChe1B3KjxRKcCdM1zJEKyKpc653";
 
     // A token in the URL: refused before the upgrade when bad, accepted when good.
-    let upgrade = |query: &str| {
-        format!(
-            "GET /api/v1/streams{query} HTTP/1.1\r\nHost: {streams}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-    };
     let forged = TokenAuthority::new(
         KeyRing::new("k1", &[7u8; 32]).expect("key"),
         TokenPolicy::default(),
@@ -296,9 +290,9 @@ async fn bad_requests_get_the_spec_errors_and_tokens_bound_every_subscription() 
     .issue(&Grant::new(Stream::ALL), None)
     .expect("issue")
     .token;
-    let (status, _) = http_request(&streams, &upgrade(&format!("?token={forged}"))).await;
+    let (status, _) = upgrade_status(&streams, &format!("/api/v1/streams?token={forged}")).await;
     assert_eq!(status, 403, "signed with another secret");
-    let (status, _) = http_request(&streams, &upgrade("?token=garbage")).await;
+    let (status, _) = upgrade_status(&streams, "/api/v1/streams?token=garbage").await;
     assert_eq!(status, 401);
 
     // A wallet's token: valid_transactions only, pinned to K1.
