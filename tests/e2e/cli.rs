@@ -177,6 +177,9 @@ async fn sigterm_closes_subscribers_with_1001_and_exits_0() {
         "ws://127.0.0.1:{streams_port}/api/v1/streams/valid_transactions"
     ))
     .await;
+    // The subscriber reads all along, as a client does, not only once the signal is sent: what
+    // reaches it before the process is gone is read (and the close answered) at once.
+    let reader = tokio::spawn(async move { ws.until_close(Duration::from_secs(15)).await.1 });
     let pid = child.id().expect("pid").to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
@@ -184,8 +187,7 @@ async fn sigterm_closes_subscribers_with_1001_and_exits_0() {
         .await
         .expect("kill");
     assert!(killed.success());
-    let (_, frame) = ws.until_close(Duration::from_secs(5)).await;
-    let frame = frame.expect("close frame");
+    let frame = reader.await.expect("join").expect("close frame");
     assert_eq!(frame.code, 1001);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
@@ -217,6 +219,11 @@ async fn sigterm_with_a_thousand_subscribers_closes_every_one_and_exits_within_t
     for _ in 0..1000 {
         sockets.push(UrlStream::connect(&url).await);
     }
+    // Every subscriber reads all along, as clients do, not only once the signal is sent.
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| tokio::spawn(async move { ws.until_close(Duration::from_secs(20)).await.1 }))
+        .collect();
     let pid = child.id().expect("pid").to_string();
     let signalled = std::time::Instant::now();
     assert!(Command::new("kill")
@@ -225,10 +232,6 @@ async fn sigterm_with_a_thousand_subscribers_closes_every_one_and_exits_within_t
         .await
         .expect("kill")
         .success());
-    let readers: Vec<_> = sockets
-        .into_iter()
-        .map(|mut ws| tokio::spawn(async move { ws.until_close(Duration::from_secs(10)).await.1 }))
-        .collect();
     let mut closed_1001 = 0;
     for reader in readers {
         let frame = reader
