@@ -120,27 +120,30 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4000_and_resumes_without
 
     // The normal subscriber reads everything as it comes.
     let normal_events = Arc::new(Mutex::new(Vec::new()));
-    let (progress, mut normal_progress) = tokio::sync::watch::channel(0usize);
+    let (progress, mut normal_progress) = tokio::sync::watch::channel(0u64);
     let reader = {
         let normal_events = normal_events.clone();
         let want = expected.len();
         tokio::spawn(async move {
             while normal_events.lock().expect("lock").len() < want {
                 let event = normal.next_event(Duration::from_secs(60)).await;
-                let mut events = normal_events.lock().expect("lock");
-                events.push(event);
-                let _ = progress.send(events.len());
+                let height = event["height"].as_u64().unwrap_or(0);
+                normal_events.lock().expect("lock").push(event);
+                let _ = progress.send(height);
             }
         })
     };
 
-    // Commit blocks until the slow subscriber (which reads nothing) has been found too slow,
-    // at a pace the normal one can follow (the in-memory source commits far faster than a
-    // chain, and than a test client checking every message on a busy machine reads): what
-    // falls behind is then the subscriber that does not read, not the machine.
-    let written = write_until_metric(
+    // The first block reaches both (the slow one's socket holds it, unread), then blocks are
+    // committed until the slow subscriber (which reads nothing) has been found too slow, at a
+    // pace the normal one can follow (the in-memory source commits far faster than a chain,
+    // and than a test client checking every message on a busy machine reads): what falls
+    // behind is then the subscriber that does not read, not the machine.
+    harness.writer().await.write(&blocks[0]).await;
+    slow.wait_unread(Duration::from_secs(30)).await;
+    let written = 1 + write_until_metric(
         &harness,
-        &blocks,
+        &blocks[1..],
         "planetmint_streams_disconnects_total",
         "reason=\"too_slow\"",
         1.0,

@@ -555,9 +555,15 @@ async fn a_connection_that_stops_reading_gets_4000_and_resumes_each_subscription
         .subscribe(json!({"stream": "valid_transactions", "batch": "block"}))
         .await;
     let blocks = chain(61, 1, 1500, 40);
-    let written = write_until_metric(
+    // The first block reaches the connection (its socket holds it, unread); then blocks come
+    // until both subscriptions have been found too slow. (Without that first wait, a burst
+    // of blocks can overflow the queue before anything was written to the socket: a close at
+    // height 0 with nothing to check.)
+    harness.writer().await.write(&blocks[0]).await;
+    slow.wait_unread(Duration::from_secs(30)).await;
+    let written = 1 + write_until_metric(
         &harness,
-        &blocks,
+        &blocks[1..],
         "planetmint_streams_disconnects_total",
         "reason=\"too_slow\"",
         2.0,

@@ -22,7 +22,7 @@ use super::node::NodeUnderTest;
 const WRITE_GIVE_UP: Duration = Duration::from_secs(30);
 
 /// How many blocks [`write_until_metric`] may commit ahead of the subscriber it paces itself to.
-pub const PACE_SLACK_BLOCKS: usize = 2;
+pub const PACE_SLACK_BLOCKS: u64 = 2;
 
 /// How long [`write_until_metric`] waits for that subscriber to get a block's events.
 const PACE_WITHIN: Duration = Duration::from_secs(30);
@@ -151,42 +151,35 @@ pub fn spawn_writer(
 /// until the counter `name{labels}` reaches `at_least`; returns how many blocks were written
 /// (all of them when it never did).
 ///
-/// With `follower` (how many events a subscriber that reads everything has received), the
-/// chain goes at a pace that subscriber can follow: each block is committed once it has the
-/// events of all but the last [`PACE_SLACK_BLOCKS`] blocks; the test fails if it stops
-/// getting them for [`PACE_WITHIN`].
+/// With `follower` (the highest height a subscriber that reads everything has received), the
+/// chain goes at a pace that subscriber can follow: a block is committed once it has received
+/// the one [`PACE_SLACK_BLOCKS`] + 1 below; the test fails if it gets nothing new for
+/// [`PACE_WITHIN`].
 pub async fn write_until_metric(
     harness: &impl NodeUnderTest,
     blocks: &[GeneratedBlock],
     name: &str,
     labels: &str,
     at_least: f64,
-    mut follower: Option<&mut tokio::sync::watch::Receiver<usize>>,
+    mut follower: Option<&mut tokio::sync::watch::Receiver<u64>>,
 ) -> usize {
     let api = harness.node().api_addr.to_string();
     let mut writer = harness.writer().await;
-    let mut committed_events = Vec::with_capacity(blocks.len());
     for (written, block) in (1usize..).zip(blocks) {
         if let Some(follower) = follower.as_deref_mut() {
-            // Blocks 1 to `done` must have reached it.
-            let done = written.saturating_sub(PACE_SLACK_BLOCKS + 1);
-            let want = match done {
-                0 => 0,
-                n => committed_events[n - 1],
-            };
+            let want = block.height.saturating_sub(PACE_SLACK_BLOCKS + 1);
             tokio::time::timeout(PACE_WITHIN, follower.wait_for(|got| *got >= want))
                 .await
                 .unwrap_or_else(|_| {
                     panic!(
-                        "the reading subscriber got no more events for {PACE_WITHIN:?} \
-                         (it should have the {want} of blocks 1 to {done})"
+                        "the reading subscriber got nothing new for {PACE_WITHIN:?} (it should \
+                         have block {want} before block {} is committed)",
+                        block.height
                     )
                 })
                 .expect("the reading subscriber is running");
         }
         writer.write(block).await;
-        committed_events
-            .push(committed_events.last().copied().unwrap_or(0) + block.transactions.len());
         if written.is_multiple_of(10) {
             let (_, text) = http_get(&api, "/metrics").await;
             if metric(&text, name, labels) >= at_least {

@@ -163,6 +163,12 @@ impl RpcClient {
             .collect()
     }
 
+    /// Waits until the server has sent something this client has not read (see
+    /// [`super::wait_unread`]), without reading it.
+    pub async fn wait_unread(&self, within: Duration) {
+        super::wait_unread(&self.ws, within).await
+    }
+
     /// Closes from the client's side and reads until the server has answered (2 s at most).
     pub async fn close(self) {
         super::url_stream::close_ws(self.ws).await;

@@ -77,6 +77,21 @@ pub async fn websocket(
     Ok(ws)
 }
 
+/// Waits until the server has sent on `ws` bytes its client has not read yet, looking at the
+/// socket without reading from it: for tests of a client that stops reading. Fails the test
+/// when nothing comes `within` or the connection ends instead.
+pub async fn wait_unread(ws: &Ws, within: Duration) {
+    let MaybeTlsStream::Plain(tcp) = ws.get_ref() else {
+        panic!("wait_unread looks at plain TCP connections only");
+    };
+    let mut byte = [0u8; 1];
+    let peeked = tokio::time::timeout(within, tcp.peek(&mut byte))
+        .await
+        .expect("data from the server in time")
+        .expect("peek at the socket");
+    assert_eq!(peeked, 1, "the server ended the connection instead");
+}
+
 /// The close frame a server sent: its code and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closed {

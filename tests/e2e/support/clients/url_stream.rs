@@ -122,6 +122,12 @@ impl UrlStream {
         tokio::time::timeout(within, self.ws.next()).await.ok()
     }
 
+    /// Waits until the server has sent something this subscriber has not read (see
+    /// [`super::wait_unread`]), without reading it.
+    pub async fn wait_unread(&self, within: Duration) {
+        super::wait_unread(&self.ws, within).await
+    }
+
     /// Fails the test unless nothing but pings and pongs arrives for `quiet`.
     pub async fn assert_silent(&mut self, quiet: Duration) {
         let deadline = tokio::time::Instant::now() + quiet;
