@@ -155,9 +155,18 @@ async fn the_node_fronts_planetmints_api_unchanged() {
         "{error}"
     );
 
-    // Upstream gone: 502 JSON for forwarded paths, our own root documents.
+    // Upstream gone: 502 JSON for forwarded paths, our own root documents. (Its workers wind
+    // down after `stop` returns, and a connection the node keeps to one can still be answered
+    // meanwhile: the node is asked until the upstream is gone for it too.)
     upstream.stop(false).await;
-    let (status, error) = get_json(&api, "/api/v1/blocks?transaction_id=x").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (status, error) = loop {
+        let (status, error) = get_json(&api, "/api/v1/blocks?transaction_id=x").await;
+        if status != 200 || tokio::time::Instant::now() >= deadline {
+            break (status, error);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(status, 502);
     assert!(
         error["error"]
