@@ -30,7 +30,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "deploy/docker/Dockerfile"
 COMPOSE = ROOT / "deploy/docker/docker-compose.yml"
+# One file per deployment mode, used on top of COMPOSE.
+COMPOSE_MODES = {mode: ROOT / f"deploy/docker/{mode}.yml" for mode in ("stream-only", "drop-in")}
+# The JetStream tier, used on top of either mode.
+COMPOSE_JETSTREAM = ROOT / "deploy/docker/jetstream.yml"
+NATS_CONF = ROOT / "deploy/docker/nats.conf"
 K8S = ROOT / "deploy/kubernetes/planetmint-streams.yaml"
+K8S_NATS = ROOT / "deploy/kubernetes/nats-jetstream.yaml"
 UNIT = ROOT / "deploy/systemd/planetmint-streams.service"
 DASHBOARD = ROOT / "deploy/grafana/planetmint-streams.json"
 OPERATIONS = ROOT / "docs/operations.md"
@@ -421,34 +427,52 @@ def published(service: dict) -> dict[int, int]:
     """host port -> container port."""
     out = {}
     for p in service.get("ports", []):
-        parts = str(p).split(":")
+        parts = interpolate(str(p)).split(":")
         if len(parts) >= 2:
             out[int(parts[-2])] = int(parts[-1].split("/")[0])
     return out
 
 
+def compose_modes() -> dict[str, dict]:
+    """Each deployment mode's services: docker-compose.yml's, then its mode file's on top."""
+    base = yaml.safe_load(COMPOSE.read_text())["services"]
+    modes = {}
+    for mode, path in COMPOSE_MODES.items():
+        services = {name: dict(svc) for name, svc in base.items()}
+        for name, svc in yaml.safe_load(path.read_text())["services"].items():
+            services[name] = {**services.get(name, {}), **svc}
+        modes[mode] = services
+    return modes
+
+
+def depends_on(service: dict) -> list[str]:
+    deps = service.get("depends_on") or []
+    return list(deps) if isinstance(deps, (list, dict)) else []
+
+
 def check_compose(binary: Path | None, keys: set[str]) -> None:
-    doc = yaml.safe_load(COMPOSE.read_text())
-    services = doc["services"]
-    report(True, "compose: YAML parses (anchors and merge keys resolved)", f"{len(services)} services")
-    profiles = sorted({p for s in services.values() for p in s.get("profiles", [])})
-    report(profiles == ["drop-in", "stream-only"], "compose: one profile per deployment mode", str(profiles))
-    for name, svc in services.items():
-        if not (svc.get("image") or svc.get("build")):
-            report(False, f"compose: {name} has an image")
+    modes = compose_modes()
+    report(True, "compose: YAML parses (base file and one file per mode)",
+           ", ".join(f"{mode}: {len(services)} services" for mode, services in modes.items()))
+    for path in [COMPOSE, *COMPOSE_MODES.values(), COMPOSE_JETSTREAM]:
+        # podman-compose 1.0.3 (Debian 12) ignores profiles and crashes on network aliases.
+        text = yaml.safe_load(path.read_text())
+        unsupported = [n for n, svc in text["services"].items() if "profiles" in svc or isinstance(svc.get("networks"), dict)]
+        report(not unsupported, f"compose: {path.name} uses no profiles and no network aliases (podman-compose 1.0.3)", str(unsupported) if unsupported else "")
     tool = None
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         tool = ["docker", "compose"]
     elif shutil.which("docker-compose"):
         tool = ["docker-compose"]
-    for profile in profiles:
-        active = {n: s for n, s in services.items() if not s.get("profiles") or profile in s["profiles"]}
-        dangling = [(n, d) for n, s in active.items() for d in (s.get("depends_on") or []) if d not in active]
+    for profile, active in modes.items():
+        for name, svc in active.items():
+            if not (svc.get("image") or svc.get("build")):
+                report(False, f"compose[{profile}]: {name} has an image")
+        dangling = [(n, d) for n, s in active.items() for d in depends_on(s) if d not in active]
         report(not dangling, f"compose[{profile}]: depends_on names active services", str(dangling) if dangling else ", ".join(sorted(active)))
         hosts = [h for s in active.values() for h in published(s)]
         report(len(hosts) == len(set(hosts)), f"compose[{profile}]: host ports published once", str(sorted(hosts)))
-        planetmint = next(s for n, s in active.items() if n.startswith("planetmint-") and n != "planetmint-schema")
-        streams = next(s for n, s in active.items() if n.startswith("streams-"))
+        planetmint, streams = active["planetmint"], active["streams"]
         penv, senv = compose_env(planetmint), compose_env(streams)
         unknown = sorted(set(penv) - PLANETMINT_ENV)
         report(not unknown, f"compose[{profile}]: Planetmint variables are Planetmint 2.5.3 settings", str(unknown) if unknown else f"{len(penv)} set")
@@ -474,10 +498,50 @@ def check_compose(binary: Path | None, keys: set[str]) -> None:
             expect = ['upstream = "http://planetmint:9986"'] if profile == "drop-in" else []
             check_config(binary, senv, ROOT / "config/default.toml", f"compose[{profile}]'s streams environment", expect)
         if tool:
-            r = subprocess.run([*tool, "-f", str(COMPOSE), "--profile", profile, "config", "-q"], capture_output=True, text=True)
+            r = subprocess.run([*tool, "-f", str(COMPOSE), "-f", str(COMPOSE_MODES[profile]), "config", "-q"], capture_output=True, text=True)
             report(r.returncode == 0, f"compose[{profile}]: `{' '.join(tool)} config` accepts it", r.stderr.strip()[:300])
     if not tool:
         report(None, "compose: `docker compose config`", "neither docker compose nor docker-compose installed")
+    check_compose_jetstream(modes, keys, binary, tool)
+
+
+def check_compose_jetstream(modes: dict[str, dict], keys: set[str], binary: Path | None, tool: list[str] | None) -> None:
+    """jetstream.yml on top of either mode: a 3-node NATS JetStream cluster whose configuration
+    nats-server accepts, and planetmint-streams told where it is."""
+    overlay = yaml.safe_load(COMPOSE_JETSTREAM.read_text())["services"]
+    nats = {n: s for n, s in overlay.items() if n != "streams"}
+    report(sorted(nats) == ["nats-1", "nats-2", "nats-3"], "compose[jetstream]: three NATS nodes", str(sorted(nats)))
+    names = [compose_env(s).get("SERVER_NAME") for s in nats.values()]
+    report(sorted(names) == sorted(nats), "compose[jetstream]: each node's SERVER_NAME is its service name", str(names))
+    routes = sorted(re.findall(r"nats-route://([\w-]+):6222", NATS_CONF.read_text()))
+    report(routes == sorted(nats), "compose[jetstream]: cluster routes name the three services", str(routes))
+    mounted = all(any(str(v).endswith(":/etc/nats/nats.conf:ro") for v in s.get("volumes", [])) for s in nats.values())
+    report(mounted, "compose[jetstream]: every node mounts deploy/docker/nats.conf")
+    for mode, services in modes.items():
+        # Compose merges an override's environment into the service's; the rest is replaced.
+        streams = {**services["streams"], **{k: v for k, v in overlay["streams"].items() if k != "environment"}}
+        streams["environment"] = {**compose_env(services["streams"]), **compose_env(overlay["streams"])}
+        active = {**services, **nats, "streams": streams}
+        senv = compose_env(streams)
+        bad = sorted(k for k in senv if env_to_key(k) not in keys)
+        report("PLANETMINT_STREAMS_NATS__URL" in senv and not bad,
+               f"compose[{mode}+jetstream]: the [nats] variables name real config keys", str(bad) if bad else f"{len(senv)} set")
+        hosts = [h for s in active.values() for h in published(s)]
+        report(len(hosts) == len(set(hosts)), f"compose[{mode}+jetstream]: host ports published once", str(sorted(hosts)))
+        if binary:
+            check_config(binary, senv, ROOT / "config/default.toml", f"compose[{mode}+jetstream]'s streams environment", ["replicas = 3"])
+        if tool:
+            r = subprocess.run([*tool, "-f", str(COMPOSE), "-f", str(COMPOSE_MODES[mode]), "-f", str(COMPOSE_JETSTREAM), "config", "-q"],
+                               capture_output=True, text=True)
+            report(r.returncode == 0, f"compose[{mode}+jetstream]: `{' '.join(tool)} config` accepts it", r.stderr.strip()[:300])
+    if shutil.which("nats-server"):
+        for name in sorted(nats):
+            r = subprocess.run(["nats-server", "-c", str(NATS_CONF), "-t"], capture_output=True, text=True,
+                               env={**os.environ, "SERVER_NAME": name})
+            report(r.returncode == 0, f"compose[jetstream]: `nats-server -t` accepts nats.conf as {name}",
+                   (r.stdout + r.stderr).strip()[:300])
+    else:
+        report(None, "compose[jetstream]: nats-server -t", "nats-server not installed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,6 +589,31 @@ def check_kubernetes(binary: Path | None, venv_bin: Path) -> None:
             f.write(text)
         check_config(binary, {}, Path(f.name), "the ConfigMap's config.toml", ['upstream = "http://planetmint:9984"'])
         os.unlink(f.name)
+
+
+def check_kubernetes_nats(venv_bin: Path) -> None:
+    """The 3-node NATS JetStream cluster of the JetStream tier."""
+    docs = [d for d in yaml.safe_load_all(K8S_NATS.read_text()) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    report(kinds == ["ConfigMap", "Service", "Service", "StatefulSet"], "k8s[nats]: ConfigMap, two Services, StatefulSet", str(kinds))
+    validator = venv_bin / "kubernetes-validate"
+    if validator.exists():
+        r = subprocess.run([str(validator), "--strict", "--quiet", str(K8S_NATS)], capture_output=True, text=True)
+        report(r.returncode == 0, "k8s[nats]: kubernetes-validate --strict", (r.stdout + r.stderr).strip()[:400] or "valid")
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    replicas, service = sts["spec"]["replicas"], sts["spec"]["serviceName"]
+    conf = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["nats.conf"]
+    routes = sorted(re.findall(r"nats-route://([\w.-]+):6222", conf))
+    wanted = sorted(f"{sts['metadata']['name']}-{i}.{service}" for i in range(replicas))
+    report(replicas == 3 and routes == wanted, "k8s[nats]: 3 replicas, routes name each pod through the headless Service", str(routes))
+    if shutil.which("nats-server"):
+        tmp = Path(tempfile.mkdtemp())
+        (tmp / "nats.conf").write_text(conf)
+        r = subprocess.run(["nats-server", "-c", str(tmp / "nats.conf"), "-t"], capture_output=True, text=True,
+                           env={**os.environ, "SERVER_NAME": "nats-0"})
+        report(r.returncode == 0, "k8s[nats]: `nats-server -t` accepts the ConfigMap's nats.conf", (r.stdout + r.stderr).strip()[:300])
+    else:
+        report(None, "k8s[nats]: nats-server -t", "nats-server not installed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -597,14 +686,13 @@ def check_nofile() -> None:
     report(limit == "infinity" or int(limit) >= need, "nofile: systemd LimitNOFILE >= streams.max_connections + reserve",
            f"{limit} >= {need}")
     # compose: every streams service's ulimits, against its environment's max_connections.
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
-    for name, svc in sorted(services.items()):
-        if not name.startswith("streams-"):
-            continue
+    for mode, services in sorted(compose_modes().items()):
+        svc = services["streams"]
         nofile = svc.get("ulimits", {}).get("nofile", {})
-        soft, hard = (nofile, nofile) if isinstance(nofile, int) else (nofile.get("soft", 0), nofile.get("hard", 0))
+        soft, hard = (nofile, nofile) if not isinstance(nofile, dict) else (nofile.get("soft", 0), nofile.get("hard", 0))
+        soft, hard = int(interpolate(str(soft))), int(interpolate(str(hard)))
         want = max_connections(None, compose_env(svc)) + reserve
-        report(min(int(soft), int(hard)) >= want, f"nofile: compose {name} ulimits.nofile >= streams.max_connections + reserve",
+        report(min(soft, hard) >= want, f"nofile: compose[{mode}] streams ulimits.nofile >= streams.max_connections + reserve",
                f"soft {soft}, hard {hard}, need {want}")
     # Dockerfile: the documented `docker run` passes a --ulimit that fits the image's config.
     m = re.search(r"--ulimit nofile=(\d+):(\d+)", DOCKERFILE.read_text())
@@ -658,7 +746,9 @@ def check_dashboard(metrics: dict) -> None:
                         not re.search(r"(rate|increase)\(\s*$", expr[: m.start()]):
                     raw.add(m.group(0))
     report(not raw, "dashboard: counters and histogram buckets only inside rate()/increase()", str(sorted(raw)) if raw else "")
-    print(f"      not on the dashboard: {', '.join(sorted(set(metrics) - used)) or 'none'}")
+    missing = sorted(set(metrics) - used)
+    report(not missing, "dashboard: every metric the code registers is on it",
+           f"missing {', '.join(missing)}" if missing else f"{len(used)} of {len(metrics)}")
 
 
 # Where a quoted message leaves something out: `{name}` or `...`.
@@ -743,6 +833,7 @@ def main() -> int:
             smoke_run(binary, metrics)
     check_compose(binary, keys)
     check_kubernetes(binary, venv_bin)
+    check_kubernetes_nats(venv_bin)
     check_systemd(binary)
     check_nofile()
     if DASHBOARD.exists():

@@ -10,6 +10,12 @@
 #   BENCH_SERVERS=streams BENCH_SCENARIOS=RPC100 scripts/bench.sh  one JSON-RPC connection with
 #                                         100 subscriptions vs 100 URL connections (same filters)
 #   BENCH_SERVERS=streams BENCH_SCENARIOS=T scripts/bench.sh       S1/S2 with include=transaction
+#   BENCH_SERVERS=streams BENCH_SCENARIOS=CAPS scripts/bench.sh    one address at its caps on the
+#                                         JSON-RPC channel and on URL streams, a bystander timing
+#                                         each block; a close storm; empty-continuation floods
+#   BENCH_SERVERS=streams BENCH_SCENARIOS=GROUP scripts/bench.sh   a stream-sea consumer group
+#                                         of 100 against 100 URL subscribers
+#   BENCH_SSE=0 ...                       S1 and S2 without their Server-Sent Events variant
 #   BENCH_QUICK=1 scripts/bench.sh        tiny sizes: checks the script end to end (not results)
 #   BENCH_BUILD=0 NODE_BIN=... scripts/bench.sh   runs binaries already built (no cargo build)
 #
@@ -31,7 +37,10 @@ root="$PWD"
 
 quick="${BENCH_QUICK:-0}"
 servers="${BENCH_SERVERS:-streams limit planetmint}"
-scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5 H T S7 burst RPC100}"
+scenarios="${BENCH_SCENARIOS:-S1 S2 S3 S4 S5 H T S7 burst RPC100 CAPS GROUP}"
+# S1 and S2 against planetmint-streams also run with Server-Sent Events readers (`wsload` on the
+# http:// URL), right after the WebSocket run, each on a fresh Tarantool and node.
+sse="${BENCH_SSE:-1}"
 out="${BENCH_OUT:-$root/target/bench}"   # BENCH_OUT: another directory, for runs side by side
 logs="$out/logs"
 runs="$out/runs.jsonl"
@@ -51,6 +60,9 @@ if [ "$quick" = 1 ]; then
     : "${S7_SUBS:=500}" "${S7_BLOCKS:=5}" "${S7_TXS:=10}" "${S7_RATE:=1}"
     : "${BURST_SUBS:=500}" "${BURST_COUNT:=2}" "${BURST_HOLD:=2}" "${BURST_SETTLE:=5}" "${BURST_REST:=3}"
     : "${RPC_SUBS:=10}" "${RPC_BLOCKS:=20}" "${RPC_TXS:=10}" "${RPC_RATE:=20}" "${RPC_ROUNDS:=1}"
+    : "${CAPS_RPC_CONNECTIONS:=4}" "${CAPS_URL_CONNECTIONS:=16}" "${CAPS_BLOCKS:=40}" "${CAPS_TXS:=20}" "${CAPS_RATE:=20}"
+    : "${CAPS_STORM_CONNECTIONS:=8}" "${CAPS_FLOOD:=2}"
+    : "${GROUP_MEMBERS:=10}" "${GROUP_BLOCKS:=10}" "${GROUP_TXS:=20}" "${GROUP_RATE:=0}"
 else
     # S1 latency: 10 subscribers, 200 blocks x 10 txs at 20 blocks/s.
     : "${S1_SUBS:=10}" "${S1_BLOCKS:=200}" "${S1_TXS:=10}" "${S1_RATE:=20}"
@@ -81,6 +93,21 @@ else
     # connection; RPC_BLOCKS x RPC_TXS at RPC_RATE blocks/s each time, a fresh node each time.
     # RPC_ROUNDS rounds in the order url rpc, rpc url, ... so drift of a noisy machine evens out.
     : "${RPC_SUBS:=100}" "${RPC_BLOCKS:=600}" "${RPC_TXS:=20}" "${RPC_RATE:=20}" "${RPC_ROUNDS:=2}"
+    # CAPS (issue 25), the node with its default limits: from 127.0.0.1, CAPS_RPC_CONNECTIONS
+    # JSON-RPC connections x 256 subscriptions (batch=block, include=transaction) that never
+    # read, then the URL equivalent (CAPS_URL_CONNECTIONS never-reading URL connections, the
+    # per-address cap), then neither (baseline); each while CAPS_BLOCKS x CAPS_TXS are written
+    # at CAPS_RATE blocks/s and a bystander on 127.0.0.2 times each block. Then the close
+    # storm: CAPS_STORM_CONNECTIONS x 256 subscriptions on 4 shared public keys from 4
+    # addresses (64 connections x 256 = the per-address cap of 16,384 each) closed at once
+    # while a prober on 127.0.0.5 opens connections; and CAPS_FLOOD s of empty continuation
+    # frames from one connection, on each kind of way in.
+    : "${CAPS_RPC_CONNECTIONS:=64}" "${CAPS_URL_CONNECTIONS:=256}" "${CAPS_BLOCKS:=600}" "${CAPS_TXS:=20}" "${CAPS_RATE:=20}"
+    : "${CAPS_STORM_CONNECTIONS:=256}" "${CAPS_FLOOD:=10}"
+    # GROUP (issue 27): a stream-sea consumer group of GROUP_MEMBERS members, against the same
+    # stream to GROUP_MEMBERS URL subscribers each getting every event, and split over them with
+    # partition=i/n; GROUP_BLOCKS x GROUP_TXS written at GROUP_RATE blocks/s (0: back to back).
+    : "${GROUP_MEMBERS:=100}" "${GROUP_BLOCKS:=200}" "${GROUP_TXS:=100}" "${GROUP_RATE:=0}"
 fi
 # The burst check's wait between the node's start and the first burst (its RSS before is the
 # reference): longer than jemalloc's 10 s decay of what start-up freed.
@@ -231,11 +258,13 @@ start_node() { # start_node NAME (after start_tarantool)
     api_port="$(free_port)"
     node_api_port="$api_port"
     # Every load client connects from loopback: lift the per-address limit (default 256) and
-    # leave room for S3's 10,000 subscribers. NODE_NICE: the node's CPU priority (as a
-    # systemd `Nice=` beside Planetmint would set it).
-    PLANETMINT_STREAMS_LOG__LEVEL="${NODE_LOG_LEVEL:-warn}" \
-        PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS_PER_IP=100000 \
-        PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS="${NODE_MAX_CONNECTIONS:-20000}" \
+    # leave room for S3's 10,000 subscribers, unless NODE_DEFAULT_LIMITS=1 (CAPS: every
+    # limit at its default). NODE_NICE: the node's CPU priority (as a systemd `Nice=` beside
+    # Planetmint would set it).
+    local limits=(PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS_PER_IP=100000
+        PLANETMINT_STREAMS_STREAMS__MAX_CONNECTIONS="${NODE_MAX_CONNECTIONS:-20000}")
+    [ "${NODE_DEFAULT_LIMITS:-0}" = 1 ] && limits=()
+    env PLANETMINT_STREAMS_LOG__LEVEL="${NODE_LOG_LEVEL:-warn}" "${limits[@]}" \
         nice -n "${NODE_NICE:-0}" "$node_bin" --tarantool "127.0.0.1:$tt_port" \
         --streams-bind "127.0.0.1:$node_port" --api-bind "127.0.0.1:$api_port" \
         --advertised-host 127.0.0.1 >"$logs/node-$1.log" 2>&1 &
@@ -319,30 +348,43 @@ stop_streams() {
     node_pid="" tt_pid=""
 }
 
+# start_writer SCENARIO ROLE BLOCKS TXS RATE: benchwriter in the background, waiting for the
+# ready file $out/ready-SCENARIO-ROLE (removed first); its PID in $writer, its JSON in the logs.
+start_writer() {
+    local scenario="$1" role="$2"
+    rm -f "$out/ready-$scenario-$role"
+    timeout 900 "$bin/benchwriter" --tarantool "127.0.0.1:$tt_port" --blocks "$3" \
+        --txs "$4" --rate "$5" --wait-file "$out/ready-$scenario-$role" --wait-timeout 300 \
+        --label "streams/$scenario/$role" >"$logs/streams-$scenario-$role-writer.json" \
+        2>"$logs/streams-$scenario-$role-writer.log" &
+    writer=$!
+    pids+=("$writer")
+}
+
+# finish_writer SCENARIO ROLE: waits for the writer started by start_writer, records its line.
+finish_writer() {
+    wait "$writer" || true
+    forget "$writer"
+    cat "$logs/streams-$1-$2-writer.log" >&2
+    record streams "$1" "$2-writer" "$logs/streams-$1-$2-writer.json"
+}
+
 # streams_measure SCENARIO ROLE SUBS STALLED BLOCKS TXS RATE [WSLOAD ARGS...]: fresh Tarantool
-# and node; wsload connects, then benchwriter commits the blocks.
+# and node; wsload connects, then benchwriter commits the blocks. STREAM_SCHEME=http: the
+# subscribers read Server-Sent Events instead of WebSockets; STREAM_QUERY: options.
 streams_measure() {
     local scenario="$1" role="$2" subs="$3" stalled="$4" blocks="$5" txs="$6" rate="$7"
     shift 7
     start_tarantool "$scenario-$role"
     start_node "$scenario-$role"
-    local ready="$out/ready-$scenario-$role"
-    rm -f "$ready"
-    timeout 900 "$bin/benchwriter" --tarantool "127.0.0.1:$tt_port" --blocks "$blocks" \
-        --txs "$txs" --rate "$rate" --wait-file "$ready" --wait-timeout 300 \
-        --label "streams/$scenario/$role" >"$logs/streams-$scenario-$role-writer.json" \
-        2>"$logs/streams-$scenario-$role-writer.log" &
-    local writer=$!
-    pids+=("$writer")
+    local ready="$out/ready-$scenario-$role" writer
+    start_writer "$scenario" "$role" "$blocks" "$txs" "$rate"
     wsload streams "$scenario" "$role" \
-        --url "ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions${STREAM_QUERY:-}" \
+        --url "${STREAM_SCHEME:-ws}://127.0.0.1:$node_port/api/v1/streams/valid_transactions${STREAM_QUERY:-}" \
         -n "$subs" --stalled "$stalled" --expect $((blocks * txs)) --ready-file "$ready" \
         --server-pid "$node_pid" --connect-rate "$CONNECT_RATE" \
         --connect-concurrency "$CONNECT_CONCURRENCY" "$@"
-    wait "$writer" || true
-    forget "$writer"
-    cat "$logs/streams-$scenario-$role-writer.log" >&2
-    record streams "$scenario" "$role-writer" "$logs/streams-$scenario-$role-writer.json"
+    finish_writer "$scenario" "$role"
     # What the node wrote per event (frame bytes, from its own counters).
     curl -s "http://127.0.0.1:$node_api_port/metrics" 2>/dev/null | python3 -c '
 import json, re, sys
@@ -358,38 +400,186 @@ print(json.dumps({"bytes_sent": v.get("bytes", 0), "events_sent": v.get("events"
     stop_streams
 }
 
-# rpc_measure CARRIER ROUND: fresh Tarantool and node; rpcload opens RPC_SUBS partitioned
-# subscriptions over RPC_SUBS URL connections (url) or one JSON-RPC connection (rpc), then
-# benchwriter commits the blocks; records the server's RSS and CPU per delivered event.
-rpc_measure() {
-    local carrier="$1" round="$2" role="$1-$2"
-    start_tarantool "RPC100-$role"
-    start_node "RPC100-$role"
-    local ready="$out/ready-RPC100-$role"
-    rm -f "$ready"
-    timeout 900 "$bin/benchwriter" --tarantool "127.0.0.1:$tt_port" --blocks "$RPC_BLOCKS" \
-        --txs "$RPC_TXS" --rate "$RPC_RATE" --wait-file "$ready" --wait-timeout 300 \
-        --label "streams/RPC100/$role" >"$logs/streams-RPC100-$role-writer.json" \
-        2>"$logs/streams-RPC100-$role-writer.log" &
-    local writer=$!
-    pids+=("$writer")
-    local file="$logs/streams-RPC100-$role.json"
-    timeout 900 "$bin/rpcload" --label "streams/RPC100/$role" --base "ws://127.0.0.1:$node_port" \
-        --carrier "$carrier" -n "$RPC_SUBS" --expect $((RPC_BLOCKS * RPC_TXS)) \
-        --server-pid "$node_pid" --ready-file "$ready" --duration 300 \
-        >"$file" 2>"$logs/streams-RPC100-$role.log" || true
-    cat "$logs/streams-RPC100-$role.log" >&2
-    record streams RPC100 "$role" "$file"
-    wait "$writer" || true
-    forget "$writer"
-    record streams RPC100 "$role-writer" "$logs/streams-RPC100-$role-writer.json"
+# channel_measure SCENARIO ROLE BLOCKS TXS RATE [RPCLOAD ARGS...]: fresh Tarantool and node;
+# rpcload opens its subscriptions, then benchwriter commits BLOCKS x TXS at RATE blocks/s and
+# rpcload counts them (expecting each once over all subscriptions): the server's RSS and CPU
+# per delivered event.
+channel_measure() {
+    local scenario="$1" role="$2" blocks="$3" txs="$4" rate="$5" writer
+    shift 5
+    start_tarantool "$scenario-$role"
+    start_node "$scenario-$role"
+    start_writer "$scenario" "$role" "$blocks" "$txs" "$rate"
+    channel "$scenario" "$role" --expect $((blocks * txs)) --ready-file "$out/ready-$scenario-$role" "$@"
+    finish_writer "$scenario" "$role"
     stop_streams
+}
+
+# rpc_measure CARRIER ROUND: RPC_SUBS partitioned subscriptions over RPC_SUBS URL connections
+# (url) or one JSON-RPC connection (rpc).
+rpc_measure() {
+    channel_measure RPC100 "$1-$2" "$RPC_BLOCKS" "$RPC_TXS" "$RPC_RATE" \
+        --carrier "$1" -n "$RPC_SUBS" --duration 300
+}
+
+# channel RUN SCENARIO ROLE ARGS...: runs rpcload (bounded by `timeout`), records its JSON line.
+channel() {
+    local scenario="$1" role="$2"
+    shift 2
+    local file="$logs/streams-$scenario-$role.json"
+    timeout 900 "$bin/rpcload" --label "streams/$scenario/$role" --base "ws://127.0.0.1:$node_port" \
+        --server-pid "$node_pid" "$@" >"$file" 2>"$logs/streams-$scenario-$role.log" || true
+    cat "$logs/streams-$scenario-$role.log" >&2
+    record streams "$scenario" "$role" "$file"
+}
+
+# node_metrics SCENARIO ROLE: the node's refusal and disconnect counters, as a JSON line.
+node_metrics() {
+    curl -s "http://127.0.0.1:$node_api_port/metrics" 2>/dev/null | python3 -c '
+import json, re, sys
+out = {}
+for line in sys.stdin:
+    m = re.match(r"planetmint_streams_(disconnects_total|address_limit_refusals_total|rejected_connections_total)\{(.*)\} (\S+)", line)
+    if m and float(m.group(3)):
+        out[m.group(1) + "{" + m.group(2) + "}"] = float(m.group(3))
+print(json.dumps({"metrics": out}))
+' >"$logs/streams-$1-$2-metrics.json" || true
+    record streams "$1" "$2-metrics" "$logs/streams-$1-$2-metrics.json"
+}
+
+# rss_now PID: VmRSS in KiB.
+rss_now() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# caps_measure ROLE: fresh Tarantool and node with every default limit. ROLE rpc: from
+# 127.0.0.1, CAPS_RPC_CONNECTIONS JSON-RPC connections x 256 subscriptions (batch=block,
+# include=transaction) that never read; url: CAPS_URL_CONNECTIONS URL connections with the
+# same options that never read; baseline: neither. Then a bystander on 127.0.0.2 with the same
+# options connects, the writer commits CAPS_BLOCKS x CAPS_TXS at CAPS_RATE blocks/s, and the
+# bystander times every block; the hostile connections are held until the writer is done and
+# a little more, then closed at once, and the node's RSS read `settle` later.
+caps_measure() {
+    local role="$1" options="batch=block&include=transaction"
+    start_tarantool "CAPS-$role"
+    NODE_DEFAULT_LIMITS=1 start_node "CAPS-$role"
+    local hold=$((CAPS_BLOCKS / (CAPS_RATE > 0 ? CAPS_RATE : 1) + 15))
+    local ready="$out/ready-CAPS-$role" bystander_ready="$out/ready-CAPS-$role-bystander" hostile=""
+    rm -f "$ready"
+    local rss_before
+    rss_before="$(rss_now "$node_pid")"
+    case "$role" in
+    rpc)
+        channel CAPS "$role" --carrier rpc -n $((CAPS_RPC_CONNECTIONS * 256)) \
+            --connections "$CAPS_RPC_CONNECTIONS" --split none --query "$options" --unread \
+            --duration "$hold" --ready-file "$ready" --settle 5 &
+        hostile=$!
+        ;;
+    url)
+        channel CAPS "$role" --carrier url -n "$CAPS_URL_CONNECTIONS" --split none \
+            --query "$options" --unread --duration "$hold" --ready-file "$ready" --settle 5 &
+        hostile=$!
+        ;;
+    esac
+    if [ -n "$hostile" ]; then
+        pids+=("$hostile")
+        # Until every hostile subscription is confirmed (or rpcload gave up).
+        local i
+        for i in $(seq 3000); do
+            [ -s "$ready" ] && break
+            exited "$hostile" && break
+            sleep 0.1
+        done
+    fi
+    local writer
+    start_writer CAPS "$role-bystander" "$CAPS_BLOCKS" "$CAPS_TXS" "$CAPS_RATE"
+    wsload streams CAPS "$role-bystander" \
+        --url "ws://127.0.0.1:$node_port/api/v1/streams/valid_transactions?$options" \
+        --source-ip 127.0.0.2 -n 1 --expect $((CAPS_BLOCKS * CAPS_TXS)) \
+        --ready-file "$bystander_ready" --duration $((hold + 60)) --quiet 10
+    finish_writer CAPS "$role-bystander"
+    if [ -n "$hostile" ]; then
+        wait "$hostile" || true
+        forget "$hostile"
+    else
+        # No hostile client: the node's RSS before, at the end and 5 s later, for comparison.
+        local rss_end
+        rss_end="$(rss_now "$node_pid")"
+        sleep 5
+        printf '{"server_rss": {"before_kib": %s, "end_kib": %s, "after_kib": %s}}\n' \
+            "$rss_before" "$rss_end" "$(rss_now "$node_pid")" >"$logs/streams-CAPS-$role.json"
+        record streams CAPS "$role" "$logs/streams-CAPS-$role.json"
+    fi
+    node_metrics CAPS "$role"
+    stop_streams
+}
+
+# caps_storm: 4 x CAPS_STORM_CONNECTIONS/4 JSON-RPC connections from 127.0.0.1-4, 256
+# subscriptions each on 4 shared public keys, closed at once while a prober on 127.0.0.5
+# connects and subscribes again and again (from 2 s before to 10 s after); no blocks.
+caps_storm() {
+    start_tarantool CAPS-storm
+    NODE_DEFAULT_LIMITS=1 start_node CAPS-storm
+    channel CAPS storm --carrier rpc -n $((CAPS_STORM_CONNECTIONS * 256)) \
+        --connections "$CAPS_STORM_CONNECTIONS" --source-ips 4 --split none --public-keys 4 \
+        --unread --duration 3 --probe-source 127.0.0.5 --probe-after 10 --settle 3
+    node_metrics CAPS storm
+    stop_streams
+}
+
+# caps_flood CARRIER: one connection (a JSON-RPC or a URL stream connection) sends a text
+# frame that never ends and empty continuation frames for CAPS_FLOOD s; the node's CPU.
+caps_flood() {
+    start_tarantool "CAPS-flood-$1"
+    NODE_DEFAULT_LIMITS=1 start_node "CAPS-flood-$1"
+    channel CAPS "flood-$1" --carrier "$1" --flood "$CAPS_FLOOD" --settle 3
+    node_metrics CAPS "flood-$1"
+    stop_streams
+}
+
+# group_measure ROLE: ROLE group: GROUP_MEMBERS stream-sea connections in one consumer group;
+# partition: as many URL connections with partition=i/n; all: as many URL subscribers each
+# getting everything (wsload). Fresh Tarantool and node each time, then the writer commits.
+group_measure() {
+    case "$1" in
+    all)
+        streams_measure GROUP all "$GROUP_MEMBERS" 0 "$GROUP_BLOCKS" "$GROUP_TXS" "$GROUP_RATE" \
+            --duration 300 --quiet 10
+        ;;
+    group | partition)
+        local split=partition carrier=url
+        if [ "$1" = group ]; then split=none carrier=group; fi
+        channel_measure GROUP "$1" "$GROUP_BLOCKS" "$GROUP_TXS" "$GROUP_RATE" \
+            --carrier "$carrier" -n "$GROUP_MEMBERS" --split "$split" --duration 300 --quiet 10
+        ;;
+    esac
 }
 
 run_streams() { # run_streams SCENARIO
     case "$1" in
-    S1) streams_measure S1 load "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --duration 120 ;;
-    S2) streams_measure S2 load "$S2_SUBS" 0 "$S2_BLOCKS" "$S2_TXS" 0 --duration 120 ;;
+    S1)
+        streams_measure S1 load "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --duration 120
+        if [ "$sse" = 1 ]; then
+            STREAM_SCHEME=http streams_measure S1 sse "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --duration 120
+        fi
+        ;;
+    S2)
+        streams_measure S2 load "$S2_SUBS" 0 "$S2_BLOCKS" "$S2_TXS" 0 --duration 120
+        if [ "$sse" = 1 ]; then
+            STREAM_SCHEME=http streams_measure S2 sse "$S2_SUBS" 0 "$S2_BLOCKS" "$S2_TXS" 0 --duration 120
+        fi
+        ;;
+    CAPS)
+        caps_measure rpc
+        caps_measure url
+        caps_measure baseline
+        caps_storm
+        caps_flood rpc
+        caps_flood url
+        ;;
+    GROUP)
+        group_measure group
+        group_measure partition
+        group_measure all
+        ;;
     T) # include=transaction: the S1 and S2 shapes without and with whole transactions.
         STREAM_QUERY="" streams_measure T S1-plain "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --duration 120
         STREAM_QUERY="?include=transaction" streams_measure T S1-include "$S1_SUBS" 0 "$S1_BLOCKS" "$S1_TXS" "$S1_RATE" --duration 120
@@ -587,7 +777,7 @@ run_limit() { # run_limit SCENARIO
         limit_measure S4 load "$S4_SUBS" "$S4_STALLED" "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
         limit_measure S4 baseline "$S4_SUBS" 0 "$S4_BLOCKS" "$S4_TXS" "$S4_RATE" --expect $((S4_BLOCKS * S4_TXS)) --duration 300
         ;;
-    S7 | burst | T | RPC100) skip limit "$1" "planetmint-streams only" ;;
+    S7 | burst | T | RPC100 | CAPS | GROUP) skip limit "$1" "planetmint-streams only" ;;
     S5) limit_measure S5 load 1 0 "$S5_BLOCKS" "$S5_TXS" 0 --expect $((S5_BLOCKS * S5_TXS)) --duration 300 ;;
     H) skip limit H "the limit server reads no database" ;;
     esac
@@ -658,7 +848,8 @@ run_planetmint() { # run_planetmint SCENARIO: the same parameters as the other s
     H) skip planetmint H "Planetmint's server has no replay (from_height)" ;;
     T) skip planetmint T "Planetmint's server has no include=transaction" ;;
     S7 | burst) skip planetmint "$1" "planetmint-streams only" ;;
-    RPC100) skip planetmint RPC100 "Planetmint's server has no JSON-RPC channel" ;;
+    RPC100 | CAPS) skip planetmint "$1" "Planetmint's server has no JSON-RPC channel" ;;
+    GROUP) skip planetmint GROUP "Planetmint's server has no consumer groups" ;;
     esac
 }
 
@@ -709,7 +900,7 @@ machine = {
     "commit": sh("git rev-parse --short HEAD"),
     "quick": quick,
 }
-params = {k: v for k, v in os.environ.items() if k[:3] in ("S1_", "S2_", "S3_", "S4_", "S5_", "S7_") or k.startswith(("PM_S4_", "BURST_", "H_", "RPC_"))}
+params = {k: v for k, v in os.environ.items() if k[:3] in ("S1_", "S2_", "S3_", "S4_", "S5_", "S7_") or k.startswith(("PM_S4_", "BURST_", "H_", "RPC_", "CAPS_", "GROUP_", "BENCH_SSE"))}
 json.dump({"machine": machine, "params": params, "runs": runs}, open(f"{out}/results.json", "w"), indent=1)
 
 def get(server, scenario, role):
@@ -730,12 +921,17 @@ def load(s, sc, role="load"):
 def metric(sc, name, role, fn):
     rows.append((sc, name, role, fn))
 
-metric("S1", "p50 latency ms", "load", lambda r: r["latency"]["p50_ms"])
-metric("S1", "p99 latency ms", "load", lambda r: r["latency"]["p99_ms"])
-metric("S1", "lost events", "load", lambda r: r["lost"])
-metric("S2", "delivered events/s (first to last arrival)", "load", lambda r: r["events_per_s"])
-metric("S2", "delivered events/s (first commit to last arrival)", "load", lambda r: r["events_per_s_since_first_commit"])
-metric("S2", "complete subscribers", "load", lambda r: r["complete"])
+for role, prefix in (("load", ""), ("sse", "SSE: ")):  # WebSocket subscribers, then SSE readers
+    metric("S1", f"{prefix}p50 latency ms", role, lambda r: r["latency"]["p50_ms"])
+    metric("S1", f"{prefix}p99 latency ms", role, lambda r: r["latency"]["p99_ms"])
+    metric("S1", f"{prefix}lost events", role, lambda r: r["lost"])
+for role, prefix in (("load", ""), ("sse", "SSE: ")):
+    metric("S2", f"{prefix}delivered events/s (first to last arrival)", role, lambda r: r["events_per_s"])
+    metric("S2", f"{prefix}delivered events/s (first commit to last arrival)", role, lambda r: r["events_per_s_since_first_commit"])
+    metric("S2", f"{prefix}complete subscribers", role, lambda r: r["complete"])
+metric("S2", "SSE: p50 / p99 latency ms", "sse", lambda r: f'{r["latency"]["p50_ms"]:.0f} / {r["latency"]["p99_ms"]:.0f}')
+metric("S2", "bytes per event (WebSocket)", "load-bytes", lambda r: r["bytes_per_event"])
+metric("S2", "bytes per event (SSE)", "sse-bytes", lambda r: r["bytes_per_event"])
 for shape, include in (("S1", "plain"), ("S1", "include"), ("S2", "plain"), ("S2", "include")):
     role = f"{shape}-{include}"
     label = f"{shape} {'with' if include == 'include' else 'without'} include=transaction"
@@ -795,6 +991,41 @@ for i in range(1, 10):
         metric("RPC100", f"round {i}, {what}: server CPU s (delivery)", role, lambda r: r["server_cpu"]["run_s"])
         metric("RPC100", f"round {i}, {what}: server CPU us per delivered event", role, lambda r: r["server_cpu"]["per_event_us"])
 
+def mib(kib):
+    return f"{kib / 1024:.1f}" if isinstance(kib, (int, float)) else "-"
+
+for role, what in (("rpc", "JSON-RPC, unread subscriptions at the caps"), ("url", "URL streams, unread connections at the cap"), ("baseline", "no hostile client")):
+    metric("CAPS", f"{what}: node RSS MiB before / peak / after", role,
+           lambda r: f'{mib(r["server_rss"]["before_kib"])} / {mib(r["server_rss"].get("peak_kib", r["server_rss"].get("end_kib")))} / {mib(r["server_rss"]["after_kib"])}')
+    metric("CAPS", f"{what}: node RSS growth MiB (peak - before)", role,
+           lambda r: (r["server_rss"].get("peak_kib", r["server_rss"].get("end_kib", 0)) - r["server_rss"]["before_kib"]) / 1024)
+    metric("CAPS", f"{what}: subscriptions / connections", role, lambda r: f'{r["subscriptions"]} / {r["connections"]}')
+    metric("CAPS", f"{what}: bystander block latency p50 / p90 / p99 ms", f"{role}-bystander",
+           lambda r: f'{r["block_latency"]["p50_ms"]:.1f} / {r["block_latency"]["p90_ms"]:.1f} / {r["block_latency"]["p99_ms"]:.1f}')
+    metric("CAPS", f"{what}: bystander blocks timed, lost events", f"{role}-bystander",
+           lambda r: f'{r["block_latency"]["samples"]}, {r["lost"]}')
+    metric("CAPS", f"{what}: node counters", f"{role}-metrics", lambda r: json.dumps(r["metrics"]) if r["metrics"] else "none")
+metric("CAPS", "close storm: subscriptions closed at once (connections)", "storm", lambda r: f'{r["subscriptions"]} ({r["connections"]})')
+metric("CAPS", "close storm: probe connect-to-answer ms, longest before the close", "storm", lambda r: r["probe"]["before_max_ms"])
+metric("CAPS", "close storm: probe connect-to-answer ms, longest after the close", "storm", lambda r: r["probe"]["after_max_ms"])
+metric("CAPS", "close storm: probe handshake ms, longest after the close", "storm", lambda r: r["probe"]["after_max_handshake_ms"])
+metric("CAPS", "close storm: probe connect-to-answer ms, median after the close", "storm", lambda r: r["probe"]["after_p50_ms"])
+metric("CAPS", "close storm: probes after the close (failed)", "storm", lambda r: f'{r["probe"]["after"]} ({r["probe"]["failed"]})')
+for carrier in ("rpc", "url"):
+    metric("CAPS", f"empty-continuation flood on a {carrier} connection: frames sent, s", f"flood-{carrier}",
+           lambda r: f'{r["flood"]["frames"]:,} in {r["flood"]["seconds"]:.1f} s ({r["flood"]["ended_by"]})')
+    metric("CAPS", f"empty-continuation flood on a {carrier} connection: node CPU s (+ settle)", f"flood-{carrier}",
+           lambda r: f'{r["flood"]["server_cpu_s"]:.2f} ({r["flood"]["server_cpu_with_settle_s"]:.2f})')
+
+for role, what in (("group", "consumer group (stream-sea)"), ("partition", "URL, partition=i/n"), ("all", "URL, every event to each")):
+    metric("GROUP", f"{what}: events delivered in all (unique)", role,
+           lambda r: f'{r["events"]:,} ({r.get("unique", r["events"] - r["duplicates"]):,})')
+    metric("GROUP", f"{what}: delivered events/s", role, lambda r: r["events_per_s"])
+    metric("GROUP", f"{what}: node CPU us per delivered event", role, lambda r: r["server_cpu"]["per_event_us"])
+    metric("GROUP", f"{what}: lost / duplicates", role, lambda r: f'{r["lost"]} / {r["duplicates"]}')
+    metric("GROUP", f"{what}: events per member min / mean / max", role,
+           lambda r: "{min} / {mean:.0f} / {max}".format(**r.get("per_connection_events", r.get("per_subscriber_events", {}))))
+
 def fmt(v):
     if v is None:
         return "-"
@@ -823,7 +1054,7 @@ for sc, name, role, fn in rows:
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
             return f"{a / b:.3g}x"
         return "-"
-    if all(v is None or v == "skipped" for v in vals) and sc in ("S7", "burst", "RPC100"):
+    if all(v is None or v == "skipped" for v in vals) and sc in ("S7", "burst", "RPC100", "CAPS", "GROUP"):
         continue  # planetmint-streams only; bursts past BURST_COUNT
     if all(v is None for v in vals):
         continue

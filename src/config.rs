@@ -68,6 +68,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// TLS on the API and stream ports.
     pub tls: crate::tls::TlsConfig,
+    /// The JetStream tier (off when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<planetmint_streams_jetstream::NatsConfig>,
 }
 
 /// A configuration problem, naming the key at fault.
@@ -123,6 +126,9 @@ impl Config {
         validate_log(&self.log)?;
         self.auth.validate()?;
         self.tls.validate()?;
+        if let Some(nats) = &self.nats {
+            nats.validate()?;
+        }
         self.validate_admin_transport()?;
         Ok(())
     }
@@ -218,6 +224,19 @@ mod tests {
             );
             assert_eq!(config.streams.advertised_host, "env.example");
             assert_eq!(config.api.ready_max_lag_blocks, 3);
+            assert_eq!(config.nats, None, "no [nats]: the JetStream tier is off");
+
+            jail.set_env("PLANETMINT_STREAMS_NATS__URL", "nats://10.0.0.9:4222");
+            jail.set_env(
+                "PLANETMINT_STREAMS_NATS__WEBSOCKET_URL",
+                "ws://10.0.0.9:8080",
+            );
+            let config = Config::load(Some(Path::new("node.toml")), Figment::new())
+                .map_err(|e| e.to_string())?;
+            let nats = config.nats.expect("the environment turns the tier on");
+            assert_eq!(nats.url, "nats://10.0.0.9:4222");
+            assert_eq!(nats.websocket_url, "ws://10.0.0.9:8080");
+            assert_eq!(nats.max_age, std::time::Duration::from_secs(7 * 24 * 3600));
             Ok(())
         });
     }
@@ -242,6 +261,14 @@ mod tests {
                 err.to_string().contains("streams.queue_max_blocks"),
                 "{err}"
             );
+
+            jail.create_file(
+                "nats.toml",
+                "[nats]\nwebsocket_url = \"ws://127.0.0.1:8080\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("nats.toml")), no_overrides())
+                .expect_err("[nats] without a url");
+            assert!(err.to_string().contains("nats.url"), "{err}");
 
             jail.set_env("PLANETMINT_STREAMS_TARANTOOL__ADDRESS", "nocolon");
             let err = Config::load(None, no_overrides()).expect_err("bad address");
@@ -310,6 +337,23 @@ mod shipped_files {
         full.tls.cert_file = Some("c".into());
         full.tls.key_file = Some("k".into());
         full.tls.client_ca_file = Some("ca".into());
+        full.auth.clients_file = Some("clients.toml".into());
+        full.auth.jwt.jwks_file = Some("jwks.json".into());
+        full.auth.jwt.issuer = Some("https://idp.example".into());
+        full.auth.jwt.audience = Some("streams".into());
+        full.auth.jwt.public_keys_claim = Some("wallets".into());
+        full.auth.jwt.asset_ids_claim = Some("assets".into());
+        full.auth.jwt.operations_claim = Some("ops".into());
+        full.nats = Some(planetmint_streams_jetstream::NatsConfig {
+            credentials_file: Some("c".into()),
+            account_signing_key_file: Some("k".into()),
+            account: Some("A".into()),
+            tls_ca_file: Some("ca".into()),
+            tls_cert_file: Some("c".into()),
+            tls_key_file: Some("k".into()),
+            start_height: Some(1),
+            ..Default::default()
+        });
         let value = toml::Value::try_from(&full).expect("serializable");
         let mut keys = BTreeSet::new();
         fn walk(prefix: &str, table: &toml::Table, keys: &mut BTreeSet<String>) {

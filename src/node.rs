@@ -1,4 +1,9 @@
-//! Wiring: Tarantool source -> follower -> hub -> stream server, plus the API server.
+//! Wiring: Tarantool source -> follower -> hub -> stream server, plus the API server; with
+//! `[nats]` the follower also feeds the JetStream publisher (after the hub, never waited on).
+//!
+//! The credentials of every way in are verified by one [`Gatekeeper`] built from `[auth]`
+//! ([`gatekeeper`]); a task reloads it on SIGHUP and when a credential file changes
+//! ([`crate::reload`]).
 //!
 //! [`start`] binds both ports, starts every task and returns a [`RunningNode`]; shutting it
 //! down cancels one token (every session closes with 1001 and its last height), gives the
@@ -10,10 +15,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use planetmint_streams_api::{Advertised, ApiContext, Readiness};
+use planetmint_streams_auth::Gatekeeper;
 use planetmint_streams_broadcaster::{BroadcastMetrics, Hub, StreamContext};
 use planetmint_streams_ingest::tarantool::FailoverSource;
 use planetmint_streams_ingest::{Follower, FollowerConfig, IngestStatus};
-use planetmint_streams_model::BlockSource;
+use planetmint_streams_model::{BlockSource, ConfigProblem};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -35,6 +41,9 @@ pub struct RunningNode {
     pub hub: Arc<Hub>,
     /// What the ingest knows.
     pub status: Arc<IngestStatus>,
+    /// The verifier of every credential (stream tokens, configured clients, JWTs), reloaded
+    /// on SIGHUP and when a credential file changes.
+    pub gatekeeper: Gatekeeper,
     shutdown: CancellationToken,
     grace: Duration,
     streams_server: actix_web::dev::ServerHandle,
@@ -48,6 +57,12 @@ fn bind(address: &str, what: &str) -> anyhow::Result<std::net::TcpListener> {
         .with_context(|| format!("cannot listen on {address} ({what})"))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// Builds the verifier of every credential from `[auth]`, reading the files it names (signing
+/// keys, clients file, secret files, JWT keys, JWKS). Errors name the key (and the entry).
+pub fn gatekeeper(config: &Config) -> Result<Gatekeeper, ConfigProblem> {
+    Gatekeeper::new(&config.auth)
 }
 
 /// Starts a node reading from Tarantool as configured.
@@ -93,15 +108,33 @@ async fn start_with(
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
+    let gatekeeper = gatekeeper(&config)?;
+    let reload_metrics = crate::reload::ReloadMetrics::new(&registry)?;
+    tasks.push(tokio::spawn(crate::reload::run(
+        gatekeeper.clone(),
+        reload_metrics,
+        config.auth.reload_interval,
+        shutdown.child_token(),
+    )));
+
+    let (jetstream, sink) = crate::jetstream::wire(
+        &config,
+        source.clone(),
+        &registry,
+        hub.clone(),
+        &shutdown,
+        &mut tasks,
+    )?;
     let follower = Follower::new(
         source.clone(),
-        hub.clone(),
+        sink,
         status.clone(),
         FollowerConfig::from(&config.tarantool),
     );
     tasks.push(tokio::spawn(follower.run(shutdown.child_token())));
 
-    let authority = if config.auth.is_signed() || config.auth.admin.enabled {
+    // The token endpoint signs with the configured keys.
+    let authority = if config.auth.admin.enabled {
         let authority = config.auth.authority()?;
         Some(Arc::new(authority))
     } else {
@@ -115,7 +148,10 @@ async fn start_with(
             .advertised_port
             .unwrap_or(streams_addr.port()),
     };
-    let catalogue = crate::catalogue::catalogue(&advertised);
+    let mut catalogue = crate::catalogue::catalogue(&advertised);
+    if let Some(tier) = &jetstream {
+        crate::catalogue::add_jetstream(&mut catalogue, tier.config(), tier.names());
+    }
     let mut stream_ctx = StreamContext::new(
         hub.clone(),
         source,
@@ -123,13 +159,19 @@ async fn start_with(
         shutdown.clone(),
     )
     .with_catalogue(catalogue.clone());
-    if let (true, Some(authority)) = (config.auth.is_signed(), &authority) {
-        stream_ctx = stream_ctx.with_auth(authority.clone(), config.auth.close_on_expiry);
+    if config.auth.is_signed() {
+        stream_ctx = stream_ctx.with_auth(gatekeeper.clone(), config.auth.close_on_expiry);
     }
     let stream_ctx = Arc::new(stream_ctx);
     let tls = crate::tls::server_config(&config.tls)?;
+    // HTTP/2 on the stream port: plain HTTP streams (SSE, NDJSON) may share one connection;
+    // WebSocket clients ask for HTTP/1.1 and get it.
+    let streams_tls = tls.clone().map(|mut tls| {
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tls
+    });
     let streams_server =
-        planetmint_streams_broadcaster::server::build(stream_ctx, streams_listener, tls.clone())?;
+        planetmint_streams_broadcaster::server::build(stream_ctx, streams_listener, streams_tls)?;
     let streams_handle = streams_server.handle();
     tasks.push(tokio::spawn(async move {
         if let Err(err) = streams_server.await {
@@ -140,7 +182,26 @@ async fn start_with(
     let readiness = {
         let status = status.clone();
         let max_lag = config.api.ready_max_lag_blocks;
-        Arc::new(move || readiness(&status, max_lag))
+        let tier = jetstream.clone();
+        Arc::new(move || crate::jetstream::readiness(readiness(&status, max_lag), tier.as_ref()))
+    };
+    let (extra_routes, certificate_optional_paths, api_tls) = match jetstream {
+        Some(tier) => {
+            let gateway = crate::jetstream::GatewayPolicy::of(&config);
+            let routes = crate::jetstream::routes(tier, gateway, &registry)?;
+            // speedracer asks for its configuration and NATS JWTs without a certificate.
+            let optional = config.tls.client_ca_file.is_some();
+            let api_tls = crate::tls::server_config_with(
+                &config.tls,
+                crate::tls::ClientCertificates::Optional,
+            )?;
+            (
+                Some(routes),
+                optional.then(|| crate::jetstream::CERTIFICATE_OPTIONAL_PATHS.to_vec()),
+                api_tls,
+            )
+        }
+        None => (None, None, tls.clone()),
     };
     let api_ctx = Arc::new(ApiContext {
         advertised: advertised.clone(),
@@ -150,9 +211,11 @@ async fn start_with(
         config: config.api.clone(),
         catalogue,
         asyncapi: crate::catalogue::asyncapi(&advertised, VERSION),
+        extra_routes,
+        certificate_optional_paths,
     });
     let admin_tls = tls.clone();
-    let api_server = planetmint_streams_api::server::build(api_ctx, api_listener, tls)?;
+    let api_server = planetmint_streams_api::server::build(api_ctx, api_listener, api_tls)?;
     let api_handle = api_server.handle();
     tasks.push(tokio::spawn(async move {
         if let Err(err) = api_server.await {
@@ -197,6 +260,7 @@ async fn start_with(
         admin_addr,
         hub,
         status,
+        gatekeeper,
         shutdown,
         grace: config.streams.shutdown_grace,
         streams_server: streams_handle,

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use serde_json::Value;
 
-use planetmint_streams_model::vocabulary::close;
+use planetmint_streams_broadcaster::close_codes as close;
 
 mod rpc;
 mod socket;
@@ -132,9 +132,17 @@ pub fn write_cursor(path: &Path, height: u64) -> anyhow::Result<()> {
     write_atomically(path, &format!("{height}\n"))
 }
 
+/// Where the next contents of `path` are written before the rename: its own name plus `.tmp`,
+/// so that two cursor files in one folder (`cursor` and `cursor.json`) never share one.
+fn temporary_of(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
 /// Replaces the file at `path` with `text` (write, fsync, rename, fsync the directory).
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
+    let tmp = temporary_of(path);
     {
         let mut file =
             std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
@@ -392,6 +400,31 @@ mod tests {
         assert_eq!(read_cursor(&path).expect("read"), Some(43));
         std::fs::write(&path, "forty-two").expect("write");
         assert!(read_cursor(&path).is_err());
+    }
+
+    #[test]
+    fn two_cursor_files_in_one_folder_are_written_at_once_without_a_clash() {
+        // The README's examples keep `./cursor` and `./cursor.json` side by side.
+        let dir = tempfile::tempdir().expect("tmp");
+        let writers: Vec<_> = ["cursor", "cursor.json"]
+            .into_iter()
+            .map(|name| {
+                let path = dir.path().join(name);
+                std::thread::spawn(move || {
+                    for height in 0..300 {
+                        write_cursor(&path, height).expect("every write succeeds");
+                    }
+                    read_cursor(&path).expect("read")
+                })
+            })
+            .collect();
+        for writer in writers {
+            assert_eq!(writer.join().expect("thread"), Some(299));
+        }
+        assert_ne!(
+            temporary_of(Path::new("d/cursor")),
+            temporary_of(Path::new("d/cursor.json"))
+        );
     }
 
     #[test]

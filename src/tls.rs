@@ -1,5 +1,12 @@
 //! TLS for the API and stream ports (rustls, `ring` provider), from PEM files, with optional
 //! client-certificate authentication against a CA bundle.
+//!
+//! With `tls.client_ca_file` the handshake demands a certificate signed by it
+//! ([`ClientCertificates::Required`]). The JetStream tier's API routes must also answer
+//! callers without one (speedracer sends its certificate only to the gateway), so with
+//! `[nats]` the API port takes [`ClientCertificates::Optional`]: a certificate presented is
+//! still verified at the handshake, and the API refuses callers without one on every other
+//! path.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,8 +79,26 @@ fn certificates(path: &Path, key: &str) -> anyhow::Result<Vec<CertificateDer<'st
     Ok(certs)
 }
 
-/// The rustls configuration, or `None` when TLS is off.
+/// Whether the handshake demands a client certificate (when `tls.client_ca_file` is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertificates {
+    /// No certificate, no connection.
+    Required,
+    /// A certificate presented must be signed by the CA; none is accepted too.
+    Optional,
+}
+
+/// The rustls configuration, or `None` when TLS is off (client certificates required when
+/// `tls.client_ca_file` is set).
 pub fn server_config(config: &TlsConfig) -> anyhow::Result<Option<ServerConfig>> {
+    server_config_with(config, ClientCertificates::Required)
+}
+
+/// [`server_config`] with client certificates `required` or optional at the handshake.
+pub fn server_config_with(
+    config: &TlsConfig,
+    client_certificates: ClientCertificates,
+) -> anyhow::Result<Option<ServerConfig>> {
     let (Some(cert_file), Some(key_file)) = (&config.cert_file, &config.key_file) else {
         return Ok(None);
     };
@@ -94,7 +119,12 @@ pub fn server_config(config: &TlsConfig) -> anyhow::Result<Option<ServerConfig>>
                     )
                 })?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            if client_certificates == ClientCertificates::Optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier
                 .build()
                 .context("tls.client_ca_file: cannot verify clients with these CAs")?;
             builder.with_client_cert_verifier(verifier)

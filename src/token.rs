@@ -16,45 +16,53 @@ pub struct IssueArgs {
     /// How long the URL may be used to connect, e.g. 2m, 1h (default: auth.default_ttl).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub ttl: Option<Duration>,
-    /// Stream the token opens (repeatable): valid_transactions or valid_blocks.
+    /// What the token allows.
+    #[command(flatten)]
+    pub allows: Allows,
+    /// Print JSON (`token`, `expires_at`, `urls`) instead of one URL per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a credential allows, as the command line gives it (`token issue`, `client new`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Allows {
+    /// Stream it opens (repeatable): valid_transactions or valid_blocks.
     #[arg(
         long = "stream",
         value_name = "STREAM",
         default_value = "valid_transactions"
     )]
     pub streams: Vec<String>,
-    /// Pin the subscription to this output key (repeatable).
+    /// Pin its subscriptions to this output key (repeatable).
     #[arg(long = "public-key", value_name = "KEY")]
     pub public_keys: Vec<String>,
-    /// Pin the subscription to this asset (repeatable).
+    /// Pin its subscriptions to this asset (repeatable).
     #[arg(long = "asset-id", value_name = "ID")]
     pub asset_ids: Vec<String>,
-    /// Pin the subscription to this operation (repeatable).
+    /// Pin its subscriptions to this operation (repeatable).
     #[arg(long = "operation", value_name = "OP")]
     pub operations: Vec<String>,
-    /// Print JSON (`token`, `expires_at`, `urls`) instead of one URL per line.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Issues a token as configured; returns what to print.
 pub fn issue(config: &Config, args: &IssueArgs) -> anyhow::Result<String> {
     let authority = config.auth.authority()?;
     let mut streams = Vec::new();
-    for name in &args.streams {
+    for name in &args.allows.streams {
         streams.push(
             name.parse::<Stream>()
                 .map_err(|e| anyhow::anyhow!("--stream: {e}"))?,
         );
     }
     let mut grant = Grant::new(streams.iter().copied());
-    for key in &args.public_keys {
+    for key in &args.allows.public_keys {
         grant = grant.public_key(key.clone());
     }
-    for asset in &args.asset_ids {
+    for asset in &args.allows.asset_ids {
         grant = grant.asset_id(asset.clone());
     }
-    for operation in &args.operations {
+    for operation in &args.allows.operations {
         grant = grant.operation(operation.clone());
     }
     let issued = authority

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use planetmint_streams_broadcaster::rpc::protocol::{parse_request, Call, ERROR_CODES, INVALID_PARAMS};
+use planetmint_streams_broadcaster::dialects::rpc::protocol::{parse_request, Call, ERROR_CODES, INVALID_PARAMS};
 use planetmint_streams_broadcaster::subscription::OPERATIONS;
 use planetmint_streams_model::ids::{is_public_key, is_transaction_id};
 

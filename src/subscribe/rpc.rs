@@ -24,7 +24,9 @@ use anyhow::{anyhow, bail, Context};
 use futures_util::SinkExt;
 use serde_json::{json, Map, Value};
 
-use planetmint_streams_model::vocabulary::{close, StreamKind, STREAMS_PATH};
+use planetmint_streams_broadcaster::close_codes as close;
+use planetmint_streams_broadcaster::http::STREAMS_PATH;
+use planetmint_streams_model::vocabulary::StreamKind;
 
 use super::socket::{self, Ended, Socket, Subscription};
 use super::{get_json, print_events, within_limit, write_atomically, OutputFormat, SubscribeArgs};

@@ -155,4 +155,20 @@ async fn discovery_documents_are_readable_from_other_origins_and_the_page_is_loc
         harness.node().streams_addr.port()
     );
     assert!(page.contains(&streams), "{streams} in {page}");
+    // No other page may frame it (clickjacking), and it runs no inline script: its script and
+    // styles are files of the node's own.
+    assert!(page.contains("x-frame-options: deny"), "{page}");
+    assert!(page.contains("frame-ancestors 'none'"), "{page}");
+    assert!(page.contains("script-src 'self';"), "{page}");
+    assert!(!page.contains("unsafe-inline"), "{page}");
+    let script = head("/explorer.js").await;
+    assert!(script.starts_with("http/1.1 200"), "{script}");
+    assert!(script.contains("content-type: text/javascript"), "{script}");
+    assert!(
+        script.contains("x-content-type-options: nosniff"),
+        "{script}"
+    );
+    let styles = head("/explorer.css").await;
+    assert!(styles.starts_with("http/1.1 200"), "{styles}");
+    assert!(styles.contains("content-type: text/css"), "{styles}");
 }

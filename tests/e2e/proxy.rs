@@ -332,6 +332,61 @@ async fn forwarding_headers_come_from_the_connection_not_the_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_x_forwarded_for_header_is_kept_in_order() {
+    let upstream = Recorder::start().await;
+    let harness = Harness::start_with(|c| c.api.upstream = Some(upstream.url.clone())).await;
+    let api = harness.node().api_addr.to_string();
+    let (status, body) = http_request(
+        &api,
+        "GET /api/v1/outputs HTTP/1.1\r\nHost: node.example:9984\r\n\
+         X-Forwarded-For: 10.1.1.1\r\nX-Forwarded-For: 10.2.2.2, 10.3.3.3\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let echo: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        echo["headers"]["x-forwarded-for"], "10.1.1.1, 10.2.2.2, 10.3.3.3, 127.0.0.1",
+        "{echo}"
+    );
+    upstream.handle.stop(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_with_dot_segments_never_leave_the_upstreams_prefix() {
+    let upstream = Recorder::start().await;
+    // Planetmint's API behind a path prefix: `..` must not climb out of it.
+    let base = format!("{}/planetmint", upstream.url);
+    let harness = Harness::start_with(|c| c.api.upstream = Some(base)).await;
+    let api = harness.node().api_addr.to_string();
+    for path in [
+        "/api/v1/../../admin",
+        "/api/v1/%2e%2e/%2E%2E/admin",
+        "/api/v1/.%2e/x",
+        "/api/./v1/x",
+        "/api/v1/..%2f..%2fadmin",
+        "/api/v1/%252e%252e/x",
+    ] {
+        let (status, body) = http_request(
+            &api,
+            &format!("GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("dot segment"), "{path}: {body}");
+    }
+    assert_eq!(
+        upstream.requests(),
+        Vec::<Value>::new(),
+        "nothing forwarded"
+    );
+    // Dots inside names are not dot segments: forwarded under the prefix.
+    let (status, echo) = get_json(&api, "/api/v1/a.b/...c").await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(echo["uri"], "/planetmint/api/v1/a.b/...c");
+    upstream.handle.stop(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_502_body_names_neither_the_upstream_nor_the_os_error() {
     let port = planetmint_streams_devchain::process::free_port().expect("port");
     let harness = Harness::start_with(|c| {

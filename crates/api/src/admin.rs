@@ -9,7 +9,7 @@
 //! With `[tls]` the endpoint is served over TLS like the other ports; without it the node
 //! refuses to start when `auth.admin.bind` is not a loopback address.
 
-use planetmint_streams_model::vocabulary::json_error_body;
+use planetmint_streams_broadcaster::http::json_error_body;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Path of the blocks stream.
-pub use planetmint_streams_model::vocabulary::VALID_BLOCKS_PATH;
+pub use planetmint_streams_broadcaster::http::VALID_BLOCKS_PATH;
 /// Path of the transactions stream.
-pub use planetmint_streams_model::vocabulary::VALID_TRANSACTIONS_PATH;
+pub use planetmint_streams_broadcaster::http::VALID_TRANSACTIONS_PATH;
 /// Planetmint's documentation of its HTTP API.
 pub const DOCS_BASE: &str = "https://docs.planetmint.io/projects/server/en/latest/";
 

@@ -4,6 +4,7 @@
 //!   `streams` and `streamedblocks` point at our stream server, so existing clients discover us
 //!   unchanged.
 //! - [`server`]: the routes, `/health`, `/ready` and `/metrics`.
+//! - [`explorer`]: the live page `/explorer`, its script and styles, and their security headers.
 //! - [`proxy`]: drop-in mode, forwarding everything else to Planetmint's own API.
 //! - [`admin`]: `POST /admin/tokens`, issuing signed stream URLs on a separate address.
 //! - [`config`]: the `[api]` settings.
@@ -12,9 +13,10 @@
 pub mod admin;
 pub mod config;
 pub mod discovery;
+pub mod explorer;
 pub mod proxy;
 pub mod server;
 
 pub use config::ApiConfig;
 pub use discovery::Advertised;
-pub use server::{ApiContext, Readiness};
+pub use server::{peer_certificate, ApiContext, ExtraRoutes, PeerCertificate, Readiness};

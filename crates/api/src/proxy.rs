@@ -4,12 +4,15 @@
 //! Method, path, query, headers and body are forwarded; status, headers and body come back.
 //! The request body is streamed to Planetmint as it arrives, never gathered in memory, within
 //! `api.upstream_max_body` (413) and `api.body_timeout` (408). Hop-by-hop headers (RFC 9110
-//! 7.6.1) are dropped in both directions; `X-Forwarded-For` gets the peer's address appended,
+//! 7.6.1) are dropped in both directions; `X-Forwarded-For` keeps every value the client sent
+//! (all such headers, in order) with the peer's address appended,
 //! `X-Forwarded-Proto` and `X-Forwarded-Host` are set from the connection, and client-sent
 //! `Forwarded`, `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host` are dropped. When
 //! Planetmint cannot be reached or does not answer in time the client gets a 502 with a fixed
 //! JSON body (the upstream's address and the error are logged, not shown); the root documents
-//! are then built by us instead.
+//! are then built by us instead. A path with a dot segment (`.`, `..`, percent-encoded or not)
+//! or an encoded separator is refused with 400 and never forwarded, so an `api.upstream` with a
+//! path prefix cannot be climbed out of.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
@@ -136,7 +139,7 @@ pub(crate) fn closing_json(
 fn refusal(status: StatusCode, message: &str, unread: Option<dev::Payload>) -> HttpResponse {
     closing_json(
         status,
-        &planetmint_streams_model::vocabulary::json_error_body(status.as_u16(), message, &[]),
+        &planetmint_streams_broadcaster::http::json_error_body(status.as_u16(), message, &[]),
         unread,
     )
 }
@@ -292,6 +295,71 @@ fn body_kind(req: &HttpRequest) -> Result<BodyKind, ()> {
     }
 }
 
+/// How many times a path segment is percent-decoded when looking for dot segments: an
+/// upstream (or a proxy in front of it) that decodes twice must not see one either.
+const PATH_DECODE_ROUNDS: usize = 3;
+
+/// The first segment of `path` (as sent, not decoded) that would move an upstream out of the
+/// path it was given once decoded: `.` or `..` (plain or percent-encoded, e.g. `%2e%2e`), or
+/// one holding an encoded `/` or `\` (`..%2f`). With a path prefix in `api.upstream`
+/// (`http://planetmint:9986/prefix`), `/../x` would otherwise reach `/x` upstream.
+pub fn dot_segment(path: &str) -> Option<&str> {
+    let escapes = |segment: &[u8]| {
+        segment == b"." || segment == b".." || segment.contains(&b'/') || segment.contains(&b'\\')
+    };
+    path.split('/').find(|raw| {
+        if escapes(raw.as_bytes()) {
+            return true;
+        }
+        let mut segment = raw.as_bytes().to_vec();
+        for _ in 0..PATH_DECODE_ROUNDS {
+            let decoded = percent_decode(&segment);
+            if decoded == segment {
+                break;
+            }
+            segment = decoded;
+            if escapes(&segment) {
+                return true;
+            }
+        }
+        false
+    })
+}
+
+/// `%XX` sequences decoded; anything else (a lone `%`) kept as it is.
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' && i + 2 < input.len() {
+            if let (Some(high), Some(low)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
+/// `X-Forwarded-For` for Planetmint: every value the client sent, in every such header, in
+/// order, then the peer's address.
+fn forwarded_for(req: &HttpRequest, peer: std::net::IpAddr) -> String {
+    let mut hops: Vec<String> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect();
+    hops.push(peer.to_string());
+    hops.join(", ")
+}
+
 /// Forwards the request to Planetmint and relays the answer. The body is streamed to
 /// Planetmint as it arrives, within `limits`; a body announced larger than allowed is refused
 /// before any of it is read.
@@ -303,6 +371,16 @@ pub async fn forward(
     client: &awc::Client,
 ) -> HttpResponse {
     let payload = payload.into_inner();
+    if let Some(segment) = dot_segment(req.uri().path()) {
+        info!(peer = ?req.peer_addr(), path = req.path(), "path with a dot segment: not forwarded");
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "the path has a dot segment or an encoded separator ({segment:?}): not forwarded"
+            ),
+            Some(payload),
+        );
+    }
     let kind = match body_kind(&req) {
         Ok(kind) => kind,
         Err(()) => return refusal(StatusCode::BAD_REQUEST, "bad Content-Length", Some(payload)),
@@ -334,15 +412,7 @@ pub async fn forward(
         }
     }
     if let Some(peer) = req.peer_addr() {
-        let forwarded_for = match req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(earlier) => format!("{earlier}, {}", peer.ip()),
-            None => peer.ip().to_string(),
-        };
-        request = request.insert_header(("x-forwarded-for", forwarded_for));
+        request = request.insert_header(("x-forwarded-for", forwarded_for(&req, peer.ip())));
     }
     if let Some(host) = req.headers().get(header::HOST) {
         request = request.insert_header(("x-forwarded-host", host.clone()));
@@ -456,4 +526,46 @@ pub async fn root_document(
     v1.insert("streams".into(), advertised.valid_transactions().into());
     v1.insert("streamedblocks".into(), advertised.valid_blocks().into());
     Some(document)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_found_plain_and_encoded() {
+        for path in [
+            "/api/v1/../admin",
+            "/api/v1/./x",
+            "/..",
+            "/api/%2e%2e/x",
+            "/api/%2E%2e/x",
+            "/api/.%2e/x",
+            "/api/%2e/x",
+            "/api/..%2fadmin",
+            "/api/..%5Cadmin",
+            "/api/%252e%252e/x",
+        ] {
+            assert!(dot_segment(path).is_some(), "{path}");
+        }
+        for path in [
+            "/",
+            "/api/v1/",
+            "/api/v1/transactions/4f0c",
+            "/api/v1/a.b/...c/.hidden",
+            "/api/v1/assets?search=..",
+            "/api/v1/%41%42",
+            "/api/v1/100%",
+            "/api/v1/%zz",
+        ] {
+            assert_eq!(dot_segment(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_leaves_what_is_not_an_escape() {
+        assert_eq!(percent_decode(b"%41%2e%"), b"A.%");
+        assert_eq!(percent_decode(b"%4"), b"%4");
+        assert_eq!(percent_decode(b"%g1x"), b"%g1x");
+    }
 }

@@ -6,8 +6,15 @@
 //! Request targets must be origin-form (start with `/`): `OPTIONS *`, `POST *` and
 //! absolute-form targets get a 400 before routing, so nothing is ever forwarded for them.
 //! Request bodies are read only when forwarded to Planetmint (drop-in mode, [`proxy`]).
+//!
+//! Other parts of the node may add routes ([`ApiContext::extra_routes`], the JetStream tier's)
+//! and, when client certificates are optional at the TLS handshake, name the paths that
+//! answer callers without one ([`ApiContext::certificate_optional_paths`]); every other path
+//! then answers them 401. The verified certificate of a connection is in its connection data
+//! ([`peer_certificate`]).
 
-use planetmint_streams_model::vocabulary::{json_error_body, ASYNCAPI_PATH, STREAMS_PATH};
+pub use planetmint_streams_broadcaster::catalogue::ASYNCAPI_PATH;
+use planetmint_streams_broadcaster::http::{json_error_body, STREAMS_PATH};
 use std::any::Any;
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -67,6 +74,37 @@ pub struct ApiContext {
     pub catalogue: serde_json::Value,
     /// `GET /api/v1/streams/asyncapi.json`.
     pub asyncapi: serde_json::Value,
+    /// Routes other parts of the node add (registered before the built-in ones).
+    pub extra_routes: Option<ExtraRoutes>,
+    /// `Some` when the TLS handshake accepts clients without a certificate although a client
+    /// CA is configured: the path prefixes that answer them; every other path answers 401.
+    pub certificate_optional_paths: Option<Vec<&'static str>>,
+}
+
+/// Routes added to the API port from outside this crate.
+pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// The client certificate a connection presented (verified against `tls.client_ca_file` by
+/// the handshake), kept in its connection data.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Option<rustls::pki_types::CertificateDer<'static>>);
+
+/// The verified client certificate of `req`'s connection (leaf first), if it presented one.
+pub fn peer_certificate(req: &HttpRequest) -> Option<rustls::pki_types::CertificateDer<'static>> {
+    req.conn_data::<PeerCertificate>()
+        .and_then(|peer| peer.0.clone())
+}
+
+/// The leaf certificate a TLS connection presented, as actix hands it to `on_connect`.
+fn presented_certificate(connection: &dyn Any) -> PeerCertificate {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    PeerCertificate(
+        connection
+            .downcast_ref::<Tls>()
+            .and_then(|tls| tls.get_ref().1.peer_certificates())
+            .and_then(|chain| chain.first())
+            .map(|leaf| leaf.clone().into_owned()),
+    )
 }
 
 impl ApiContext {
@@ -86,7 +124,7 @@ impl ApiContext {
 }
 
 /// Requests the API port refused before routing, by reason: `server_full`,
-/// `too_many_from_ip`, `bad_target`.
+/// `too_many_from_ip`, `bad_target`, `no_client_certificate`.
 #[derive(Clone)]
 struct Refused(IntCounterVec);
 
@@ -145,10 +183,24 @@ async fn gate(
             let uri = req.uri();
             let origin_form =
                 uri.scheme().is_none() && uri.authority().is_none() && uri.path().starts_with('/');
-            if origin_form {
+            if origin_form && !lacks_required_certificate(&req) {
                 return route_holding_the_body(req, next)
                     .await
                     .map(ServiceResponse::map_into_left_body);
+            }
+            if origin_form {
+                count("no_client_certificate");
+                let (http_req, payload) = req.into_parts();
+                let answer = proxy::closing_json(
+                    StatusCode::UNAUTHORIZED,
+                    &json_error_body(
+                        401,
+                        "this path needs a client certificate signed by the node's client CA",
+                        &[("path", http_req.path())],
+                    ),
+                    Some(payload),
+                );
+                return Ok(ServiceResponse::new(http_req, answer).map_into_right_body());
             }
             count("bad_target");
             info!(peer = ?req.peer_addr(), method = %req.method(), "request target is not a path: refused");
@@ -173,6 +225,22 @@ async fn gate(
         );
     }
     Ok(ServiceResponse::new(http_req, answer).map_into_right_body())
+}
+
+/// Whether `req` came without a client certificate to a path that needs one (only when
+/// certificates are optional at the handshake).
+fn lacks_required_certificate(req: &ServiceRequest) -> bool {
+    let Some(open) = req
+        .app_data::<web::Data<ApiContext>>()
+        .and_then(|ctx| ctx.certificate_optional_paths.clone())
+    else {
+        return false;
+    };
+    let presented = req
+        .conn_data::<PeerCertificate>()
+        .is_some_and(|peer| peer.0.is_some());
+    let path = req.path();
+    !presented && !open.iter().any(|prefix| path.starts_with(prefix))
 }
 
 /// The request's body as the routes see it: read through to the original, which stays with
@@ -253,43 +321,6 @@ async fn api_v1(ctx: web::Data<ApiContext>, client: web::Data<awc::Client>) -> H
         }
     }
     HttpResponse::Ok().json(api_v1_document(&ctx.advertised))
-}
-
-/// The live page: self-contained HTML and JavaScript (no CDN), follows both streams over one
-/// WebSocket to the JSON-RPC channel named in the catalogue (`/api/v1/streams`, `rpc_url`).
-const EXPLORER_HTML: &str = include_str!("../assets/explorer.html");
-
-/// The page runs only its own inline script and style and talks only to this node's API and
-/// to the streams origin the catalogue advertises (where its JSON-RPC channel is).
-fn explorer_csp(advertised: &Advertised) -> String {
-    // CSP host sources name DNS names and IPv4 addresses only; for anything else (an IPv6
-    // literal) the scheme alone is allowed, still no other kind of connection.
-    let nameable = !advertised.host.is_empty()
-        && advertised
-            .host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    let streams = if nameable {
-        advertised.base()
-    } else {
-        format!("{}:", advertised.scheme)
-    };
-    format!(
-        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-         img-src 'self' data:; connect-src 'self' {streams}; base-uri 'none'; form-action 'none'"
-    )
-}
-
-async fn explorer(ctx: web::Data<ApiContext>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            explorer_csp(&ctx.advertised),
-        ))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .body(EXPLORER_HTML)
 }
 
 async fn stream_catalogue(ctx: web::Data<ApiContext>) -> HttpResponse {
@@ -373,7 +404,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/ready").route(web::get().to(ready)))
         .route("/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
-        .route("/explorer", web::get().to(explorer))
+        .configure(crate::explorer::configure)
+        // stream-sea's schemas (its client asks the host and port it streams from, which may
+        // be this one too).
+        .configure(planetmint_streams_broadcaster::dialects::streamsea::schema::configure)
         .default_service(web::to(fallback));
 }
 
@@ -403,17 +437,25 @@ pub fn build(
     // Above the limiter's cap a connection still gets its 503; far above it (this cap on
     // every worker) actix stops accepting until connections end.
     let accept_cap = ctx.config.max_connections.saturating_add(workers);
+    let extra_routes = ctx.extra_routes.clone();
     let data = web::Data::from(ctx);
     let server = HttpServer::new(move || {
+        let extra_routes = extra_routes.clone();
         App::new()
             .app_data(data.clone())
             .app_data(refused.clone())
             .app_data(web::Data::new(proxy::client()))
+            .configure(move |cfg| {
+                if let Some(extra) = &extra_routes {
+                    extra(cfg);
+                }
+            })
             .configure(configure)
             .wrap(from_fn(gate))
     })
     .on_connect(move |connection, extensions: &mut Extensions| {
         extensions.insert(ConnectionAdmission(limiter.acquire(peer_ip(connection))));
+        extensions.insert(presented_certificate(connection));
     })
     .max_connections(accept_cap)
     .workers(workers)
@@ -424,29 +466,4 @@ pub fn build(
         None => server.listen(listener)?,
     };
     Ok(server.run())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn advertised(host: &str) -> Advertised {
-        Advertised {
-            scheme: "wss".into(),
-            host: host.into(),
-            port: 443,
-        }
-    }
-
-    #[test]
-    fn the_explorer_may_connect_only_to_the_advertised_streams_origin() {
-        let csp = explorer_csp(&advertised("streams.example.org"));
-        assert!(
-            csp.contains("connect-src 'self' wss://streams.example.org:443;"),
-            "{csp}"
-        );
-        // An IPv6 literal cannot be named in a CSP: the scheme alone, not ws: as well.
-        let csp = explorer_csp(&advertised("2001:db8::1"));
-        assert!(csp.contains("connect-src 'self' wss:;"), "{csp}");
-    }
 }

@@ -175,29 +175,7 @@ impl Claims {
     /// Whether the token allows `requested`, by the rule in the [module documentation](self).
     /// Checks neither signature nor time (see [`crate::TokenAuthority::authorize`]).
     pub fn allows(&self, requested: &Requested<'_>) -> Result<(), AuthError> {
-        if !self.streams.contains(&requested.stream) {
-            return Err(AuthError::StreamNotAllowed {
-                stream: requested.stream,
-            });
-        }
-        within(
-            "public_key",
-            &self.pins.public_keys,
-            requested.public_keys,
-            Cow::Borrowed,
-        )?;
-        within(
-            "asset_id",
-            &self.pins.asset_ids,
-            requested.asset_ids,
-            |v: &str| Cow::Owned(v.to_ascii_lowercase()),
-        )?;
-        within(
-            "operation",
-            &self.pins.operations,
-            requested.operations,
-            |v: &str| Cow::Owned(v.to_ascii_uppercase()),
-        )
+        allows(&self.streams, &self.pins, requested)
     }
 
     /// How long the token still opens connections at `now` (unix seconds); zero once expired.
@@ -205,6 +183,38 @@ impl Claims {
     pub fn expires_in(&self, now: u64) -> Duration {
         Duration::from_secs(self.expires_at.saturating_sub(now))
     }
+}
+
+/// The rule of the [module documentation](self) for any credential: `streams` and `pins` are
+/// what the credential allows (a token's claims, a configured client's entry, a JWT's claims).
+pub(crate) fn allows(
+    streams: &BTreeSet<Stream>,
+    pins: &Pins,
+    requested: &Requested<'_>,
+) -> Result<(), AuthError> {
+    if !streams.contains(&requested.stream) {
+        return Err(AuthError::StreamNotAllowed {
+            stream: requested.stream,
+        });
+    }
+    within(
+        "public_key",
+        &pins.public_keys,
+        requested.public_keys,
+        Cow::Borrowed,
+    )?;
+    within(
+        "asset_id",
+        &pins.asset_ids,
+        requested.asset_ids,
+        |v: &str| Cow::Owned(v.to_ascii_lowercase()),
+    )?;
+    within(
+        "operation",
+        &pins.operations,
+        requested.operations,
+        |v: &str| Cow::Owned(v.to_ascii_uppercase()),
+    )
 }
 
 fn within<'v>(

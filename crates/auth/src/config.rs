@@ -1,8 +1,9 @@
 //! `[auth]`: access control settings, for the node's configuration file.
 //!
 //! Self-contained: the binary's `Config` embeds [`AuthConfig`] as its `auth` section, calls
-//! [`AuthConfig::validate`] with the other sections, and builds the [`TokenAuthority`] and the
-//! admin [`BearerSecret`] (which read secret files) at start-up. Every error names its key.
+//! [`AuthConfig::validate`] with the other sections, and builds the [`TokenAuthority`], the
+//! [`crate::Gatekeeper`] and the admin [`BearerSecret`] (which read secret files) at start-up.
+//! Every error names its key.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -13,6 +14,8 @@ use planetmint_streams_model::ConfigProblem;
 use serde::{Deserialize, Serialize};
 
 use crate::bearer::BearerSecret;
+use crate::client::ClientConfig;
+use crate::jwt::JwtConfig;
 use crate::keyring::{is_key_id, KeyRing};
 use crate::secret::{decode_key, read_secret_file, SecretString};
 use crate::token::{TokenAuthority, TokenPolicy, DEFAULT_CLOCK_SKEW, DEFAULT_MAX_TTL, DEFAULT_TTL};
@@ -26,6 +29,11 @@ pub const DEFAULT_CLOSE_ON_EXPIRY: bool = true;
 pub const MAX_MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Longest `auth.clock_skew` accepted.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// Default of `auth.reload_interval`: how often the node looks at the modification times of
+/// the credential files (clients file, secret files, JWT keys, JWKS) to reload them.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest `auth.reload_interval` accepted.
+pub const MAX_RELOAD_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Who may subscribe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -105,6 +113,17 @@ pub struct AuthConfig {
     pub close_on_expiry: bool,
     /// The token-issuing admin endpoint.
     pub admin: AdminConfig,
+    /// Clients configured on the node (`[[auth.clients]]`), besides those of `clients_file`.
+    pub clients: Vec<ClientConfig>,
+    /// A TOML file of `[[clients]]` entries, re-read on SIGHUP and when it changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clients_file: Option<PathBuf>,
+    /// How often the credential files' modification times are looked at (`0s`: only on
+    /// SIGHUP).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// JWTs from the operator's identity provider.
+    pub jwt: JwtConfig,
 }
 
 impl Default for AuthConfig {
@@ -118,6 +137,10 @@ impl Default for AuthConfig {
             clock_skew: DEFAULT_CLOCK_SKEW,
             close_on_expiry: DEFAULT_CLOSE_ON_EXPIRY,
             admin: AdminConfig::default(),
+            clients: Vec::new(),
+            clients_file: None,
+            reload_interval: DEFAULT_RELOAD_INTERVAL,
+            jwt: JwtConfig::default(),
         }
     }
 }
@@ -140,12 +163,18 @@ impl AuthConfig {
     /// Checks the values without reading files; the error names the offending key. Inline
     /// secrets are decoded here, so a bad one stops the node at start-up.
     pub fn validate(&self) -> Result<(), ConfigProblem> {
-        if self.is_signed() && self.keys.is_empty() {
+        let credentials = !self.keys.is_empty()
+            || !self.clients.is_empty()
+            || self.clients_file.is_some()
+            || !self.jwt.keys.is_empty()
+            || self.jwt.jwks_file.is_some();
+        if self.is_signed() && !credentials {
             return Err(ConfigProblem::new(
                 "auth.keys",
-                "signed mode needs at least one key ([[auth.keys]] with id and secret_file)",
+                "signed mode needs something to check credentials with: signing keys ([[auth.keys]] with id and secret_file), clients ([[auth.clients]] or auth.clients_file) or JWT keys ([[auth.jwt.keys]] or auth.jwt.jwks_file)",
             ));
         }
+
         let mut ids = HashSet::new();
         for key in &self.keys {
             if !is_key_id(&key.id) {
@@ -197,7 +226,31 @@ impl AuthConfig {
             _ => {}
         }
         self.validate_durations()?;
-        self.validate_admin()
+        self.validate_admin()?;
+        crate::client::validate_inline(&self.clients)?;
+        if self
+            .clients_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigProblem::new(
+                "auth.clients_file",
+                "must name a file (leave it out for none)",
+            ));
+        }
+        if !self.reload_interval.is_zero() && self.reload_interval < Duration::from_secs(1) {
+            return Err(ConfigProblem::new(
+                "auth.reload_interval",
+                "must be 0s (off) or at least 1s",
+            ));
+        }
+        if self.reload_interval > MAX_RELOAD_INTERVAL {
+            return Err(ConfigProblem::new(
+                "auth.reload_interval",
+                "must be at most 1h",
+            ));
+        }
+        self.jwt.validate()
     }
 
     fn validate_durations(&self) -> Result<(), ConfigProblem> {
@@ -245,6 +298,12 @@ impl AuthConfig {
             return Err(ConfigProblem::new(
                 "auth.admin.enabled",
                 "the token endpoint needs auth.mode = \"signed\"",
+            ));
+        }
+        if self.keys.is_empty() {
+            return Err(ConfigProblem::new(
+                "auth.keys",
+                "the token endpoint (auth.admin.enabled) signs tokens: it needs at least one key ([[auth.keys]])",
             ));
         }
         match (&admin.secret, &admin.secret_file) {
@@ -404,6 +463,18 @@ mod tests {
     fn errors_name_the_key() {
         let cases: Vec<(AuthConfig, &str)> = vec![
             (signed(vec![]), "auth.keys"),
+            (
+                AuthConfig {
+                    clients_file: Some("/etc/planetmint-streams/clients.toml".into()),
+                    admin: AdminConfig {
+                        enabled: true,
+                        secret: Some(SecretString::new(ADMIN)),
+                        ..AdminConfig::default()
+                    },
+                    ..signed(vec![])
+                },
+                "auth.keys",
+            ),
             (signed(vec![key("bad.id")]), "auth.keys"),
             (signed(vec![key("k1"), key("k1")]), "auth.keys"),
             (
@@ -502,6 +573,108 @@ mod tests {
         for (config, expected) in cases {
             assert_eq!(problem_key(&config), expected, "{config:?}");
         }
+    }
+
+    #[test]
+    fn credential_settings_are_checked_naming_their_key() {
+        let client = crate::client::ClientConfig {
+            id: "acme".into(),
+            secret_hash: Some("hmac-sha3-256:short".into()),
+            streams: vec!["valid_blocks".into()],
+            ..Default::default()
+        };
+        let cases: Vec<(AuthConfig, &str)> = vec![
+            (
+                AuthConfig {
+                    clients: vec![client],
+                    ..AuthConfig::default()
+                },
+                "auth.clients.secret_hash",
+            ),
+            (
+                AuthConfig {
+                    clients_file: Some(PathBuf::new()),
+                    ..AuthConfig::default()
+                },
+                "auth.clients_file",
+            ),
+            (
+                AuthConfig {
+                    reload_interval: Duration::from_millis(200),
+                    ..AuthConfig::default()
+                },
+                "auth.reload_interval",
+            ),
+            (
+                AuthConfig {
+                    reload_interval: Duration::from_secs(7200),
+                    ..AuthConfig::default()
+                },
+                "auth.reload_interval",
+            ),
+            (
+                AuthConfig {
+                    jwt: JwtConfig {
+                        issuer: Some(String::new()),
+                        ..JwtConfig::default()
+                    },
+                    ..AuthConfig::default()
+                },
+                "auth.jwt.issuer",
+            ),
+            (
+                AuthConfig {
+                    jwt: JwtConfig {
+                        keys: vec![crate::jwt::JwtKeyConfig {
+                            algorithm: Some(crate::jwt::JwtAlgorithm::RS256),
+                            ..Default::default()
+                        }],
+                        ..JwtConfig::default()
+                    },
+                    ..AuthConfig::default()
+                },
+                "auth.jwt.keys",
+            ),
+        ];
+        for (config, expected) in cases {
+            assert_eq!(problem_key(&config), expected, "{config:?}");
+        }
+        let off = AuthConfig {
+            reload_interval: Duration::ZERO,
+            ..AuthConfig::default()
+        };
+        off.validate().expect("0s turns polling off");
+    }
+
+    #[test]
+    fn clients_and_jwt_settings_read_from_toml_like_the_node_config() {
+        let config: AuthConfig = serde_json::from_value(serde_json::json!({
+            "mode": "signed",
+            "keys": [{"id": "k1", "secret": HEX_KEY}],
+            "clients": [{"id": "acme", "secret_file": "/run/secrets/acme", "streams": ["valid_transactions"],
+                         "operations": ["CREATE"], "max_connections": 5}],
+            "clients_file": "/etc/planetmint-streams/clients.toml",
+            "reload_interval": "10s",
+            "jwt": {"jwks_file": "/etc/planetmint-streams/jwks.json", "issuer": "https://idp.example",
+                    "audience": "streams", "leeway": "1m", "streams_claim": "scope",
+                    "keys": [{"id": "idp-1", "algorithm": "ES256", "public_key_file": "/etc/idp.pem"}]}
+        }))
+        .expect("parses");
+        config.validate().expect("valid");
+        assert_eq!(config.clients[0].max_connections, Some(5));
+        assert_eq!(config.reload_interval, Duration::from_secs(10));
+        assert_eq!(config.jwt.leeway, Duration::from_secs(60));
+        assert_eq!(
+            config.jwt.keys[0].algorithm,
+            Some(crate::jwt::JwtAlgorithm::ES256)
+        );
+        let typo = serde_json::from_value::<AuthConfig>(serde_json::json!({
+            "clients": [{"id": "x", "secret": "plain"}]
+        }));
+        assert!(typo
+            .expect_err("unknown key")
+            .to_string()
+            .contains("secret"));
     }
 
     #[test]

@@ -1,17 +1,18 @@
-//! Typed errors of the crate: why a stream request is refused ([`AuthError`], with its HTTP
-//! status and a stable label for metrics), why a token cannot be issued ([`IssueError`]), and
-//! problems with keys and secrets ([`KeyError`], [`SecretError`]).
+//! Typed errors of the crate: why a stream request or a credential is refused ([`AuthError`],
+//! with its HTTP status and a stable label for metrics), why a token cannot be issued
+//! ([`IssueError`]), and problems with keys and secrets ([`KeyError`], [`SecretError`]).
 //!
-//! No message ever contains a token or a secret: they are credentials, and these messages end
-//! up in logs and in HTTP responses.
+//! No message ever contains a token, a JWT or a secret: they are credentials, and these
+//! messages end up in logs and in HTTP responses. Refusals carry fixed texts only, never a
+//! piece of what the client sent.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::claims::Stream;
 
-/// Why a stream request is refused. Map it with [`AuthError::status`] (401 or 403) and count it
-/// with [`AuthError::reason`].
+/// Why a stream request or a credential is refused. Map it with [`AuthError::status`] (401, 403
+/// or 429) and count it with [`AuthError::reason`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// The URL has no `token` parameter (or an empty one).
@@ -52,6 +53,33 @@ pub enum AuthError {
         /// names a value the token does not allow.
         required: bool,
     },
+    /// A client id and secret were presented and no client with that id is configured.
+    #[error("unknown client id, or wrong secret")]
+    UnknownClient,
+    /// A configured client's id was presented with a secret that does not match its hash.
+    #[error("unknown client id, or wrong secret")]
+    BadClientSecret,
+    /// The JWT is not three base64url parts with a readable header, or too long. The detail is
+    /// a fixed text, never a piece of the JWT.
+    #[error("malformed JWT: {0}")]
+    MalformedJwt(&'static str),
+    /// No configured JWT key matches the JWT's `kid` and `alg` (or JWTs are not accepted here).
+    #[error("no key of this node verifies JWTs with this key id and algorithm")]
+    UnknownJwtKey,
+    /// The JWT's signature does not verify under the key(s) its header points at.
+    #[error("JWT signature does not verify")]
+    BadJwtSignature,
+    /// The JWT verifies but its claims are not accepted: `exp` missing, issuer or audience not
+    /// the configured one, no stream in the streams claim, an invalid pinned value.
+    #[error("JWT not accepted: {0}")]
+    JwtRejected(&'static str),
+    /// The credential's own connection cap (a configured client's `max_connections`) is
+    /// reached.
+    #[error("this client already has {limit} open connections, its limit")]
+    TooManyConnections {
+        /// The cap.
+        limit: usize,
+    },
 }
 
 fn filter_message(parameter: &str, required: bool) -> String {
@@ -63,7 +91,7 @@ fn filter_message(parameter: &str, required: bool) -> String {
 }
 
 /// Every label [`AuthError::reason`] can return, e.g. to register metric series up front.
-pub const AUTH_REASONS: [&str; 8] = [
+pub const AUTH_REASONS: [&str; 15] = [
     "missing_token",
     "malformed_token",
     "unknown_key",
@@ -72,20 +100,34 @@ pub const AUTH_REASONS: [&str; 8] = [
     "bad_lifetime",
     "stream_not_allowed",
     "filter_not_allowed",
+    "unknown_client",
+    "bad_client_secret",
+    "malformed_jwt",
+    "unknown_jwt_key",
+    "bad_jwt_signature",
+    "jwt_rejected",
+    "client_connection_limit",
 ];
 
 impl AuthError {
-    /// The HTTP status of the refusal: 401 when no usable token was presented (missing or
-    /// malformed), 403 when a token was presented and is not good for this request.
+    /// The HTTP status of the refusal: 401 when no usable credential was presented (missing or
+    /// malformed), 403 when one was presented and is not good for this request, 429 when the
+    /// credential's own connection cap is reached.
     pub fn status(&self) -> u16 {
         match self {
-            AuthError::Missing | AuthError::Malformed(_) => 401,
+            AuthError::Missing | AuthError::Malformed(_) | AuthError::MalformedJwt(_) => 401,
             AuthError::UnknownKey(_)
             | AuthError::BadSignature
             | AuthError::Expired { .. }
             | AuthError::BadLifetime(_)
             | AuthError::StreamNotAllowed { .. }
-            | AuthError::FilterNotAllowed { .. } => 403,
+            | AuthError::FilterNotAllowed { .. }
+            | AuthError::UnknownClient
+            | AuthError::BadClientSecret
+            | AuthError::UnknownJwtKey
+            | AuthError::BadJwtSignature
+            | AuthError::JwtRejected(_) => 403,
+            AuthError::TooManyConnections { .. } => 429,
         }
     }
 
@@ -100,12 +142,19 @@ impl AuthError {
             AuthError::BadLifetime(_) => AUTH_REASONS[5],
             AuthError::StreamNotAllowed { .. } => AUTH_REASONS[6],
             AuthError::FilterNotAllowed { .. } => AUTH_REASONS[7],
+            AuthError::UnknownClient => AUTH_REASONS[8],
+            AuthError::BadClientSecret => AUTH_REASONS[9],
+            AuthError::MalformedJwt(_) => AUTH_REASONS[10],
+            AuthError::UnknownJwtKey => AUTH_REASONS[11],
+            AuthError::BadJwtSignature => AUTH_REASONS[12],
+            AuthError::JwtRejected(_) => AUTH_REASONS[13],
+            AuthError::TooManyConnections { .. } => AUTH_REASONS[14],
         }
     }
 
     /// The query parameter the refusal concerns, for a JSON body like the 400 responses'
     /// `{"error", "parameter"}`: the filter parameter for [`AuthError::FilterNotAllowed`],
-    /// `token` otherwise.
+    /// `token` (the credential) otherwise.
     pub fn parameter(&self) -> &'static str {
         match self {
             AuthError::FilterNotAllowed { parameter, .. } => parameter,
@@ -212,6 +261,19 @@ pub enum SecretError {
     /// The admin bearer secret has characters that cannot travel in an HTTP header as a token.
     #[error("must be visible ASCII characters without spaces")]
     BearerCharacters,
+    /// A client secret is longer than [`crate::client::MAX_CLIENT_SECRET_CHARS`].
+    #[error("has {chars} characters, at most {max} are accepted", max = crate::client::MAX_CLIENT_SECRET_CHARS)]
+    TooLong {
+        /// Its length.
+        chars: usize,
+    },
+    /// A client secret has the form of a stream token (`v1.<key id>.<claims>.<tag>`): a basic
+    /// credential with it would be taken for a token.
+    #[error("has the form of a stream token (v1.…); use the secret `client new` makes")]
+    LooksLikeToken,
+    /// The system's random number generator failed (making a secret or a salt).
+    #[error("cannot be made: the system's random number generator failed")]
+    NoRandomness,
     /// The secret file cannot be read.
     #[error("cannot read {}: {source}", path.display())]
     File {
@@ -255,13 +317,35 @@ mod tests {
                 parameter: "public_key",
                 required: true,
             },
+            AuthError::UnknownClient,
+            AuthError::BadClientSecret,
+            AuthError::MalformedJwt("x"),
+            AuthError::UnknownJwtKey,
+            AuthError::BadJwtSignature,
+            AuthError::JwtRejected("x"),
+            AuthError::TooManyConnections { limit: 3 },
         ]
     }
 
     #[test]
-    fn missing_and_malformed_are_401_the_rest_403() {
+    fn malformed_credentials_are_401_a_full_cap_429_the_rest_403() {
         let statuses: Vec<u16> = every_kind().iter().map(AuthError::status).collect();
-        assert_eq!(statuses, [401, 401, 403, 403, 403, 403, 403, 403]);
+        assert_eq!(
+            statuses,
+            [401, 401, 403, 403, 403, 403, 403, 403, 403, 403, 401, 403, 403, 403, 429]
+        );
+    }
+
+    #[test]
+    fn an_unknown_client_and_a_wrong_secret_are_worded_alike_but_counted_apart() {
+        assert_eq!(
+            AuthError::UnknownClient.to_string(),
+            AuthError::BadClientSecret.to_string()
+        );
+        assert_ne!(
+            AuthError::UnknownClient.reason(),
+            AuthError::BadClientSecret.reason()
+        );
     }
 
     #[test]

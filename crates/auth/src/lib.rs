@@ -1,4 +1,14 @@
-//! Access control for the stream server: signed, expiring stream URLs.
+//! Access control for the stream server: signed, expiring stream URLs, clients configured on
+//! the node, and JWTs of the operator's identity provider, all verified by one
+//! [`Gatekeeper`].
+//!
+//! # Credentials
+//!
+//! [`Gatekeeper::verify`] takes any [`Credential`] (a stream token, a client id and secret, a
+//! JWT, an `Authorization: Bearer` value) and answers an [`Access`]: whom it stands for, the
+//! streams and pinned filters it allows, until when, and its own connection cap. See
+//! [`gatekeeper`], [`client`] (secrets stored as salted hashes, ADR 0006) and [`jwt`]. The
+//! rest of this page is about stream tokens.
 //!
 //! In `signed` mode ([`AuthConfig`]) every stream URL carries a `token` query parameter. The
 //! token says until when it may open a connection, which streams it opens, and optionally
@@ -47,17 +57,32 @@
 //! - [`claims`]: what a token allows and the authorization rule;
 //! - [`token`]: issuing and verifying ([`TokenAuthority`]);
 //! - [`stream_url`]: the signed URL handed to a client;
-//! - [`bearer`]: the admin endpoint's `Authorization: Bearer` check.
+//! - [`bearer`]: the admin endpoint's `Authorization: Bearer` check;
+//! - [`access`]: what any verified credential allows ([`Access`]) and whom it stands for;
+//! - [`client`]: clients configured on the node and their hashed secrets;
+//! - [`jwt`]: JWTs of the operator's identity provider (`[auth.jwt]`);
+//! - [`gatekeeper`]: the one verifier of every credential, reloadable.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod bearer;
 pub mod claims;
+pub mod client;
 pub mod config;
 pub mod error;
+pub mod gatekeeper;
+pub mod jwt;
 pub mod keyring;
 pub mod secret;
 pub mod stream_url;
 pub mod token;
+
+pub use access::{Access, Principal};
+pub use client::{
+    check_client_secret, generate_secret, read_clients_file, ClientConfig, ClientsFile, SecretHash,
+};
+pub use gatekeeper::{ConnectionPermit, Credential, Gatekeeper, ReloadOutcome};
+pub use jwt::{JwtAlgorithm, JwtConfig, JwtKeyConfig};
 
 pub use bearer::{BearerError, BearerSecret};
 pub use claims::{Claims, Grant, Pins, Requested, Stream, UnknownStream};
@@ -67,8 +92,8 @@ pub use keyring::{is_key_id, KeyRing};
 pub use secret::{decode_key, write_secret_file, SecretString, MIN_BEARER_CHARS, MIN_SECRET_BYTES};
 pub use stream_url::{signed_url, UrlError};
 pub use token::{
-    token_from_query, unix_now, IssuedToken, TokenAuthority, TokenPolicy, MAX_TOKEN_LEN,
-    TOKEN_VERSION,
+    looks_like_stream_token, token_from_query, unix_now, IssuedToken, TokenAuthority, TokenPolicy,
+    MAX_TOKEN_LEN, TOKEN_VERSION,
 };
 
 /// WebSocket close code for a connection whose token expired (1008, policy violation).

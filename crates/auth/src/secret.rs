@@ -112,7 +112,7 @@ fn decode_hex(text: &str) -> Result<Vec<u8>, SecretError> {
     hex::decode(text.trim()).map_err(|_| SecretError::Encoding)
 }
 
-fn decode_base64(text: &str) -> Result<Vec<u8>, SecretError> {
+pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, SecretError> {
     let text = text.trim();
     BASE64_STANDARD_ANY_PAD
         .decode(text)

@@ -100,6 +100,23 @@ pub fn token_from_query(query: &str) -> Result<Option<String>, AuthError> {
     Ok(found.filter(|token| !token.is_empty()))
 }
 
+/// True when `text` has a stream token's outline, `v1.<key id>.<claims>.<tag>` (no check of
+/// the parts): how a credential that may be a token or something else is told apart.
+pub fn looks_like_stream_token(text: &str) -> bool {
+    text.strip_prefix(TOKEN_VERSION).is_some_and(|rest| {
+        rest.starts_with('.') && rest.bytes().filter(|&b| b == b'.').count() == 3
+    })
+}
+
+/// The key id of a token of the `v1.<key id>.…` form (not verified).
+pub(crate) fn key_id_of(token: &str) -> Option<&str> {
+    let mut parts = token.splitn(3, '.');
+    match (parts.next(), parts.next()) {
+        (Some(TOKEN_VERSION), Some(key_id)) if is_key_id(key_id) => Some(key_id),
+        _ => None,
+    }
+}
+
 /// The node's issuer and verifier of tokens: a key ring and a lifetime policy.
 #[derive(Debug, Clone)]
 pub struct TokenAuthority {

@@ -4,12 +4,16 @@
 //! transaction the id
 //!
 //! ```text
-//! format!("{:064x}", nanos)   // e.g. 000…0001817c5d3e2a4b6f10 (64 lowercase hex digits)
+//! format!("{:016x}{:032x}{:016x}", spread(nanos), 0, nanos)   // 64 lowercase hex digits
 //! ```
 //!
 //! where `nanos` is the commit time as nanoseconds since the Unix epoch, read from the
 //! machine's realtime clock (`SystemTime::now()`, i.e. `CLOCK_REALTIME`) just before the block
-//! is committed. The first 48 digits are therefore always `0`; only the last 16 carry the time.
+//! is committed. The last 16 digits carry the time; the first 16 are [`spread`] of it, a
+//! bijective mix, so that `partition=i/n` and consumer groups (which split on an id's first 16
+//! digits) split benchmark transactions as evenly as real SHA3 ids; the 32 between are `0`.
+//! Ids whose first 48 digits are all `0` (`format!("{:064x}", nanos)`: the Planetmint
+//! harness's and `limitserver`'s) decode too.
 //! `wsload` decodes the id and subtracts it from its own reading of the same clock when the
 //! message arrives: latency is measured on one machine's clock, so writer and client must run
 //! on the same host (they do: every tool refuses non-loopback addresses).
@@ -33,13 +37,22 @@ pub fn now_nanos() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// The transaction id that encodes `nanos`: 64 lowercase hex digits, zero-padded.
-pub fn encode(nanos: u64) -> String {
-    format!("{nanos:064x}")
+/// The first 16 digits of an id encoding `nanos`: SplitMix64's finalizer, a bijection that
+/// spreads consecutive times over the whole range (and keeps 0 at 0).
+pub fn spread(nanos: u64) -> u64 {
+    let mut z = nanos;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
-/// Writes the 16 time digits of `nanos` into `out` (for patching a pre-encoded id in place:
-/// the 48 digits before them are `0`).
+/// The transaction id that encodes `nanos`: 64 lowercase hex digits (see the module).
+pub fn encode(nanos: u64) -> String {
+    format!("{:016x}{:032x}{nanos:016x}", spread(nanos), 0)
+}
+
+/// Writes the 16 time digits of `nanos` into `out` (for patching a pre-encoded id of zeros in
+/// place: the 48 digits before them stay `0`, which decodes as well).
 pub fn write_time_digits(nanos: u64, out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     debug_assert_eq!(out.len(), TIME_DIGITS);
@@ -49,19 +62,10 @@ pub fn write_time_digits(nanos: u64, out: &mut [u8]) {
     }
 }
 
-/// The commit time encoded in `id`, or `None` when `id` is not such an encoding (wrong length,
-/// non-zero high digits, or not lowercase hex).
-pub fn decode(id: &str) -> Option<u64> {
-    let bytes = id.as_bytes();
-    if bytes.len() != ID_LEN {
-        return None;
-    }
-    let (high, low) = bytes.split_at(ID_LEN - TIME_DIGITS);
-    if high.iter().any(|&b| b != b'0') {
-        return None;
-    }
+/// 16 lowercase hex digits as a number.
+fn hex16(digits: &[u8]) -> Option<u64> {
     let mut value = 0u64;
-    for &b in low {
+    for &b in digits {
         let digit = match b {
             b'0'..=b'9' => b - b'0',
             b'a'..=b'f' => b - b'a' + 10,
@@ -70,6 +74,24 @@ pub fn decode(id: &str) -> Option<u64> {
         value = (value << 4) | u64::from(digit);
     }
     Some(value)
+}
+
+/// The commit time encoded in `id`, or `None` when `id` is not such an encoding (wrong length,
+/// first 16 digits neither `0` nor the spread of the time, non-zero middle digits, or not
+/// lowercase hex).
+pub fn decode(id: &str) -> Option<u64> {
+    let bytes = id.as_bytes();
+    if bytes.len() != ID_LEN {
+        return None;
+    }
+    let (head, rest) = bytes.split_at(TIME_DIGITS);
+    let (middle, low) = rest.split_at(ID_LEN - 2 * TIME_DIGITS);
+    if middle.iter().any(|&b| b != b'0') {
+        return None;
+    }
+    let value = hex16(low)?;
+    let head = hex16(head)?;
+    (head == 0 || head == spread(value)).then_some(value)
 }
 
 /// Hands out strictly increasing commit times: the realtime clock, or one nanosecond after
@@ -107,9 +129,30 @@ mod tests {
         for nanos in [0, 1, 0xdead_beef, 1_750_000_000_123_456_789, u64::MAX] {
             let id = encode(nanos);
             assert_eq!(id.len(), ID_LEN);
-            assert!(id[..ID_LEN - TIME_DIGITS].bytes().all(|b| b == b'0'));
+            assert!(id[TIME_DIGITS..ID_LEN - TIME_DIGITS]
+                .bytes()
+                .all(|b| b == b'0'));
             assert_eq!(decode(&id), Some(nanos));
+            // The zero-padded form (Planetmint harness, limitserver) decodes too.
+            assert_eq!(decode(&format!("{nanos:064x}")), Some(nanos));
         }
+    }
+
+    #[test]
+    fn partitions_of_consecutive_ids_are_even() {
+        // The node's partition=i/n: the first 16 hex digits as a number, modulo n.
+        let mut clock = CommitClock::new();
+        let mut buckets = [0u32; 100];
+        for _ in 0..20_000 {
+            let id = clock.stamp_id();
+            let head = u64::from_str_radix(&id[..16], 16).expect("hex");
+            buckets[(head % 100) as usize] += 1;
+        }
+        let (min, max) = (buckets.iter().min(), buckets.iter().max());
+        assert!(
+            min >= Some(&140) && max <= Some(&260),
+            "200 per partition expected, got {min:?}..{max:?}"
+        );
     }
 
     #[test]
@@ -117,13 +160,22 @@ mod tests {
         let nanos = 1_750_000_000_987_654_321;
         let mut id = encode(0).into_bytes();
         write_time_digits(nanos, &mut id[ID_LEN - TIME_DIGITS..]);
-        assert_eq!(String::from_utf8(id).ok(), Some(encode(nanos)));
+        let patched = String::from_utf8(id).expect("ascii");
+        assert_eq!(patched, format!("{nanos:064x}"));
+        assert_eq!(decode(&patched), Some(nanos));
     }
 
     #[test]
     fn other_ids_do_not_decode() {
         let sha = "4b3e8b1d9c1f1a5e2c2f1a3e4b5d6c7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c";
-        assert_eq!(decode(sha), None, "high digits are not zero");
+        assert_eq!(decode(sha), None, "middle digits are not zero");
+        let mut forged = encode(77);
+        forged.replace_range(0..1, if forged.starts_with('0') { "1" } else { "0" });
+        assert_eq!(
+            decode(&forged),
+            None,
+            "first digits are not the spread of the time"
+        );
         assert_eq!(decode("00ff"), None, "too short");
         let upper = format!("{:064X}", 0xABCu64);
         assert_eq!(decode(&upper), None, "uppercase is not the encoding");

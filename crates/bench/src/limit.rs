@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use planetmint_streams_broadcaster::frame::{encode_frame, OPCODE_TEXT};
 use planetmint_streams_model::event::TransactionEvent;
-use planetmint_streams_model::frame::{encode_frame, OPCODE_TEXT};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};

@@ -1,6 +1,8 @@
 //! The load client behind `wsload`: N WebSocket subscribers (plus K that never read) opened at
 //! a fixed rate, then either measured (every message parsed, latency from the commit time in
-//! its id) or held idle; bounded in count and time, loopback only.
+//! its id) or held idle; bounded in count and time, loopback only. For an `http://` URL the
+//! subscribers read the stream as Server-Sent Events instead ([`crate::sse`]): the same
+//! messages, measured the same way.
 //!
 //! Phases: connect (ramped, at most `connect_concurrency` handshakes at once), then the ready
 //! signal (`ready_file`), then the run, which ends at the first of: every subscriber has its
@@ -23,13 +25,14 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::commit_time::now_nanos;
-use crate::loopback::WsTarget;
-use crate::stats::{Latency, Received};
+use crate::loopback::{Scheme, WsTarget};
+use crate::sse::SseStream;
+use crate::stats::{self, Latency, Received};
 use crate::system::{cpu_seconds, vm_rss_kib};
 use crate::wsframe::{close_code, parse_head, OPCODE_CLOSE, OPCODE_TEXT};
 
@@ -73,8 +76,12 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Measure: end once nothing arrived for this long after the first event.
     pub quiet: Duration,
-    /// Spread connections over this many source addresses 127.0.0.1, .2, ... (0: kernel's choice).
+    /// Spread connections over this many source addresses `source_base`, the next, ... (0:
+    /// kernel's choice).
     pub source_ips: usize,
+    /// The first source address (127.0.0.1 unless another is asked for, e.g. a bystander on
+    /// 127.0.0.2 beside load from 127.0.0.1).
+    pub source_base: Ipv4Addr,
     /// WebSocket read buffer per connection.
     pub read_buffer: usize,
     /// Most latency/id samples kept per subscriber.
@@ -137,7 +144,8 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(values: &[u64]) -> Self {
+    /// The spread of `values` (zeros when empty).
+    pub fn of(values: &[u64]) -> Self {
         if values.is_empty() {
             return Self::default();
         }
@@ -200,6 +208,10 @@ pub struct Report {
     pub events_per_s_since_first_commit: f64,
     /// Commit-to-arrival latency over every event with a commit-time id.
     pub latency: Latency,
+    /// `batch=block` messages: arrival minus the earliest commit time among the block's
+    /// events, one sample per block message (absent when none arrived).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_latency: Option<Latency>,
     /// Reading subscribers with every expected event (none lost).
     pub complete: usize,
     /// Expected events missing, summed over subscribers.
@@ -315,48 +327,63 @@ fn validate(config: &LoadConfig) -> Result<(), LoadError> {
             "source addresses 127.0.0.x need an IPv4 target".into(),
         ));
     }
+    if config.target.scheme == Scheme::Http && config.stalled > 0 {
+        return Err(LoadError::Invalid(
+            "never-reading subscribers are WebSocket only (ws:// URL)".into(),
+        ));
+    }
     Ok(())
 }
 
-/// The `index`-th source address: 127.0.0.1, 127.0.0.2, ... spread over `count`.
-pub fn source_ip(index: usize, count: usize) -> Option<IpAddr> {
+/// The `index`-th source address: `base`, the next, ... spread over `count` (127.0.0.1,
+/// 127.0.0.2, ... from 127.0.0.1).
+pub fn source_ip(index: usize, count: usize, base: Ipv4Addr) -> Option<IpAddr> {
     if count == 0 {
         return None;
     }
     let offset = u32::try_from(index % count).unwrap_or(0);
     Some(IpAddr::V4(Ipv4Addr::from(
-        u32::from(Ipv4Addr::new(127, 0, 0, 1)) + offset,
+        u32::from(base).wrapping_add(offset),
     )))
 }
 
-async fn open(
+/// A TCP connection to `target` from `source` (the kernel's choice when `None`), with
+/// `TCP_NODELAY`.
+pub async fn connect_tcp(target: &WsTarget, source: Option<IpAddr>) -> Result<TcpStream, String> {
+    let socket = if target.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("socket: {e}"))?;
+    if let Some(ip) = source {
+        socket
+            .set_reuseaddr(true)
+            .map_err(|e| format!("reuseaddr: {e}"))?;
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
+    }
+    let stream = socket
+        .connect(target.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("nodelay: {e}"))?;
+    Ok(stream)
+}
+
+/// A WebSocket to `target` (a `ws://` URL) from `source`, within `limit` for the TCP connect
+/// and the handshake together.
+pub async fn open(
     target: &WsTarget,
     source: Option<IpAddr>,
     ws_config: WebSocketConfig,
     limit: Duration,
 ) -> Result<Ws, String> {
     let attempt = async {
-        let socket = if target.addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(|e| format!("socket: {e}"))?;
-        if let Some(ip) = source {
-            socket
-                .set_reuseaddr(true)
-                .map_err(|e| format!("reuseaddr: {e}"))?;
-            socket
-                .bind(SocketAddr::new(ip, 0))
-                .map_err(|e| format!("bind {ip}: {e}"))?;
-        }
-        let stream = socket
-            .connect(target.addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("nodelay: {e}"))?;
+        let stream = connect_tcp(target, source).await?;
         let (ws, _response) = tokio_tungstenite::client_async_with_config(
             target.url.as_str(),
             stream,
@@ -386,6 +413,105 @@ fn frame_code(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFram
     frame.map_or_else(|| "no_code".to_owned(), |f| u16::from(f.code).to_string())
 }
 
+/// A reading subscriber's connection: a WebSocket, or a Server-Sent Events response.
+enum Reader {
+    Ws(Box<Ws>),
+    Sse(Box<SseStream>),
+}
+
+/// The text of one message.
+enum Text {
+    Ws(Utf8Bytes),
+    Sse(String),
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Ws(text) => text.as_str(),
+            Text::Sse(text) => text,
+        }
+    }
+}
+
+/// What a reader got next.
+enum Inbound {
+    /// A message (a WebSocket text message, an SSE event's data).
+    Text(Text),
+    /// A binary message (none expected).
+    Binary,
+    /// Pings, pongs, keep-alives.
+    Nothing,
+    /// The server ended it: the close code, SSE's `close <reason>`, or how the socket ended.
+    Closed(String),
+}
+
+impl Reader {
+    async fn open(
+        target: &WsTarget,
+        source: Option<IpAddr>,
+        ws_config: WebSocketConfig,
+        limit: Duration,
+    ) -> Result<Self, String> {
+        match target.scheme {
+            Scheme::Ws => Ok(Reader::Ws(Box::new(
+                open(target, source, ws_config, limit).await?,
+            ))),
+            Scheme::Http => {
+                let attempt = async {
+                    let stream = connect_tcp(target, source).await?;
+                    SseStream::open(stream, target)
+                        .await
+                        .map_err(|e| format!("request: {e}"))
+                };
+                let sse = tokio::time::timeout(limit, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".to_owned()))?;
+                Ok(Reader::Sse(Box::new(sse)))
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Inbound {
+        match self {
+            Reader::Ws(ws) => match ws.next().await {
+                Some(Ok(Message::Text(text))) => Inbound::Text(Text::Ws(text)),
+                Some(Ok(Message::Binary(_))) => Inbound::Binary,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                    Inbound::Nothing
+                }
+                Some(Ok(Message::Close(frame))) => Inbound::Closed(frame_code(frame.as_ref())),
+                Some(Err(err)) => Inbound::Closed(socket_ending(&err)),
+                None => Inbound::Closed("eof".to_owned()),
+            },
+            Reader::Sse(sse) => match sse.next_event().await {
+                Ok(Some(event)) if event.event == "close" => {
+                    let reason = serde_json::from_str::<serde_json::Value>(&event.data)
+                        .ok()
+                        .and_then(|v| v["reason"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    Inbound::Closed(format!("close {reason}"))
+                }
+                Ok(Some(event)) => Inbound::Text(Text::Sse(event.data)),
+                Ok(None) => Inbound::Closed("eof".to_owned()),
+                Err(err) => Inbound::Closed(format!("sse: {err}")),
+            },
+        }
+    }
+
+    /// Ends the connection politely, within `limit`.
+    async fn close(self, limit: Duration) {
+        if let Reader::Ws(mut ws) = self {
+            let _ = tokio::time::timeout(limit, async {
+                if ws.close(None).await.is_ok() {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            })
+            .await;
+        }
+    }
+}
+
 /// One reading subscriber: connect, then read until stopped or disconnected.
 async fn subscriber(
     index: usize,
@@ -400,15 +526,15 @@ async fn subscriber(
     };
     let opened = {
         let _permit = permits.acquire().await;
-        open(
+        Reader::open(
             &config.target,
-            source_ip(index, config.source_ips),
+            source_ip(index, config.source_ips, config.source_base),
             ws_config,
             config.connect_timeout,
         )
         .await
     };
-    let mut ws = match opened {
+    let mut reader = match opened {
         Ok(ws) => ws,
         Err(err) => {
             end.connect_error = Some(err);
@@ -430,10 +556,10 @@ async fn subscriber(
         let message = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            message = ws.next() => message,
+            message = reader.next() => message,
         };
         match message {
-            Some(Ok(Message::Text(text))) => {
+            Inbound::Text(text) => {
                 let now = now_nanos();
                 end.received.on_text(text.as_str(), now);
                 if now.saturating_sub(published_activity) > 5_000_000 {
@@ -446,18 +572,10 @@ async fn subscriber(
                     shared.done.fetch_add(1, Ordering::SeqCst);
                 }
             }
-            Some(Ok(Message::Binary(_))) => end.received.binary += 1,
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Ok(Message::Close(frame))) => {
-                end.closed_by_server = Some(frame_code(frame.as_ref()));
-                break;
-            }
-            Some(Err(err)) => {
-                end.closed_by_server = Some(socket_ending(&err));
-                break;
-            }
-            None => {
-                end.closed_by_server = Some("eof".to_owned());
+            Inbound::Binary => end.received.binary += 1,
+            Inbound::Nothing => {}
+            Inbound::Closed(how) => {
+                end.closed_by_server = Some(how);
                 break;
             }
         }
@@ -470,12 +588,7 @@ async fn subscriber(
     shared.open.fetch_sub(1, Ordering::SeqCst);
     if end.closed_by_server.is_none() {
         // Polite close, bounded: send ours, read until the server's (or the end).
-        let _ = tokio::time::timeout(config.close_timeout, async {
-            if ws.close(None).await.is_ok() {
-                while let Some(Ok(_)) = ws.next().await {}
-            }
-        })
-        .await;
+        reader.close(config.close_timeout).await;
     }
     end
 }
@@ -492,7 +605,7 @@ async fn stalled(
         let _permit = permits.acquire().await;
         open(
             &config.target,
-            source_ip(index, config.source_ips),
+            source_ip(index, config.source_ips, config.source_base),
             ws_config,
             config.connect_timeout,
         )
@@ -748,6 +861,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         since_first_commit_s: 0.0,
         events_per_s_since_first_commit: 0.0,
         latency: Latency::default(),
+        block_latency: None,
         complete: 0,
         lost: 0,
         duplicates: 0,
@@ -770,6 +884,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         received: None,
     };
     let mut latencies = Vec::new();
+    let mut block_latencies = Vec::new();
     let mut uniques = Vec::with_capacity(ends.len());
     let (mut first, mut last, mut connected_at) = (u64::MAX, 0u64, u64::MAX);
     let mut first_commit = u64::MAX;
@@ -806,26 +921,26 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
             last = last.max(r.last_ns);
         }
         latencies.append(&mut r.take_latencies());
+        block_latencies.append(&mut r.take_block_latencies());
     }
     report.connect_failed = connect_errors.values().sum();
-    report.connect_errors = connect_errors
-        .into_iter()
-        .take(5)
-        .map(|(err, n)| format!("{n}x {err}"))
-        .collect();
-    if last > first {
-        report.window_s = (last - first) as f64 / 1e9;
-        report.events_per_s = report.events as f64 / report.window_s;
+    report.connect_errors = stats::error_lines(connect_errors);
+    if let Some((seconds, rate)) = stats::throughput(report.events, first, last) {
+        (report.window_s, report.events_per_s) = (seconds, rate);
     }
-    if last > first_commit {
-        report.since_first_commit_s = (last - first_commit) as f64 / 1e9;
-        report.events_per_s_since_first_commit = report.events as f64 / report.since_first_commit_s;
+    if let Some((seconds, rate)) = stats::throughput(report.events, first_commit, last) {
+        (
+            report.since_first_commit_s,
+            report.events_per_s_since_first_commit,
+        ) = (seconds, rate);
     }
-    if last > connected_at {
-        report.since_connect_s = (last - connected_at) as f64 / 1e9;
-        report.events_per_s_since_connect = report.events as f64 / report.since_connect_s;
+    if let Some((seconds, rate)) = stats::throughput(report.events, connected_at, last) {
+        (report.since_connect_s, report.events_per_s_since_connect) = (seconds, rate);
     }
     report.latency = Latency::from_nanos(&mut latencies);
+    if !block_latencies.is_empty() {
+        report.block_latency = Some(Latency::from_nanos(&mut block_latencies));
+    }
     if let Some(cpu) = report.server_cpu.as_mut() {
         if report.events > 0 {
             cpu.per_event_us = cpu.run_s * 1e6 / report.events as f64;
@@ -870,6 +985,12 @@ pub fn summary(r: &Report) -> String {
             "latency (commit to arrival, ms): p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  (n={})\n",
             l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.samples
         ));
+        if let Some(l) = &r.block_latency {
+            out.push_str(&format!(
+                "block latency (first commit of the block to its message, ms): p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}  (n={})\n",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.samples
+            ));
+        }
         out.push_str(&format!(
             "per subscriber: events min {} mean {:.1} max {}; complete {}/{} (expect {}); lost {}, duplicates {}, out of order {}\n",
             r.per_subscriber_events.min,
@@ -920,9 +1041,24 @@ mod tests {
 
     #[test]
     fn source_addresses_cycle_over_127_0_0_x() {
-        assert_eq!(source_ip(5, 0), None);
-        assert_eq!(source_ip(0, 3), Some("127.0.0.1".parse().expect("ip")));
-        assert_eq!(source_ip(4, 3), Some("127.0.0.2".parse().expect("ip")));
-        assert_eq!(source_ip(299, 300), Some("127.0.1.44".parse().expect("ip")));
+        let first = Ipv4Addr::new(127, 0, 0, 1);
+        assert_eq!(source_ip(5, 0, first), None);
+        assert_eq!(
+            source_ip(0, 3, first),
+            Some("127.0.0.1".parse().expect("ip"))
+        );
+        assert_eq!(
+            source_ip(4, 3, first),
+            Some("127.0.0.2".parse().expect("ip"))
+        );
+        assert_eq!(
+            source_ip(299, 300, first),
+            Some("127.0.1.44".parse().expect("ip"))
+        );
+        let bystander = Ipv4Addr::new(127, 0, 0, 2);
+        assert_eq!(
+            source_ip(7, 1, bystander),
+            Some("127.0.0.2".parse().expect("ip"))
+        );
     }
 }

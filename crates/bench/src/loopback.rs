@@ -1,5 +1,6 @@
 //! Loopback-only targets: every tool resolves its addresses here and refuses anything outside
-//! 127.0.0.0/8 and ::1 (load is never sent to another machine).
+//! 127.0.0.0/8 and ::1 (load is never sent to another machine). `ws://` URLs are WebSockets,
+//! `http://` URLs plain HTTP streams (Server-Sent Events for `wsload`).
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
@@ -78,24 +79,56 @@ pub fn resolve_host_port(address: &str) -> Result<SocketAddr, TargetError> {
     resolve(host, port)
 }
 
-/// A `ws://` URL split for connecting: the resolved loopback address and the URL itself.
+/// How a target is spoken to, from its URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// `ws://`: a WebSocket.
+    Ws,
+    /// `http://`: plain HTTP (the load client reads it as Server-Sent Events).
+    Http,
+}
+
+/// A `ws://` (or `http://`) URL split for connecting: the resolved loopback address and the
+/// URL itself.
 #[derive(Debug, Clone)]
 pub struct WsTarget {
     /// The URL as given (sent in the handshake).
     pub url: String,
     /// Where to connect.
     pub addr: SocketAddr,
+    /// `ws://` or `http://`.
+    pub scheme: Scheme,
+    /// The `Host` header: the URL's authority.
+    pub host: String,
+    /// The request target: the URL's path and query (`/` when it has none).
+    pub path_and_query: String,
 }
 
 /// Parses `ws://host[:port]/path[?query]` and resolves its host to loopback.
 pub fn ws_target(url: &str) -> Result<WsTarget, TargetError> {
+    if url.starts_with("http://") {
+        return Err(TargetError::BadUrl {
+            url: url.to_owned(),
+            reason: "only ws:// URLs are supported here".to_owned(),
+        });
+    }
+    target(url)
+}
+
+/// Parses `ws://` or `http://host[:port]/path[?query]` and resolves its host to loopback.
+pub fn target(url: &str) -> Result<WsTarget, TargetError> {
     let bad = |reason: &str| TargetError::BadUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| bad("only ws:// URLs are supported"))?;
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("ws://") {
+        (Scheme::Ws, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Scheme::Http, rest)
+    } else {
+        return Err(bad("only ws:// and http:// URLs are supported"));
+    };
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     if authority.is_empty() || authority.contains('@') {
         return Err(bad("expected ws://host[:port]/path"));
@@ -116,9 +149,18 @@ pub fn ws_target(url: &str) -> Result<WsTarget, TargetError> {
             None => (authority.to_owned(), 80),
         }
     };
+    let tail = &rest[authority.len()..];
+    let path_and_query = if tail.starts_with('/') {
+        tail.to_owned()
+    } else {
+        format!("/{tail}")
+    };
     Ok(WsTarget {
         url: url.to_owned(),
         addr: resolve(&host, port)?,
+        scheme,
+        host: authority.to_owned(),
+        path_and_query,
     })
 }
 
@@ -136,6 +178,13 @@ mod tests {
         let t = ws_target("ws://[::1]:9/x").expect("::1");
         assert!(t.addr.ip().is_loopback());
         assert!(ws_target("ws://localhost:9985/").is_ok());
+        let t =
+            target("http://127.0.0.1:9985/api/v1/streams/valid_blocks?batch=block").expect("http");
+        assert_eq!(t.scheme, Scheme::Http);
+        assert_eq!(t.host, "127.0.0.1:9985");
+        assert_eq!(t.path_and_query, "/api/v1/streams/valid_blocks?batch=block");
+        let t = target("ws://127.0.0.1:9985?x=1").expect("no path");
+        assert_eq!((t.scheme, t.path_and_query.as_str()), (Scheme::Ws, "/?x=1"));
     }
 
     #[test]
@@ -157,6 +206,14 @@ mod tests {
         ));
         assert!(matches!(
             ws_target("http://127.0.0.1/"),
+            Err(TargetError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            target("http://10.0.0.1:9985/"),
+            Err(TargetError::NotLoopback(_))
+        ));
+        assert!(matches!(
+            target("https://127.0.0.1/"),
             Err(TargetError::BadUrl { .. })
         ));
         assert!(matches!(

@@ -10,6 +10,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::commit_time;
 
+/// Seconds from `from_ns` to `to_ns` and the events per second over them; `None` for an empty
+/// or reversed span (nothing was received).
+pub fn throughput(events: u64, from_ns: u64, to_ns: u64) -> Option<(f64, f64)> {
+    (to_ns > from_ns).then(|| {
+        let seconds = (to_ns - from_ns) as f64 / 1e9;
+        (seconds, events as f64 / seconds)
+    })
+}
+
+/// The first five kinds of error (in name order) with their counts, as `"Nx error"` lines.
+pub fn error_lines(errors: std::collections::BTreeMap<String, usize>) -> Vec<String> {
+    errors
+        .into_iter()
+        .take(5)
+        .map(|(err, n)| format!("{n}x {err}"))
+        .collect()
+}
+
 /// Latency percentiles in milliseconds (nearest-rank over all samples).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
@@ -114,6 +132,9 @@ pub struct Received {
     foreign: Vec<u64>,
     /// Latencies (ns), up to the sample cap.
     latencies: Vec<u64>,
+    /// `batch=block` messages: arrival minus the block's earliest commit time (ns), up to the
+    /// sample cap.
+    block_latencies: Vec<u64>,
     cap: usize,
     /// Samples were dropped because the cap was reached.
     pub truncated: bool,
@@ -165,11 +186,21 @@ impl Received {
         if let Some(id) = message.transaction_id.as_deref() {
             self.on_event(id, height, now_ns);
         } else if let Some(batch) = &message.transactions {
+            let mut first_commit = u64::MAX;
             for tx in batch {
                 match tx.transaction_id.as_deref() {
-                    Some(id) => self.on_event(id, tx.height.or(height), now_ns),
+                    Some(id) => {
+                        if let Some(committed) = commit_time::decode(id) {
+                            first_commit = first_commit.min(committed);
+                        }
+                        self.on_event(id, tx.height.or(height), now_ns);
+                    }
                     None => self.unrecognized += 1,
                 }
+            }
+            if first_commit != u64::MAX && self.block_latencies.len() < self.cap {
+                self.block_latencies
+                    .push(now_ns.saturating_sub(first_commit));
             }
         } else if let Some(ids) = &message.transaction_ids {
             for id in ids {
@@ -245,6 +276,11 @@ impl Received {
     pub fn take_latencies(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.latencies)
     }
+
+    /// Moves the per-block latency samples of `batch=block` messages out.
+    pub fn take_block_latencies(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.block_latencies)
+    }
 }
 
 #[cfg(test)]
@@ -311,6 +347,11 @@ mod tests {
             tx(2, 3)
         );
         r.on_text(&batch, 10);
+        assert_eq!(
+            r.take_block_latencies(),
+            vec![9],
+            "one block sample: arrival minus the block's earliest commit"
+        );
         let block = format!(
             r#"{{"height":4,"hash":"ab","transaction_ids":["{}","{}"]}}"#,
             encode(3),

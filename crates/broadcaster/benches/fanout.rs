@@ -53,21 +53,14 @@ fn block(rng: &mut StdRng, height: u64) -> Arc<CommittedBlock> {
             }
         })
         .collect();
-    Arc::new(CommittedBlock {
-        height,
-        hash: format!("{height:064x}"),
-        transactions,
-        chain_start: false,
-        rows: None,
-        committed_at: None,
-    })
+    Arc::new(CommittedBlock::synthetic(height, transactions))
 }
 
 fn drain(queues: &[Arc<SubscriberQueue>]) -> usize {
     let mut cx = Context::from_waker(Waker::noop());
     let mut n = 0;
     for q in queues {
-        while q.poll_next_block(&mut cx).is_ready() {
+        while q.poll_next(&mut cx).is_ready() {
             n += 1;
         }
     }
@@ -98,6 +91,7 @@ fn selections(filtered: bool) -> Vec<Arc<Selection>> {
                 filter,
                 framing: Framing::PerEvent,
                 payload: Payload::Event,
+                key: 0,
                 envelope: None,
             })
         })
@@ -114,7 +108,7 @@ fn run_hub(name: &str, filtered: bool) {
     let queues: Vec<Arc<SubscriberQueue>> = selections(filtered)
         .iter()
         .map(|selection| {
-            let queue = Arc::new(SubscriberQueue::new(limits, None));
+            let queue = Arc::new(SubscriberQueue::new(limits));
             hub.attach_live(&queue, selection);
             queue
         })

@@ -5,11 +5,12 @@ use std::time::Duration;
 use planetmint_streams_model::ConfigProblem;
 use serde::{Deserialize, Serialize};
 
-use crate::queue::QueueLimits;
-use crate::rpc::limits::{
+use crate::dialects::rpc::limits::{
     RpcLimits, DEFAULT_RPC_MAX_FILTER_VALUES, DEFAULT_RPC_MAX_SUBSCRIPTIONS,
     DEFAULT_RPC_REQUESTS_BURST, DEFAULT_RPC_REQUESTS_PER_SECOND,
 };
+use crate::limits::AddressLimits;
+use crate::queue::QueueLimits;
 use crate::subscription::ParamLimits;
 
 /// Default bind address: Planetmint's event stream port.
@@ -54,6 +55,15 @@ pub const DEFAULT_REPLAY_MAX_CONCURRENT: usize = 32;
 pub const DEFAULT_REPLAY_MAX_PER_IP: usize = 8;
 /// Default time unacknowledged data may wait before the kernel drops the connection.
 pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default most subscriptions one address holds over all its connections: 64 JSON-RPC
+/// connections with the most subscriptions each (about 1 KB of the node's memory apiece).
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_IP: usize = 16_384;
+/// Default most filter values one address holds over all its subscriptions.
+pub const DEFAULT_MAX_FILTER_VALUES_PER_IP: usize = 65_536;
+/// Default most bytes queued for one address's sockets that only its connections hold
+/// (answers, frames built for its filters, each queued block's bookkeeping); a block's shared
+/// frames are not counted.
+pub const DEFAULT_MAX_QUEUED_BYTES_PER_IP: usize = 64 * 1024 * 1024;
 
 /// `[streams]`: the WebSocket server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +146,14 @@ pub struct StreamsConfig {
     pub rpc_requests_per_second: u32,
     /// Frames a JSON-RPC connection may send in a burst above the average rate.
     pub rpc_requests_burst: u32,
+    /// Most subscriptions one address holds over all its connections, whatever their
+    /// protocol (a URL stream is one).
+    pub max_subscriptions_per_ip: usize,
+    /// Most filter values one address holds over all its subscriptions.
+    pub max_filter_values_per_ip: usize,
+    /// Most bytes queued for one address's sockets that only its connections hold; a
+    /// connection whose push would pass it is closed as too slow.
+    pub max_queued_bytes_per_ip: usize,
 }
 
 impl Default for StreamsConfig {
@@ -173,6 +191,9 @@ impl Default for StreamsConfig {
             rpc_max_filter_values: DEFAULT_RPC_MAX_FILTER_VALUES,
             rpc_requests_per_second: DEFAULT_RPC_REQUESTS_PER_SECOND,
             rpc_requests_burst: DEFAULT_RPC_REQUESTS_BURST,
+            max_subscriptions_per_ip: DEFAULT_MAX_SUBSCRIPTIONS_PER_IP,
+            max_filter_values_per_ip: DEFAULT_MAX_FILTER_VALUES_PER_IP,
+            max_queued_bytes_per_ip: DEFAULT_MAX_QUEUED_BYTES_PER_IP,
         }
     }
 }
@@ -262,6 +283,18 @@ impl StreamsConfig {
                 "streams.rpc_requests_burst",
                 self.rpc_requests_burst as usize,
             ),
+            (
+                "streams.max_subscriptions_per_ip",
+                self.max_subscriptions_per_ip,
+            ),
+            (
+                "streams.max_filter_values_per_ip",
+                self.max_filter_values_per_ip,
+            ),
+            (
+                "streams.max_queued_bytes_per_ip",
+                self.max_queued_bytes_per_ip,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigProblem::new(key, "must be at least 1"));
@@ -327,6 +360,15 @@ impl StreamsConfig {
             requests_per_second: self.rpc_requests_per_second,
             requests_burst: self.rpc_requests_burst,
             queue: RpcLimits::connection_queue(self.queue_limits(), self.rpc_max_subscriptions),
+        }
+    }
+
+    /// What each address may hold over all its connections.
+    pub fn address_limits(&self) -> AddressLimits {
+        AddressLimits {
+            max_subscriptions: self.max_subscriptions_per_ip,
+            max_filter_values: self.max_filter_values_per_ip,
+            max_queued_bytes: self.max_queued_bytes_per_ip,
         }
     }
 

@@ -6,7 +6,8 @@
 //! queue without waiting (a full queue overflows instead; a `partition` alone counts as
 //! unfiltered: its workers share one set of frames per partition) and looks up the filtered
 //! subscribers in the index; their filters are checked and their frames built after the lock
-//! is released. Subscribers attach under the same
+//! is released. Nothing is built per subscriber under the lock: a push is a reference to the
+//! shared frames and the subscription's envelope (see [`crate::envelope`]). Subscribers attach under the same
 //! lock only when they have caught up to the last published height, so a resuming subscriber
 //! sees every block exactly once at the seam between history and live.
 
@@ -21,7 +22,7 @@ use tracing::debug;
 use crate::index::FilterIndex;
 use crate::metrics::BroadcastMetrics;
 use crate::published::PublishedBlock;
-use crate::queue::{Pushed, QueuedBlock, SubscriberQueue};
+use crate::queue::{Delivery, Pushed, SubscriberQueue};
 pub use crate::selection::Selection;
 use crate::selection::{filtered_frames, unfiltered_frames};
 use crate::shrink::release_unused;
@@ -239,40 +240,85 @@ impl Hub {
     /// Replaces an attached subscriber's selection (a JSON-RPC `update`) under the lock that
     /// publishes blocks. Returns the last published height: blocks up to it went out with the
     /// old selection, later ones go out with the new one, none is skipped or repeated. `None`
-    /// when `id` is not attached.
+    /// when `id` is not attached. Costs one index operation per filter value that changed.
     pub fn update_selection(&self, id: SubscriberId, selection: &Arc<Selection>) -> Option<u64> {
         // Wait for a publish in progress to finish pushing (filtered frames are pushed after
         // the state lock is released), so that every block up to the returned height has been
         // queued with the old selection before the caller answers.
         let _publishing = self.publishing();
         let mut state = self.lock();
-        let old = match state.unfiltered.remove(&id.0) {
-            Some(attached) => attached,
-            None => {
-                let attached = state.filtered.remove(&id.0)?;
-                state.index.remove(id.0, &attached.selection.filter);
-                attached
-            }
-        };
-        self.count_payload(&old.selection, false);
-        self.count_payload(selection, true);
-        let attached = Attached {
-            queue: old.queue,
-            selection: selection.clone(),
-            after: old.after,
-        };
-        if !selection.filter.has_values() {
-            state.unfiltered.insert(id.0, attached);
-        } else {
-            state.index.insert(id.0, &selection.filter);
-            state.filtered.insert(id.0, attached);
-        }
+        self.update_locked(&mut state, id, selection)?;
         Some(state.last_published.unwrap_or(0))
+    }
+
+    fn update_locked(
+        &self,
+        state: &mut HubState,
+        id: SubscriberId,
+        selection: &Arc<Selection>,
+    ) -> Option<()> {
+        let was_filtered = !state.unfiltered.contains_key(&id.0);
+        let mut attached = match state.unfiltered.remove(&id.0) {
+            Some(attached) => attached,
+            None => state.filtered.remove(&id.0)?,
+        };
+        let filtered = selection.filter.has_values();
+        match (was_filtered, filtered) {
+            (true, true) => {
+                state
+                    .index
+                    .replace(id.0, &attached.selection.filter, &selection.filter)
+            }
+            (true, false) => state.index.remove(id.0, &attached.selection.filter),
+            (false, true) => state.index.insert(id.0, &selection.filter),
+            (false, false) => {}
+        }
+        self.count_payload(&attached.selection, false);
+        self.count_payload(selection, true);
+        attached.selection = selection.clone();
+        if filtered {
+            state.filtered.insert(id.0, attached);
+        } else {
+            state.unfiltered.insert(id.0, attached);
+        }
+        Some(())
+    }
+
+    /// A consumer group gains a member at one point of the stream: `joining` is attached for
+    /// blocks from now on and each of `members` gets its new selection (its share), under the
+    /// lock that publishes blocks, so every block is split by exactly one membership.
+    pub fn join_group(
+        &self,
+        joining: (&Arc<SubscriberQueue>, &Arc<Selection>),
+        members: &[(SubscriberId, Arc<Selection>)],
+    ) -> SubscriberId {
+        let _publishing = self.publishing();
+        let mut state = self.lock();
+        for (id, selection) in members {
+            self.update_locked(&mut state, *id, selection);
+        }
+        let after = state.last_published.unwrap_or(0);
+        self.attach_locked(&mut state, joining.0, joining.1, after)
+    }
+
+    /// A consumer group loses a member at one point of the stream: `leaving` is detached and
+    /// each of `members` gets its new selection, under the lock that publishes blocks.
+    pub fn leave_group(&self, leaving: SubscriberId, members: &[(SubscriberId, Arc<Selection>)]) {
+        let _publishing = self.publishing();
+        let mut state = self.lock();
+        self.detach_locked(&mut state, leaving);
+        for (id, selection) in members {
+            self.update_locked(&mut state, *id, selection);
+        }
     }
 
     /// Detaches a subscriber (its session ended).
     pub fn detach(&self, id: SubscriberId) {
         let mut state = self.lock();
+        self.detach_locked(&mut state, id);
+    }
+
+    fn detach_locked(&self, state: &mut HubState, id: SubscriberId) {
         let removed = match state.unfiltered.remove(&id.0) {
             Some(attached) => Some(attached),
             None => {
@@ -388,7 +434,7 @@ impl BlockSink for Hub {
 fn fan_out_unfiltered(state: &HubState, block: &PublishedBlock) -> usize {
     let mut overflowed = 0;
     type Shape = (StreamKind, (Framing, Payload), Option<Partition>);
-    let mut shared: HashMap<Shape, Option<QueuedBlock>> = HashMap::new();
+    let mut shared: HashMap<Shape, Option<Delivery>> = HashMap::new();
     for attached in state.unfiltered.values() {
         let selection = &attached.selection;
         let key = (
@@ -447,7 +493,7 @@ fn filtered_candidates(state: &HubState, block: &PublishedBlock) -> Vec<Candidat
 fn fan_out_filtered(candidates: Vec<Candidate>, block: &PublishedBlock) -> usize {
     let mut overflowed = 0;
     type Shape = (Vec<usize>, StreamKind, (Framing, Payload));
-    let mut built: HashMap<Shape, Option<QueuedBlock>> = HashMap::new();
+    let mut built: HashMap<Shape, Option<Delivery>> = HashMap::new();
     let transactions = &block.block.transactions;
     for candidate in candidates {
         let selection = &candidate.selection;
@@ -483,14 +529,13 @@ fn fan_out_filtered(candidates: Vec<Candidate>, block: &PublishedBlock) -> usize
     overflowed
 }
 
-/// Pushes a block's frames (as this subscriber's selection wants them: the same bytes, or
-/// wrapped in its JSON-RPC notification) to its queue unless it starts above the block; true
-/// when the queue overflowed.
+/// Pushes a block's frames (the same bytes, tagged with the subscription and its envelope)
+/// to its queue unless it starts above the block; true when the queue overflowed.
 fn push(
     queue: &SubscriberQueue,
     selection: &Selection,
     block: &PublishedBlock,
-    frames: &QueuedBlock,
+    frames: &Delivery,
     after: u64,
 ) -> bool {
     if block.height() <= after {
@@ -569,7 +614,7 @@ mod tests {
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         let mut out = Vec::new();
-        while let Poll::Ready(block) = queue.poll_next_block(&mut cx) {
+        while let Poll::Ready(block) = queue.poll_next(&mut cx) {
             out.push((block.height, block.frames.to_vec()));
         }
         out
@@ -598,9 +643,10 @@ mod tests {
                 },
                 framing: [Framing::PerEvent, Framing::PerBlock][rng.gen_range(0..2) as usize],
                 payload: Payload::Event,
+                key: 0,
                 envelope: None,
             });
-            let queue = Arc::new(SubscriberQueue::new(limits, None));
+            let queue = Arc::new(SubscriberQueue::new(limits));
             let id = hub.attach_live(&queue, &selection);
             subscribers.push((id, selection, queue));
         }
@@ -653,18 +699,16 @@ mod tests {
 
     /// A valid_blocks subscriber without filter and its queue (room for 10 blocks).
     fn valid_blocks_subscriber() -> (Arc<SubscriberQueue>, Arc<Selection>) {
-        let queue = Arc::new(SubscriberQueue::new(
-            QueueLimits {
-                max_blocks: 10,
-                max_bytes: 1 << 20,
-            },
-            None,
-        ));
+        let queue = Arc::new(SubscriberQueue::new(QueueLimits {
+            max_blocks: 10,
+            max_bytes: 1 << 20,
+        }));
         let selection = Arc::new(Selection {
             stream: StreamKind::ValidBlocks,
             filter: Filter::default(),
             framing: Framing::PerEvent,
             payload: Payload::Event,
+            key: 0,
             envelope: None,
         });
         (queue, selection)
@@ -672,16 +716,7 @@ mod tests {
 
     #[test]
     fn the_ring_is_bounded_in_bytes_as_well_as_in_blocks() {
-        let block = |height: u64| {
-            Arc::new(CommittedBlock {
-                height,
-                hash: format!("{height:064x}"),
-                transactions: vec![],
-                chain_start: false,
-                rows: None,
-                committed_at: None,
-            })
-        };
+        let block = |height: u64| Arc::new(CommittedBlock::synthetic(height, vec![]));
         let one = PublishedBlock::new(block(1)).memory_bytes();
         // Room for 100 blocks by count, for 3 by bytes.
         let hub = Hub::new(100, BroadcastMetrics::unregistered().expect("metrics"))
@@ -763,13 +798,10 @@ mod tests {
             vec![16]
         );
         // A height in the future: attached at once, earlier blocks skipped.
-        let future = Arc::new(SubscriberQueue::new(
-            QueueLimits {
-                max_blocks: 10,
-                max_bytes: 1 << 20,
-            },
-            None,
-        ));
+        let future = Arc::new(SubscriberQueue::new(QueueLimits {
+            max_blocks: 10,
+            max_bytes: 1 << 20,
+        }));
         assert!(matches!(
             hub.catch_up(&future, &selection, 18),
             Catchup::Attached(_)

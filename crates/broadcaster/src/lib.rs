@@ -1,39 +1,45 @@
-//! Broadcaster: the WebSocket server on the stream port (9985 by default) and the fan-out of
+//! Broadcaster: the stream server on the stream port (9985 by default) and the fan-out of
 //! committed blocks to its subscribers.
 //!
 //! Data flows one way: the ingest hands each block to the [`Hub`] (a
 //! [`BlockSink`](planetmint_streams_model::BlockSink)), which frames its messages once
-//! ([`published`], [`frame`]) and pushes the shared bytes into every matching subscriber's
-//! bounded [`SubscriberQueue`] ([`queue`]). Each connection's response body ([`body`]) writes
-//! a whole block per write; a small task per connection ([`session`]) handles pings
-//! ([`keepalive`]), inbound frames ([`utf8`]) and the close ([`close`]); [`replay`] brings
-//! subscribers that resume by height up to the live stream, sharing history reads between
-//! them within a read budget that protects Planetmint's Tarantool. [`subscription`] parses what a URL asks for,
-//! [`server`] holds the routes and JSON errors, [`config`] the settings, [`metrics`] the
-//! Prometheus metrics. [`rpc`] is the one-socket JSON-RPC channel (`/api/v1/streams`), whose
-//! subscriptions go through the same hub, queues and replay.
+//! ([`published`], [`frame`]) and pushes the shared bytes into every matching subscription's
+//! connection queue ([`queue`]); the connection's response body ([`engine::body`]) writes a
+//! whole block per write, wrapped by the subscription's [`envelope`] where its dialect wraps
+//! messages. [`replay`] brings subscriptions that resume by height up to the live stream,
+//! sharing history reads between them within a read budget that protects Planetmint's
+//! Tarantool.
+//!
+//! Every way in is a dialect over one connection engine ([`engine`]): [`admission`] admits a
+//! request the same way whatever its protocol, [`server`] upgrades it and hands it to the
+//! driver, and a dialect ([`dialects`]: the URL streams, the JSON-RPC channel) only turns
+//! client messages into the connection's operations and frames what the client is told.
+//! [`subscription`] declares what a stream takes and parses what a URL asks for,
+//! [`catalogue`] describes the streams and protocols from those declarations, [`limits`]
+//! holds the connection, address and frame budgets, [`config`] the settings, [`metrics`]
+//! the Prometheus metrics, [`http`] the paths and JSON errors.
 #![forbid(unsafe_code)]
 
-pub mod body;
-pub mod close;
+pub mod admission;
+pub mod catalogue;
 pub mod config;
+pub mod dialects;
+pub mod engine;
+pub mod envelope;
+pub mod frame;
+pub mod groups;
+pub mod http;
 pub mod hub;
 pub mod index;
-pub mod keepalive;
 pub mod limits;
 pub mod metrics;
 pub mod published;
 pub mod queue;
 pub mod replay;
-pub mod rpc;
 pub mod selection;
 pub mod server;
-pub mod session;
 mod shrink;
 pub mod subscription;
-pub mod utf8;
-/// Server-to-client WebSocket frames (shared with the load tools, so it lives in the model).
-pub use planetmint_streams_model::frame;
 
 use std::sync::Arc;
 
@@ -41,6 +47,8 @@ use planetmint_streams_model::BlockSource;
 use tokio_util::sync::CancellationToken;
 
 pub use config::StreamsConfig;
+/// WebSocket close codes the server sends.
+pub use engine::close::codes as close_codes;
 pub use hub::Hub;
 pub use metrics::BroadcastMetrics;
 pub use queue::SubscriberQueue;
@@ -57,17 +65,19 @@ pub struct StreamContext {
     pub config: StreamsConfig,
     /// Cancelled when the server shuts down: every session closes with 1001.
     pub shutdown: CancellationToken,
-    /// Open-subscription counts (total and per IP).
+    /// Open connections (total and per IP), and each address's budget.
     pub limiter: Arc<limits::ConnectionLimiter>,
     /// Replays from the source per IP (`streams.replay_max_per_ip`).
     pub replay_limiter: Arc<limits::ConnectionLimiter>,
     /// Signed stream URLs: who may subscribe to what (`None`: open, Planetmint's behaviour).
-    pub auth: Option<Arc<planetmint_streams_auth::TokenAuthority>>,
+    pub auth: Option<planetmint_streams_auth::Gatekeeper>,
     /// Close connections (1008) when their token expires.
     pub close_on_expiry: bool,
     /// The stream catalogue (`GET /api/v1/streams` on the API port), whose entries the
     /// JSON-RPC `describe` returns.
     pub catalogue: Option<Arc<serde_json::Value>>,
+    /// Consumer groups (stream-sea's `groupId`).
+    pub groups: groups::Groups,
 }
 
 impl StreamContext {
@@ -78,10 +88,18 @@ impl StreamContext {
         config: StreamsConfig,
         shutdown: CancellationToken,
     ) -> Self {
-        let limiter = Arc::new(limits::ConnectionLimiter::new(
-            config.max_connections,
-            config.max_connections_per_ip,
-        ));
+        let limiter = Arc::new(
+            limits::ConnectionLimiter::with_address_limits(
+                config.max_connections,
+                config.max_connections_per_ip,
+                config.address_limits(),
+            )
+            .counting_queue_refusals(
+                hub.metrics()
+                    .address_limit_refusals
+                    .with_label_values(&["queued_bytes"]),
+            ),
+        );
         let replay_limiter = Arc::new(limits::ConnectionLimiter::new(
             usize::MAX,
             config.replay_max_per_ip,
@@ -98,6 +116,7 @@ impl StreamContext {
             auth: None,
             close_on_expiry: false,
             catalogue: None,
+            groups: groups::Groups::default(),
         }
     }
 
@@ -107,10 +126,11 @@ impl StreamContext {
         self
     }
 
-    /// Requires signed stream URLs checked by `authority`.
+    /// Requires credentials (stream tokens, configured clients, JWTs) checked by
+    /// `gatekeeper`.
     pub fn with_auth(
         mut self,
-        authority: Arc<planetmint_streams_auth::TokenAuthority>,
+        authority: planetmint_streams_auth::Gatekeeper,
         close_on_expiry: bool,
     ) -> Self {
         self.auth = Some(authority);

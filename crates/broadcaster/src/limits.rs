@@ -1,5 +1,7 @@
-//! Connection limits, enforced before the WebSocket upgrade: a total and a per-IP count of
-//! open subscriptions, and a token bucket for what each client may send.
+//! Limits of what clients may hold: a total and a per-IP count of open connections
+//! (enforced before the upgrade), the budget each address has across all its connections
+//! whatever their protocol ([`AddressBudget`]: subscriptions, filter values, queued private
+//! bytes), and a token bucket for what each client may send.
 //!
 //! "Per IP" means per client group ([`client_group`]): one IPv4 address, or one IPv6 /64 (the
 //! smallest network a provider hands out, so one subscriber can use a whole /64 of addresses).
@@ -7,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,35 +42,287 @@ pub fn client_group(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// What one address may hold across all its connections, whatever their protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressLimits {
+    /// Most open subscriptions (a URL stream is one; a JSON-RPC connection has several).
+    pub max_subscriptions: usize,
+    /// Most filter values (`public_key`, `asset_id`, `operation`) over those subscriptions.
+    pub max_filter_values: usize,
+    /// Most bytes queued for its sockets that only its connections hold (answers, frames
+    /// built for its filters, the bookkeeping of each queued block); a block's frames shared
+    /// with other subscribers are not counted here.
+    pub max_queued_bytes: usize,
+}
+
+impl AddressLimits {
+    /// No limit (the API port, tests).
+    pub const UNLIMITED: AddressLimits = AddressLimits {
+        max_subscriptions: usize::MAX,
+        max_filter_values: usize::MAX,
+        max_queued_bytes: usize::MAX,
+    };
+}
+
+/// Which of an address's limits a request would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AddressRefusal {
+    /// `streams.max_subscriptions_per_ip`.
+    #[error("at most {max} subscriptions from one address (streams.max_subscriptions_per_ip)")]
+    Subscriptions {
+        /// The limit.
+        max: usize,
+    },
+    /// `streams.max_filter_values_per_ip`.
+    #[error("at most {max} filter values over the subscriptions of one address (streams.max_filter_values_per_ip)")]
+    FilterValues {
+        /// The limit.
+        max: usize,
+    },
+    /// `streams.max_queued_bytes_per_ip`: requests waiting for an answer hold too much.
+    #[error("at most {max} bytes held for the connections of one address (streams.max_queued_bytes_per_ip); read what the server sends")]
+    QueuedBytes {
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl AddressRefusal {
+    /// The `limit` label of `planetmint_streams_address_limit_refusals_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AddressRefusal::Subscriptions { .. } => "subscriptions",
+            AddressRefusal::FilterValues { .. } => "filter_values",
+            AddressRefusal::QueuedBytes { .. } => "queued_bytes",
+        }
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        match self {
+            AddressRefusal::Subscriptions { max }
+            | AddressRefusal::FilterValues { max }
+            | AddressRefusal::QueuedBytes { max } => *max,
+        }
+    }
+}
+
+/// What one address holds across all its connections (shared by them).
+#[derive(Debug)]
+pub struct AddressBudget {
+    limits: AddressLimits,
+    subscriptions: AtomicUsize,
+    filter_values: AtomicUsize,
+    queued_bytes: AtomicUsize,
+    /// Counts pushes refused for want of queued bytes.
+    queue_refusals: Option<prometheus::IntCounter>,
+}
+
+/// Adds `n` to `counter` unless that would pass `max`.
+fn try_add(counter: &AtomicUsize, n: usize, max: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            held.checked_add(n).filter(|&total| total <= max)
+        })
+        .is_ok()
+}
+
+fn sub(counter: &AtomicUsize, n: usize) {
+    let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+        Some(held.saturating_sub(n))
+    });
+}
+
+impl AddressBudget {
+    /// An empty budget with `limits`.
+    pub fn new(limits: AddressLimits) -> Self {
+        Self {
+            limits,
+            subscriptions: AtomicUsize::new(0),
+            filter_values: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            queue_refusals: None,
+        }
+    }
+
+    /// Counts in `counter` every push refused for want of queued bytes.
+    pub fn counting_refusals(mut self, counter: prometheus::IntCounter) -> Self {
+        self.queue_refusals = Some(counter);
+        self
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> AddressLimits {
+        self.limits
+    }
+
+    /// Takes one subscription with `values` filter values; given back when the charge drops.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        values: usize,
+    ) -> Result<SubscriptionCharge, AddressRefusal> {
+        if !try_add(&self.subscriptions, 1, self.limits.max_subscriptions) {
+            return Err(AddressRefusal::Subscriptions {
+                max: self.limits.max_subscriptions,
+            });
+        }
+        if !try_add(&self.filter_values, values, self.limits.max_filter_values) {
+            sub(&self.subscriptions, 1);
+            return Err(AddressRefusal::FilterValues {
+                max: self.limits.max_filter_values,
+            });
+        }
+        Ok(SubscriptionCharge {
+            budget: self.clone(),
+            values,
+        })
+    }
+
+    /// Counts `bytes` as queued unless that would pass the limit.
+    pub fn try_queue(&self, bytes: usize) -> bool {
+        let queued = try_add(&self.queued_bytes, bytes, self.limits.max_queued_bytes);
+        if !queued {
+            if let Some(counter) = &self.queue_refusals {
+                counter.inc();
+            }
+        }
+        queued
+    }
+
+    /// Holds `bytes` of a request waiting for its answer, unless that would pass the limit
+    /// (given back with [`unqueue`](Self::unqueue)).
+    pub fn hold(&self, bytes: usize) -> Result<(), AddressRefusal> {
+        if try_add(&self.queued_bytes, bytes, self.limits.max_queued_bytes) {
+            Ok(())
+        } else {
+            Err(AddressRefusal::QueuedBytes {
+                max: self.limits.max_queued_bytes,
+            })
+        }
+    }
+
+    /// Counts `bytes` as queued whatever the limit (a replay, which waits for room in its own
+    /// queue, stays within that queue's bounds).
+    pub fn force_queue(&self, bytes: usize) {
+        self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// `bytes` left the queue.
+    pub fn unqueue(&self, bytes: usize) {
+        sub(&self.queued_bytes, bytes);
+    }
+
+    /// Open subscriptions, filter values and queued bytes now held.
+    pub fn held(&self) -> (usize, usize, usize) {
+        (
+            self.subscriptions.load(Ordering::Acquire),
+            self.filter_values.load(Ordering::Acquire),
+            self.queued_bytes.load(Ordering::Acquire),
+        )
+    }
+}
+
+/// One subscription counted in its address's budget; given back when dropped.
+#[derive(Debug)]
+pub struct SubscriptionCharge {
+    budget: Arc<AddressBudget>,
+    values: usize,
+}
+
+impl SubscriptionCharge {
+    /// Changes the subscription's filter values to `values` (an update), unless the address
+    /// would pass its limit.
+    pub fn resize(&mut self, values: usize) -> Result<(), AddressRefusal> {
+        if values > self.values {
+            let more = values - self.values;
+            if !try_add(
+                &self.budget.filter_values,
+                more,
+                self.budget.limits.max_filter_values,
+            ) {
+                return Err(AddressRefusal::FilterValues {
+                    max: self.budget.limits.max_filter_values,
+                });
+            }
+        } else {
+            sub(&self.budget.filter_values, self.values - values);
+        }
+        self.values = values;
+        Ok(())
+    }
+}
+
+impl Drop for SubscriptionCharge {
+    fn drop(&mut self) {
+        sub(&self.budget.subscriptions, 1);
+        sub(&self.budget.filter_values, self.values);
+    }
+}
+
+#[derive(Debug)]
+struct AddressEntry {
+    connections: usize,
+    budget: Arc<AddressBudget>,
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
-    by_ip: HashMap<IpAddr, usize>,
+    by_ip: HashMap<Option<IpAddr>, AddressEntry>,
 }
 
-/// Counts open subscriptions.
+/// Counts open connections, and keeps each address's [`AddressBudget`] while it has one.
 #[derive(Debug)]
 pub struct ConnectionLimiter {
     max_total: usize,
     max_per_ip: usize,
+    address_limits: AddressLimits,
+    /// Given to every address's budget (see [`AddressBudget::counting_refusals`]).
+    queue_refusals: Option<prometheus::IntCounter>,
     counts: Mutex<Counts>,
 }
 
-/// One counted subscription; released when dropped.
+/// One counted connection; released when dropped.
 #[derive(Debug)]
 pub struct ConnectionSlot {
     limiter: Arc<ConnectionLimiter>,
     ip: Option<IpAddr>,
+    budget: Arc<AddressBudget>,
+}
+
+impl ConnectionSlot {
+    /// The budget of this connection's address (shared with its other connections).
+    pub fn budget(&self) -> &Arc<AddressBudget> {
+        &self.budget
+    }
 }
 
 impl ConnectionLimiter {
-    /// A limiter allowing `max_total` subscriptions, `max_per_ip` from one address.
+    /// A limiter allowing `max_total` connections, `max_per_ip` from one address, with no
+    /// limit on what each address holds.
     pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+        Self::with_address_limits(max_total, max_per_ip, AddressLimits::UNLIMITED)
+    }
+
+    /// A limiter whose addresses each get a budget of `address_limits`.
+    pub fn with_address_limits(
+        max_total: usize,
+        max_per_ip: usize,
+        address_limits: AddressLimits,
+    ) -> Self {
         Self {
             max_total,
             max_per_ip,
+            address_limits,
+            queue_refusals: None,
             counts: Mutex::new(Counts::default()),
         }
+    }
+
+    /// Counts in `counter` every push an address's budget refuses.
+    pub fn counting_queue_refusals(mut self, counter: prometheus::IntCounter) -> Self {
+        self.queue_refusals = Some(counter);
+        self
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -82,17 +337,29 @@ impl ConnectionLimiter {
         if counts.total >= self.max_total {
             return Err(Refusal::Full);
         }
-        if let Some(ip) = ip {
-            let from_ip = counts.by_ip.entry(ip).or_default();
-            if *from_ip >= self.max_per_ip {
-                return Err(Refusal::TooManyFromIp);
+        let limits = self.address_limits;
+        let refusals = self.queue_refusals.clone();
+        let entry = counts.by_ip.entry(ip).or_insert_with(|| {
+            let budget = AddressBudget::new(limits);
+            AddressEntry {
+                connections: 0,
+                budget: Arc::new(match refusals {
+                    Some(counter) => budget.counting_refusals(counter),
+                    None => budget,
+                }),
             }
-            *from_ip += 1;
+        });
+        // Connections of unknown address (not over TCP) are not limited per address.
+        if ip.is_some() && entry.connections >= self.max_per_ip {
+            return Err(Refusal::TooManyFromIp);
         }
+        entry.connections += 1;
+        let budget = entry.budget.clone();
         counts.total += 1;
         Ok(ConnectionSlot {
             limiter: self.clone(),
             ip,
+            budget,
         })
     }
 
@@ -106,13 +373,11 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut counts = self.limiter.counts();
         counts.total = counts.total.saturating_sub(1);
-        if let Some(ip) = self.ip {
-            if let Some(n) = counts.by_ip.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.by_ip.remove(&ip);
-                    crate::shrink::release_unused(&mut counts.by_ip);
-                }
+        if let Some(entry) = counts.by_ip.get_mut(&self.ip) {
+            entry.connections = entry.connections.saturating_sub(1);
+            if entry.connections == 0 {
+                counts.by_ip.remove(&self.ip);
+                crate::shrink::release_unused(&mut counts.by_ip);
             }
         }
     }
@@ -159,8 +424,18 @@ impl TokenBucket {
 
     /// Takes one token (a frame was read); the bucket never holds less than none.
     pub fn take(&mut self) {
+        self.take_n(1.0);
+    }
+
+    /// Takes `n` tokens (a request that costs more than a frame); the bucket may go below
+    /// none, so that what it cost is paid for in waiting before the next frame is read.
+    pub fn take_n(&mut self, n: f64) {
         self.refill();
-        self.tokens = (self.tokens - 1.0).max(0.0);
+        self.tokens = if n <= 1.0 {
+            (self.tokens - n).max(0.0)
+        } else {
+            (self.tokens - n).max(-self.burst)
+        };
     }
 }
 

@@ -59,6 +59,13 @@ pub struct BroadcastMetrics {
     /// `planetmint_streams_rpc_requests_total{method, code}`: JSON-RPC requests by method
     /// (`none` when unreadable) and answer (`ok` or the error code).
     pub rpc_requests: IntCounterVec,
+    /// `planetmint_streams_credential_refusals_total{reason}`: credentials refused on every
+    /// way in (before an upgrade, and by `authenticate` on the channel), by reason.
+    pub credential_refusals: IntCounterVec,
+    /// `planetmint_streams_address_limit_refusals_total{limit}`: subscriptions refused, and
+    /// queues closed, because one address reached a limit across all its connections
+    /// (`subscriptions`, `filter_values`, `queued_bytes`).
+    pub address_limit_refusals: IntCounterVec,
     /// `planetmint_streams_transactions_unrebuildable_total`: transactions sent with
     /// `"transaction": null` (`include=transaction`) because their stored rows could not be
     /// rebuilt into the document Planetmint's API serves.
@@ -91,6 +98,8 @@ impl BroadcastMetrics {
         registry.register(Box::new(metrics.rpc_subscriptions.clone()))?;
         registry.register(Box::new(metrics.rpc_requests.clone()))?;
         registry.register(Box::new(metrics.transactions_unrebuildable.clone()))?;
+        registry.register(Box::new(metrics.address_limit_refusals.clone()))?;
+        registry.register(Box::new(metrics.credential_refusals.clone()))?;
         Ok(metrics)
     }
 
@@ -176,11 +185,28 @@ impl BroadcastMetrics {
                 ),
                 &["method", "code"],
             )?,
+            credential_refusals: IntCounterVec::new(
+                Opts::new(
+                    "planetmint_streams_credential_refusals_total",
+                    "Credentials refused on every way in (before an upgrade, and by authenticate on the channel), by reason",
+                ),
+                &["reason"],
+            )?,
+            address_limit_refusals: IntCounterVec::new(
+                Opts::new(
+                    "planetmint_streams_address_limit_refusals_total",
+                    "Subscriptions refused, and queues closed, because one address reached a limit across all its connections, by limit (subscriptions, filter_values, queued_bytes)",
+                ),
+                &["limit"],
+            )?,
             transactions_unrebuildable: IntCounter::new(
                 "planetmint_streams_transactions_unrebuildable_total",
                 "Transactions sent with \"transaction\": null (include=transaction) because their stored rows could not be rebuilt",
             )?,
         };
+        for limit in ["subscriptions", "filter_values", "queued_bytes"] {
+            metrics.address_limit_refusals.with_label_values(&[limit]);
+        }
         // Make every stream's series visible from the start.
         for reason in ["reads_in_flight", "read_rate", "concurrent_replays"] {
             metrics.replay_waits.with_label_values(&[reason]);

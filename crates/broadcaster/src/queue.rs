@@ -1,18 +1,30 @@
-//! [`SubscriberQueue`]: the bounded queue between the hub and one subscriber's socket.
+//! [`SubscriberQueue`]: the bounded queue between the hub and one connection's socket.
 //!
-//! The hub pushes a block's frames without ever waiting; the socket side takes them one block
-//! at a time (one write, one flush). When a subscriber falls behind by more than the queue's
-//! limits, the queue stops taking blocks and drops what it held, so memory stays bounded and
-//! nobody else waits; the session then closes the connection with the last height that was
-//! completely handed to the socket, from which the client can resume. A block is always handed
-//! over whole or not at all, so that height is exact.
+//! The hub pushes a block's [`Delivery`] without ever waiting; the socket side takes them one
+//! at a time (one write, one flush). A delivery holds the block's shared frames and, for a
+//! dialect that wraps each message (JSON-RPC, stream-sea, SSE, NDJSON), the subscription's
+//! [`Envelope`]: the wrapping is written when the socket takes the delivery, so no copy of a
+//! block is made per subscription while it waits here.
+//!
+//! Two bounds apply. The queue's own limits (blocks and wire bytes) say how far a connection
+//! may fall behind: past them the queue stops taking deliveries and drops what it held, so
+//! nobody else waits; the connection then closes with the last height completely handed to
+//! the socket, from which the client can resume. And what only this queue holds (answers,
+//! frames built for its filters, each delivery's bookkeeping) is counted in its address's
+//! [`AddressBudget`], shared by every connection from that address: a push that would pass it
+//! overflows the queue the same way. A block is always handed over whole or not at all, so the
+//! height to resume from is exact.
 
-use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+
+use crate::envelope::Envelope;
+use crate::limits::AddressBudget;
+use crate::subscription::StreamKind;
 
 /// Limits of one subscriber's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,20 +46,76 @@ pub enum Pushed {
     Closed,
 }
 
-/// A block's frames for one subscriber.
-#[derive(Debug)]
-pub struct QueuedBlock {
-    /// Height of the block.
+/// Which subscription of a connection a delivery is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionTag {
+    /// The subscription's key on its connection.
+    pub key: u64,
+    /// Its stream (the sent-data metrics are per stream).
+    pub stream: StreamKind,
+}
+
+/// What a delivery costs its address beyond its private bytes: its place in a queue.
+pub const DELIVERY_OVERHEAD: usize = std::mem::size_of::<Delivery>() + 16;
+
+/// One block's messages for one subscription (or one answer to a request), as queued for a
+/// socket.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Height of the block (0 for an answer).
     pub height: u64,
-    /// Its frames, back to back.
+    /// The messages as whole WebSocket text frames back to back, as the URL stream sends
+    /// them: usually bytes every subscriber of the block shares.
     pub frames: Bytes,
     /// Number of messages in `frames`.
     pub messages: u32,
     /// When the ingest handed the block over, for live blocks (commit-to-send latency).
     pub received_at: Option<std::time::Instant>,
-    /// On a JSON-RPC connection, the subscription these frames are for (`None` on URL streams
-    /// and for JSON-RPC answers); its last height is tracked when they are handed over.
-    pub subscription: Option<u64>,
+    /// The subscription these messages are for (`None` for an answer); its last height
+    /// advances when they are handed to the socket.
+    pub subscription: Option<SubscriptionTag>,
+    /// How the connection's dialect wraps each message (`None`: the frames as they are).
+    pub envelope: Option<Arc<dyn Envelope>>,
+    /// Bytes of `frames` only this delivery holds (0 when they are a block's shared frames).
+    pub private: usize,
+}
+
+impl Delivery {
+    /// A block's frames for a subscription, shared with other subscribers.
+    pub fn shared(height: u64, frames: Bytes, messages: u32) -> Self {
+        Self {
+            height,
+            frames,
+            messages,
+            received_at: None,
+            subscription: None,
+            envelope: None,
+            private: 0,
+        }
+    }
+
+    /// Frames built for this delivery alone (an answer, a filter's share of a block).
+    pub fn private(height: u64, frames: Bytes, messages: u32) -> Self {
+        let private = frames.len();
+        Self {
+            private,
+            ..Self::shared(height, frames, messages)
+        }
+    }
+
+    /// About how many bytes the socket is given for it.
+    pub fn wire_len(&self) -> usize {
+        let wrapping = self
+            .envelope
+            .as_ref()
+            .map_or(0, |e| e.overhead() * self.messages as usize);
+        self.frames.len() + wrapping
+    }
+
+    /// What it costs its address's budget while queued.
+    pub fn held(&self) -> usize {
+        self.private + DELIVERY_OVERHEAD
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,35 +127,44 @@ enum State {
 
 #[derive(Debug)]
 struct Inner {
-    blocks: VecDeque<QueuedBlock>,
+    blocks: VecDeque<Delivery>,
+    /// Wire bytes of `blocks`.
     bytes: usize,
+    /// What `blocks` hold of the address's budget.
+    held: usize,
     state: State,
-    last_sent: Option<u64>,
+    /// Each tracked subscription's last height completely handed to the socket (`None` until
+    /// one is known), updated under the same lock that hands a delivery over, so the height a
+    /// closing connection reports is exactly what the socket was given.
+    progress: HashMap<u64, Option<u64>>,
     waker: Option<Waker>,
     /// The session is over (close handshake done or given up): the body may end.
     finished: bool,
 }
 
-/// The queue of one subscriber; shared by the hub (producer) and its socket (consumer).
+/// The queue of one connection; shared by the hub (producer) and its socket (consumer).
 #[derive(Debug)]
 pub struct SubscriberQueue {
     inner: Mutex<Inner>,
     limits: QueueLimits,
     /// Limits of waiting pushes (replay), at most `limits`.
     replay_limits: QueueLimits,
+    /// The budget of the connection's address (`None`: not counted, e.g. in tests).
+    budget: Option<Arc<AddressBudget>>,
     overflowed: Notify,
     space: Notify,
 }
 
 impl SubscriberQueue {
-    /// An empty queue. `start_after` is the height reported as last sent until a block is.
-    pub fn new(limits: QueueLimits, start_after: Option<u64>) -> Self {
+    /// An empty queue.
+    pub fn new(limits: QueueLimits) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 blocks: VecDeque::new(),
                 bytes: 0,
+                held: 0,
                 state: State::Open,
-                last_sent: start_after,
+                progress: HashMap::new(),
                 waker: None,
                 finished: false,
             }),
@@ -99,9 +176,17 @@ impl SubscriberQueue {
                 max_blocks: (limits.max_blocks / 2).max(1),
                 max_bytes: (limits.max_bytes / 2).max(1),
             },
+            budget: None,
             overflowed: Notify::new(),
             space: Notify::new(),
         }
+    }
+
+    /// Counts what this queue holds in `budget` (its address's, shared with the address's
+    /// other connections).
+    pub fn with_budget(mut self, budget: Arc<AddressBudget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Makes waiting pushes (replay of history) stop at `replay` (capped by the queue's own
@@ -120,57 +205,80 @@ impl SubscriberQueue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a block without waiting (the hub's side). A full queue overflows.
-    pub fn push(&self, block: QueuedBlock) -> Pushed {
-        let mut inner = self.lock();
-        match inner.state {
-            State::Open => {}
-            State::Overflowed | State::Stopped => return Pushed::Closed,
+    /// Empties the queue into the overflowed state (under its lock); gives back what it held.
+    fn overflow(&self, mut inner: MutexGuard<'_, Inner>) -> Pushed {
+        inner.state = State::Overflowed;
+        self.clear(&mut inner);
+        drop(inner);
+        self.overflowed.notify_one();
+        Pushed::Overflowed
+    }
+
+    fn clear(&self, inner: &mut Inner) {
+        inner.blocks.clear();
+        inner.bytes = 0;
+        if let Some(budget) = &self.budget {
+            budget.unqueue(inner.held);
         }
-        if inner.blocks.len() >= self.limits.max_blocks
-            || inner.bytes + block.frames.len() > self.limits.max_bytes && !inner.blocks.is_empty()
-        {
-            inner.state = State::Overflowed;
-            inner.blocks.clear();
-            inner.bytes = 0;
-            drop(inner);
-            self.overflowed.notify_one();
-            return Pushed::Overflowed;
-        }
-        inner.bytes += block.frames.len();
-        inner.blocks.push_back(block);
+        inner.held = 0;
+    }
+
+    fn append(&self, mut inner: MutexGuard<'_, Inner>, delivery: Delivery, held: usize) {
+        inner.bytes += delivery.wire_len();
+        inner.held += held;
+        inner.blocks.push_back(delivery);
         let waker = inner.waker.take();
         drop(inner);
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Queues a delivery without waiting (the hub's side). A full queue overflows, and so
+    /// does one whose address has no budget left for it.
+    pub fn push(&self, delivery: Delivery) -> Pushed {
+        let inner = self.lock();
+        match inner.state {
+            State::Open => {}
+            State::Overflowed | State::Stopped => return Pushed::Closed,
+        }
+        if inner.blocks.len() >= self.limits.max_blocks
+            || inner.bytes + delivery.wire_len() > self.limits.max_bytes && !inner.blocks.is_empty()
+        {
+            return self.overflow(inner);
+        }
+        let held = delivery.held();
+        if let Some(budget) = &self.budget {
+            if !budget.try_queue(held) {
+                return self.overflow(inner);
+            }
+        }
+        self.append(inner, delivery, held);
         Pushed::Queued
     }
 
-    /// Queues a block, waiting for room instead of overflowing (replay of history, where the
-    /// reader can simply go slower). Returns false when the queue is closed.
-    pub async fn push_waiting(&self, block: QueuedBlock) -> bool {
-        let mut block = Some(block);
+    /// Queues a delivery, waiting for room instead of overflowing (replay of history, where
+    /// the reader can simply go slower). Returns false when the queue is closed.
+    pub async fn push_waiting(&self, delivery: Delivery) -> bool {
+        let mut delivery = Some(delivery);
         loop {
             let space = self.space.notified();
             {
-                let mut inner = self.lock();
+                let inner = self.lock();
                 if inner.state != State::Open {
                     return false;
                 }
                 let fits = inner.blocks.is_empty()
                     || (inner.blocks.len() < self.replay_limits.max_blocks
-                        && inner.bytes + block.as_ref().map_or(0, |b| b.frames.len())
+                        && inner.bytes + delivery.as_ref().map_or(0, Delivery::wire_len)
                             <= self.replay_limits.max_bytes);
                 if fits {
-                    if let Some(block) = block.take() {
-                        inner.bytes += block.frames.len();
-                        inner.blocks.push_back(block);
-                    }
-                    let waker = inner.waker.take();
-                    drop(inner);
-                    if let Some(waker) = waker {
-                        waker.wake();
+                    if let Some(delivery) = delivery.take() {
+                        let held = delivery.held();
+                        if let Some(budget) = &self.budget {
+                            budget.force_queue(held);
+                        }
+                        self.append(inner, delivery, held);
                     }
                     return true;
                 }
@@ -179,17 +287,27 @@ impl SubscriberQueue {
         }
     }
 
-    /// Takes the next block for the socket (the body's side). `Pending` registers `cx` to be
-    /// woken by the next push. Once stopped, stays pending: the session sends the close frame.
-    pub fn poll_next_block(&self, cx: &mut Context<'_>) -> Poll<QueuedBlock> {
+    /// Takes the next delivery for the socket (the body's side). `Pending` registers `cx` to
+    /// be woken by the next push. Once stopped, stays pending: the session sends the close
+    /// frame.
+    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Delivery> {
         let mut inner = self.lock();
         if inner.state == State::Open {
-            if let Some(block) = inner.blocks.pop_front() {
-                inner.bytes -= block.frames.len();
-                inner.last_sent = Some(block.height);
+            if let Some(delivery) = inner.blocks.pop_front() {
+                inner.bytes -= delivery.wire_len();
+                let held = delivery.held();
+                inner.held -= held;
+                if let Some(budget) = &self.budget {
+                    budget.unqueue(held);
+                }
+                if let Some(tag) = delivery.subscription {
+                    if let Some(last) = inner.progress.get_mut(&tag.key) {
+                        *last = Some(delivery.height);
+                    }
+                }
                 drop(inner);
                 self.space.notify_waiters();
-                return Poll::Ready(block);
+                return Poll::Ready(delivery);
             }
         }
         match &inner.waker {
@@ -224,17 +342,52 @@ impl SubscriberQueue {
         }
     }
 
-    /// Stops the queue: nothing more is queued or handed to the socket, held blocks are
-    /// dropped. Returns the last height completely handed to the socket.
-    pub fn stop(&self) -> Option<u64> {
+    /// Stops the queue: nothing more is queued or handed to the socket, held deliveries are
+    /// dropped. Returns every tracked subscription's last height completely handed to the
+    /// socket, by key.
+    pub fn stop(&self) -> BTreeMap<u64, Option<u64>> {
         let mut inner = self.lock();
         inner.state = State::Stopped;
-        inner.blocks.clear();
-        inner.bytes = 0;
-        let last = inner.last_sent;
+        self.clear(&mut inner);
+        let last = inner.progress.iter().map(|(&k, &h)| (k, h)).collect();
         drop(inner);
         self.space.notify_waiters();
         last
+    }
+
+    /// Drops what is queued for subscription `key` (the server ended it: nothing more of it
+    /// reaches the socket) and returns it.
+    pub fn discard(&self, key: u64) -> Vec<Delivery> {
+        let mut inner = self.lock();
+        let (kept, discarded): (Vec<Delivery>, Vec<Delivery>) = std::mem::take(&mut inner.blocks)
+            .into_iter()
+            .partition(|d| d.subscription.map(|tag| tag.key) != Some(key));
+        inner.blocks = kept.into();
+        let bytes: usize = discarded.iter().map(Delivery::wire_len).sum();
+        let held: usize = discarded.iter().map(Delivery::held).sum();
+        inner.bytes -= bytes;
+        inner.held -= held;
+        if let Some(budget) = &self.budget {
+            budget.unqueue(held);
+        }
+        drop(inner);
+        if !discarded.is_empty() {
+            self.space.notify_waiters();
+        }
+        discarded
+    }
+
+    /// Starts tracking how far subscription `key` got; `start` is reported until one of its
+    /// deliveries is handed over.
+    pub fn track(&self, key: u64, start: Option<u64>) {
+        self.lock().progress.insert(key, start);
+    }
+
+    /// Stops tracking `key` (unsubscribed): its last height is no longer reported.
+    pub fn untrack(&self, key: u64) {
+        let mut inner = self.lock();
+        inner.progress.remove(&key);
+        crate::shrink::release_unused(&mut inner.progress);
     }
 
     /// Says the session is over: once its close frame is written, the connection may end.
@@ -261,9 +414,9 @@ impl SubscriberQueue {
         Poll::Pending
     }
 
-    /// The last height completely handed to the socket.
-    pub fn last_sent(&self) -> Option<u64> {
-        self.lock().last_sent
+    /// The last height of subscription `key` completely handed to the socket.
+    pub fn last_sent(&self, key: u64) -> Option<u64> {
+        self.lock().progress.get(&key).copied().flatten()
     }
 
     /// Blocks and bytes waiting.
@@ -281,6 +434,7 @@ impl SubscriberQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::AddressLimits;
     use std::sync::Arc;
     use std::task::Wake;
 
@@ -291,41 +445,46 @@ mod tests {
         }
     }
 
-    fn block(height: u64, len: usize) -> QueuedBlock {
-        QueuedBlock {
-            height,
-            frames: Bytes::from(vec![b'x'; len]),
-            messages: 1,
-            received_at: None,
-            subscription: None,
+    const KEY: u64 = 1;
+
+    fn block(height: u64, len: usize) -> Delivery {
+        Delivery {
+            subscription: Some(SubscriptionTag {
+                key: KEY,
+                stream: StreamKind::ValidBlocks,
+            }),
+            ..Delivery::shared(height, Bytes::from(vec![b'x'; len]), 1)
+        }
+    }
+
+    fn limits(max_blocks: usize, max_bytes: usize) -> QueueLimits {
+        QueueLimits {
+            max_blocks,
+            max_bytes,
         }
     }
 
     #[test]
     fn blocks_come_out_in_order_and_wake_the_socket() {
-        let q = SubscriberQueue::new(
-            QueueLimits {
-                max_blocks: 4,
-                max_bytes: 1000,
-            },
-            Some(9),
-        );
+        let q = SubscriberQueue::new(limits(4, 1000));
+        q.track(KEY, Some(9));
+        assert_eq!(q.last_sent(KEY), Some(9));
         let flag = Arc::new(Flag(Default::default()));
         let waker = Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
-        assert!(q.poll_next_block(&mut cx).is_pending());
+        assert!(q.poll_next(&mut cx).is_pending());
         assert_eq!(q.push(block(10, 10)), Pushed::Queued);
         assert!(
             flag.0.load(std::sync::atomic::Ordering::SeqCst),
             "push wakes the socket"
         );
         assert_eq!(q.push(block(11, 10)), Pushed::Queued);
-        let Poll::Ready(first) = q.poll_next_block(&mut cx) else {
+        let Poll::Ready(first) = q.poll_next(&mut cx) else {
             panic!("ready")
         };
         assert_eq!(first.height, 10);
-        assert_eq!(q.last_sent(), Some(10));
-        let Poll::Ready(second) = q.poll_next_block(&mut cx) else {
+        assert_eq!(q.last_sent(KEY), Some(10));
+        let Poll::Ready(second) = q.poll_next(&mut cx) else {
             panic!("ready")
         };
         assert_eq!(second.height, 11);
@@ -333,38 +492,54 @@ mod tests {
 
     #[test]
     fn a_full_queue_overflows_once_and_keeps_the_last_whole_block() {
-        let q = SubscriberQueue::new(
-            QueueLimits {
-                max_blocks: 2,
-                max_bytes: 1000,
-            },
-            None,
-        );
+        let q = SubscriberQueue::new(limits(2, 1000));
+        q.track(KEY, None);
         let waker = Waker::from(Arc::new(Flag(Default::default())));
         let mut cx = Context::from_waker(&waker);
         assert_eq!(q.push(block(1, 10)), Pushed::Queued);
-        assert!(q.poll_next_block(&mut cx).is_ready());
+        assert!(q.poll_next(&mut cx).is_ready());
         assert_eq!(q.push(block(2, 10)), Pushed::Queued);
         assert_eq!(q.push(block(3, 10)), Pushed::Queued);
         assert_eq!(q.push(block(4, 10)), Pushed::Overflowed);
         assert_eq!(q.push(block(5, 10)), Pushed::Closed);
         assert_eq!(q.backlog(), (0, 0), "memory released at once");
         assert!(
-            q.poll_next_block(&mut cx).is_pending(),
+            q.poll_next(&mut cx).is_pending(),
             "nothing more after overflow"
         );
-        assert_eq!(q.stop(), Some(1), "height 1 was the last handed over");
+        assert_eq!(
+            q.stop(),
+            BTreeMap::from([(KEY, Some(1))]),
+            "height 1 was the last handed over"
+        );
+    }
+
+    #[test]
+    fn each_subscription_of_a_connection_keeps_its_own_last_height() {
+        let q = SubscriberQueue::new(limits(10, 1000));
+        q.track(1, Some(3));
+        q.track(2, None);
+        let tagged = |key, height| Delivery {
+            subscription: Some(SubscriptionTag {
+                key,
+                stream: StreamKind::ValidTransactions,
+            }),
+            ..Delivery::shared(height, Bytes::from_static(b"x"), 1)
+        };
+        q.push(tagged(2, 5));
+        q.push(Delivery::private(0, Bytes::from_static(b"answer"), 1));
+        q.push(tagged(1, 6));
+        q.push(tagged(3, 7)); // untracked (unsubscribed): reported nowhere
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        while q.poll_next(&mut cx).is_ready() {}
+        q.untrack(2);
+        assert_eq!(q.stop(), BTreeMap::from([(1, Some(6))]));
     }
 
     #[test]
     fn the_byte_limit_counts_too() {
-        let q = SubscriberQueue::new(
-            QueueLimits {
-                max_blocks: 100,
-                max_bytes: 25,
-            },
-            None,
-        );
+        let q = SubscriberQueue::new(limits(100, 25));
         assert_eq!(q.push(block(1, 10)), Pushed::Queued);
         assert_eq!(q.push(block(2, 10)), Pushed::Queued);
         assert_eq!(q.push(block(3, 10)), Pushed::Overflowed);
@@ -372,25 +547,39 @@ mod tests {
 
     #[test]
     fn a_single_block_larger_than_the_byte_limit_still_goes_through() {
-        let q = SubscriberQueue::new(
-            QueueLimits {
-                max_blocks: 4,
-                max_bytes: 5,
-            },
-            None,
-        );
+        let q = SubscriberQueue::new(limits(4, 5));
         assert_eq!(q.push(block(1, 50)), Pushed::Queued);
+    }
+
+    #[test]
+    fn private_bytes_count_against_the_address_and_shared_ones_do_not() {
+        let budget = Arc::new(AddressBudget::new(AddressLimits {
+            max_queued_bytes: 3 * DELIVERY_OVERHEAD + 100,
+            ..AddressLimits::UNLIMITED
+        }));
+        let first = SubscriberQueue::new(limits(100, 1 << 20)).with_budget(budget.clone());
+        let second = SubscriberQueue::new(limits(100, 1 << 20)).with_budget(budget.clone());
+        // A shared block of any size costs only its place in the queue.
+        assert_eq!(first.push(block(1, 100_000)), Pushed::Queued);
+        assert_eq!(budget.held().2, DELIVERY_OVERHEAD);
+        // 80 private bytes fit; the address's next 80, on another connection, do not.
+        let answer = || Delivery::private(0, Bytes::from(vec![b'a'; 80]), 1);
+        assert_eq!(first.push(answer()), Pushed::Queued);
+        assert_eq!(second.push(answer()), Pushed::Overflowed);
+        // Taking them off the queue (or stopping it) gives them back.
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(first.poll_next(&mut cx).is_ready());
+        assert_eq!(budget.held().2, DELIVERY_OVERHEAD + 80);
+        first.stop();
+        assert_eq!(budget.held().2, 0);
+        second.stop();
+        assert_eq!(budget.held().2, 0);
     }
 
     #[tokio::test]
     async fn waiting_pushes_resume_when_the_socket_takes_a_block() {
-        let q = Arc::new(SubscriberQueue::new(
-            QueueLimits {
-                max_blocks: 1,
-                max_bytes: 1000,
-            },
-            None,
-        ));
+        let q = Arc::new(SubscriberQueue::new(limits(1, 1000)));
         assert!(q.push_waiting(block(1, 10)).await);
         let pusher = {
             let q = q.clone();
@@ -400,7 +589,7 @@ mod tests {
         assert!(!pusher.is_finished(), "waits for room");
         let waker = Waker::from(Arc::new(Flag(Default::default())));
         let mut cx = Context::from_waker(&waker);
-        assert!(q.poll_next_block(&mut cx).is_ready());
+        assert!(q.poll_next(&mut cx).is_ready());
         assert!(pusher.await.expect("join"));
         assert_eq!(q.backlog().0, 1);
         q.stop();

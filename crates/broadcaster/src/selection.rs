@@ -1,4 +1,5 @@
-//! What one subscriber receives of a block: which stream, which transactions, which framing.
+//! What one subscriber receives of a block: which stream, which transactions, which framing,
+//! and for which subscription of its connection, wrapped how.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,13 +7,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use planetmint_streams_model::CommittedTransaction;
 
+use crate::envelope::Envelope;
 use crate::published::PublishedBlock;
-use crate::queue::QueuedBlock;
-use crate::rpc::envelope::Envelope;
+use crate::queue::{Delivery, SubscriptionTag};
 use crate::subscription::{Filter, Framing, Partition, Payload, StreamKind, Subscription};
 
-/// What a subscriber receives: stream, filter and framing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a subscriber receives: stream, filter and framing, and where it goes on its
+/// connection.
+#[derive(Debug, Clone)]
 pub struct Selection {
     /// Which stream.
     pub stream: StreamKind,
@@ -22,20 +24,32 @@ pub struct Selection {
     pub framing: Framing,
     /// What each transaction event carries.
     pub payload: Payload,
-    /// On a JSON-RPC connection: the notification each message is wrapped in (`None`: the
-    /// URL streams' bare messages).
-    pub envelope: Option<Arc<Envelope>>,
+    /// The subscription's key on its connection (its deliveries carry it; the connection's
+    /// queue tracks each key's last height).
+    pub key: u64,
+    /// How the connection's dialect wraps each message (`None`: the URL streams' bare
+    /// messages).
+    pub envelope: Option<Arc<dyn Envelope>>,
+}
+
+impl Selection {
+    /// What `subscription` asks for, as subscription `key` of its connection, wrapped in
+    /// `envelope`.
+    pub fn new(subscription: &Subscription, key: u64, envelope: Option<Arc<dyn Envelope>>) -> Self {
+        Self {
+            stream: subscription.stream,
+            filter: subscription.filter.clone(),
+            framing: subscription.framing,
+            payload: subscription.payload,
+            key,
+            envelope,
+        }
+    }
 }
 
 impl From<&Subscription> for Selection {
     fn from(s: &Subscription) -> Self {
-        Self {
-            stream: s.stream,
-            filter: s.filter.clone(),
-            framing: s.framing,
-            payload: s.payload,
-            envelope: None,
-        }
+        Self::new(s, 0, None)
     }
 }
 
@@ -64,8 +78,9 @@ impl Selection {
             .collect()
     }
 
-    /// This subscriber's frames of `block`, or `None` when nothing in it is for them.
-    pub fn frames(&self, block: &PublishedBlock) -> Option<QueuedBlock> {
+    /// This subscriber's delivery of `block` (for a replay), or `None` when nothing in it is
+    /// for them.
+    pub fn frames(&self, block: &PublishedBlock) -> Option<Delivery> {
         let frames = if !self.filter.has_values() {
             unfiltered_frames(
                 self.stream,
@@ -83,37 +98,33 @@ impl Selection {
         } else {
             None
         }?;
-        Some(match &self.envelope {
-            None => frames,
-            Some(envelope) => envelope.wrap(&frames, None),
-        })
+        Some(self.queued(&frames, None))
     }
 
     /// What goes into this subscriber's queue for `frames` (shared by every subscriber with
-    /// the same matches): the same bytes, or, on a JSON-RPC connection, each message wrapped
-    /// in this subscription's notification.
-    pub fn queued(&self, frames: &QueuedBlock, received_at: Option<Instant>) -> QueuedBlock {
-        match &self.envelope {
-            None => QueuedBlock {
-                height: frames.height,
-                frames: frames.frames.clone(),
-                messages: frames.messages,
-                received_at,
-                subscription: None,
-            },
-            Some(envelope) => envelope.wrap(frames, received_at),
+    /// the same matches): the same bytes, tagged with this subscription and its envelope. No
+    /// byte of the block is copied: the hub calls this for every subscriber under its lock.
+    pub fn queued(&self, frames: &Delivery, received_at: Option<Instant>) -> Delivery {
+        Delivery {
+            received_at,
+            subscription: Some(SubscriptionTag {
+                key: self.key,
+                stream: self.stream,
+            }),
+            envelope: self.envelope.clone(),
+            ..frames.clone()
         }
     }
 }
 
-fn queued(height: u64, frames: Bytes, messages: usize) -> QueuedBlock {
-    QueuedBlock {
-        height,
-        frames,
-        messages: u32::try_from(messages).unwrap_or(u32::MAX),
-        received_at: None,
-        subscription: None,
-    }
+/// Frames every subscriber of the block may share (made once per block).
+fn shared(height: u64, frames: Bytes, messages: usize) -> Delivery {
+    Delivery::shared(height, frames, u32::try_from(messages).unwrap_or(u32::MAX))
+}
+
+/// Frames built for some subscribers' share of a block (counted against their addresses).
+fn built(height: u64, frames: Bytes, messages: usize) -> Delivery {
+    Delivery::private(height, frames, u32::try_from(messages).unwrap_or(u32::MAX))
 }
 
 /// Whether `tx` is in `partition` (always, without one, and on valid_blocks, which are
@@ -146,7 +157,7 @@ pub fn unfiltered_frames(
     (framing, payload): (Framing, Payload),
     partition: Option<Partition>,
     block: &PublishedBlock,
-) -> Option<QueuedBlock> {
+) -> Option<Delivery> {
     let height = block.height();
     let count = block.transaction_count();
     if let (StreamKind::ValidTransactions, Some(_)) = (stream, partition) {
@@ -164,15 +175,15 @@ pub fn unfiltered_frames(
         // Planetmint publishes nothing for the row `init_chain` stores.
         (StreamKind::ValidBlocks, _) if !block.block.is_announced() => None,
         (StreamKind::ValidBlocks, _) if !block_in_partition(stream, partition, height) => None,
-        (StreamKind::ValidBlocks, _) => Some(queued(height, block.block_frame().clone(), 1)),
+        (StreamKind::ValidBlocks, _) => Some(shared(height, block.block_frame().clone(), 1)),
         (StreamKind::ValidTransactions, _) if count == 0 => None,
-        (StreamKind::ValidTransactions, Framing::PerEvent) => Some(queued(
+        (StreamKind::ValidTransactions, Framing::PerEvent) => Some(shared(
             height,
             block.transaction_frames(payload).clone(),
             count,
         )),
         (StreamKind::ValidTransactions, Framing::PerBlock) => {
-            Some(queued(height, block.batch_frame(payload).clone(), 1))
+            Some(shared(height, block.batch_frame(payload).clone(), 1))
         }
     }
 }
@@ -184,21 +195,30 @@ pub fn filtered_frames(
     (framing, payload): (Framing, Payload),
     block: &PublishedBlock,
     matching: &[usize],
-) -> Option<QueuedBlock> {
+) -> Option<Delivery> {
     if matching.is_empty() {
         return None;
     }
     let height = block.height();
+    let whole_block = matching.len() == block.transaction_count();
     Some(match (stream, framing) {
         // valid_blocks with a filter: the blocks that hold a matching transaction.
-        (StreamKind::ValidBlocks, _) => queued(height, block.block_frame().clone(), 1),
-        (StreamKind::ValidTransactions, Framing::PerEvent) => queued(
+        (StreamKind::ValidBlocks, _) => shared(height, block.block_frame().clone(), 1),
+        (StreamKind::ValidTransactions, Framing::PerEvent) if whole_block => shared(
+            height,
+            block.transaction_frames(payload).clone(),
+            matching.len(),
+        ),
+        (StreamKind::ValidTransactions, Framing::PerEvent) => built(
             height,
             block.transaction_frames_of(payload, matching),
             matching.len(),
         ),
+        (StreamKind::ValidTransactions, Framing::PerBlock) if whole_block => {
+            shared(height, block.batch_frame(payload).clone(), 1)
+        }
         (StreamKind::ValidTransactions, Framing::PerBlock) => {
-            queued(height, block.batch_frame_of(payload, matching), 1)
+            built(height, block.batch_frame_of(payload, matching), 1)
         }
     })
 }
@@ -228,14 +248,7 @@ mod tests {
                 tx(format!("{i:016x}{height:048x}"), op)
             })
             .collect();
-        PublishedBlock::new(Arc::new(CommittedBlock {
-            height,
-            hash: format!("{height:064x}"),
-            transactions,
-            chain_start: false,
-            rows: None,
-            committed_at: None,
-        }))
+        PublishedBlock::new(Arc::new(CommittedBlock::synthetic(height, transactions)))
     }
 
     fn selection(stream: StreamKind, framing: Framing, filter: Filter) -> Selection {
@@ -244,6 +257,7 @@ mod tests {
             filter,
             framing,
             payload: Payload::Event,
+            key: 0,
             envelope: None,
         }
     }

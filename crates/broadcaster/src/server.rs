@@ -1,77 +1,49 @@
-//! The HTTP side of the stream port: routes, checks before the upgrade, JSON errors.
+//! The HTTP side of the stream port: the routes, and the handlers that admit a request
+//! ([`crate::admission`]), upgrade it, and hand the connection to its dialect and the driver
+//! ([`crate::engine::drive`]).
 //!
-//! A request to a stream path is checked in this order, each refusal a JSON body:
-//! query parameters (400), the signed token when required (401 missing or malformed, 403
-//! refused), Origin (403), WebSocket handshake (400), connection limits (503 server full,
-//! 429 too many from this address), and for a resume that must read Tarantool, the
-//! per-address replay limit (429). Only then is it upgraded.
+//! - `GET /api/v1/streams/valid_transactions`, `/valid_blocks` with a WebSocket upgrade: a URL
+//!   stream ([`crate::dialects::url`]); without one, `Accept: text/event-stream` or
+//!   `application/x-ndjson` gets the same stream over plain HTTP ([`crate::dialects::http`]).
+//!   Its query is parsed first (400).
+//! - `GET /api/v1/streams` with a WebSocket upgrade: the one-socket channel, JSON-RPC or
+//!   stream-sea ([`crate::dialects::channel`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_http::ws::HandshakeError;
 use actix_web::body::MessageBody;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use planetmint_streams_auth::{token_from_query, unix_now, AuthError, Requested};
-use planetmint_streams_model::vocabulary::json_error_body;
-use tracing::{debug, info};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
-use crate::body::StreamBody;
-use crate::limits::Refusal;
-use crate::metrics::GaugeCount;
+use crate::admission::{admit, refuse, subscription_refused, Admitted, CredentialNeed, WayIn};
+use crate::dialects::channel::Channel;
+use crate::dialects::http::{last_event_id, Format, PlainHttpStream};
+use crate::dialects::url::UrlStream;
+use crate::engine::body::{ConnectionBody, Control};
+use crate::engine::connection::{Connection, ConnectionLimits};
+use crate::engine::inbound::{Reading, Reassembly};
+use crate::engine::link::http_control;
+use crate::engine::{drive, Dialect, Link};
+pub use crate::http::{json_error, VALID_BLOCKS_PATH, VALID_TRANSACTIONS_PATH};
+use crate::limits::TokenBucket;
 use crate::queue::SubscriberQueue;
-use crate::session;
 use crate::subscription::{StreamKind, Subscription};
 use crate::StreamContext;
 
-pub use planetmint_streams_model::vocabulary::{VALID_BLOCKS_PATH, VALID_TRANSACTIONS_PATH};
 /// How long a connection may linger after the response (the close frame) was written:
 /// none. RFC 6455 5.5.1 has the server close TCP right after the close handshake; actix-http
 /// would otherwise wait up to a second for the client to close first.
 const CLOSE_LINGER: Duration = Duration::ZERO;
-/// Seconds a refused client is told to wait (`Retry-After`).
-const RETRY_AFTER_SECONDS: &str = "5";
-
-/// The one WebSocket version the server speaks (RFC 6455).
-const WEBSOCKET_VERSION: &str = "13";
-
-/// A JSON error response `{"error": message, "status": code, ...extra}`.
-pub fn json_error(status: StatusCode, message: &str, extra: Option<(&str, &str)>) -> HttpResponse {
-    let extra: Vec<(&str, &str)> = extra.into_iter().collect();
-    HttpResponse::build(status).json(json_error_body(status.as_u16(), message, &extra))
-}
-
-pub(crate) fn retry_later(status: StatusCode, message: &str) -> HttpResponse {
-    let mut response = json_error(status, message, None);
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-    );
-    response
-}
-
-/// The 403 for a browser Origin that `streams.allowed_origins` does not list.
-pub(crate) fn origin_refused(ctx: &StreamContext, req: &HttpRequest) -> Option<HttpResponse> {
-    let origin = req.headers().get(header::ORIGIN)?;
-    let allowed = &ctx.config.allowed_origins;
-    let origin = origin.to_str().unwrap_or("");
-    if !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
-        return Some(json_error(
-            StatusCode::FORBIDDEN,
-            "this Origin may not subscribe",
-            Some(("origin", origin)),
-        ));
-    }
-    None
-}
 
 async fn valid_transactions(
     req: HttpRequest,
     payload: web::Payload,
     ctx: web::Data<StreamContext>,
 ) -> HttpResponse {
-    subscribe(
+    url_stream(
         req,
         payload,
         ctx.into_inner(),
@@ -84,219 +56,300 @@ async fn valid_blocks(
     payload: web::Payload,
     ctx: web::Data<StreamContext>,
 ) -> HttpResponse {
-    subscribe(req, payload, ctx.into_inner(), StreamKind::ValidBlocks)
+    url_stream(req, payload, ctx.into_inner(), StreamKind::ValidBlocks)
 }
 
-fn subscribe(
+/// The parts of a WebSocket connection after its upgrade: the response to send (whose body
+/// the driver's connection fills) and the link the driver reads and closes.
+struct Upgraded {
+    response: HttpResponse,
+    link: Link,
+}
+
+/// Completes a WebSocket handshake; `reading` says how client messages are taken.
+fn upgrade_websocket(
+    ctx: &StreamContext,
+    req: &HttpRequest,
+    payload: web::Payload,
+    queue: &Arc<SubscriberQueue>,
+    reading: Reading,
+) -> Result<Upgraded, Box<HttpResponse>> {
+    let (response, session, inbound) = actix_ws::handle(req, payload).map_err(|err| {
+        Box::new(refuse(
+            ctx,
+            "not_websocket",
+            json_error(StatusCode::BAD_REQUEST, &err.to_string(), None),
+        ))
+    })?;
+    let inbound = inbound.max_frame_size(ctx.config.max_frame_size);
+    let (head, control) = response.into_parts();
+    let body = ConnectionBody::new(
+        Control::WebSocket(control),
+        queue.clone(),
+        ctx.hub.metrics(),
+        CancellationToken::new(),
+    );
+    Ok(Upgraded {
+        response: head.set_body(body.boxed()),
+        link: Link::WebSocket {
+            session,
+            inbound,
+            reassembly: Reassembly::new(reading),
+        },
+    })
+}
+
+/// Runs `dialect` over `conn` and `link` until the connection ends.
+fn spawn<D: Dialect + 'static>(conn: Connection, dialect: D, link: Link) {
+    actix_web::rt::spawn(drive(conn, dialect, link));
+}
+
+/// The 400 for a bad query parameter (or `Last-Event-ID`).
+fn bad_parameter(ctx: &StreamContext, parameter: &str, message: &str) -> HttpResponse {
+    refuse(
+        ctx,
+        "bad_parameter",
+        json_error(
+            StatusCode::BAD_REQUEST,
+            message,
+            Some(("parameter", parameter)),
+        ),
+    )
+}
+
+/// A URL stream: over a WebSocket unless the request asks for a plain HTTP format instead.
+fn url_stream(
     req: HttpRequest,
     payload: web::Payload,
     ctx: Arc<StreamContext>,
     stream: StreamKind,
 ) -> HttpResponse {
-    let metrics = ctx.hub.metrics();
-    let refuse = |reason: &str, response: HttpResponse| {
-        metrics.rejected.with_label_values(&[reason]).inc();
-        response
-    };
-    let subscription =
+    let mut subscription =
         match Subscription::parse(stream, req.query_string(), &ctx.config.param_limits()) {
             Ok(subscription) => subscription,
-            Err(err) => {
-                return refuse(
-                    "bad_parameter",
-                    json_error(
-                        StatusCode::BAD_REQUEST,
-                        &err.message,
-                        Some(("parameter", &err.parameter)),
-                    ),
-                )
-            }
+            Err(err) => return bad_parameter(&ctx, &err.parameter, &err.message),
         };
-    let token_expires = match authorize(&ctx, &req, stream, &subscription) {
-        Ok(expires) => expires,
-        Err(err) => return token_refused(&ctx, &req, stream, &err),
-    };
-    let slot = match admit_upgrade(&ctx, &req, "a WebSocket stream") {
-        Ok(slot) => slot,
-        Err(response) => return *response,
-    };
-    // Replays that read Tarantool are limited per address (the read budget limits them all).
-    let replay_slot = match subscription.from_height {
-        Some(after) if ctx.hub.needs_source(after) => {
-            match ctx.replay_limiter.acquire(req.peer_addr().map(|a| a.ip())) {
-                Ok(slot) => Some(slot),
-                Err(_) => {
-                    return refuse(
-                        "too_many_replays_from_ip",
-                        retry_later(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            "too many subscriptions from this address are replaying history; retry when they have caught up",
-                        ),
-                    )
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let format = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .and_then(Format::from_accept);
+    match format {
+        Some(format) if !upgrade => {
+            // An EventSource resuming after a drop: its Last-Event-ID wins over from_height.
+            // (An empty one names nothing: EventSource sends none before its first id.)
+            let resume = req
+                .headers()
+                .get("last-event-id")
+                .filter(|value| !value.as_bytes().iter().all(u8::is_ascii_whitespace));
+            if let Some(value) = resume {
+                match value.to_str().ok().and_then(last_event_id) {
+                    Some(height) => subscription.from_height = Some(height),
+                    None => {
+                        return bad_parameter(
+                            &ctx,
+                            "Last-Event-ID",
+                            "expected the height of the last event received",
+                        )
+                    }
                 }
             }
+            plain_http_stream(&req, ctx, format, subscription)
         }
-        _ => None,
-    };
-    let (response, session, inbound) = match actix_ws::handle(&req, payload) {
-        Ok(parts) => parts,
-        Err(err) => {
-            return refuse(
-                "not_websocket",
-                json_error(StatusCode::BAD_REQUEST, &err.to_string(), None),
-            )
-        }
-    };
-    let inbound = inbound.max_frame_size(ctx.config.max_frame_size);
-    // A live subscriber gets every block published after this: its handshake is answered now.
-    let connected_after = ctx.hub.last_published();
-    let queue = Arc::new(SubscriberQueue::new(
-        ctx.config.queue_limits(),
-        subscription.from_height.or(connected_after),
-    ));
-    debug!(
-        stream = stream.name(),
-        peer = ?req.peer_addr(),
-        from_height = subscription.from_height,
-        "subscriber connected"
-    );
-    let (head, control) = response.into_parts();
-    metrics
-        .connections
-        .with_label_values(&[stream.name()])
-        .inc();
-    let counted = GaugeCount::new(metrics.subscribers.with_label_values(&[stream.name()]));
-    let body = StreamBody::new(control, queue.clone(), stream, metrics);
-    let session_parts = session::SessionParts {
-        session,
-        inbound,
-        queue,
-        slot,
-        token_expires,
-        replay_slot,
-        counted,
-        connected_after,
-    };
-    actix_web::rt::spawn(session::run(ctx.clone(), subscription, session_parts));
-    head.set_body(body.boxed())
+        _ => websocket_stream(&req, payload, ctx, subscription),
+    }
 }
 
-/// The checks every upgrade (URL stream or JSON-RPC channel) makes after its own: Origin
-/// (403), the WebSocket handshake (400, naming `what` the path is), the connection limits
-/// (503, 429). Returns the connection's slot, or the refusal, counted in the metrics.
-pub(crate) fn admit_upgrade(
-    ctx: &StreamContext,
+/// The connection of a URL's one subscription (a WebSocket or a plain HTTP stream): admitted,
+/// with its queue; the subscription is opened by its dialect. Also returns the replay slot the
+/// subscription's `from_height` took.
+fn url_connection(
+    ctx: &Arc<StreamContext>,
     req: &HttpRequest,
     what: &str,
-) -> Result<crate::limits::ConnectionSlot, Box<HttpResponse>> {
-    let refuse = |reason: &str, response: HttpResponse| {
-        ctx.hub
-            .metrics()
-            .rejected
-            .with_label_values(&[reason])
-            .inc();
-        Box::new(response)
-    };
-    if let Some(response) = origin_refused(ctx, req) {
-        return Err(refuse("origin", response));
-    }
-    if let Err(err) = actix_http::ws::verify_handshake(req.head()) {
-        let message = format!("this is {what}; connect with a WebSocket client ({err})");
-        // RFC 6455 4.2.2: a version the server does not speak is answered with the one it
-        // does, so that a client can retry with it (426: RFC 9110 15.5.22).
-        let response = if matches!(err, HandshakeError::UnsupportedVersion) {
-            let mut response = json_error(StatusCode::UPGRADE_REQUIRED, &message, None);
-            let headers = response.headers_mut();
-            headers.insert(
-                header::SEC_WEBSOCKET_VERSION,
-                header::HeaderValue::from_static(WEBSOCKET_VERSION),
-            );
-            headers.insert(
-                header::UPGRADE,
-                header::HeaderValue::from_static("websocket"),
-            );
-            response
-        } else {
-            json_error(StatusCode::BAD_REQUEST, &message, None)
-        };
-        return Err(refuse("not_websocket", response));
-    }
-    ctx.limiter
-        .acquire(req.peer_addr().map(|a| a.ip()))
-        .map_err(|refusal| {
-            let (reason, response) = connection_refused(refusal);
-            refuse(reason, response)
-        })
-}
-
-/// The answer to a request refused by the connection limits (metric reason and response:
-/// 503 when the server is full, 429 for too many from this address).
-fn connection_refused(refusal: Refusal) -> (&'static str, HttpResponse) {
-    match refusal {
-        Refusal::Full => (
-            "server_full",
-            retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server has no room for more subscribers",
-            ),
-        ),
-        Refusal::TooManyFromIp => (
-            "too_many_from_ip",
-            retry_later(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many subscriptions from this address",
-            ),
-        ),
-    }
-}
-
-/// In signed mode, checks the URL's token against the subscription; returns when the token
-/// expires (for `close_on_expiry`).
-fn authorize(
-    ctx: &StreamContext,
-    req: &HttpRequest,
-    stream: StreamKind,
+    websocket: bool,
     subscription: &Subscription,
-) -> Result<Option<std::time::Instant>, AuthError> {
-    let Some(authority) = &ctx.auth else {
-        return Ok(None);
+) -> Result<(Connection, Option<crate::limits::ConnectionSlot>), Box<HttpResponse>> {
+    let way = WayIn {
+        what,
+        websocket,
+        subscription: Some(subscription),
+        credential: CredentialNeed::Required,
     };
-    let requested = Requested {
-        stream,
-        public_keys: &subscription.filter.public_keys,
-        asset_ids: &subscription.filter.asset_ids,
-        operations: &subscription.filter.operations,
+    let Admitted {
+        slot,
+        access,
+        replay_slot,
+    } = admit(ctx, req, way)?;
+    let queue = Arc::new(
+        SubscriberQueue::new(ctx.config.queue_limits()).with_budget(slot.budget().clone()),
+    );
+    let peer = req.peer_addr().map(|a| a.ip());
+    let budget = TokenBucket::new(
+        f64::from(ctx.config.inbound_frames_per_second),
+        f64::from(ctx.config.inbound_frames_burst),
+    );
+    let limits = ConnectionLimits {
+        max_subscriptions: 1,
+        max_filter_values: usize::MAX,
     };
-    let claims = token_from_query(req.query_string())
-        .and_then(|token| authority.authorize(token.as_deref(), &requested))?;
-    Ok(ctx
-        .close_on_expiry
-        .then(|| std::time::Instant::now() + claims.expires_in(unix_now())))
+    let conn = Connection::new(ctx.clone(), queue, slot, peer, access, limits, budget);
+    Ok((conn, replay_slot))
 }
 
-/// The refusal of a stream URL whose token does not allow it.
-fn token_refused(
-    ctx: &StreamContext,
+/// A plain HTTP stream: admitted like a URL stream, opened before its response starts.
+fn plain_http_stream(
     req: &HttpRequest,
-    stream: StreamKind,
-    err: &AuthError,
+    ctx: Arc<StreamContext>,
+    format: Format,
+    subscription: Subscription,
 ) -> HttpResponse {
-    // The reason is logged; the token never is (it is a credential).
-    info!(stream = stream.name(), peer = ?req.peer_addr(), reason = err.reason(), "stream URL refused");
-    ctx.hub
-        .metrics()
-        .rejected
-        .with_label_values(&[err.reason()])
-        .inc();
-    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::FORBIDDEN);
-    let mut response = json_error(status, &err.to_string(), Some(("reason", err.reason())));
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Token param=\"token\""),
-        );
-    }
+    let (mut conn, replay_slot) =
+        match url_connection(&ctx, req, format.describe(), false, &subscription) {
+            Ok(parts) => parts,
+            Err(response) => return *response,
+        };
+    let queue = conn.queue.clone();
+    let since = ctx.hub.last_published();
+    let stream = subscription.stream;
+    let dialect = match PlainHttpStream::open(&mut conn, format, subscription, since, replay_slot) {
+        Ok(dialect) => dialect,
+        Err(refusal) => return subscription_refused(&ctx, &refusal),
+    };
+    let (control, chunks) = http_control();
+    let gone = CancellationToken::new();
+    let body = ConnectionBody::new(
+        Control::Http(chunks),
+        queue,
+        ctx.hub.metrics(),
+        gone.clone(),
+    );
+    let link = Link::Http {
+        control,
+        keep_alive: format.keep_alive(),
+        gone,
+    };
+    debug!(stream = stream.name(), peer = ?req.peer_addr(), ?format, "plain HTTP subscriber connected");
+    spawn(conn, dialect, link);
+    let mut response = HttpResponse::Ok();
     response
+        .insert_header((header::CONTENT_TYPE, format.content_type()))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // Tells nginx and its kin to pass each event on at once instead of buffering.
+        .insert_header(("x-accel-buffering", "no"));
+    allow_origin(&ctx, req, &mut response);
+    response.body(body)
+}
+
+/// Lets a page on another origin read a plain HTTP stream (`EventSource` from a wallet's own
+/// site): any origin when `streams.allowed_origins` is empty, else the request's allowed one
+/// (admission has refused any other).
+fn allow_origin(ctx: &StreamContext, req: &HttpRequest, response: &mut HttpResponseBuilder) {
+    if ctx.config.allowed_origins.is_empty() {
+        response.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+    } else if let Some(origin) = req.headers().get(header::ORIGIN) {
+        response
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()))
+            .insert_header((header::VARY, "Origin"));
+    }
+}
+
+/// The CORS preflight of a stream URL (a page sending `Authorization` or `Last-Event-ID`).
+async fn preflight(req: HttpRequest, ctx: web::Data<StreamContext>) -> HttpResponse {
+    let mut response = HttpResponse::NoContent();
+    allow_origin(&ctx, &req, &mut response);
+    response
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Last-Event-ID, Accept",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+        .finish()
+}
+
+/// A URL stream over a WebSocket: admitted, upgraded, opened before the handshake is
+/// answered (so a client that saw its 101 is counted and gets every later block).
+fn websocket_stream(
+    req: &HttpRequest,
+    payload: web::Payload,
+    ctx: Arc<StreamContext>,
+    subscription: Subscription,
+) -> HttpResponse {
+    let stream = subscription.stream;
+    let (mut conn, replay_slot) =
+        match url_connection(&ctx, req, "a WebSocket stream", true, &subscription) {
+            Ok(parts) => parts,
+            Err(response) => return *response,
+        };
+    let upgraded = match upgrade_websocket(&ctx, req, payload, &conn.queue, Reading::CheckOnly) {
+        Ok(upgraded) => upgraded,
+        Err(response) => return *response,
+    };
+    // A live subscriber gets every block published after this: its handshake is answered now.
+    let since = ctx.hub.last_published();
+    let dialect = match UrlStream::open(&mut conn, subscription, since, replay_slot) {
+        Ok(dialect) => dialect,
+        Err(refusal) => return subscription_refused(&ctx, &refusal),
+    };
+    debug!(stream = stream.name(), peer = ?req.peer_addr(), "subscriber connected");
+    spawn(conn, dialect, upgraded.link);
+    upgraded.response
+}
+
+/// `GET /api/v1/streams`: upgrades to a connection of the one-socket channel.
+async fn channel(
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: web::Data<StreamContext>,
+) -> HttpResponse {
+    let ctx = ctx.into_inner();
+    let way = WayIn {
+        what: "the stream channel (JSON-RPC or stream-sea)",
+        websocket: true,
+        subscription: None,
+        credential: CredentialNeed::Optional,
+    };
+    let Admitted { slot, access, .. } = match admit(&ctx, &req, way) {
+        Ok(admitted) => admitted,
+        Err(response) => return *response,
+    };
+    let limits = ctx.config.rpc_limits();
+    let queue = Arc::new(
+        SubscriberQueue::new(limits.queue)
+            .with_replay_limits(limits.replay_queue())
+            .with_budget(slot.budget().clone()),
+    );
+    let reading = Reading::Whole {
+        max_bytes: ctx.config.max_frame_size,
+    };
+    let upgraded = match upgrade_websocket(&ctx, &req, payload, &queue, reading) {
+        Ok(upgraded) => upgraded,
+        Err(response) => return *response,
+    };
+    let budget = TokenBucket::new(
+        f64::from(limits.requests_per_second),
+        f64::from(limits.requests_burst),
+    );
+    let connection_limits = ConnectionLimits {
+        max_subscriptions: limits.max_subscriptions,
+        max_filter_values: limits.max_filter_values,
+    };
+    let peer = req.peer_addr().map(|a| a.ip());
+    debug!(peer = ?req.peer_addr(), "channel client connected");
+    let conn = Connection::new(
+        ctx.clone(),
+        queue,
+        slot,
+        peer,
+        access,
+        connection_limits,
+        budget,
+    )
+    .on_channel(ctx.hub.metrics().rpc_connections.clone());
+    spawn(conn, Channel::default(), upgraded.link);
+    upgraded.response
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
@@ -310,29 +363,32 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
 async fn method_not_allowed() -> HttpResponse {
     json_error(
         StatusCode::METHOD_NOT_ALLOWED,
-        "stream paths accept GET (a WebSocket upgrade)",
+        "stream paths accept GET (a WebSocket upgrade, or Accept: text/event-stream or application/x-ndjson)",
         None,
     )
 }
 
 /// Registers the stream routes on an actix-web app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource(VALID_TRANSACTIONS_PATH)
-            .route(web::get().to(valid_transactions))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource(VALID_BLOCKS_PATH)
-            .route(web::get().to(valid_blocks))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource(crate::rpc::RPC_PATH)
-            .route(web::get().to(crate::rpc::upgrade))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .default_service(web::to(not_found));
+    cfg.configure(crate::dialects::streamsea::schema::configure)
+        .service(
+            web::resource(VALID_TRANSACTIONS_PATH)
+                .route(web::get().to(valid_transactions))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(VALID_BLOCKS_PATH)
+                .route(web::get().to(valid_blocks))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource(crate::http::STREAMS_PATH)
+                .route(web::get().to(channel))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .default_service(web::to(not_found));
 }
 
 /// Tunes an accepted socket for streaming:

@@ -7,7 +7,7 @@
 //! length to halve again, so the rehashing costs O(1) per removal over time, and small
 //! collections (below [`SHRINK_MIN_CAPACITY`]) are left alone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash};
 
 /// Collections with at most this much capacity are never shrunk (a few KB at most, and
@@ -26,10 +26,10 @@ pub(crate) fn release_unused<K: Eq + Hash, V, S: BuildHasher>(map: &mut HashMap<
     }
 }
 
-/// Shrinks `vec` to twice its length when it uses at most a quarter of its capacity.
-pub(crate) fn release_unused_vec<T>(vec: &mut Vec<T>) {
-    if sparse(vec.len(), vec.capacity()) {
-        vec.shrink_to(vec.len() * 2);
+/// Shrinks `set` to twice its length when it uses at most a quarter of its capacity.
+pub(crate) fn release_unused_set<K: Eq + Hash, S: BuildHasher>(set: &mut HashSet<K, S>) {
+    if sparse(set.len(), set.capacity()) {
+        set.shrink_to(set.len() * 2);
     }
 }
 
@@ -99,18 +99,16 @@ mod tests {
         let hub = Hub::new(4, BroadcastMetrics::unregistered().expect("metrics"));
         hub.start_after(0);
         let before = hub.registry_capacity();
-        let queue = Arc::new(SubscriberQueue::new(
-            QueueLimits {
-                max_blocks: 4,
-                max_bytes: 1 << 16,
-            },
-            None,
-        ));
+        let queue = Arc::new(SubscriberQueue::new(QueueLimits {
+            max_blocks: 4,
+            max_bytes: 1 << 16,
+        }));
         let selection = Arc::new(Selection {
             stream: StreamKind::ValidTransactions,
             filter: Filter::default(),
             framing: Framing::PerEvent,
             payload: crate::subscription::Payload::Event,
+            key: 0,
             envelope: None,
         });
         let ids: Vec<_> = (0..10_000)
@@ -129,11 +127,11 @@ mod tests {
     }
 
     #[test]
-    fn a_vec_emptied_gives_its_capacity_back() {
-        let mut vec: Vec<u64> = (0..10_000).collect();
-        vec.truncate(100);
-        release_unused_vec(&mut vec);
-        assert!(vec.capacity() < 1000, "capacity {}", vec.capacity());
-        assert_eq!(vec, (0..100).collect::<Vec<_>>());
+    fn a_set_emptied_gives_its_capacity_back() {
+        let mut set: HashSet<u64> = (0..10_000).collect();
+        set.retain(|&n| n < 100);
+        release_unused_set(&mut set);
+        assert!(set.capacity() < 1000, "capacity {}", set.capacity());
+        assert_eq!(set.len(), 100);
     }
 }

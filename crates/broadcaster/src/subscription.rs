@@ -177,102 +177,258 @@ pub struct Subscription {
     pub payload: Payload,
 }
 
-/// One query parameter a stream URL accepts, as the stream catalogue publishes it.
-#[derive(Debug, Clone, Copy)]
-pub struct ParameterSpec {
+/// The options every stream takes: the one declaration of them. In a stream URL they are
+/// query parameters (repeatable ones given several times), in JSON-RPC `subscribe` the params
+/// beside `stream` (repeatable ones as arrays), after a stream-sea stream name its query
+/// string. Its JSON Schema (these doc comments, the examples) is what the catalogue and the
+/// AsyncAPI document publish; the JSON-RPC parser deserializes into it; the URL parser takes
+/// exactly its names; every value goes through [`SubscriptionBuilder`], so a value refused in
+/// one form is refused in every other with the same message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    /// Replay every event of every block with height > N, then continue live; nothing is
+    /// missed or repeated at the seam. A height above the head waits for it.
+    #[schemars(example = 41)]
+    pub from_height: Option<u64>,
+    /// Only transactions with an output to this key (see public_key_in); on valid_blocks,
+    /// only blocks holding such a transaction. A base58 Ed25519 public key (32 bytes).
+    #[schemars(
+        inner(regex(pattern = r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")),
+        example = ["4UsMARRttZAQYUYb8hjpbuwq5tnpJPK5ETFbDkiXrnCW"]
+    )]
+    pub public_key: Option<Vec<String>>,
+    /// Where public_key is looked for: outputs (default), inputs (owners_before: what the key
+    /// spends) or any.
+    #[schemars(example = &"any")]
+    pub public_key_in: Option<KeyRoleName>,
+    /// Only transactions whose asset_id or asset_ids name this asset.
+    #[schemars(
+        inner(regex(pattern = r"^[0-9a-fA-F]{64}$")),
+        example = ["8eb69874cf7d7f5d667c3b6beb77c389f5da52ebe463da89ea371d91dab6c0c7"]
+    )]
+    pub asset_id: Option<Vec<String>>,
+    /// Only transactions of this operation (case-insensitive).
+    #[schemars(
+        extend("items" = {"type": "string", "enum": ["CREATE", "TRANSFER", "COMPOSE", "DECOMPOSE", "VALIDATOR_ELECTION", "CHAIN_MIGRATION_ELECTION", "VOTE"]}),
+        example = ["TRANSFER"]
+    )]
+    pub operation: Option<Vec<String>>,
+    /// block: one message per block, {"height", "transactions": [...]}, with the block's
+    /// matching events; blocks left empty by filters are not sent.
+    #[schemars(example = &"block")]
+    pub batch: Option<BatchName>,
+    /// transaction (valid_transactions only): each event also carries "transaction", the
+    /// whole transaction exactly as Planetmint's GET /api/v1/transactions/<id> returns it
+    /// (null in the rare case its stored rows cannot be read as one), so an indexer needs no
+    /// request per event; also inside batch=block messages.
+    #[schemars(example = &"transaction")]
+    pub include: Option<IncludeName>,
+    /// i/n: one worker's share, stateless and the same on every node. valid_transactions:
+    /// the transactions whose id, read as a number from its first 16 hex digits, is i modulo
+    /// n; valid_blocks: the blocks whose height is i modulo n. n workers with i = 0..n-1
+    /// together get every event exactly once; each resumes with its own from_height.
+    #[schemars(regex(pattern = r"^[0-9]{1,5}/[0-9]{1,5}$"), example = &"1/4")]
+    pub partition: Option<String>,
+}
+
+/// `public_key_in`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyRoleName {
+    /// In an output (the default).
+    Outputs,
+    /// In an input's owners_before.
+    Inputs,
+    /// Either.
+    Any,
+}
+
+/// `batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchName {
+    /// One message per block.
+    Block,
+    /// One message per event (the default).
+    None,
+}
+
+/// `include`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IncludeName {
+    /// The whole transaction in each event.
+    Transaction,
+    /// The event alone (the default).
+    None,
+}
+
+impl StreamOptions {
+    /// Applies every option given to `builder` (its values as a URL gives them, so every
+    /// check and message is the URL parser's).
+    pub fn apply(
+        &self,
+        builder: &mut SubscriptionBuilder,
+        limits: &ParamLimits,
+    ) -> Result<(), ParamError> {
+        if let Some(height) = self.from_height {
+            builder.apply("from_height", height.to_string(), limits)?;
+        }
+        for (parameter, values) in [
+            ("public_key", &self.public_key),
+            ("asset_id", &self.asset_id),
+            ("operation", &self.operation),
+        ] {
+            for value in values.iter().flatten() {
+                builder.apply(parameter, value.clone(), limits)?;
+            }
+        }
+        if let Some(role) = self.public_key_in {
+            let role = match role {
+                KeyRoleName::Outputs => "outputs",
+                KeyRoleName::Inputs => "inputs",
+                KeyRoleName::Any => "any",
+            };
+            builder.apply("public_key_in", role.to_owned(), limits)?;
+        }
+        if let Some(batch) = self.batch {
+            let batch = match batch {
+                BatchName::Block => "block",
+                BatchName::None => "none",
+            };
+            builder.apply("batch", batch.to_owned(), limits)?;
+        }
+        if let Some(include) = self.include {
+            let include = match include {
+                IncludeName::Transaction => "transaction",
+                IncludeName::None => "none",
+            };
+            builder.apply("include", include.to_owned(), limits)?;
+        }
+        if let Some(partition) = &self.partition {
+            builder.apply("partition", partition.clone(), limits)?;
+        }
+        Ok(())
+    }
+
+    /// The JSON Schema of the options (as JSON-RPC's params, without `stream`).
+    pub fn schema() -> &'static serde_json::Value {
+        static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+        SCHEMA.get_or_init(crate::catalogue::schema_of::<StreamOptions>)
+    }
+
+    /// The names of the options.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Self::schema()["properties"]
+            .as_object()
+            .into_iter()
+            .flat_map(|properties| properties.keys().map(String::as_str))
+    }
+}
+
+/// One query parameter a stream URL accepts, as the stream catalogue publishes it: made
+/// from [`StreamOptions`]'s declaration (and `token`'s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parameter {
     /// Name in the query string.
-    pub name: &'static str,
+    pub name: String,
     /// What it does.
-    pub description: &'static str,
+    pub description: String,
     /// Whether it may be given several times (values are ORed).
     pub repeatable: bool,
     /// JSON Schema of one value.
-    pub schema: &'static str,
-    /// A valid example value.
-    pub example: &'static str,
+    pub schema: serde_json::Value,
+    /// A valid example value, as the query string writes it.
+    pub example: String,
 }
 
-/// Every parameter the parser accepts (a test keeps this table and the parser in step).
-pub const PARAMETERS: &[ParameterSpec] = &[
-    ParameterSpec {
-        name: "from_height",
-        description: "Replay every event of every block with height > N, then continue live; nothing is missed or repeated at the seam. A height above the head waits for it.",
-        repeatable: false,
-        schema: r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
-        example: "41",
-    },
-    ParameterSpec {
-        name: "public_key",
-        description: "Only transactions with an output to this key (see public_key_in); on valid_blocks, only blocks holding such a transaction.",
-        repeatable: true,
-        schema: r#"{"type": "string", "pattern": "^[1-9A-HJ-NP-Za-km-z]{32,44}$", "description": "base58 Ed25519 public key (32 bytes)"}"#,
-        example: "4UsMARRttZAQYUYb8hjpbuwq5tnpJPK5ETFbDkiXrnCW",
-    },
-    ParameterSpec {
-        name: "public_key_in",
-        description: "Where public_key is looked for: outputs (default), inputs (owners_before: what the key spends) or any.",
-        repeatable: false,
-        schema: r#"{"type": "string", "enum": ["outputs", "inputs", "any"]}"#,
-        example: "any",
-    },
-    ParameterSpec {
-        name: "asset_id",
-        description: "Only transactions whose asset_id or asset_ids name this asset.",
-        repeatable: true,
-        schema: r#"{"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}"#,
-        example: "8eb69874cf7d7f5d667c3b6beb77c389f5da52ebe463da89ea371d91dab6c0c7",
-    },
-    ParameterSpec {
-        name: "operation",
-        description: "Only transactions of this operation (case-insensitive).",
-        repeatable: true,
-        schema: r#"{"type": "string", "enum": ["CREATE", "TRANSFER", "COMPOSE", "DECOMPOSE", "VALIDATOR_ELECTION", "CHAIN_MIGRATION_ELECTION", "VOTE"]}"#,
-        example: "TRANSFER",
-    },
-    ParameterSpec {
-        name: "batch",
-        description: "block: one message per block, {\"height\", \"transactions\": [...]}, with the block's matching events; blocks left empty by filters are not sent.",
-        repeatable: false,
-        schema: r#"{"type": "string", "enum": ["block", "none"]}"#,
-        example: "block",
-    },
-    ParameterSpec {
-        name: "include",
-        description: "transaction (valid_transactions only): each event also carries \"transaction\", the whole transaction exactly as Planetmint's GET /api/v1/transactions/<id> returns it (null in the rare case its stored rows cannot be read as one), so an indexer needs no request per event; also inside batch=block messages.",
-        repeatable: false,
-        schema: r#"{"type": "string", "enum": ["transaction", "none"]}"#,
-        example: "transaction",
-    },
-    ParameterSpec {
-        name: "partition",
-        description: "i/n: one worker's share, stateless and the same on every node. valid_transactions: the transactions whose id, read as a number from its first 16 hex digits, is i modulo n; valid_blocks: the blocks whose height is i modulo n. n workers with i = 0..n-1 together get every event exactly once; each resumes with its own from_height.",
-        repeatable: false,
-        schema: r#"{"type": "string", "pattern": "^[0-9]{1,5}/[0-9]{1,5}$", "description": "i/n with 0 <= i < n <= 1024"}"#,
-        example: "1/4",
-    },
-    ParameterSpec {
-        name: "token",
-        description: "Signed stream token; required only when the server runs with signed stream URLs.",
-        repeatable: false,
-        schema: r#"{"type": "string"}"#,
-        example: "v1.example",
-    },
-];
+/// `token`: the one URL parameter that is not an option of the stream (the channel takes
+/// credentials in `authenticate`).
+const TOKEN_DESCRIPTION: &str = "Signed stream token; required only when the server runs with signed stream URLs (Authorization: Bearer carries the same where a header can be sent).";
 
-/// Names reserved for parameters of this server (the ones in [`PARAMETERS`] and those of
-/// features being added): other names are ignored on stream URLs, as Planetmint ignores the
-/// query string.
-pub const RESERVED_PARAMETERS: &[&str] = &[
-    "from_height",
-    "public_key",
-    "public_key_in",
-    "asset_id",
-    "operation",
-    "batch",
-    "token",
-    "include",
-    "partition",
-];
+/// The schema of one value of a property, with `null` (an option not given) left out.
+fn one_value(property: &serde_json::Value) -> (serde_json::Value, bool) {
+    let mut schema = property.clone();
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("examples");
+        object.remove("description");
+        if let Some(serde_json::Value::Array(kinds)) = object.get("type") {
+            let kinds: Vec<serde_json::Value> =
+                kinds.iter().filter(|k| *k != "null").cloned().collect();
+            let kind = if kinds.len() == 1 {
+                kinds[0].clone()
+            } else {
+                serde_json::Value::Array(kinds)
+            };
+            object.insert("type".into(), kind);
+        }
+        if let Some(any) = object.remove("anyOf") {
+            // `Option<Enum>`: the enum's own schema.
+            if let Some(choice) = any.as_array().and_then(|choices| {
+                choices
+                    .iter()
+                    .find(|c| c.get("type") != Some(&serde_json::Value::from("null")))
+            }) {
+                schema = choice.clone();
+            }
+        }
+    }
+    if schema.get("type") == Some(&serde_json::Value::from("array")) {
+        return (schema["items"].clone(), true);
+    }
+    (schema, false)
+}
+
+/// Every parameter a stream URL accepts, as the catalogue publishes it.
+pub fn parameters() -> &'static [Parameter] {
+    static PARAMETERS: std::sync::OnceLock<Vec<Parameter>> = std::sync::OnceLock::new();
+    PARAMETERS.get_or_init(|| {
+        let root = StreamOptions::schema();
+        let mut parameters: Vec<Parameter> = root["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, property)| {
+                let (schema, repeatable) = one_value(property);
+                let example = match property["examples"].get(0) {
+                    Some(serde_json::Value::Array(values)) => values
+                        .first()
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    Some(serde_json::Value::String(value)) => value.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                Parameter {
+                    name: name.clone(),
+                    description: property["description"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .replace('\n', " "),
+                    repeatable,
+                    schema,
+                    example,
+                }
+            })
+            .collect();
+        parameters.push(Parameter {
+            name: "token".into(),
+            description: TOKEN_DESCRIPTION.into(),
+            repeatable: false,
+            schema: serde_json::json!({"type": "string"}),
+            example: "v1.example".into(),
+        });
+        parameters
+    })
+}
+
+/// Whether `name` is a parameter of this server: the ones of [`parameters`] are read; other
+/// names are ignored on stream URLs, as Planetmint ignores the query string.
+pub fn is_reserved(name: &str) -> bool {
+    name == "token" || StreamOptions::names().any(|option| option == name)
+}
 
 /// Limits on what a URL may ask for.
 #[derive(Debug, Clone, Copy)]
@@ -342,7 +498,7 @@ impl Subscription {
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             // Planetmint's routes ignore the query string, so a URL that works there (a cache
             // buster, a parameter a newer client adds) works here too; only our names count.
-            if RESERVED_PARAMETERS.contains(&key.as_ref()) {
+            if is_reserved(key.as_ref()) {
                 builder.apply(key.as_ref(), value.into_owned(), limits)?;
             }
         }
@@ -502,9 +658,9 @@ impl SubscriptionBuilder {
                     &name,
                     format!(
                         "unknown parameter; accepted: {}",
-                        PARAMETERS
+                        parameters()
                             .iter()
-                            .map(|p| p.name)
+                            .map(|p| p.name.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
@@ -661,23 +817,74 @@ mod tests {
     }
 
     #[test]
-    fn every_parameter_is_reserved() {
-        for p in PARAMETERS {
-            assert!(RESERVED_PARAMETERS.contains(&p.name), "{}", p.name);
+    fn every_parameter_is_reserved_and_described() {
+        let names: Vec<&str> = parameters().iter().map(|p| p.name.as_str()).collect();
+        // The options in name order (JSON objects are written so), then the credential.
+        assert_eq!(
+            names,
+            [
+                "asset_id",
+                "batch",
+                "from_height",
+                "include",
+                "operation",
+                "partition",
+                "public_key",
+                "public_key_in",
+                "token"
+            ]
+        );
+        for p in parameters() {
+            assert!(is_reserved(&p.name), "{}", p.name);
+            assert!(!p.description.is_empty(), "{} is described", p.name);
+            assert!(!p.example.is_empty(), "{} has an example", p.name);
         }
+        assert!(!is_reserved("colour"));
     }
 
     #[test]
-    fn every_published_parameter_is_accepted_with_its_example() {
-        for p in PARAMETERS {
+    fn every_published_parameter_is_accepted_with_its_example_which_its_schema_accepts() {
+        for p in parameters() {
             let query = if p.name == "public_key_in" {
                 format!("public_key={KEY}&public_key_in={}", p.example)
             } else {
                 format!("{}={}", p.name, p.example)
             };
             parse(&query).unwrap_or_else(|e| panic!("{}: {e}", p.name));
-            let schema: serde_json::Value = serde_json::from_str(p.schema).expect("schema is JSON");
-            assert!(schema.is_object(), "{}", p.name);
+            assert!(p.schema.is_object(), "{}", p.name);
+            let example = match p.schema["type"].as_str() {
+                Some("integer") => serde_json::json!(p.example.parse::<u64>().expect("a number")),
+                _ => serde_json::json!(p.example),
+            };
+            let validator = jsonschema_lite(&p.schema);
+            assert!(
+                validator(&example),
+                "{}: {} against {}",
+                p.name,
+                example,
+                p.schema
+            );
+        }
+        let repeatable: Vec<&str> = parameters()
+            .iter()
+            .filter(|p| p.repeatable)
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(repeatable, ["asset_id", "operation", "public_key"]);
+    }
+
+    /// The checks a parameter's schema makes of one value (type, enum, pattern).
+    fn jsonschema_lite(schema: &serde_json::Value) -> impl Fn(&serde_json::Value) -> bool + '_ {
+        move |value| {
+            let typed = match schema["type"].as_str() {
+                Some("integer") => value.is_u64(),
+                Some("string") => value.is_string(),
+                _ => true,
+            };
+            let listed = schema["enum"]
+                .as_array()
+                .is_none_or(|values| values.contains(value));
+            typed && listed
         }
     }
 

@@ -41,7 +41,9 @@ fn stream_url_corpus_parses_without_panics_and_accepts_only_valid_values() {
 
 #[test]
 fn rpc_request_corpus_parses_without_panics_and_refuses_with_spec_codes() {
-    use planetmint_streams_broadcaster::rpc::protocol::{parse_request, Call, ERROR_CODES};
+    use planetmint_streams_broadcaster::dialects::rpc::protocol::{
+        parse_request, Call, ERROR_CODES,
+    };
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/rpc_request");
     let mut files = 0;
     let mut accepted = 0;

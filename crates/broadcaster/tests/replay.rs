@@ -126,13 +126,10 @@ fn unlimited() -> BudgetLimits {
 }
 
 fn queue() -> Arc<SubscriberQueue> {
-    Arc::new(SubscriberQueue::new(
-        QueueLimits {
-            max_blocks: 100_000,
-            max_bytes: usize::MAX,
-        },
-        None,
-    ))
+    Arc::new(SubscriberQueue::new(QueueLimits {
+        max_blocks: 100_000,
+        max_bytes: usize::MAX,
+    }))
 }
 
 fn blocks_selection() -> Arc<Selection> {
@@ -141,6 +138,7 @@ fn blocks_selection() -> Arc<Selection> {
         filter: Filter::default(),
         framing: Framing::PerEvent,
         payload: Payload::Event,
+        key: 0,
         envelope: None,
     })
 }
@@ -149,7 +147,7 @@ fn blocks_selection() -> Arc<Selection> {
 fn drain(queue: &SubscriberQueue) -> Vec<u64> {
     let mut cx = Context::from_waker(Waker::noop());
     let mut out = Vec::new();
-    while let Poll::Ready(block) = queue.poll_next_block(&mut cx) {
+    while let Poll::Ready(block) = queue.poll_next(&mut cx) {
         out.push(block.height);
     }
     out

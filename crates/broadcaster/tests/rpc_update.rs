@@ -7,10 +7,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use planetmint_streams_broadcaster::dialects::rpc::envelope;
+use planetmint_streams_broadcaster::envelope::{write, Envelope};
 use planetmint_streams_broadcaster::hub::Selection;
 use planetmint_streams_broadcaster::published::PublishedBlock;
 use planetmint_streams_broadcaster::queue::{QueueLimits, SubscriberQueue};
-use planetmint_streams_broadcaster::rpc::envelope::Envelope;
 use planetmint_streams_broadcaster::subscription::{Filter, Framing, Payload, StreamKind};
 use planetmint_streams_broadcaster::{BroadcastMetrics, Hub};
 use planetmint_streams_model::block::AssetIdsEntry;
@@ -37,7 +38,7 @@ fn block(height: u64) -> Arc<CommittedBlock> {
     })
 }
 
-fn selection(key: &str, envelope: &Arc<Envelope>) -> Arc<Selection> {
+fn selection(key: &str, envelope: &Arc<dyn Envelope>) -> Arc<Selection> {
     Arc::new(Selection {
         stream: StreamKind::ValidTransactions,
         filter: Filter {
@@ -46,6 +47,7 @@ fn selection(key: &str, envelope: &Arc<Envelope>) -> Arc<Selection> {
         },
         framing: Framing::PerEvent,
         payload: Payload::Event,
+        key: 7,
         envelope: Some(envelope.clone()),
     })
 }
@@ -72,14 +74,11 @@ fn update_switches_filters_at_the_returned_height_with_nothing_skipped_or_repeat
         BroadcastMetrics::unregistered().expect("metrics"),
     ));
     hub.start_after(0);
-    let queue = Arc::new(SubscriberQueue::new(
-        QueueLimits {
-            max_blocks: 10_000,
-            max_bytes: usize::MAX,
-        },
-        None,
-    ));
-    let envelope = Arc::new(Envelope::new(7));
+    let queue = Arc::new(SubscriberQueue::new(QueueLimits {
+        max_blocks: 10_000,
+        max_bytes: usize::MAX,
+    }));
+    let envelope: Arc<dyn Envelope> = Arc::new(envelope(7));
     let id = hub.attach_live(&queue, &selection("A", &envelope));
     let publisher = {
         let hub = hub.clone();
@@ -105,9 +104,12 @@ fn update_switches_filters_at_the_returned_height_with_nothing_skipped_or_repeat
     let waker = Waker::noop();
     let mut cx = Context::from_waker(waker);
     let mut got = Vec::new();
-    while let Poll::Ready(queued) = queue.poll_next_block(&mut cx) {
-        assert_eq!(queued.subscription, Some(7));
-        got.extend(payloads(&queued.frames));
+    while let Poll::Ready(queued) = queue.poll_next(&mut cx) {
+        assert_eq!(queued.subscription.map(|tag| tag.key), Some(7));
+        // What the socket is given: each message wrapped when it is taken off the queue.
+        let mut written = Vec::new();
+        write(&queued, &mut written);
+        got.extend(payloads(&written));
     }
     // What the URL stream with each filter sends, wrapped in subscription 7's notification.
     let expected: Vec<Value> = (1..=2000u64)

@@ -739,6 +739,18 @@ impl ChainGenerator {
         })
     }
 
+    /// Makes (and drops) blocks of `transactions` transactions until the next block's height is
+    /// above `height`, so that a writer started again over a chain it wrote before continues
+    /// it exactly as an uninterrupted run would: same keys, same unspent outputs, same next
+    /// blocks. Returns the last block made, `None` when `height` is below the next height.
+    pub fn catch_up(&mut self, height: u64, transactions: usize) -> Option<GeneratedBlock> {
+        let mut last = None;
+        while self.next_height <= height {
+            last = Some(self.block(transactions));
+        }
+        last
+    }
+
     /// The next block holding exactly `transactions`.
     pub fn block_of(&mut self, transactions: Vec<GeneratedTransaction>) -> GeneratedBlock {
         let height = self.next_height;
@@ -891,6 +903,20 @@ mod tests {
                 "{kind:?} generated"
             );
         }
+    }
+
+    #[test]
+    fn a_generator_caught_up_continues_the_chain_an_uninterrupted_one_makes() {
+        let mut straight = ChainGenerator::new(1, 11, 8).with_all_operations();
+        let whole: Vec<GeneratedBlock> = (0..30).map(|_| straight.block(5)).collect();
+        let mut restarted = ChainGenerator::new(1, 11, 8).with_all_operations();
+        let last = restarted.catch_up(30, 5).expect("blocks made");
+        assert_eq!(last, whole[19], "the block at height 30");
+        assert_eq!(restarted.next_height(), 31);
+        let rest: Vec<GeneratedBlock> = (0..10).map(|_| restarted.block(5)).collect();
+        assert_eq!(rest, whole[20..]);
+        assert_eq!(restarted.wallets(), straight.wallets());
+        assert_eq!(ChainGenerator::new(1, 11, 8).catch_up(10, 5), None);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //!   events it must produce, computed from how it was built.
 //! - [`writer`]: writes blocks the way Planetmint commits them: transactions and their
 //!   outputs first, the `blocks` row last.
+//! - [`demo`]: the chain `make demo` writes, the same on every start, and the key and asset
+//!   the docs tell newcomers to try.
+//! - [`nats`]: a real nats-server (JetStream, WebSocket) on free loopback ports, alone or as
+//!   a 3-node cluster, for the JetStream tier's tests and the demo.
 //! - [`fixtures`]: the rows Planetmint 2.5.3's own storage code wrote
 //!   (`tests/fixtures/planetmint-2.5.3`).
 //!
@@ -17,8 +21,10 @@
 //! itself is not what they check.
 #![forbid(unsafe_code)]
 
+pub mod demo;
 pub mod fixtures;
 pub mod generate;
+pub mod nats;
 pub mod process;
 pub mod writer;
 

@@ -49,8 +49,27 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// How many ports [`TarantoolProcess::start_with`] tries when the one it chose is taken.
+/// How many times a test server is started when a port it chose is taken meanwhile.
 const PORT_ATTEMPTS: u32 = 5;
+
+/// Runs `start` again (up to [`PORT_ATTEMPTS`] times in all) while it fails only because a
+/// port that was free a moment ago was taken in between (`taken`): parallel tests on a busy
+/// machine.
+pub(crate) async fn until_ports_are_free<T, E, Fut>(
+    mut start: impl FnMut() -> Fut,
+    taken: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match start().await {
+            Err(err) if attempt < PORT_ATTEMPTS && taken(&err) => attempt += 1,
+            result => return result,
+        }
+    }
+}
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
@@ -69,17 +88,11 @@ impl TarantoolProcess {
     /// another process took it in between (parallel tests on a busy machine), Tarantool cannot
     /// bind and it is started again on another one.
     pub async fn start_with(options: TarantoolOptions) -> Result<Self, StartError> {
-        let mut attempt = 1;
-        loop {
-            match Self::start_on_free_port(&options).await {
-                Err(StartError::NotListening { log, .. })
-                    if attempt < PORT_ATTEMPTS && log.contains("Address already in use") =>
-                {
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
+        until_ports_are_free(
+            || Self::start_on_free_port(&options),
+            |err| matches!(err, StartError::NotListening { log, .. } if log.contains("Address already in use")),
+        )
+        .await
     }
 
     async fn start_on_free_port(options: &TarantoolOptions) -> Result<Self, StartError> {
@@ -186,17 +199,12 @@ impl TarantoolProcess {
 
     /// The last lines of its log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        tail(&self.log_path(), 20)
     }
 
     /// `kill -9`: no clean shutdown, as in a crash.
     pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
+        kill(&mut self.child).await;
     }
 
     /// Starts it again on the same port and data (after [`kill`](Self::kill)).
@@ -208,6 +216,21 @@ impl TarantoolProcess {
     /// Whether it is currently running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+}
+
+/// The last `lines` lines of the file at `path` (empty when it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `kill -9` of the child in `slot`, if any, waiting for it to end.
+pub async fn kill(slot: &mut Option<Child>) {
+    if let Some(mut child) = slot.take() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
     }
 }
 

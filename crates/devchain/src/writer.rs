@@ -100,6 +100,11 @@ impl PlanetmintWriter {
 
     /// Height of the highest block row, if there is one.
     pub async fn head_height(&self) -> Result<Option<u64>, WriteError> {
+        Ok(self.head_block().await?.map(|(height, _)| height))
+    }
+
+    /// The highest block: its height and `app_hash`; `None` when there is none.
+    pub async fn head_block(&self) -> Result<Option<(u64, String)>, WriteError> {
         let conn = &self.connection.conn;
         let blocks = conn
             .space("blocks")
@@ -120,7 +125,7 @@ impl PlanetmintWriter {
                 (),
             )
             .await?;
-        Ok(rows.first().map(|row| row.height))
+        Ok(rows.first().map(|row| (row.height, row.app_hash.clone())))
     }
 
     /// The id of the space `name`.

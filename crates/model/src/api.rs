@@ -39,18 +39,49 @@ pub struct ApiShapeError {
     /// The transaction (as far as it could be read).
     pub id: String,
     /// What is missing or unusable.
-    pub what: String,
+    pub what: RowProblem,
 }
 
-fn field<'a>(row: &'a [Value], index: usize, name: &str) -> Result<&'a Value, String> {
-    row.get(index)
-        .ok_or_else(|| format!("the row has no {name} (field {})", index + 1))
+/// What makes a stored row unusable for the API's document (where Planetmint's own code
+/// would raise).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowProblem {
+    /// The row is shorter than the field.
+    #[error("the row has no {name} (field {position})")]
+    MissingField {
+        /// The field's name.
+        name: &'static str,
+        /// Its position in the row, from 1.
+        position: usize,
+    },
+    /// An object of the row lacks a member Planetmint reads.
+    #[error("{what} has no {name}")]
+    MissingMember {
+        /// What the object is.
+        what: &'static str,
+        /// The member.
+        name: &'static str,
+    },
+    /// A value of the wrong shape.
+    #[error("{0}")]
+    Shape(&'static str),
 }
 
-fn member<'a>(object: &'a Value, name: &str, what: &str) -> Result<&'a Value, String> {
+fn field<'a>(row: &'a [Value], index: usize, name: &'static str) -> Result<&'a Value, RowProblem> {
+    row.get(index).ok_or(RowProblem::MissingField {
+        name,
+        position: index + 1,
+    })
+}
+
+fn member<'a>(
+    object: &'a Value,
+    name: &'static str,
+    what: &'static str,
+) -> Result<&'a Value, RowProblem> {
     object
         .get(name)
-        .ok_or_else(|| format!("{what} has no {name}"))
+        .ok_or(RowProblem::MissingMember { what, name })
 }
 
 /// Python's truthiness of a JSON value (what `if value:` decides in Planetmint).
@@ -65,7 +96,7 @@ fn truthy(value: &Value) -> bool {
     }
 }
 
-fn input(stored: &Value) -> Result<Value, String> {
+fn input(stored: &Value) -> Result<Value, RowProblem> {
     let fulfills = member(stored, "fulfills", "an input")?;
     let fulfills = if truthy(fulfills) {
         let mut out = Map::new();
@@ -93,9 +124,11 @@ fn input(stored: &Value) -> Result<Value, String> {
 }
 
 /// `ConditionDetails.from_dict(...).to_dict()`: absent members read as null.
-fn details(stored: &Value) -> Result<Map<String, Value>, String> {
+fn details(stored: &Value) -> Result<Map<String, Value>, RowProblem> {
     if !stored.is_object() {
-        return Err("an output's condition details are not an object".to_owned());
+        return Err(RowProblem::Shape(
+            "an output's condition details are not an object",
+        ));
     }
     let get = |name: &str| stored.get(name).cloned().unwrap_or(Value::Null);
     let mut out = Map::new();
@@ -112,21 +145,25 @@ fn details(stored: &Value) -> Result<Map<String, Value>, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             out.insert("subconditions".to_owned(), Value::Array(subconditions));
         }
-        Some(_) => return Err("an output's subconditions are not a list".to_owned()),
+        Some(_) => {
+            return Err(RowProblem::Shape(
+                "an output's subconditions are not a list",
+            ))
+        }
     }
     Ok(out)
 }
 
 /// `str(amount)` of the stored integer (or string).
-fn amount(stored: &Value) -> Result<Value, String> {
+fn amount(stored: &Value) -> Result<Value, RowProblem> {
     match stored {
         Value::Number(n) if n.is_u64() || n.is_i64() => Ok(Value::String(n.to_string())),
         Value::String(s) => Ok(Value::String(s.clone())),
-        _ => Err("an output's amount is not an integer".to_owned()),
+        _ => Err(RowProblem::Shape("an output's amount is not an integer")),
     }
 }
 
-fn output(row: &[Value]) -> Result<Value, String> {
+fn output(row: &[Value]) -> Result<Value, RowProblem> {
     let condition = field(row, 3, "condition")?;
     let mut details = details(condition.get("details").unwrap_or(&Value::Null))?;
     // `remove_generated_or_none_output_keys`: null members of the outer details only.
@@ -147,7 +184,7 @@ fn output(row: &[Value]) -> Result<Value, String> {
     Ok(Value::Object(out))
 }
 
-fn asset(stored: &Map<String, Value>) -> Result<Value, String> {
+fn asset(stored: &Map<String, Value>) -> Result<Value, RowProblem> {
     let key = if stored.contains_key("data") {
         "data"
     } else {
@@ -155,7 +192,7 @@ fn asset(stored: &Map<String, Value>) -> Result<Value, String> {
     };
     let value = stored
         .get(key)
-        .ok_or_else(|| "an asset has neither data nor id".to_owned())?;
+        .ok_or(RowProblem::Shape("an asset has neither data nor id"))?;
     let mut out = Map::new();
     out.insert(key.to_owned(), value.clone());
     Ok(Value::Object(out))
@@ -171,7 +208,7 @@ pub fn api_transaction(row: &[Value], outputs: &[&[Value]]) -> Result<Value, Api
     })
 }
 
-fn build(row: &[Value], outputs: &[&[Value]]) -> Result<Value, String> {
+fn build(row: &[Value], outputs: &[&[Value]]) -> Result<Value, RowProblem> {
     let version = field(row, 2, "version")?;
     let assets: Vec<Value> = match field(row, 4, "assets")? {
         Value::Array(entries) => entries
@@ -179,26 +216,25 @@ fn build(row: &[Value], outputs: &[&[Value]]) -> Result<Value, String> {
             .filter_map(Value::as_object)
             .map(asset)
             .collect::<Result<_, _>>()?,
-        _ => return Err("assets is not a list".to_owned()),
+        _ => return Err(RowProblem::Shape("assets is not a list")),
     };
     let assets = if version == "2.0" {
-        assets
-            .into_iter()
-            .next()
-            .ok_or_else(|| "a version 2.0 transaction without an asset".to_owned())?
+        assets.into_iter().next().ok_or(RowProblem::Shape(
+            "a version 2.0 transaction without an asset",
+        ))?
     } else {
         Value::Array(assets)
     };
     let inputs = match field(row, 5, "inputs")? {
         Value::Array(entries) => entries.iter().map(input).collect::<Result<Vec<_>, _>>()?,
-        _ => return Err("inputs is not a list".to_owned()),
+        _ => return Err(RowProblem::Shape("inputs is not a list")),
     };
     let mut sorted: Vec<&[Value]> = outputs.to_vec();
     let mut keyed = Vec::with_capacity(sorted.len());
     for output in sorted.drain(..) {
         let index = field(output, 4, "output_index")?
             .as_f64()
-            .ok_or_else(|| "an output_index is not a number".to_owned())?;
+            .ok_or(RowProblem::Shape("an output_index is not a number"))?;
         keyed.push((index, output));
     }
     // Python's sorted(): stable.

@@ -192,6 +192,19 @@ impl CommittedTransaction {
 }
 
 impl CommittedBlock {
+    /// A block that did not come from Planetmint's storage (generated chains, benchmarks,
+    /// tests): its hash is its height in hex, no stored rows, no commit time.
+    pub fn synthetic(height: u64, transactions: Vec<CommittedTransaction>) -> Self {
+        CommittedBlock {
+            height,
+            hash: format!("{height:064x}"),
+            transactions,
+            chain_start: false,
+            rows: None,
+            committed_at: None,
+        }
+    }
+
     /// Assembles a block from its row, the rows of its transactions (one per id of
     /// `block.transaction_ids`, in that order; `None` where no row was found) and the
     /// `outputs` rows of those transactions (any order).

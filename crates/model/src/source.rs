@@ -3,7 +3,8 @@
 //! [`BlockSource`] is what the stream needs from storage: committed blocks after a height.
 //! The Tarantool implementation lives in `planetmint-streams-ingest`; tests use an in-memory
 //! one. [`BlockSink`] is where the ingest follower delivers blocks, in height order, exactly
-//! once each; the broadcaster's hub implements it.
+//! once each; the broadcaster's hub implements it. [`SinkFanOut`] hands each block to several
+//! sinks (the hub, then the JetStream publisher), so the follower stays one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,6 +243,34 @@ pub trait BlockSink: Send + Sync + 'static {
     fn publish(&self, block: Arc<CommittedBlock>);
 }
 
+/// A [`BlockSink`] that hands every call to several sinks, in the order given (the hub
+/// first, so the WebSocket fan-out never waits behind another sink). Each sink's `publish`
+/// must return at once: a slow sink is the sink's own business (bounded queues, catch-up).
+pub struct SinkFanOut {
+    sinks: Vec<Arc<dyn BlockSink>>,
+}
+
+impl SinkFanOut {
+    /// Feeds `sinks`, in this order.
+    pub fn new(sinks: Vec<Arc<dyn BlockSink>>) -> Self {
+        Self { sinks }
+    }
+}
+
+impl BlockSink for SinkFanOut {
+    fn start_after(&self, height: u64) {
+        for sink in &self.sinks {
+            sink.start_after(height);
+        }
+    }
+
+    fn publish(&self, block: Arc<CommittedBlock>) {
+        for sink in &self.sinks {
+            sink.publish(block.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +294,40 @@ mod tests {
             Some("refused by peer")
         );
         assert_eq!(copy.kind(), "unavailable");
+    }
+
+    /// Records what it is handed.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<(char, u64)>>);
+
+    impl BlockSink for Recorder {
+        fn start_after(&self, height: u64) {
+            self.0.lock().expect("lock").push(('s', height));
+        }
+        fn publish(&self, block: Arc<CommittedBlock>) {
+            self.0.lock().expect("lock").push(('p', block.height));
+        }
+    }
+
+    #[test]
+    fn the_fan_out_hands_every_call_to_every_sink_in_order() {
+        let first = Arc::new(Recorder::default());
+        let second = Arc::new(Recorder::default());
+        let fan_out = SinkFanOut::new(vec![first.clone(), second.clone()]);
+        fan_out.start_after(4);
+        for height in [5, 7] {
+            fan_out.publish(Arc::new(CommittedBlock {
+                height,
+                hash: String::new(),
+                transactions: Vec::new(),
+                chain_start: false,
+                rows: None,
+                committed_at: None,
+            }));
+        }
+        let expected = vec![('s', 4), ('p', 5), ('p', 7)];
+        assert_eq!(*first.0.lock().expect("lock"), expected);
+        assert_eq!(*second.0.lock().expect("lock"), expected);
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! - [`clients`]: one client per protocol ([`HTTP`](clients::http), [`UrlStream`],
 //!   [`RpcClient`], [raw frames](clients::raw_websocket)); new protocols add theirs there.
 //! - [`metrics`]: values from `/metrics`.
+//! - [`browser`]: headless Chromium over its DevTools protocol (the live page, EventSource).
 //! - [`process`]: the node binary as a process ([`NodeProcess`]) and the test Python.
 
+pub mod browser;
 pub mod chain;
 pub mod clients;
 pub mod metrics;

@@ -1,266 +1,204 @@
-//! `rpcload`: the same N filtered subscriptions carried either by N URL connections or by one
-//! JSON-RPC connection, for comparing what each costs the server (loopback only).
+//! `rpcload`: N subscriptions to `valid_transactions` carried by N URL connections, by
+//! JSON-RPC connections or by the N members of a stream-sea consumer group, for comparing what
+//! each costs the server (loopback only); also an address held at its caps without reading, a
+//! close storm timed from another address, and a flood of empty continuation frames.
 //!
-//! Subscription `i` of `n` follows `valid_transactions` with `partition=i/n`: together the n
-//! subscriptions get every transaction exactly once, whichever way they are carried. After
-//! every subscription is open it reads the server's RSS and CPU, writes `--ready-file` (the
-//! writer starts), counts every event until `--expect` arrived or nothing came for `--quiet`
-//! seconds, and reads the server's CPU and RSS again. Prints a summary on stderr and one JSON
-//! line on stdout: events, unique transactions, server RSS (before, connected, peak, end) and
-//! server CPU per delivered event.
+//! By default subscription `i` of `n` follows `partition=i/n`: together the n subscriptions
+//! get every transaction exactly once, whichever way they are carried. After every
+//! subscription is confirmed it reads the server's RSS and CPU, writes `--ready-file` (the
+//! writer starts), then reads (`--expect`, `--quiet`, `--duration`), holds without reading
+//! (`--unread`) or floods (`--flood`). Prints a summary on stderr and one JSON line on stdout
+//! (crates/bench/README.md).
 
-use std::collections::HashSet;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use futures_util::{SinkExt, StreamExt};
-use planetmint_streams_bench::loopback;
-use planetmint_streams_bench::system::{cpu_seconds, vm_rss_kib};
-use planetmint_streams_model::vocabulary::{StreamKind, STREAMS_PATH};
-use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
+use planetmint_streams_bench::channel::{
+    self, Carrier, ChannelConfig, ChannelReport, Phase, Split,
+};
 
-/// Most subscriptions one run may open.
-const MAX_SUBSCRIPTIONS: usize = 1024;
-/// How often the server's RSS is sampled for the peak.
-const RSS_SAMPLE: Duration = Duration::from_millis(100);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Carrier {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CarrierArg {
     /// One URL connection per subscription.
     Url,
-    /// One JSON-RPC connection for all of them.
+    /// JSON-RPC connections (--connections) carrying all of them.
     Rpc,
+    /// One stream-sea connection per subscription, all in one consumer group.
+    Group,
 }
 
-/// N partitioned subscriptions over N URL connections or one JSON-RPC connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SplitArg {
+    /// Subscription i of n takes partition=i/n.
+    Partition,
+    /// Every subscription asks for the same.
+    None,
+}
+
+/// N subscriptions over URL connections, JSON-RPC connections or a stream-sea consumer group.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
     /// The node's stream port, `ws://127.0.0.1:PORT` (loopback only).
     #[arg(long)]
     base: String,
-    /// url: one connection per subscription; rpc: one JSON-RPC connection.
+    /// url: one connection per subscription; rpc: JSON-RPC connections; group: stream-sea
+    /// members of one consumer group.
     #[arg(long, value_enum)]
-    carrier: Carrier,
-    /// Subscriptions (subscription i follows partition=i/n).
+    carrier: CarrierArg,
+    /// Subscriptions in all.
     #[arg(long, short = 'n', default_value_t = 100)]
     subscriptions: usize,
+    /// rpc: connections carrying the subscriptions (spread evenly).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// partition: subscription i takes partition=i/n; none: all ask for the same (a group
+    /// needs none: it splits the stream itself).
+    #[arg(long, value_enum, default_value = "partition")]
+    split: SplitArg,
+    /// More options for every subscription, as a URL query string
+    /// (e.g. batch=block&include=transaction).
+    #[arg(long, default_value = "")]
+    query: String,
+    /// Subscription i filters public_key = the (i mod K)-th of K shared keys.
+    #[arg(long, default_value_t = 0)]
+    public_keys: usize,
+    /// Connection j comes from 127.0.0.(1 + j mod K).
+    #[arg(long, default_value_t = 0)]
+    source_ips: usize,
     /// Events expected over all subscriptions (the run ends once they are in).
     #[arg(long)]
-    expect: u64,
+    expect: Option<u64>,
     /// PID of the server whose RSS and CPU are read.
     #[arg(long)]
     server_pid: u32,
-    /// File written once every subscription is open.
+    /// File written once every subscription is confirmed.
     #[arg(long)]
     ready_file: Option<PathBuf>,
-    /// Seconds to wait after subscribing before reading the server's RSS.
+    /// Seconds to wait after subscribing before reading the server's RSS (and after closing).
     #[arg(long, default_value_t = 2.0)]
     settle: f64,
     /// End once nothing arrived for this many seconds after the first event.
     #[arg(long, default_value_t = 5.0)]
     quiet: f64,
-    /// Longest run in seconds after subscribing.
+    /// Longest run in seconds after subscribing (--unread: how long to hold).
     #[arg(long, default_value_t = 300.0)]
     duration: f64,
+    /// Never read after subscribing: hold for --duration, then close every connection at once.
+    #[arg(long)]
+    unread: bool,
+    /// With --unread: probe new JSON-RPC connections from this loopback address from 2 s
+    /// before the close to --probe-after s after it.
+    #[arg(long)]
+    probe_source: Option<Ipv4Addr>,
+    /// Seconds to keep probing after the close.
+    #[arg(long, default_value_t = 10.0)]
+    probe_after: f64,
+    /// Instead of subscribing: one connection of the carrier's kind sends empty continuation
+    /// frames for this many seconds.
+    #[arg(long)]
+    flood: Option<f64>,
     /// Name of the run in the output.
     #[arg(long, default_value = "rpcload")]
     label: String,
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open(url: &str) -> anyhow::Result<Ws> {
-    loopback::ws_target(url)?;
-    let (ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .with_context(|| format!("connecting to {url} timed out"))?
-    .with_context(|| format!("connecting to {url}"))?;
-    Ok(ws)
+fn seconds(value: f64, name: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value).with_context(|| format!("--{name}: seconds"))
 }
 
-/// Reads `ws` until it ends, sending each event's transaction id to `events`. In RPC mode
-/// only `subscription` notifications are events.
-async fn read_events(mut ws: Ws, rpc: bool, events: mpsc::UnboundedSender<String>) {
-    while let Some(Ok(message)) = ws.next().await {
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let Ok(value) = serde_json::from_str::<Value>(text.as_str()) else {
-            continue;
-        };
-        let event = if rpc {
-            if value["method"] != "subscription" {
-                continue;
-            }
-            value["params"]["result"].clone()
-        } else {
-            value
-        };
-        if let Some(id) = event["transaction_id"].as_str() {
-            if events.send(id.to_owned()).is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Opens the subscriptions; returns the reading tasks once every one is confirmed.
-async fn subscribe(
-    args: &Args,
-    events: mpsc::UnboundedSender<String>,
-) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, usize)> {
-    let base = args.base.trim_end_matches('/');
-    let n = args.subscriptions;
-    let stream = StreamKind::ValidTransactions;
-    match args.carrier {
-        Carrier::Url => {
-            let mut tasks = Vec::with_capacity(n);
-            for i in 0..n {
-                let ws = open(&format!("{base}{}?partition={i}/{n}", stream.path())).await?;
-                tasks.push(tokio::spawn(read_events(ws, false, events.clone())));
-            }
-            Ok((tasks, n))
-        }
-        Carrier::Rpc => {
-            let mut ws = open(&format!("{base}{STREAMS_PATH}")).await?;
-            for i in 0..n {
-                let request = json!({"jsonrpc": "2.0", "id": i, "method": "subscribe",
-                    "params": {"stream": stream.name(), "partition": format!("{i}/{n}")}});
-                ws.send(Message::Text(request.to_string().into())).await?;
-            }
-            // Every answer before the first event: nothing is written before ready.
-            let mut answered = 0;
-            while answered < n {
-                let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
-                    .await
-                    .context("no answer to subscribe within 30 s")?
-                    .context("the connection ended while subscribing")??;
-                let Message::Text(text) = message else {
-                    continue;
-                };
-                let answer: Value = serde_json::from_str(text.as_str())?;
-                if let Some(error) = answer.get("error") {
-                    bail!("subscribe refused: {error}");
-                }
-                if answer.get("id").is_some() {
-                    answered += 1;
-                }
-            }
-            Ok((vec![tokio::spawn(read_events(ws, true, events))], 1))
-        }
-    }
-}
-
-async fn run(args: Args) -> anyhow::Result<Value> {
-    if args.subscriptions == 0 || args.subscriptions > MAX_SUBSCRIPTIONS {
-        bail!("--subscriptions must be 1 to {MAX_SUBSCRIPTIONS}");
-    }
-    let secs = |v: f64, name: &str| {
-        Duration::try_from_secs_f64(v).with_context(|| format!("--{name}: seconds"))
+fn config(args: Args) -> anyhow::Result<ChannelConfig> {
+    let phase = match (args.flood, args.unread) {
+        (Some(_), true) => anyhow::bail!("--flood and --unread exclude each other"),
+        (Some(s), false) => Phase::Flood(seconds(s, "flood")?),
+        (None, true) => Phase::Unread,
+        (None, false) => Phase::Read,
     };
-    let (quiet, duration, settle) = (
-        secs(args.quiet, "quiet")?,
-        secs(args.duration, "duration")?,
-        secs(args.settle, "settle")?,
+    if let Some(ip) = args.probe_source {
+        if !ip.is_loopback() {
+            anyhow::bail!("--probe-source {ip} is not a loopback address");
+        }
+    }
+    Ok(ChannelConfig {
+        base: args.base,
+        carrier: match args.carrier {
+            CarrierArg::Url => Carrier::Url,
+            CarrierArg::Rpc => Carrier::Rpc,
+            CarrierArg::Group => Carrier::Group,
+        },
+        subscriptions: args.subscriptions,
+        connections: args.connections,
+        split: match args.split {
+            SplitArg::Partition => Split::Partition,
+            SplitArg::None => Split::None,
+        },
+        query: args.query,
+        public_keys: args.public_keys,
+        source_ips: args.source_ips,
+        expect: args.expect,
+        server_pid: args.server_pid,
+        ready_file: args.ready_file,
+        settle: seconds(args.settle, "settle")?,
+        quiet: seconds(args.quiet, "quiet")?,
+        duration: seconds(args.duration, "duration")?,
+        phase,
+        probe_source: args.probe_source,
+        probe_after: seconds(args.probe_after, "probe-after")?,
+        label: args.label,
+    })
+}
+
+/// The report for people.
+fn summary(r: &ChannelReport) -> String {
+    let rss = &r.server_rss;
+    let mut out = format!(
+        "rpcload[{}] {}: {} subscriptions over {} connection(s): {} events ({} unique, {} lost, {} duplicates; per connection min {} max {}), {:.0} events/s; server RSS KiB before {} subscribed {} peak {} end {} after {}; server CPU {:.2} s, {:.2} us per event\n",
+        r.label,
+        r.phase,
+        r.subscriptions,
+        r.connections,
+        r.events,
+        r.unique,
+        r.lost,
+        r.duplicates,
+        r.per_connection_events.min,
+        r.per_connection_events.max,
+        r.events_per_s,
+        rss.before_kib,
+        rss.connected_kib,
+        rss.peak_kib,
+        rss.end_kib,
+        rss.after_kib,
+        r.server_cpu.run_s,
+        r.server_cpu.per_event_us,
     );
-    let pid = args.server_pid;
-    let rss_before = vm_rss_kib(pid)?;
-    let cpu_before_connect = cpu_seconds(pid)?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let connect_started = Instant::now();
-    let (tasks, connections) = subscribe(&args, tx).await?;
-    let connect_s = connect_started.elapsed().as_secs_f64();
-    tokio::time::sleep(settle).await;
-    let rss_connected = vm_rss_kib(pid)?;
-    let cpu_start = cpu_seconds(pid)?;
-    let peak = Arc::new(AtomicU64::new(rss_connected));
-    let sampler = {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(RSS_SAMPLE).await;
-                if let Ok(rss) = vm_rss_kib(pid) {
-                    peak.fetch_max(rss, Ordering::Relaxed);
-                }
-            }
-        })
-    };
-    if let Some(path) = &args.ready_file {
-        std::fs::write(path, "ready\n").with_context(|| format!("writing {}", path.display()))?;
+    if let Some(p) = &r.probe {
+        out.push_str(&format!(
+            "probes: {} before the close (longest {:.1} ms), {} after (longest {:.1} ms, handshake alone {:.1} ms, median {:.1} ms), {} failed\n",
+            p.before, p.before_max_ms, p.after, p.after_max_ms, p.after_max_handshake_ms, p.after_p50_ms, p.failed
+        ));
     }
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut events = 0u64;
-    let mut unique = HashSet::new();
-    let mut first: Option<Instant> = None;
-    let mut last = started;
-    while events < args.expect {
-        let until = match first {
-            Some(_) => (last + quiet).min(deadline),
-            None => deadline,
-        };
-        match tokio::time::timeout_at(until, rx.recv()).await {
-            Ok(Some(id)) => {
-                events += 1;
-                unique.insert(id);
-                last = Instant::now();
-                first.get_or_insert(last);
-            }
-            Ok(None) | Err(_) => break,
-        }
+    if let Some(f) = &r.flood {
+        out.push_str(&format!(
+            "flood: {} empty continuation frames ({} bytes) in {:.2} s, ended by {}; server CPU {:.2} s ({:.2} s with the settle)\n",
+            f.frames, f.bytes, f.seconds, f.ended_by, f.server_cpu_s, f.server_cpu_with_settle_s
+        ));
     }
-    let cpu_end = cpu_seconds(pid)?;
-    let rss_end = vm_rss_kib(pid)?;
-    sampler.abort();
-    for task in &tasks {
-        task.abort();
-    }
-    let run_cpu = cpu_end - cpu_start;
-    let delivery_s = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
-    Ok(json!({
-        "tool": "rpcload",
-        "label": args.label,
-        "carrier": args.carrier,
-        "subscriptions": args.subscriptions,
-        "connections": connections,
-        "expected": args.expect,
-        "events": events,
-        "unique": unique.len(),
-        "lost": args.expect.saturating_sub(unique.len() as u64),
-        "duplicates": events - unique.len() as u64,
-        "connect_s": connect_s,
-        "delivery_s": delivery_s,
-        "server_rss": {
-            "before_kib": rss_before,
-            "connected_kib": rss_connected,
-            "peak_kib": peak.load(Ordering::Relaxed),
-            "end_kib": rss_end,
-            "connected_over_before_kib": rss_connected.saturating_sub(rss_before),
-        },
-        "server_cpu": {
-            "connect_s": cpu_start - cpu_before_connect,
-            "run_s": run_cpu,
-            "per_event_us": if events > 0 { run_cpu * 1e6 / events as f64 } else { 0.0 },
-        },
-    }))
+    out
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let config = match config(Args::parse()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("rpcload: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -272,24 +210,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args)) {
+    let outcome = runtime.block_on(channel::run(config));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
         Ok(report) => {
-            eprintln!(
-                "rpcload[{}]: {} subscriptions over {} connection(s): {} events ({} unique, {} lost); server RSS {} KiB before, {} KiB subscribed, peak {} KiB; server CPU {:.2} s, {:.1} us per event",
-                report["label"].as_str().unwrap_or(""),
-                report["subscriptions"],
-                report["connections"],
-                report["events"],
-                report["unique"],
-                report["lost"],
-                report["server_rss"]["before_kib"],
-                report["server_rss"]["connected_kib"],
-                report["server_rss"]["peak_kib"],
-                report["server_cpu"]["run_s"].as_f64().unwrap_or(0.0),
-                report["server_cpu"]["per_event_us"].as_f64().unwrap_or(0.0),
-            );
-            println!("{report}");
-            runtime.shutdown_timeout(Duration::from_secs(1));
+            eprint!("{}", summary(&report));
+            match serde_json::to_string(&report) {
+                Ok(line) => println!("{line}"),
+                Err(err) => {
+                    eprintln!("rpcload: {err}");
+                    return ExitCode::from(1);
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(err) => {

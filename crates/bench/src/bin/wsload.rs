@@ -2,9 +2,12 @@
 //!
 //! Opens N subscribers to a stream URL at a fixed connect rate (plus K that never read), then
 //! measures every message (commit-to-arrival latency from the commit time encoded in the
-//! transaction id, events/s, loss, duplicates, order) or holds the connections idle. Prints a
-//! human summary on stderr and one JSON line on stdout. See crates/bench/README.md.
+//! transaction id, events/s, loss, duplicates, order) or holds the connections idle. An
+//! `http://` URL is read as Server-Sent Events (`Accept: text/event-stream`), the same
+//! messages measured the same way. Prints a human summary on stderr and one JSON line on
+//! stdout. See crates/bench/README.md.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,7 +29,8 @@ enum ModeArg {
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Stream URL (ws:// on 127.0.0.0/8 or ::1 only).
+    /// Stream URL on 127.0.0.0/8 or ::1 only: ws:// (WebSocket) or http:// (Server-Sent
+    /// Events).
     #[arg(
         long,
         default_value = "ws://127.0.0.1:9985/api/v1/streams/valid_transactions"
@@ -64,6 +68,10 @@ struct Args {
     /// the ephemeral port range would not hold them all).
     #[arg(long)]
     source_ips: Option<usize>,
+    /// The first source address (e.g. 127.0.0.2 for a bystander beside load from 127.0.0.1);
+    /// alone, every connection comes from it.
+    #[arg(long)]
+    source_ip: Option<Ipv4Addr>,
     /// WebSocket read buffer per connection in bytes (default 64 KiB, idle mode 4 KiB).
     #[arg(long)]
     read_buffer: Option<usize>,
@@ -114,7 +122,7 @@ fn ephemeral_ports() -> usize {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let target = loopback::ws_target(&args.url)?;
+    let target = loopback::target(&args.url)?;
     let total = args.subscribers + args.stalled;
     let source_ips = args.source_ips.unwrap_or_else(|| {
         // Keep half the range free for other sockets and TIME_WAIT.
@@ -122,9 +130,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         if total > budget && target.addr.is_ipv4() {
             total.div_ceil(budget)
         } else {
-            0
+            usize::from(args.source_ip.is_some())
         }
     });
+    if let Some(ip) = args.source_ip {
+        if !ip.is_loopback() {
+            anyhow::bail!("--source-ip {ip} is not a loopback address");
+        }
+    }
     let mode = match args.mode {
         ModeArg::Measure => Mode::Measure,
         ModeArg::Idle => Mode::Idle,
@@ -147,6 +160,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         duration: seconds(args.duration, "duration")?,
         quiet: seconds(args.quiet, "quiet")?,
         source_ips,
+        source_base: args.source_ip.unwrap_or(Ipv4Addr::new(127, 0, 0, 1)),
         read_buffer: args.read_buffer.unwrap_or(match mode {
             Mode::Measure => 64 * 1024,
             Mode::Idle => 4 * 1024,

@@ -1,11 +1,14 @@
 //! `planetmint-streams-devchain`: commits Planetmint-shaped blocks into a development Tarantool
 //! at a chosen rate, the way Planetmint does (transactions first, block row last), with every
-//! operation kind Planetmint commits unless told otherwise.
+//! operation kind Planetmint commits unless told otherwise. The data depends only on the flags:
+//! the same `--seed` gives the same keys and, from the same height, the same blocks on every
+//! start (a restart over its own chain continues it as if it had never stopped).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use planetmint_streams_devchain::demo;
 use planetmint_streams_devchain::fixtures::Planetmint253;
 use planetmint_streams_devchain::generate::ChainGenerator;
 use planetmint_streams_devchain::writer::PlanetmintWriter;
@@ -21,7 +24,7 @@ struct Args {
     #[arg(long, default_value_t = 1.0)]
     blocks_per_second: f64,
     /// Transactions per block.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = demo::TRANSACTIONS_PER_BLOCK)]
     transactions: usize,
     /// Stop after this many blocks (default: run until interrupted).
     #[arg(long)]
@@ -34,8 +37,8 @@ struct Args {
     /// Planetmint commits, elections and votes included).
     #[arg(long)]
     create_transfer_only: bool,
-    /// Seed for the generated data.
-    #[arg(long, default_value_t = 1)]
+    /// Seed for the generated data (keys, assets, blocks): the same seed gives the same chain.
+    #[arg(long, default_value_t = demo::SEED)]
     seed: u64,
 }
 
@@ -55,10 +58,10 @@ async fn main() -> anyhow::Result<()> {
     let mut writer = PlanetmintWriter::connect(&args.tarantool)
         .await
         .with_context(|| format!("connecting to Tarantool at {}", args.tarantool))?;
+    let fixtures =
+        Planetmint253::load_all_ops().context("reading tests/fixtures/planetmint-2.5.3-all-ops")?;
     let mut head = writer.head_height().await?;
     if args.with_fixtures && head.is_none() {
-        let fixtures = Planetmint253::load_all_ops()
-            .context("reading tests/fixtures/planetmint-2.5.3-all-ops")?;
         for height in fixtures.heights() {
             fixtures.write_block(&writer, height).await?;
         }
@@ -68,11 +71,35 @@ async fn main() -> anyhow::Result<()> {
         );
         head = writer.head_height().await?;
     }
-    let first = head.map_or(1, |h| h + 1);
-    let mut chain = ChainGenerator::new(args.seed ^ first, first, 8);
+    // The generated chain always starts at the same height with the same seed, so every start
+    // (and every machine) has the same keys, assets and blocks: the ones the docs name.
+    let first = if args.with_fixtures {
+        fixtures.heights().iter().max().map_or(1, |h| h + 1)
+    } else {
+        1
+    };
+    let mut chain = ChainGenerator::new(args.seed, first, demo::WALLETS);
     if !args.create_transfer_only {
         chain = chain.with_all_operations();
     }
+    if let Some(head) = head.filter(|head| *head >= first) {
+        // Started again over a chain: make its blocks again (without writing them) to continue
+        // it exactly where it stopped.
+        let made = chain.catch_up(head, args.transactions);
+        let written = writer.head_block().await?.map(|(_, hash)| hash);
+        if made.map(|block| block.app_hash) != written {
+            tracing::warn!(
+                head,
+                "the database holds blocks this generator did not write (another --seed, \
+                 --transactions or version): new blocks use the same keys but other assets; \
+                 start from an empty database (rm -rf .demo) for the documented ones"
+            );
+        } else {
+            tracing::info!(head, "continuing the demo chain");
+        }
+    }
+    let first = chain.next_height();
+    tracing::info!(keys = ?chain.wallets(), "the demo's wallet keys");
     let period = Duration::from_secs_f64(1.0 / args.blocks_per_second);
     let mut ticker = tokio::time::interval(period);
     let mut written = 0u64;
