@@ -5,8 +5,15 @@
 //! Every test runs the node in this process on an in-memory source
 //! (`planetmint_streams::node::start_with_source`, `support::Harness`) unless Tarantool is
 //! what it checks: those are under [`tarantool`] (`tarantool::area::...`), on a real Tarantool
-//! started by the test. So `cargo test --test e2e -- --skip tarantool::` runs the logic
-//! suite without a database, and `cargo test --test e2e tarantool::` the rest.
+//! started by the test (`cargo test --test e2e tarantool::`). A few tests outside it start a
+//! Tarantool too, because they run the node binary as a process and only a Tarantool feeds
+//! the binary blocks: `allocator`, `demo` (`make demo` itself), `doc_examples`,
+//! `python_client`'s watch.py restart and `jetstream`'s node killed -9. The JetStream tier's
+//! tests (`jetstream`, `jetstream_clients`, `speedracer`) start a real nats-server.
+//!
+//! One end-to-end test is a binary of its own, `tests/shared_bytes_e2e.rs`: it measures the
+//! resident memory of the process the node runs in, which tests running beside it here would
+//! grow.
 //!
 //! Shared pieces (the harnesses, block writers, one client per protocol) are in [`support`].
 //! The tests wait on events (a message, a metric, a process's output), never for a fixed
@@ -25,20 +32,29 @@ mod support;
 mod allocator;
 mod auth;
 mod catalogue;
+mod channel_limits;
 mod cli;
 mod conformance;
+mod dashboard;
 mod delivery;
+mod demo;
+mod doc_examples;
 mod explorer;
 mod filters;
 mod hostile;
+mod http_streams;
 mod include;
+mod jetstream;
+mod jetstream_clients;
 mod operations;
 mod partition;
 mod proxy;
 mod python_client;
 mod replay;
 mod rpc;
+mod speedracer;
 mod stream;
+mod stream_sea;
 mod subscribe;
 mod tarantool;
 mod tls;

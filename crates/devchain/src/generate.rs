@@ -778,6 +778,33 @@ impl ChainGenerator {
     }
 }
 
+/// A block at `height` as the node holds it, made without Planetmint's rows: `count` CREATE
+/// transactions whose ids are spread over the whole id space (so partitions and consumer
+/// groups split them), each paying `key`. For tests and measurements that feed an in-memory
+/// source directly ([`MemorySource::commit`](planetmint_streams_ingest::MemorySource::commit)).
+pub fn synthetic_block(
+    height: u64,
+    count: u64,
+    key: &str,
+) -> planetmint_streams_model::CommittedBlock {
+    use planetmint_streams_model::{AssetIdsEntry, CommittedBlock, CommittedTransaction};
+    let transactions = (0..count)
+        .map(|i| {
+            let n = height * 1000 + i;
+            let id = format!("{:016x}{:048x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15), n);
+            CommittedTransaction {
+                asset_id: id.clone(),
+                asset_ids: vec![AssetIdsEntry::Id(id.clone())],
+                id,
+                operation: "CREATE".into(),
+                output_public_keys: vec![key.to_owned()],
+                input_owners: Vec::new(),
+            }
+        })
+        .collect();
+    CommittedBlock::synthetic(height, transactions)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use planetmint_streams::RunningNode;
 use planetmint_streams_devchain::generate::GeneratedBlock;
 use planetmint_streams_devchain::process::TarantoolProcess;
 use planetmint_streams_ingest::MemorySource;
+use planetmint_streams_model::CommittedBlock;
 
 use super::chain::{ChainWriter, Store};
 use super::clients::http::http_get;
@@ -39,6 +40,31 @@ pub fn tarantool_config(address: &str) -> Config {
     let mut config = test_config();
     config.tarantool.address = address.to_owned();
     config
+}
+
+/// Signed mode with one signing key (`k1`), for tests of credentials (see [`issue_token`]).
+pub fn signed_with_key(config: &mut Config) {
+    config.auth.mode = planetmint_streams_auth::AuthMode::Signed;
+    config.auth.keys = vec![planetmint_streams_auth::KeyConfig {
+        id: "k1".into(),
+        secret: Some(planetmint_streams_auth::SecretString::new("00".repeat(32))),
+        secret_file: None,
+    }];
+}
+
+/// A stream token of `node`'s signing keys for `streams`, valid for `ttl` (the default when
+/// `None`).
+pub fn issue_token(
+    node: &RunningNode,
+    streams: impl IntoIterator<Item = planetmint_streams_auth::Stream>,
+    ttl: Option<Duration>,
+) -> String {
+    node.gatekeeper
+        .token_authority()
+        .expect("signing keys")
+        .issue(&planetmint_streams_auth::Grant::new(streams), ttl)
+        .expect("a token")
+        .token
 }
 
 /// What every node under test offers the tests.
@@ -132,6 +158,36 @@ impl Harness {
             source,
             node: Some(node),
             config,
+        }
+    }
+
+    /// Stops the node gracefully (SIGTERM's shutdown: subscribers get 1001);
+    /// [`Harness::start_again`] brings it back on the same ports and the same chain.
+    pub async fn stop(&mut self) {
+        let node = self.node.take().expect("node running");
+        self.config.streams.bind = node.streams_addr.to_string();
+        self.config.api.bind = node.api_addr.to_string();
+        node.shutdown().await;
+    }
+
+    /// Starts the stopped node again on its ports (see [`Harness::stop`]).
+    pub async fn start_again(&mut self) {
+        assert!(self.node.is_none(), "the node was stopped first");
+        self.node = Some(start_node(&self.config, &self.source).await);
+    }
+
+    /// Commits `block` (made by hand, e.g. [`synthetic_block`](planetmint_streams_devchain::generate::synthetic_block)) and waits until the node has
+    /// published it.
+    pub async fn commit(&self, block: CommittedBlock) {
+        let height = block.height;
+        self.source.commit(block);
+        let deadline = tokio::time::Instant::now() + START_WITHIN;
+        while self.node().hub.last_published() < Some(height) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "block {height} was never published"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 

@@ -22,6 +22,8 @@ pub struct NodeProcess {
     pub streams_port: u16,
     /// The API's port.
     pub api_port: u16,
+    /// More environment variables for the process (e.g. `PLANETMINT_STREAMS_NATS__URL`).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeProcess {
@@ -31,6 +33,7 @@ impl NodeProcess {
             tarantool: tarantool.to_owned(),
             streams_port: planetmint_streams_devchain::process::free_port().expect("port"),
             api_port: planetmint_streams_devchain::process::free_port().expect("port"),
+            env: Vec::new(),
         }
     }
 
@@ -57,6 +60,7 @@ impl NodeProcess {
                 "127.0.0.1",
             ])
             .env("PLANETMINT_STREAMS_TARANTOOL__LONG_POLL", "200ms")
+            .envs(self.env.iter().cloned())
             .current_dir(std::env::temp_dir())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);

@@ -33,8 +33,14 @@ pub async fn get_json(addr: &str, path: &str) -> (u16, Value) {
 /// Sends a raw HTTP request; returns status and body. Reads until the body announced by
 /// `Content-Length` is complete (or the connection ends), not until the server closes.
 pub async fn http_request(addr: &str, request: &str) -> (u16, String) {
+    http_request_bytes(addr, request.as_bytes()).await
+}
+
+/// Sends a raw HTTP request of any bytes (a gzip body); returns status and body (see
+/// [`http_request`]).
+pub async fn http_request_bytes(addr: &str, request: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.write_all(request).await.expect("write");
     let mut response = Vec::new();
     let mut chunk = [0u8; 8192];
     let complete = |response: &[u8]| {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{Error, Message};
 
@@ -66,19 +66,7 @@ impl RpcClient {
     /// (with its close frame, if it sent one). Fails the test when nothing comes in
     /// [`WITHIN`].
     pub async fn next(&mut self) -> Result<Value, Option<Closed>> {
-        loop {
-            let message = tokio::time::timeout(WITHIN, self.ws.next())
-                .await
-                .expect("a message in time");
-            match message {
-                Some(Ok(Message::Text(text))) => {
-                    return Ok(serde_json::from_str(text.as_str()).expect("JSON"))
-                }
-                Some(Ok(Message::Close(frame))) => return Err(frame.map(Closed::of)),
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return Err(None),
-            }
-        }
+        super::next_json(&mut self.ws, WITHIN).await
     }
 
     /// The next answer (the notifications before it are kept).

@@ -6,6 +6,9 @@
 //!   connect with options, the next event, the close frame with its JSON reason.
 //! - [`json_rpc`]: the JSON-RPC channel (`/api/v1/streams`): calls, subscriptions and their
 //!   notifications, the closing notice.
+//! - [`stream_sea`]: stream-sea's protocol on the channel (`authenticate`, `subscribe` with
+//!   an optional consumer group, deliveries with their `payload`), a raw client of ours beside
+//!   stream-sea's own library (`tests/clients/stream_sea.py`).
 //! - [`raw_websocket`]: hand-made WebSocket frames over TCP, for what a well-behaved client
 //!   library cannot send (masking faults, fragmented pings, floods) and for reading the
 //!   server's frames byte for byte.
@@ -18,14 +21,18 @@
 pub mod http;
 pub mod json_rpc;
 pub mod raw_websocket;
+pub mod stream_sea;
 pub mod url_stream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// A WebSocket client connection (plain or TLS).
@@ -75,6 +82,65 @@ pub async fn websocket(
         .await
         .unwrap_or_else(|_| panic!("{url}: no WebSocket upgrade in {CONNECT_WITHIN:?}"))?;
     Ok(ws)
+}
+
+/// The next text message on `ws` as JSON, skipping every other frame (pings, pongs); `Err`
+/// once the server closed (with its close frame, if it sent one). Fails the test when
+/// nothing comes `within`. For the protocols whose messages are JSON texts (JSON-RPC,
+/// stream-sea); the URL streams check more ([`url_stream::UrlStream::next_event`]).
+pub async fn next_json(ws: &mut Ws, within: Duration) -> Result<Value, Option<Closed>> {
+    loop {
+        let message = tokio::time::timeout(within, ws.next())
+            .await
+            .expect("a message in time");
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                return Ok(serde_json::from_str(text.as_str()).expect("JSON"))
+            }
+            Some(Ok(Message::Close(frame))) => return Err(frame.map(Closed::of)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+/// Reads `ws` until the server's close frame (fails the test when none comes `within`): the
+/// JSON messages before it, each given to `check` first, and the frame (`None` when the
+/// connection ended without one).
+pub async fn until_close(
+    ws: &mut Ws,
+    within: Duration,
+    check: impl Fn(&Value),
+) -> (Vec<Value>, Option<Closed>) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut messages = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let message: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                check(&message);
+                messages.push(message);
+            }
+            Some(Ok(Message::Close(frame))) => return (messages, frame.map(Closed::of)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return (messages, None),
+        }
+    }
+}
+
+/// Fails the test unless nothing but pings and pongs arrives on `ws` for `quiet`.
+pub async fn assert_silent(ws: &mut Ws, quiet: Duration) {
+    let deadline = tokio::time::Instant::now() + quiet;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(other) => panic!("expected silence, got {other:?}"),
+        }
+    }
 }
 
 /// Waits until the server has sent on `ws` bytes its client has not read yet, looking at the

@@ -98,23 +98,7 @@ impl UrlStream {
     /// the messages before it, each checked against the published schemas, and the frame
     /// (`None` when the connection ended without one).
     pub async fn until_close(&mut self, within: Duration) -> (Vec<Value>, Option<Closed>) {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut messages = Vec::new();
-        loop {
-            match tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .expect("close in time")
-            {
-                Some(Ok(Message::Text(text))) => {
-                    let message: Value = serde_json::from_str(text.as_str()).expect("JSON");
-                    assert_published_shape(&message);
-                    messages.push(message);
-                }
-                Some(Ok(Message::Close(frame))) => return (messages, frame.map(Closed::of)),
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return (messages, None),
-            }
-        }
+        super::until_close(&mut self.ws, within, assert_published_shape).await
     }
 
     /// The next frame of any kind, or `None` when nothing comes `within`.
@@ -130,14 +114,7 @@ impl UrlStream {
 
     /// Fails the test unless nothing but pings and pongs arrives for `quiet`.
     pub async fn assert_silent(&mut self, quiet: Duration) {
-        let deadline = tokio::time::Instant::now() + quiet;
-        loop {
-            match tokio::time::timeout_at(deadline, self.ws.next()).await {
-                Err(_) => return,
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-                Ok(other) => panic!("expected silence, got {other:?}"),
-            }
-        }
+        super::assert_silent(&mut self.ws, quiet).await
     }
 
     /// Sends a ping with `payload`.

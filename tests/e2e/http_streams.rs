@@ -6,14 +6,12 @@
 //! back another; credentials as `Authorization: Bearer`, and the stream's end at the token's
 //! expiry. The node runs on the in-memory source: none of this is about Tarantool.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::browser::{chromium_binary, Browser};
+use crate::support::*;
 use serde_json::{json, Value};
-use support::browser::{chromium_binary, Browser};
-use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -77,15 +75,15 @@ impl Curl {
 
 /// `count` messages of a WebSocket stream.
 async fn websocket_messages(url: &str, count: usize) -> Vec<Value> {
-    let mut ws = connect(url).await;
-    take_json(&mut ws, count, Duration::from_secs(20)).await
+    let mut ws = UrlStream::connect(url).await;
+    ws.take(count, Duration::from_secs(20)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_reads_server_sent_events_and_ndjson_equal_to_the_websocket_stream() {
-    let mut harness = MemoryHarness::start_with(|_| {}).await;
+    let mut harness = Harness::start_with(|_| {}).await;
     for height in 1..=3 {
-        harness.commit(memory_block(height, 3, KEY)).await;
+        harness.commit(synthetic_block(height, 3, KEY)).await;
     }
     let http = format!("http://{}/api/v1/streams", harness.node().streams_addr);
     let mut sse = Curl::start(
@@ -99,7 +97,7 @@ async fn curl_reads_server_sent_events_and_ndjson_equal_to_the_websocket_stream(
         &[],
     );
     for height in 4..=6 {
-        harness.commit(memory_block(height, 3, KEY)).await;
+        harness.commit(synthetic_block(height, 3, KEY)).await;
     }
     let ws = format!("{}/api/v1/streams", harness.streams_base());
     let transactions =
@@ -149,9 +147,9 @@ async fn curl_reads_server_sent_events_and_ndjson_equal_to_the_websocket_stream(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_source_in_chromium_resumes_across_a_node_restart_with_nothing_lost_or_repeated() {
-    let mut harness = MemoryHarness::start_with(|_| {}).await;
+    let mut harness = Harness::start_with(|_| {}).await;
     for height in 1..=3 {
-        harness.commit(memory_block(height, 3, KEY)).await;
+        harness.commit(synthetic_block(height, 3, KEY)).await;
     }
     let url = format!(
         "http://{}/api/v1/streams/valid_transactions?from_height=0",
@@ -175,10 +173,10 @@ async fn an_event_source_in_chromium_resumes_across_a_node_restart_with_nothing_
     // The node restarts; blocks are committed while it is down.
     harness.stop().await;
     for height in 4..=6 {
-        harness.source.commit(memory_block(height, 3, KEY));
+        harness.source.commit(synthetic_block(height, 3, KEY));
     }
     harness.start_again().await;
-    harness.commit(memory_block(7, 3, KEY)).await;
+    harness.commit(synthetic_block(7, 3, KEY)).await;
     browser
         .wait_for("21 events", "got.length >= 21", Duration::from_secs(30))
         .await;
@@ -219,8 +217,8 @@ async fn an_event_source_in_chromium_resumes_across_a_node_restart_with_nothing_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ndjson_reader_resumes_by_from_height_across_a_node_restart() {
-    let mut harness = MemoryHarness::start_with(|_| {}).await;
-    let http = |harness: &MemoryHarness, after: u64| {
+    let mut harness = Harness::start_with(|_| {}).await;
+    let http = |harness: &Harness, after: u64| {
         format!(
             "http://{}/api/v1/streams/valid_transactions?batch=block&from_height={after}",
             harness.node().streams_addr
@@ -228,7 +226,7 @@ async fn an_ndjson_reader_resumes_by_from_height_across_a_node_restart() {
     };
     let mut reader = Curl::start(&http(&harness, 0), "application/x-ndjson", &[]);
     for height in 1..=4 {
-        harness.commit(memory_block(height, 2, KEY)).await;
+        harness.commit(synthetic_block(height, 2, KEY)).await;
     }
     let mut got = Vec::new();
     while got.len() < 4 {
@@ -240,11 +238,11 @@ async fn an_ndjson_reader_resumes_by_from_height_across_a_node_restart() {
     let resume = close["close"]["last_height"].as_u64().expect("last_height");
     assert_eq!(resume, 4);
     for height in 5..=6 {
-        harness.source.commit(memory_block(height, 2, KEY));
+        harness.source.commit(synthetic_block(height, 2, KEY));
     }
     harness.start_again().await;
     let mut reader = Curl::start(&http(&harness, resume), "application/x-ndjson", &[]);
-    harness.commit(memory_block(7, 2, KEY)).await;
+    harness.commit(synthetic_block(7, 2, KEY)).await;
     while got.len() < 7 {
         let line = reader.line().await.expect("a block");
         got.push(serde_json::from_str::<Value>(&line).expect("JSON"));
@@ -264,7 +262,7 @@ async fn an_ndjson_reader_resumes_by_from_height_across_a_node_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_is_ended_as_too_slow_without_holding_back_another() {
-    let harness = MemoryHarness::start_with(|c| c.streams.queue_max_blocks = 4).await;
+    let harness = Harness::start_with(|c| c.streams.queue_max_blocks = 4).await;
     let addr = harness.node().streams_addr;
     // A reader that sends its request and never reads (a small receive buffer, so the
     // kernel holds little for it).
@@ -289,7 +287,7 @@ async fn a_reader_that_stops_is_ended_as_too_slow_without_holding_back_another()
     }
     // Big blocks: more than the kernel and the queue hold for the stalled reader.
     for height in 1..=120 {
-        harness.commit(memory_block(height, 400, KEY)).await;
+        harness.commit(synthetic_block(height, 400, KEY)).await;
         let line = reader.line().await.expect("the other reader keeps up");
         let block: Value = serde_json::from_str(&line).expect("JSON");
         assert_eq!(block["height"], height);
@@ -335,7 +333,7 @@ async fn a_reader_that_stops_is_ended_as_too_slow_without_holding_back_another()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_streams_take_a_bearer_token_and_end_when_it_expires() {
-    let harness = MemoryHarness::start_with(signed_with_key).await;
+    let harness = Harness::start_with(signed_with_key).await;
     let addr = harness.node().streams_addr.to_string();
     let (status, body) = http_request(
         &addr,
@@ -358,7 +356,7 @@ async fn signed_streams_take_a_bearer_token_and_end_when_it_expires() {
         assert!(tokio::time::Instant::now() < deadline, "curl subscribed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    harness.commit(memory_block(1, 1, KEY)).await;
+    harness.commit(synthetic_block(1, 1, KEY)).await;
     let (event, id, _) = sse.event().await.expect("an event");
     assert_eq!((event.as_str(), id.as_deref()), ("valid_blocks", Some("1")));
     let (event, _, data) = sse.event().await.expect("the close event at expiry");

@@ -4,16 +4,14 @@
 //! browser one (nats.ws) under Node.js 20 with its WebSocket; the Rust one is the crate's
 //! example (compiled with the workspace), printed unchanged.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::jetstream::*;
+use crate::support::*;
 use planetmint_streams_devchain::nats::NatsServer;
 use serde_json::Value;
-use support::jetstream::*;
-use support::*;
 use tokio::process::Command;
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/jetstream.md");
@@ -66,14 +64,14 @@ async fn python_example(script: &Path, api: &str, args: &[&str]) -> Vec<Value> {
 async fn the_python_example_seeks_by_height_and_time_and_shares_a_durable_consumer() {
     let nats = NatsServer::start().await.expect("nats-server");
     let harness = Harness::start_with(|c| c.nats = Some(nats_config(&nats))).await;
-    let address = harness.tarantool.address();
+    let store = harness.store();
     let api = harness.api();
     let dir = tempfile::tempdir().expect("tmp");
     let script = dir.path().join("jetstream_follow.py");
     std::fs::write(&script, doc_example("jetstream_follow.py")).expect("write");
 
     let blocks = chain(34, 1, 12, 2);
-    let (writer, _) = spawn_writer(address.clone(), blocks[..6].to_vec(), Duration::ZERO);
+    let (writer, _) = spawn_writer(store.clone(), blocks[..6].to_vec(), Duration::ZERO);
     writer.await.expect("written");
     let js = context(&nats.url()).await;
     wait_for(&js, "valid_transactions", 12, Duration::from_secs(30)).await;
@@ -87,7 +85,7 @@ async fn the_python_example_seeks_by_height_and_time_and_shares_a_durable_consum
     let since = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("time");
-    let (writer, _) = spawn_writer(address.clone(), blocks[6..8].to_vec(), Duration::ZERO);
+    let (writer, _) = spawn_writer(store.clone(), blocks[6..8].to_vec(), Duration::ZERO);
     writer.await.expect("written");
     let after = python_example(&script, &api, &["--since", &since, "--count", "4"]).await;
     assert_eq!(after, all[12..16].to_vec());
@@ -99,7 +97,7 @@ async fn the_python_example_seeks_by_height_and_time_and_shares_a_durable_consum
     assert_eq!(second, all[5..16].to_vec());
 
     // Two workers of one consumer group share the events: each exactly once between them.
-    let (writer, _) = spawn_writer(address, blocks[8..].to_vec(), Duration::from_millis(20));
+    let (writer, _) = spawn_writer(store, blocks[8..].to_vec(), Duration::from_millis(20));
     let worker = |n: &'static str| {
         let (script, api) = (script.clone(), api.clone());
         tokio::spawn(async move {
@@ -139,7 +137,7 @@ async fn the_browser_example_follows_blocks_from_a_height_over_nats_websocket() 
     let nats = NatsServer::start().await.expect("nats-server");
     let harness = Harness::start_with(|c| c.nats = Some(nats_config(&nats))).await;
     let blocks = chain(35, 1, 6, 1);
-    let (writer, _) = spawn_writer(harness.tarantool.address(), blocks.clone(), Duration::ZERO);
+    let (writer, _) = spawn_writer(harness.store(), blocks.clone(), Duration::ZERO);
     writer.await.expect("written");
     let js = context(&nats.url()).await;
     wait_for(&js, "valid_blocks", 6, Duration::from_secs(30)).await;

@@ -19,21 +19,19 @@
 //! `make test` installs what the examples use (scripts/ensure-deps.sh): Python's `websockets`,
 //! websocat, curl, jq, Node's `ws` and Chromium.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::demo;
 use planetmint_streams_devchain::fixtures::Planetmint253;
 use planetmint_streams_devchain::generate::GeneratedBlock;
 use planetmint_streams_devchain::process::{free_port, TarantoolProcess};
 use planetmint_streams_devchain::writer::PlanetmintWriter;
 use serde_json::Value;
-use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

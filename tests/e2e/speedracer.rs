@@ -10,13 +10,13 @@
 //! certificate from another CA gets nothing, and a client's NATS user JWT reads its dataset
 //! only. `make test` installs speedracer into target/py (PMS_PYTHON).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::jetstream::*;
+use crate::support::*;
 use planetmint_streams_devchain::generate::GeneratedBlock;
 use planetmint_streams_devchain::nats::{NatsOptions, NatsServer};
 use planetmint_streams_jetstream::NatsConfig;
@@ -26,8 +26,6 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
-use support::jetstream::*;
-use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
@@ -132,8 +130,8 @@ fn data(lines: &[Value]) -> Vec<Value> {
     messages(lines).into_iter().map(|(_, _, d)| d).collect()
 }
 
-async fn write(address: &str, blocks: &[GeneratedBlock]) {
-    let (writer, _) = spawn_writer(address.to_owned(), blocks.to_vec(), Duration::ZERO);
+async fn write(store: &Store, blocks: &[GeneratedBlock]) {
+    let (writer, _) = spawn_writer(store.clone(), blocks.to_vec(), Duration::ZERO);
     writer.await.expect("written");
 }
 
@@ -155,9 +153,9 @@ fn throwaway_certificate(dir: &Path) -> (PathBuf, PathBuf) {
 async fn speedracer_reads_from_the_beginning_then_live_and_seeks_by_sequence_and_time() {
     let nats = NatsServer::start().await.expect("nats-server");
     let harness = Harness::start_with(|c| c.nats = Some(nats_config(&nats))).await;
-    let address = harness.tarantool.address();
+    let store = harness.store();
     let blocks = chain(31, 1, 10, 2);
-    write(&address, &blocks[..5]).await;
+    write(&store, &blocks[..5]).await;
     let js = context(&nats.url()).await;
     wait_for(&js, "valid_transactions", 10, Duration::from_secs(30)).await;
 
@@ -174,7 +172,7 @@ async fn speedracer_reads_from_the_beginning_then_live_and_seeks_by_sequence_and
         "every event from the beginning"
     );
 
-    write(&address, &blocks[5..8]).await;
+    write(&store, &blocks[5..8]).await;
     let live = speedracer.run("read 6").await;
     assert_eq!(sequences(&live), (11..=16).collect::<Vec<_>>());
     assert_eq!(
@@ -189,7 +187,7 @@ async fn speedracer_reads_from_the_beginning_then_live_and_seeks_by_sequence_and
     assert_eq!(data(&again), expected_events(&blocks[..8]));
 
     speedracer.run("mark").await;
-    write(&address, &blocks[8..]).await;
+    write(&store, &blocks[8..]).await;
     wait_for(&js, "valid_transactions", 20, Duration::from_secs(30)).await;
     speedracer.run("seek_mark").await;
     let since = speedracer.run("read 4").await;
@@ -350,9 +348,9 @@ async fn with_certificates_and_operator_mode_a_durable_subscription_resumes_and_
         });
     })
     .await;
-    let address = harness.tarantool.address();
+    let store = harness.store();
     let blocks = chain(32, 1, 8, 2);
-    write(&address, &blocks[..4]).await;
+    write(&store, &blocks[..4]).await;
     let publisher = async_nats::ConnectOptions::with_credentials_file(keys.join("publisher.creds"))
         .await
         .expect("creds")
@@ -397,7 +395,7 @@ async fn with_certificates_and_operator_mode_a_durable_subscription_resumes_and_
         "nothing repeated, nothing skipped"
     );
     assert_eq!(data(&read), expected_events(&blocks[..4])[3..].to_vec());
-    write(&address, &blocks[4..]).await;
+    write(&store, &blocks[4..]).await;
     let live = second.run("read 8").await;
     assert_eq!(data(&live), expected_events(&blocks[4..]));
     second.quit().await;

@@ -6,16 +6,14 @@
 //! lost or sent twice); the protocol's errors. The node runs on the in-memory source: none of
 //! this is about Tarantool.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
 use planetmint_streams_auth::client::SecretHash;
 use planetmint_streams_auth::{ClientConfig, JwtAlgorithm, JwtKeyConfig, SecretString};
 use serde_json::{json, Value};
-use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -70,13 +68,13 @@ impl Library {
 }
 
 /// Every message a URL stream sends for the blocks up to `count` messages.
-async fn url_messages(ws: &mut Ws, count: usize) -> Vec<Value> {
-    take_json(ws, count, Duration::from_secs(20)).await
+async fn url_messages(ws: &mut UrlStream, count: usize) -> Vec<Value> {
+    ws.take(count, Duration::from_secs(20)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_sea_client_receives_every_event_as_the_url_stream_sends_it() {
-    let harness = MemoryHarness::start_with(|_| {}).await;
+    let harness = Harness::start_with(|_| {}).await;
     let port = harness.node().streams_addr.port();
     let mut transactions = Library::start(port, "indexer", "anything", "valid_transactions", 12);
     let mut blocks = Library::start(
@@ -89,10 +87,10 @@ async fn stream_sea_client_receives_every_event_as_the_url_stream_sends_it() {
     assert_eq!(transactions.line().await, json!({"subscribed": true}));
     assert_eq!(blocks.line().await, json!({"subscribed": true}));
     let base = format!("{}/api/v1/streams", harness.streams_base());
-    let mut url_tx = connect(&format!("{base}/valid_transactions")).await;
-    let mut url_blocks = connect(&format!("{base}/valid_blocks?public_key={KEY}")).await;
+    let mut url_tx = UrlStream::connect(&format!("{base}/valid_transactions")).await;
+    let mut url_blocks = UrlStream::connect(&format!("{base}/valid_blocks?public_key={KEY}")).await;
     for height in 1..=4 {
-        harness.commit(memory_block(height, 3, KEY)).await;
+        harness.commit(synthetic_block(height, 3, KEY)).await;
     }
     let expected_tx = url_messages(&mut url_tx, 12).await;
     let expected_blocks = url_messages(&mut url_blocks, 4).await;
@@ -139,87 +137,9 @@ fn jwt(streams: &[&str], expires_in: i64) -> String {
     .expect("a JWT")
 }
 
-/// Whether `message` is a delivery (not an answer).
-fn is_delivery(message: &Value) -> bool {
-    message.get("success").is_none() && message["action"] == "subscription"
-}
-
-/// A raw stream-sea client: sends messages with increasing ids.
-struct Raw {
-    ws: Ws,
-    next_id: u64,
-    /// Deliveries read while waiting for an answer.
-    stashed: std::collections::VecDeque<Value>,
-}
-
-impl Raw {
-    async fn connect(base: &str) -> Self {
-        Self {
-            ws: connect(&format!("{base}/api/v1/streams")).await,
-            next_id: 1,
-            stashed: Default::default(),
-        }
-    }
-
-    async fn send(&mut self, mut message: Value) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        message["id"] = json!(id);
-        self.ws
-            .send(Message::text(message.to_string()))
-            .await
-            .expect("send");
-        id
-    }
-
-    /// The next message (stashed deliveries first); a delivery's payload is checked against
-    /// the published schemas.
-    async fn next(&mut self) -> Value {
-        if let Some(message) = self.stashed.pop_front() {
-            return message;
-        }
-        let message = rpc_next(&mut self.ws, Duration::from_secs(20)).await;
-        if is_delivery(&message) {
-            assert_published_shape(&message["payload"]);
-        }
-        message
-    }
-
-    /// The answer to request `id` (deliveries read meanwhile are kept for [`Raw::next`]).
-    async fn answer(&mut self, id: u64) -> Value {
-        loop {
-            let message = rpc_next(&mut self.ws, Duration::from_secs(20)).await;
-            if is_delivery(&message) {
-                assert_published_shape(&message["payload"]);
-                self.stashed.push_back(message);
-            } else if message["id"] == id || message["id"].is_null() {
-                return message;
-            } else {
-                panic!("an answer to another request: {message}");
-            }
-        }
-    }
-
-    async fn authenticate(&mut self, payload: Value) -> Value {
-        let id = self
-            .send(json!({"action": "authenticate", "payload": payload}))
-            .await;
-        self.answer(id).await
-    }
-
-    async fn subscribe(&mut self, stream: &str, group: Option<&str>) -> (u64, Value) {
-        let mut message = json!({"action": "subscribe", "payload": stream});
-        if let Some(group) = group {
-            message["groupId"] = json!(group);
-        }
-        let id = self.send(message).await;
-        (id, self.answer(id).await)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_mode_refuses_a_wrong_secret_and_admits_a_client_a_token_and_a_jwt() {
-    let harness = MemoryHarness::start_with(|config| {
+    let harness = Harness::start_with(|config| {
         signed_with_key(config);
         config.auth.clients = vec![ClientConfig {
             id: "indexer".into(),
@@ -258,7 +178,7 @@ async fn signed_mode_refuses_a_wrong_secret_and_admits_a_client_a_token_and_a_jw
     // A JWT from the operator's identity provider (the library sends only basic: a raw
     // client here), bounded by the streams its claim names.
     let base = harness.streams_base();
-    let mut dashboard = Raw::connect(&base).await;
+    let mut dashboard = StreamSeaClient::connect(&base).await;
     let answer = dashboard
         .authenticate(
             json!({"type": "jwt", "clientId": "dashboard", "jwt": jwt(&["valid_blocks"], 60)}),
@@ -274,17 +194,17 @@ async fn signed_mode_refuses_a_wrong_secret_and_admits_a_client_a_token_and_a_jw
         json!({"id": blocks_id, "action": "subscription", "success": true, "streamName": "valid_blocks", "payload": blocks_id})
     );
     // An expired JWT is refused and the connection closed with 1008.
-    let mut late = Raw::connect(&base).await;
+    let mut late = StreamSeaClient::connect(&base).await;
     let answer = late
         .authenticate(
             json!({"type": "jwt", "clientId": "dashboard", "jwt": jwt(&["valid_blocks"], -120)}),
         )
         .await;
     assert_eq!(answer["success"], false);
-    let (_, close) = read_until_close(&mut late.ws, Duration::from_secs(10)).await;
-    assert_eq!(u16::from(close.expect("a close frame").code), 1008);
+    let (_, close) = late.until_close(Duration::from_secs(10)).await;
+    assert_eq!(close.expect("a close frame").code, 1008);
 
-    harness.commit(memory_block(1, 2, KEY)).await;
+    harness.commit(synthetic_block(1, 2, KEY)).await;
     for _ in 0..2 {
         assert_eq!(client.line().await["event"]["height"], 1);
     }
@@ -310,7 +230,7 @@ fn ids(deliveries: &[Value]) -> Vec<String> {
 }
 
 /// Reads deliveries of `member` until it has none for `quiet`.
-async fn drain(member: &mut Raw, quiet: Duration) -> Vec<Value> {
+async fn drain(member: &mut StreamSeaClient, quiet: Duration) -> Vec<Value> {
     let mut out = Vec::new();
     while let Ok(Some(Ok(message))) = tokio::time::timeout(quiet, member.ws.next()).await {
         if let Message::Text(text) = message {
@@ -322,11 +242,11 @@ async fn drain(member: &mut Raw, quiet: Duration) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_splits_every_event_once_as_members_join_and_leave() {
-    let harness = MemoryHarness::start_with(|_| {}).await;
+    let harness = Harness::start_with(|_| {}).await;
     let base = harness.streams_base();
     let mut members = Vec::new();
     for _ in 0..3 {
-        let mut member = Raw::connect(&base).await;
+        let mut member = StreamSeaClient::connect(&base).await;
         assert_eq!(
             member
                 .authenticate(json!({"type": "basic", "clientId": "w", "clientSecret": "x"}))
@@ -339,7 +259,7 @@ async fn a_group_splits_every_event_once_as_members_join_and_leave() {
     }
     let mut all = Vec::new();
     let mut commit = |height: u64| {
-        let block = memory_block(height, 12, KEY);
+        let block = synthetic_block(height, 12, KEY);
         all.extend(block.transactions.iter().map(|t| t.id.clone()));
         block
     };
@@ -348,7 +268,7 @@ async fn a_group_splits_every_event_once_as_members_join_and_leave() {
     }
     // A fourth member joins mid-stream; a first one leaves (it reads until our close frame
     // answers its own: whatever the node handed its socket, it got).
-    let mut joining = Raw::connect(&base).await;
+    let mut joining = StreamSeaClient::connect(&base).await;
     joining
         .authenticate(json!({"type": "basic", "clientId": "w", "clientSecret": "x"}))
         .await;
@@ -360,7 +280,7 @@ async fn a_group_splits_every_event_once_as_members_join_and_leave() {
     }
     let mut leaving = members.remove(0);
     leaving.ws.close(None).await.expect("close");
-    let (left_with, _) = read_until_close(&mut leaving.ws, Duration::from_secs(10)).await;
+    let (left_with, _) = leaving.until_close(Duration::from_secs(10)).await;
     for height in 11..=15 {
         harness.commit(commit(height)).await;
     }
@@ -389,19 +309,19 @@ async fn a_group_splits_every_event_once_as_members_join_and_leave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_protocol_answers_mistakes_without_disturbing_other_subscriptions() {
     // One block in memory: older history comes from the source.
-    let harness = MemoryHarness::start_with(|c| c.streams.ring_blocks = 1).await;
+    let harness = Harness::start_with(|c| c.streams.ring_blocks = 1).await;
     let base = harness.streams_base();
     // Anything before authenticate: refused, and the connection is closed with 1008.
-    let mut early = Raw::connect(&base).await;
+    let mut early = StreamSeaClient::connect(&base).await;
     let (id, answer) = early.subscribe("valid_blocks", None).await;
     assert_eq!(
         answer,
         json!({"id": id, "action": "subscribe", "success": false, "payload": {"error": "authenticate first"}})
     );
-    let (_, close) = read_until_close(&mut early.ws, Duration::from_secs(10)).await;
-    assert_eq!(u16::from(close.expect("close").code), 1008);
+    let (_, close) = early.until_close(Duration::from_secs(10)).await;
+    assert_eq!(close.expect("close").code, 1008);
 
-    let mut client = Raw::connect(&base).await;
+    let mut client = StreamSeaClient::connect(&base).await;
     client
         .authenticate(json!({"type": "basic", "clientId": "c", "clientSecret": "s"}))
         .await;
@@ -438,15 +358,15 @@ async fn the_protocol_answers_mistakes_without_disturbing_other_subscriptions() 
         .expect("send");
     assert_eq!(client.answer(0).await["id"], Value::Null);
     // History no longer stored: refused with the lowest height, before any delivery.
-    harness.source.commit(memory_block(1, 1, KEY));
-    harness.commit(memory_block(2, 1, KEY)).await;
+    harness.source.commit(synthetic_block(1, 1, KEY));
+    harness.commit(synthetic_block(2, 1, KEY)).await;
     harness.source.prune_below(2);
     let (id, answer) = client.subscribe("valid_blocks?from_height=0", None).await;
     assert_eq!(answer["id"], id);
     assert_eq!(answer["success"], false);
     assert_eq!(answer["payload"]["lowest_height"], 2);
     // The first subscription went on through all of it.
-    harness.commit(memory_block(3, 1, KEY)).await;
+    harness.commit(synthetic_block(3, 1, KEY)).await;
     let mut heights = Vec::new();
     while heights.last() != Some(&3) {
         let delivery = client.next().await;
@@ -461,13 +381,13 @@ async fn the_protocol_answers_mistakes_without_disturbing_other_subscriptions() 
     let answer = client.answer(id).await;
     assert_eq!(answer["success"], true);
     assert_eq!(answer["payload"], live);
-    harness.commit(memory_block(4, 1, KEY)).await;
-    assert_silent(&mut client.ws, Duration::from_millis(300)).await;
+    harness.commit(synthetic_block(4, 1, KEY)).await;
+    client.assert_silent(Duration::from_millis(300)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemas_are_served_on_both_ports_as_the_library_asks_and_publishing_is_refused() {
-    let harness = MemoryHarness::start_with(|_| {}).await;
+    let harness = Harness::start_with(|_| {}).await;
     for addr in [harness.node().streams_addr, harness.node().api_addr] {
         let addr = addr.to_string();
         // The library sends Content-Encoding: gzip even on a GET without a body.

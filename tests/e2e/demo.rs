@@ -4,15 +4,13 @@
 //! close 1001 and stops everything, and a second start over the same data continues the same
 //! chain block for block.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::*;
 use planetmint_streams_devchain::demo;
 use planetmint_streams_devchain::process::free_port;
 use serde_json::Value;
-use support::*;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
@@ -148,12 +146,12 @@ impl Drop for Demo {
 
 /// `valid_blocks` messages from `from` (exclusive) up to `to` (inclusive).
 async fn blocks(demo: &Demo, from: u64, to: u64) -> Vec<Value> {
-    let mut ws = connect(&demo.url(&format!("valid_blocks?from_height={from}"))).await;
+    let mut ws = UrlStream::connect(&demo.url(&format!("valid_blocks?from_height={from}"))).await;
     let mut out: Vec<Value> = Vec::new();
     while out.last().and_then(|b| b["height"].as_u64()) < Some(to) {
-        out.push(next_json(&mut ws, Duration::from_secs(30)).await);
+        out.push(ws.next_event(Duration::from_secs(30)).await);
     }
-    close(ws).await;
+    ws.close().await;
     out
 }
 
@@ -183,31 +181,31 @@ async fn the_demo_shows_the_documented_key_and_asset_and_stops_with_1001() {
     let head = demo.ready_at(30).await;
 
     // The key of the README's filter examples: its transactions, from the start of the chain.
-    let mut by_key = connect(&demo.url(&format!(
+    let mut by_key = UrlStream::connect(&demo.url(&format!(
         "valid_transactions?public_key={}&from_height=0&batch=block",
         demo::KEY
     )))
     .await;
-    let found = take_json(&mut by_key, 3, Duration::from_secs(30)).await;
+    let found = by_key.take(3, Duration::from_secs(30)).await;
     assert!(
         found
             .iter()
             .all(|b| !b["transactions"].as_array().expect("a batch").is_empty()),
         "{found:?}"
     );
-    close(by_key).await;
+    by_key.close().await;
 
     // The asset: created at its documented height, then transferred.
-    let mut by_asset = connect(&demo.url(&format!(
+    let mut by_asset = UrlStream::connect(&demo.url(&format!(
         "valid_transactions?asset_id={}&from_height=0",
         demo::ASSET
     )))
     .await;
-    let events = take_json(&mut by_asset, 3, Duration::from_secs(30)).await;
+    let events = by_asset.take(3, Duration::from_secs(30)).await;
     assert_eq!(events[0]["transaction_id"], demo::ASSET, "{events:?}");
     assert_eq!(events[0]["height"], demo::ASSET_HEIGHT);
     assert!(events[1..].iter().all(|e| e["asset_id"] == demo::ASSET));
-    close(by_asset).await;
+    by_asset.close().await;
 
     // The chain is the documented one, block for block.
     let seen = blocks(&demo, 0, head).await;
@@ -221,12 +219,12 @@ async fn the_demo_shows_the_documented_key_and_asset_and_stops_with_1001() {
     );
 
     // One SIGTERM to the process group (the node's own and the one demo.sh passes on).
-    let mut live = connect(&demo.url("valid_blocks")).await;
-    let _ = next_json(&mut live, Duration::from_secs(10)).await;
+    let mut live = UrlStream::connect(&demo.url("valid_blocks")).await;
+    let _ = live.next_event(Duration::from_secs(10)).await;
     demo.terminate_group().await;
-    let (_, frame) = read_until_close(&mut live, Duration::from_secs(20)).await;
+    let (_, frame) = live.until_close(Duration::from_secs(20)).await;
     let frame = frame.expect("a close frame, not a dropped connection");
-    assert_eq!(u16::from(frame.code), 1001, "{}", frame.reason);
+    assert_eq!(frame.code, 1001, "{}", frame.reason);
     let mut demo = demo;
     let status = tokio::time::timeout(Duration::from_secs(30), demo.child.wait())
         .await

@@ -1,19 +1,18 @@
 //! The JetStream tier end to end, with a real nats-server (JetStream on, WebSocket on) and
-//! real Tarantool: every event of both streams is in JetStream once, in chain order, with
-//! the URL stream's payload, after the node is killed -9 mid-stream, after NATS is killed and
-//! restarted, and with two nodes publishing at once; seek by height names the right sequence;
-//! the catalogue and speedracer's configuration document name NATS.
-
-mod support;
+//! the node on the in-memory source (on a real Tarantool where the node binary is killed -9:
+//! only a Tarantool feeds the binary): every event of both streams is in JetStream once, in
+//! chain order, with the URL stream's payload, after the node is killed -9 mid-stream, after
+//! NATS is killed and restarted, and with two nodes publishing at once; seek by height names
+//! the right sequence; the catalogue and speedracer's configuration document name NATS.
 
 use std::time::Duration;
 
+use crate::support::jetstream::*;
+use crate::support::*;
 use planetmint_streams::config::Config;
 use planetmint_streams_devchain::nats::NatsServer;
 use planetmint_streams_jetstream::NatsConfig;
 use serde_json::Value;
-use support::jetstream::*;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_jetstream_once_in_order_as_the_url_stream_sends_them_and_seek_finds_heights()
@@ -21,26 +20,26 @@ async fn events_reach_jetstream_once_in_order_as_the_url_stream_sends_them_and_s
     let nats = NatsServer::start().await.expect("nats-server starts");
     let harness = Harness::start_with(|c| {
         c.nats = Some(NatsConfig {
-            // A tiny live queue: bursts overflow it and the publisher catches up from Tarantool.
+            // A tiny live queue: bursts overflow it and the publisher catches up from the source.
             queue_blocks: 2,
             ..nats_config(&nats)
         });
     })
     .await;
     let api = harness.node().api_addr.to_string();
-    let mut ws = connect(&format!(
+    let mut ws = UrlStream::connect(&format!(
         "{}/api/v1/streams/valid_transactions",
         harness.streams_base()
     ))
     .await;
     let blocks = chain(28, 1, 40, 3);
-    let (writer, _) = spawn_writer(harness.tarantool.address(), blocks.clone(), Duration::ZERO);
+    let (writer, _) = spawn_writer(harness.store(), blocks.clone(), Duration::ZERO);
     writer.await.expect("written");
 
     let js = context(&nats.url()).await;
     assert_streams_hold(&js, &blocks).await;
     // The same messages the URL stream sent, one for one.
-    let sent = take_json(&mut ws, 120, Duration::from_secs(30)).await;
+    let sent = ws.take(120, Duration::from_secs(30)).await;
     let held = contents(&js, "valid_transactions").await;
     assert_eq!(payloads(&held), sent);
 
@@ -59,7 +58,7 @@ async fn events_reach_jetstream_once_in_order_as_the_url_stream_sends_them_and_s
     );
     assert_eq!(metric(&text, "planetmint_streams_jetstream_up", ""), 1.0);
     eprintln!(
-        "live blocks dropped by the publisher's queue (read again from Tarantool): {}",
+        "live blocks dropped by the publisher's queue (read again from the source): {}",
         metric(
             &text,
             "planetmint_streams_jetstream_live_dropped_blocks_total",
@@ -132,7 +131,7 @@ async fn a_node_killed_mid_stream_and_a_nats_restart_neither_lose_nor_repeat_an_
 
     let blocks = chain(29, 1, 70, 2);
     let (writer, mut progress) = spawn_writer(
-        tarantool.address(),
+        Store::Tarantool(tarantool.address()),
         blocks.clone(),
         Duration::from_millis(40),
     );
@@ -153,12 +152,12 @@ async fn a_node_killed_mid_stream_and_a_nats_restart_neither_lose_nor_repeat_an_
     // NATS killed -9: the WebSocket stream flows on and the node stays ready; publishing
     // catches up from Tarantool once NATS is back.
     nats.kill().await;
-    let mut ws = connect(&format!(
+    let mut ws = UrlStream::connect(&format!(
         "{}/api/v1/streams/valid_blocks",
         format_args!("ws://127.0.0.1:{}", node.streams_port)
     ))
     .await;
-    let during = take_json(&mut ws, 5, Duration::from_secs(20)).await;
+    let during = ws.take(5, Duration::from_secs(20)).await;
     assert_eq!(
         during.len(),
         5,
@@ -194,17 +193,13 @@ async fn a_node_killed_mid_stream_and_a_nats_restart_neither_lose_nor_repeat_an_
 async fn two_nodes_publishing_at_once_store_each_event_once() {
     let nats = NatsServer::start().await.expect("nats-server");
     let harness = Harness::start_with(|c| c.nats = Some(nats_config(&nats))).await;
-    let mut second: Config = test_config(&harness.tarantool.address());
+    let mut second: Config = test_config();
     second.nats = Some(nats_config(&nats));
-    let other = planetmint_streams::start(second)
+    let other = planetmint_streams::start_with_source(second, harness.source.clone())
         .await
         .expect("second node");
     let blocks = chain(30, 1, 60, 3);
-    let (writer, _) = spawn_writer(
-        harness.tarantool.address(),
-        blocks.clone(),
-        Duration::from_millis(5),
-    );
+    let (writer, _) = spawn_writer(harness.store(), blocks.clone(), Duration::from_millis(5));
     writer.await.expect("written");
     let js = context(&nats.url()).await;
     assert_streams_hold(&js, &blocks).await;
@@ -267,11 +262,8 @@ async fn a_three_node_cluster_with_three_replicas_survives_losing_a_node() {
     })
     .await;
     let blocks = chain(36, 1, 40, 2);
-    let (writer, mut progress) = spawn_writer(
-        harness.tarantool.address(),
-        blocks.clone(),
-        Duration::from_millis(25),
-    );
+    let (writer, mut progress) =
+        spawn_writer(harness.store(), blocks.clone(), Duration::from_millis(25));
     progress
         .wait_for(|h| *h >= 15)
         .await
@@ -295,10 +287,10 @@ async fn a_publisher_that_fell_behind_another_is_refused_by_the_expected_last_se
     let nats = NatsServer::start().await.expect("nats-server");
     let harness = Harness::start_with(|c| c.nats = Some(nats_config(&nats))).await;
     let api = harness.node().api_addr.to_string();
-    let address = harness.tarantool.address();
+    let store = harness.store();
     let blocks = chain(33, 1, 12, 2);
     let js = context(&nats.url()).await;
-    let (writer, _) = spawn_writer(address.clone(), blocks[..5].to_vec(), Duration::ZERO);
+    let (writer, _) = spawn_writer(store.clone(), blocks[..5].to_vec(), Duration::ZERO);
     writer.await.expect("written");
     wait_for(&js, "valid_blocks", 5, Duration::from_secs(30)).await;
     metrics_until(&api, Duration::from_secs(20), |text| {
@@ -336,7 +328,7 @@ async fn a_publisher_that_fell_behind_another_is_refused_by_the_expected_last_se
     .await
     .expect("stored");
 
-    let (writer, _) = spawn_writer(address, blocks[5..].to_vec(), Duration::from_millis(5));
+    let (writer, _) = spawn_writer(store, blocks[5..].to_vec(), Duration::from_millis(5));
     writer.await.expect("written");
     let refused = metrics_until(&api, Duration::from_secs(20), |text| {
         metric(text, "planetmint_streams_jetstream_published_height", "") >= 12.0
@@ -405,7 +397,7 @@ async fn the_node_publishes_over_tls_with_a_client_certificate() {
     })
     .await;
     let blocks = chain(37, 1, 5, 2);
-    let (writer, _) = spawn_writer(harness.tarantool.address(), blocks.clone(), Duration::ZERO);
+    let (writer, _) = spawn_writer(harness.store(), blocks.clone(), Duration::ZERO);
     writer.await.expect("written");
     let text = metrics_until(
         &harness.node().api_addr.to_string(),

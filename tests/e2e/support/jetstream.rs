@@ -145,7 +145,7 @@ pub fn payloads(held: &[Held]) -> Vec<Value> {
 /// Checks what both streams hold against `blocks`: every event once, in chain order, with
 /// its headers, and nothing else.
 pub async fn assert_streams_hold(js: &async_nats::jetstream::Context, blocks: &[GeneratedBlock]) {
-    let transactions = super::expected_events(blocks);
+    let transactions = super::chain::expected_events(blocks);
     let held = wait_for(
         js,
         "valid_transactions",

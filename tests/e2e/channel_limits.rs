@@ -10,15 +10,13 @@
 //!
 //! The node runs on the in-memory source: none of this is about Tarantool.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::SinkExt;
 use planetmint_streams_auth::{Grant, Stream};
 use serde_json::{json, Value};
-use support::*;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
@@ -35,7 +33,9 @@ fn request(id: u64, method: &str, params: Value) -> Message {
 async fn answer(ws: &mut Ws, id: u64) -> (Value, Vec<Value>) {
     let mut others = Vec::new();
     loop {
-        let message = rpc_next(ws, Duration::from_secs(20)).await;
+        let message = next_json(ws, Duration::from_secs(20))
+            .await
+            .expect("connection open");
         if message["id"] == id {
             return (message, others);
         }
@@ -47,12 +47,17 @@ async fn answer(ws: &mut Ws, id: u64) -> (Value, Vec<Value>) {
 async fn updates_waiting_for_a_subscription_to_start_are_bounded() {
     // One block in memory: a resume from 0 needs the source, which is down, so the
     // subscription waits (its history check) while updates arrive.
-    let harness = MemoryHarness::start_with(|c| c.streams.ring_blocks = 1).await;
+    let harness = Harness::start_with(|c| c.streams.ring_blocks = 1).await;
     for height in 1..=3 {
-        harness.commit(memory_block(height, 1, KEY)).await;
+        harness.commit(synthetic_block(height, 1, KEY)).await;
     }
     harness.source.set_unavailable(true);
-    let mut ws = connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
+    let mut ws = websocket(
+        &format!("{}/api/v1/streams", harness.streams_base()),
+        &Options::default(),
+    )
+    .await
+    .expect("connect");
     ws.send(request(
         1,
         "subscribe",
@@ -95,12 +100,17 @@ async fn updates_waiting_for_a_subscription_to_start_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_continuation_frames_each_count_against_the_budget() {
     const EMPTY: usize = 150;
-    let harness = MemoryHarness::start_with(|c| {
+    let harness = Harness::start_with(|c| {
         c.streams.rpc_requests_per_second = 50;
         c.streams.rpc_requests_burst = 20;
     })
     .await;
-    let mut ws = connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
+    let mut ws = websocket(
+        &format!("{}/api/v1/streams", harness.streams_base()),
+        &Options::default(),
+    )
+    .await
+    .expect("connect");
     let text = json!({"jsonrpc": "2.0", "id": 7, "method": "describe", "params": {"stream": "valid_blocks"}})
         .to_string();
     let (head, tail) = text.split_at(10);
@@ -141,7 +151,7 @@ async fn empty_continuation_frames_each_count_against_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_credential_ends_the_subscriptions_it_does_not_allow() {
-    let harness = MemoryHarness::start_with(signed_with_key).await;
+    let harness = Harness::start_with(signed_with_key).await;
     let authority = harness.node().gatekeeper.token_authority().expect("keys");
     let whole_chain = authority
         .issue(
@@ -157,7 +167,12 @@ async fn a_new_credential_ends_the_subscriptions_it_does_not_allow() {
         )
         .expect("token")
         .token;
-    let mut ws = connect(&format!("{}/api/v1/streams", harness.streams_base())).await;
+    let mut ws = websocket(
+        &format!("{}/api/v1/streams", harness.streams_base()),
+        &Options::default(),
+    )
+    .await
+    .expect("connect");
     ws.send(request(1, "authenticate", json!({"token": whole_chain})))
         .await
         .expect("send");
@@ -171,7 +186,7 @@ async fn a_new_credential_ends_the_subscriptions_it_does_not_allow() {
     .expect("send");
     assert_eq!(answer(&mut ws, 2).await.0["result"], "1");
     harness
-        .commit(memory_block(
+        .commit(synthetic_block(
             1,
             2,
             "zeLcy7Xzntvupb1PChe1B3KjxRKcCdM1zJEKyKpc653",
@@ -216,18 +231,20 @@ async fn a_new_credential_ends_the_subscriptions_it_does_not_allow() {
     // Past the first token's expiry the connection is still open (the second token's), and
     // only the allowed subscription delivers.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    harness.commit(memory_block(2, 1, KEY)).await;
+    harness.commit(synthetic_block(2, 1, KEY)).await;
     harness
-        .commit(memory_block(
+        .commit(synthetic_block(
             3,
             1,
             "zeLcy7Xzntvupb1PChe1B3KjxRKcCdM1zJEKyKpc653",
         ))
         .await;
-    harness.commit(memory_block(4, 1, KEY)).await;
+    harness.commit(synthetic_block(4, 1, KEY)).await;
     let mut heights = Vec::new();
     while heights.last() != Some(&4) {
-        let message = rpc_next(&mut ws, Duration::from_secs(20)).await;
+        let message = next_json(&mut ws, Duration::from_secs(20))
+            .await
+            .expect("connection open");
         assert_eq!(message["params"]["subscription"], "2", "{message}");
         heights.push(
             message["params"]["result"]["height"]
@@ -260,14 +277,18 @@ async fn connect_from(from: &str, url: &str) -> Ws {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_is_bounded_across_its_connections_and_protocols() {
-    let harness = MemoryHarness::start_with(|c| {
+    let harness = Harness::start_with(|c| {
         c.streams.max_subscriptions_per_ip = 5;
         c.streams.max_filter_values_per_ip = 8;
     })
     .await;
     let channel = format!("{}/api/v1/streams", harness.streams_base());
-    let mut first = connect(&channel).await;
-    let mut second = connect(&channel).await;
+    let mut first = websocket(&channel, &Options::default())
+        .await
+        .expect("connect");
+    let mut second = websocket(&channel, &Options::default())
+        .await
+        .expect("connect");
     for id in 1..=3 {
         first
             .send(request(id, "subscribe", json!({"stream": "valid_blocks"})))
