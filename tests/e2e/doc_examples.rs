@@ -25,6 +25,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::browser::{chromium_binary, HEADLESS};
 use crate::support::*;
 use planetmint_streams_devchain::demo;
 use planetmint_streams_devchain::fixtures::Planetmint253;
@@ -582,20 +583,9 @@ fn example_env() -> Vec<(String, String)> {
 
 /// Chromium headless with `url` and the profile `dir`; its console lines are on its stderr.
 fn browser(url: &str, dir: &Path, log: std::fs::File) -> Child {
-    let chromium = std::env::var("PMS_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
+    Command::new(chromium_binary())
+        .args(HEADLESS)
+        .args(["--enable-logging=stderr", "--v=0"])
         // A profile of its own: a second Chromium on the same profile hands its page to the
         // first one and exits.
         .arg(format!("--user-data-dir={}", dir.display()))

@@ -44,6 +44,19 @@ pub fn chromium_binary() -> PathBuf {
         })
 }
 
+/// What every headless Chromium of the tests starts with: no sandbox, GPU or QUIC, and no
+/// traffic of its own (first-run pages, updates, sync).
+pub const HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// A headless Chromium with one page, driven over the DevTools protocol.
 pub struct Browser {
     page: Ws,
@@ -62,15 +75,8 @@ impl Browser {
         let log =
             std::fs::File::create(artifacts_dir().join("chromium.log")).expect("chromium log file");
         let child = Command::new(binary)
+            .args(HEADLESS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
                 "--window-size=1280,1100",
