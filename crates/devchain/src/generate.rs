@@ -11,6 +11,7 @@
 //! The rows have Planetmint's shapes; the signatures are placeholders (the stream never
 //! verifies them).
 
+use planetmint_streams_ingest::memory::BlockRows;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rmpv::Value;
@@ -56,6 +57,20 @@ impl GeneratedBlock {
     /// The block's transaction ids in order.
     pub fn transaction_ids(&self) -> Vec<String> {
         self.transactions.iter().map(|tx| tx.id.clone()).collect()
+    }
+
+    /// The rows its commit leaves in Tarantool, for an in-memory source
+    /// ([`MemorySource::commit_rows`](planetmint_streams_ingest::MemorySource::commit_rows)).
+    pub fn rows(&self) -> BlockRows {
+        BlockRows {
+            block: self.row.clone(),
+            transactions: self.transactions.iter().map(|tx| tx.row.clone()).collect(),
+            outputs: self
+                .transactions
+                .iter()
+                .flat_map(|tx| tx.outputs.iter().cloned())
+                .collect(),
+        }
     }
 }
 
@@ -761,6 +776,33 @@ impl ChainGenerator {
             row,
         }
     }
+}
+
+/// A block at `height` as the node holds it, made without Planetmint's rows: `count` CREATE
+/// transactions whose ids are spread over the whole id space (so partitions and consumer
+/// groups split them), each paying `key`. For tests and measurements that feed an in-memory
+/// source directly ([`MemorySource::commit`](planetmint_streams_ingest::MemorySource::commit)).
+pub fn synthetic_block(
+    height: u64,
+    count: u64,
+    key: &str,
+) -> planetmint_streams_model::CommittedBlock {
+    use planetmint_streams_model::{AssetIdsEntry, CommittedBlock, CommittedTransaction};
+    let transactions = (0..count)
+        .map(|i| {
+            let n = height * 1000 + i;
+            let id = format!("{:016x}{:048x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15), n);
+            CommittedTransaction {
+                asset_id: id.clone(),
+                asset_ids: vec![AssetIdsEntry::Id(id.clone())],
+                id,
+                operation: "CREATE".into(),
+                output_public_keys: vec![key.to_owned()],
+                input_owners: Vec::new(),
+            }
+        })
+        .collect();
+    CommittedBlock::synthetic(height, transactions)
 }
 
 #[cfg(test)]

@@ -14,6 +14,11 @@
 //!   a 3-node cluster, for the JetStream tier's tests and the demo.
 //! - [`fixtures`]: the rows Planetmint 2.5.3's own storage code wrote
 //!   (`tests/fixtures/planetmint-2.5.3`).
+//!
+//! Generated and fixture blocks also give their rows ([`generate::GeneratedBlock::rows`],
+//! [`fixtures::Planetmint253::block_rows`]) for the in-memory source
+//! (`planetmint_streams_ingest::MemorySource::commit_rows`), which tests use wherever Tarantool
+//! itself is not what they check.
 #![forbid(unsafe_code)]
 
 pub mod demo;

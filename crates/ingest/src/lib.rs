@@ -8,7 +8,8 @@
 //!   it and hands each block to a [`BlockSink`](planetmint_streams_model::BlockSink), retrying
 //!   with backoff while the source is away.
 //! - [`status`]: what the follower knows (source reachable, heads), for readiness and metrics.
-//! - [`memory`]: an in-memory source for tests of everything downstream.
+//! - [`memory`]: an in-memory source for tests of everything downstream (the whole node
+//!   included), fed assembled blocks or Planetmint's rows.
 #![forbid(unsafe_code)]
 
 pub mod follower;
@@ -17,6 +18,6 @@ pub mod status;
 pub mod tarantool;
 
 pub use follower::{Follower, FollowerConfig};
-pub use memory::MemorySource;
+pub use memory::{BlockRows, MemorySource};
 pub use status::IngestStatus;
 pub use tarantool::{TarantoolConfig, TarantoolSource};

@@ -1,0 +1,54 @@
+//! `/ready` and the source's metrics following Tarantool down (killed) and back up.
+
+use std::time::Duration;
+
+use crate::operations::{scrape, value};
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_flips_with_tarantool_and_reconnects_are_counted() {
+    let mut harness = TarantoolHarness::start().await;
+    let api = harness.node().api_addr.to_string();
+    let (status, ready) = get_json(&api, "/ready").await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["ready"], true);
+    let (status, health) = get_json(&api, "/health").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+
+    harness.tarantool.kill().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let down = loop {
+        let (status, ready) = get_json(&api, "/ready").await;
+        if status == 503 {
+            break ready;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/ready turns 503");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(down["ready"], false);
+    assert_eq!(down["source_reachable"], false);
+    assert!(
+        down["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unreachable"),
+        "{down}"
+    );
+    let (status, _) = get_json(&api, "/health").await;
+    assert_eq!(status, 200, "the process is still alive");
+    let scraped = scrape(&api).await;
+    assert_eq!(value(&scraped, "planetmint_streams_source_up", &[]), 0.0);
+    assert!(
+        value(
+            &scraped,
+            "planetmint_streams_source_errors_total",
+            &[("kind", "unavailable")]
+        ) >= 1.0
+    );
+
+    harness.tarantool.restart().await.expect("restart");
+    harness.wait_ready().await;
+    let scraped = scrape(&api).await;
+    assert_eq!(value(&scraped, "planetmint_streams_source_up", &[]), 1.0);
+    assert!(value(&scraped, "planetmint_streams_source_reconnects_total", &[]) >= 1.0);
+}
