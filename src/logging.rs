@@ -20,6 +20,11 @@ pub fn init(config: &LogConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr closed: a supervisor or journald gone, a
+        // pipe's reader exited) is lost, nothing more. tracing-subscriber's default reports it
+        // with `eprintln!`, which panics on the same closed stderr and takes down whichever
+        // task was logging: the Tarantool follower, a subscriber's connection, the shutdown.
+        .log_internal_errors(false)
         .with_ansi(colour);
     let _ = match config.format {
         LogFormat::Pretty => builder.try_init(),

@@ -125,55 +125,17 @@ async fn a_plain_http_admin_endpoint_off_loopback_is_refused_at_start_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_subscribers_with_1001_and_exits_0() {
-    // Ports free a moment ago can be taken before the node binds them (other tests on a busy
-    // machine): then the node exits saying so, and it is started again on other ports.
-    let mut attempt = 0;
-    let (mut child, _logs, started, streams_port, api_port) = loop {
-        attempt += 1;
-        let streams_port = planetmint_streams_devchain::process::free_port().expect("port");
-        let api_port = planetmint_streams_devchain::process::free_port().expect("port");
-        // No Tarantool at all: the node still serves subscribers (and says it is not ready).
-        let tarantool_port = planetmint_streams_devchain::process::free_port().expect("port");
-        let mut child = Command::new(BIN)
-            .args([
-                "--tarantool",
-                &format!("127.0.0.1:{tarantool_port}"),
-                "--streams-bind",
-                &format!("127.0.0.1:{streams_port}"),
-                "--api-bind",
-                &format!("127.0.0.1:{api_port}"),
-                "--log-format",
-                "json",
-            ])
-            .current_dir(std::env::temp_dir())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starts");
-        let mut logs = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let mut seen = Vec::new();
-        let started = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Ok(Some(line)) = logs.next_line().await {
-                if line.contains("planetmint-streams started") {
-                    return Some(line);
-                }
-                seen.push(line);
-            }
-            None
-        })
-        .await
-        .expect("started in time");
-        match started {
-            Some(line) => break (child, logs, line, streams_port, api_port),
-            None if attempt < 3 && seen.iter().any(|l| l.contains("Address already in use")) => {
-                continue
-            }
-            None => panic!("the node exited before starting: {seen:?}"),
-        }
-    };
+    // No Tarantool at all: the node still serves subscribers (and says it is not ready).
+    let LoggedNode {
+        mut child,
+        started,
+        api,
+        streams_port,
+        logs: _logs,
+    } = logged_node(None, &[]).await;
     let started: serde_json::Value = serde_json::from_str(&started).expect("JSON log line");
     assert_eq!(started["level"], "INFO");
-    let (status, ready) = get_json(&format!("127.0.0.1:{api_port}"), "/ready").await;
+    let (status, ready) = get_json(&api, "/ready").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["source_reachable"], false);
 
@@ -455,6 +417,8 @@ async fn a_bad_client_entry_stops_the_node_with_exit_2_naming_the_key_and_entry(
 /// A node binary started by a test: the child, its log lines as they come, and its addresses.
 struct LoggedNode {
     child: tokio::process::Child,
+    /// The `planetmint-streams started` log line.
+    started: String,
     logs: tokio::sync::mpsc::UnboundedReceiver<String>,
     api: String,
     streams_port: u16,
@@ -501,17 +465,18 @@ async fn logged_node(config: Option<&std::path::Path>, env: &[(&str, &str)]) -> 
         let started = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(line) = logs.recv().await {
                 if line.contains("planetmint-streams started") {
-                    return true;
+                    return Some(line);
                 }
                 seen.push(line);
             }
-            false
+            None
         })
         .await
         .expect("started in time");
-        if started {
+        if let Some(started) = started {
             return LoggedNode {
                 child,
+                started,
                 logs,
                 api: format!("127.0.0.1:{api_port}"),
                 streams_port,
