@@ -310,45 +310,43 @@ async fn request_targets_that_are_not_a_path_get_400_and_reach_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers_come_from_the_connection_not_the_client() {
-    let upstream = Recorder::start().await;
-    let harness = Harness::start_with(|c| c.api.upstream = Some(upstream.url.clone())).await;
-    let api = harness.node().api_addr.to_string();
-    let (status, body) = http_request(
-        &api,
+    let echo = echoed_by_the_upstream(
         "GET /api/v1/outputs HTTP/1.1\r\nHost: node.example:9984\r\nForwarded: for=6.6.6.6;proto=https\r\n\
          X-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\n\
          X-Forwarded-For: 10.1.1.1\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    let echo: Value = serde_json::from_str(&body).expect("JSON");
     let headers = &echo["headers"];
     assert_eq!(headers.get("forwarded"), None, "{headers}");
     assert_eq!(headers.get("x-real-ip"), None, "{headers}");
     assert_eq!(headers["x-forwarded-proto"], "http", "plain connection");
     assert_eq!(headers["x-forwarded-host"], "node.example:9984");
     assert_eq!(headers["x-forwarded-for"], "10.1.1.1, 127.0.0.1");
-    upstream.handle.stop(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_x_forwarded_for_header_is_kept_in_order() {
-    let upstream = Recorder::start().await;
-    let harness = Harness::start_with(|c| c.api.upstream = Some(upstream.url.clone())).await;
-    let api = harness.node().api_addr.to_string();
-    let (status, body) = http_request(
-        &api,
+    let echo = echoed_by_the_upstream(
         "GET /api/v1/outputs HTTP/1.1\r\nHost: node.example:9984\r\n\
          X-Forwarded-For: 10.1.1.1\r\nX-Forwarded-For: 10.2.2.2, 10.3.3.3\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    let echo: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(
         echo["headers"]["x-forwarded-for"], "10.1.1.1, 10.2.2.2, 10.3.3.3, 127.0.0.1",
         "{echo}"
     );
+}
+
+/// Sends `request` as it is to a node proxying to a recording upstream; returns what the
+/// upstream saw (its JSON echo), after checking the node answered 200.
+async fn echoed_by_the_upstream(request: &str) -> Value {
+    let upstream = Recorder::start().await;
+    let harness = Harness::start_with(|c| c.api.upstream = Some(upstream.url.clone())).await;
+    let api = harness.node().api_addr.to_string();
+    let (status, body) = http_request(&api, request).await;
+    assert_eq!(status, 200, "{body}");
     upstream.handle.stop(false).await;
+    serde_json::from_str(&body).expect("JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
