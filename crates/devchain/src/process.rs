@@ -55,7 +55,7 @@ const PORT_ATTEMPTS: u32 = 5;
 /// Runs `start` again (up to [`PORT_ATTEMPTS`] times in all) while it fails only because a
 /// port that was free a moment ago was taken in between (`taken`): parallel tests on a busy
 /// machine.
-pub(crate) async fn until_ports_are_free<T, E, Fut>(
+pub async fn until_ports_are_free<T, E, Fut>(
     mut start: impl FnMut() -> Fut,
     taken: impl Fn(&E) -> bool,
 ) -> Result<T, E>
@@ -71,10 +71,42 @@ where
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// The lowest port [`free_port`] hands out: above the well-known and registered defaults
+/// (Tarantool's 3301, the node's 9984/9985, NATS's 4222).
+const LOWEST_TEST_PORT: u16 = 10_000;
+
+/// A loopback port that was free a moment ago, for a server a test starts (and may stop and
+/// start again on the same port).
+///
+/// Chosen at random below the kernel's ephemeral range: a port the kernel picks for an
+/// outgoing connection or for a bind to port 0 (which parallel tests do all the time) is never
+/// one of these, so a server restarted on its port finds it free. Where the range cannot be
+/// read or leaves no room, the kernel picks (port 0).
 pub fn free_port() -> std::io::Result<u16> {
+    use rand::Rng;
+    if let Some(ephemeral_start) = ephemeral_range_start() {
+        if ephemeral_start > LOWEST_TEST_PORT {
+            let mut rng = rand::thread_rng();
+            for _ in 0..64 {
+                let port = rng.gen_range(LOWEST_TEST_PORT..ephemeral_start);
+                if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                    return Ok(port);
+                }
+            }
+        }
+    }
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(listener.local_addr()?.port())
+}
+
+/// The first port of the kernel's ephemeral range (Linux), if it can be read.
+fn ephemeral_range_start() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl TarantoolProcess {
@@ -247,4 +279,23 @@ async fn greets(port: u16) -> bool {
         .ok()
         .flatten()
         .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_outside_the_kernels_ephemeral_range_and_free() {
+        for _ in 0..20 {
+            let port = free_port().expect("a port");
+            if let Some(start) = ephemeral_range_start() {
+                assert!(
+                    (LOWEST_TEST_PORT..start).contains(&port),
+                    "{port} not in {LOWEST_TEST_PORT}..{start}"
+                );
+            }
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("still free");
+        }
+    }
 }

@@ -19,19 +19,26 @@ use super::clients::http::http_get;
 /// How long a node may take to reach its source and to become ready.
 const START_WITHIN: Duration = Duration::from_secs(20);
 
-/// A configuration for tests: loopback ports chosen by the OS, short timers. The Tarantool
-/// address is the default one, which nothing reads on an in-memory source.
+/// A loopback address on a port from `free_port` (outside the kernel's ephemeral range, so a
+/// node stopped and started again on it finds it free).
+fn free_address() -> String {
+    let port = planetmint_streams_devchain::process::free_port().expect("a free port");
+    format!("127.0.0.1:{port}")
+}
+
+/// A configuration for tests: free loopback ports, short timers. The Tarantool address is the
+/// default one, which nothing reads on an in-memory source.
 pub fn test_config() -> Config {
     let mut config = Config::default();
     config.tarantool.reconnect_min = Duration::from_millis(20);
     config.tarantool.reconnect_max = Duration::from_millis(300);
     config.tarantool.request_timeout = Duration::from_secs(3);
     config.tarantool.long_poll = Duration::from_millis(500);
-    config.streams.bind = "127.0.0.1:0".into();
+    config.streams.bind = free_address();
     config.streams.advertised_host = "127.0.0.1".into();
     config.streams.workers = 2;
     config.streams.shutdown_grace = Duration::from_secs(3);
-    config.api.bind = "127.0.0.1:0".into();
+    config.api.bind = free_address();
     config
 }
 
@@ -153,7 +160,10 @@ impl Harness {
         }
         let mut config = test_config();
         adjust(&mut config);
-        let node = start_node(&config, &source).await;
+        let node = start_on_test_ports(&mut config, |config| {
+            planetmint_streams::start_with_source(config, source.clone())
+        })
+        .await;
         Self {
             source,
             node: Some(node),
@@ -202,6 +212,37 @@ impl Harness {
     }
 }
 
+/// Starts a node with `start` and waits until it has reached its source. When a port of
+/// `config` was taken between [`test_config`] choosing it and the node binding it (another
+/// test's `free_port`), it starts again on other free ports.
+async fn start_on_test_ports<Fut>(config: &mut Config, start: impl Fn(Config) -> Fut) -> RunningNode
+where
+    Fut: std::future::Future<Output = anyhow::Result<RunningNode>>,
+{
+    let taken = |err: &anyhow::Error| {
+        err.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+        })
+    };
+    let mut attempt = 1;
+    loop {
+        match start(config.clone()).await {
+            Ok(node) => {
+                wait_started(&node).await;
+                return node;
+            }
+            Err(err) if attempt < 3 && taken(&err) => {
+                attempt += 1;
+                config.streams.bind = free_address();
+                config.api.bind = free_address();
+            }
+            Err(err) => panic!("node starts: {err:?}"),
+        }
+    }
+}
+
 async fn start_node(config: &Config, source: &Arc<MemorySource>) -> RunningNode {
     let node = planetmint_streams::start_with_source(config.clone(), source.clone())
         .await
@@ -241,10 +282,7 @@ impl TarantoolHarness {
         let tarantool = TarantoolProcess::start().await.expect("tarantool starts");
         let mut config = tarantool_config(&tarantool.address());
         adjust(&mut config);
-        let node = planetmint_streams::start(config)
-            .await
-            .expect("node starts");
-        wait_started(&node).await;
+        let node = start_on_test_ports(&mut config, planetmint_streams::start).await;
         Self {
             tarantool,
             node: Some(node),
