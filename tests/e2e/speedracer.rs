@@ -333,14 +333,7 @@ async fn with_certificates_and_operator_mode_a_durable_subscription_resumes_and_
         c.tls.cert_file = Some(server_cert.clone());
         c.tls.key_file = Some(server_key.clone());
         c.tls.client_ca_file = Some(ca_file.clone());
-        c.auth.mode = planetmint_streams_auth::AuthMode::Signed;
-        c.auth.keys = vec![planetmint_streams_auth::KeyConfig {
-            id: "k1".into(),
-            secret: Some(planetmint_streams_auth::SecretString::new(
-                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-            )),
-            secret_file: None,
-        }];
+        signed_with_key(c);
         c.nats = Some(NatsConfig {
             credentials_file: Some(keys.join("publisher.creds")),
             account_signing_key_file: Some(keys.join("account-signing.nk")),

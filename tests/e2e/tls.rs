@@ -244,14 +244,7 @@ async fn with_tls_the_admin_endpoint_is_https_and_the_proxy_says_https_upstream(
     let harness = Harness::start_with(|c| {
         pki.serve_tls(c);
         c.api.upstream = Some(upstream.clone());
-        c.auth.mode = planetmint_streams_auth::AuthMode::Signed;
-        c.auth.keys = vec![planetmint_streams_auth::KeyConfig {
-            id: "k1".into(),
-            secret: Some(planetmint_streams_auth::SecretString::new(
-                "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-            )),
-            secret_file: None,
-        }];
+        signed_with_key(c);
         c.auth.admin.enabled = true;
         c.auth.admin.bind = "127.0.0.1:0".into();
         c.auth.admin.secret = Some(planetmint_streams_auth::SecretString::new(admin_secret));
